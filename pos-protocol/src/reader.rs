@@ -1,0 +1,333 @@
+//! The reader protocol, version 1: one JSON object per WebSocket text frame (over WebUSB the
+//! same JSON behind a 4-byte big-endian length). `docs/reader-protocol.md` describes the flow.
+
+use serde::{Deserialize, Serialize};
+
+use crate::CardSummary;
+
+/// The protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Frames larger than this are refused unparsed (a reader has no reason to send more).
+pub const MAX_FRAME_BYTES: usize = 16 * 1024;
+
+/// Longest opaque card payload a reader may send (base64 text).
+pub const MAX_CARD_PAYLOAD_CHARS: usize = 4096;
+
+/// Longest request id accepted on the wire.
+pub const MAX_REQUEST_ID_CHARS: usize = 64;
+
+/// Messages from the POS (the browser) to the reader.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PosMessage {
+    /// First message after the socket opens. `token` is a connection token from the backend.
+    Hello {
+        protocol_version: u32,
+        client: String,
+        token: String,
+    },
+    /// Ask the reader to read a card for this amount.
+    Collect {
+        request_id: String,
+        amount: u64,
+        currency: String,
+    },
+    /// Cancel the collect with this request id.
+    Cancel { request_id: String },
+    /// Show a cart on the reader's screen.
+    DisplayCart { request_id: String, cart: Cart },
+    /// Go back to the idle screen.
+    ClearDisplay { request_id: String },
+    Ping { nonce: u64 },
+    Pong { nonce: u64 },
+}
+
+/// Messages from the reader to the POS.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ReaderMessage {
+    /// Answer to `hello`: the reader is paired with this POS for the session.
+    HelloAck {
+        protocol_version: u32,
+        reader: ReaderInfo,
+    },
+    /// The reader is waiting for a card for this collect.
+    CollectStarted { request_id: String },
+    /// A card was read. `card_payload` is encrypted by the reader for the backend.
+    CardRead {
+        request_id: String,
+        card: CardSummary,
+        card_payload: String,
+    },
+    /// The collect with this id was canceled.
+    Canceled { request_id: String },
+    /// A display command completed.
+    Ack { request_id: String },
+    /// A command failed. `request_id` is absent for errors not tied to a command.
+    Error {
+        #[serde(default)]
+        request_id: Option<String>,
+        code: ReaderErrorCode,
+        message: String,
+    },
+    Ping { nonce: u64 },
+    Pong { nonce: u64 },
+}
+
+/// What the reader says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReaderInfo {
+    pub id: String,
+    pub label: String,
+    pub serial_number: String,
+    pub device_type: String,
+    pub firmware_version: String,
+}
+
+/// Error codes a reader may send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReaderErrorCode {
+    Busy,
+    UnsupportedVersion,
+    NotPaired,
+    InvalidMessage,
+    CardReadFailed,
+    Timeout,
+    /// Any code a newer reader may send that this version does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+impl ReaderErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Busy => "busy",
+            Self::UnsupportedVersion => "unsupported_version",
+            Self::NotPaired => "not_paired",
+            Self::InvalidMessage => "invalid_message",
+            Self::CardReadFailed => "card_read_failed",
+            Self::Timeout => "timeout",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// A cart shown on the reader's display.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cart {
+    pub line_items: Vec<LineItem>,
+    #[serde(default)]
+    pub tax: u64,
+    pub total: u64,
+    pub currency: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineItem {
+    pub description: String,
+    pub amount: u64,
+    pub quantity: u32,
+}
+
+/// Why a frame could not be taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameError {
+    TooLarge { bytes: usize },
+    Malformed(String),
+    /// Parsed, but a field breaks a bound (ids, payload size, card summary shape).
+    Invalid(&'static str),
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::TooLarge { bytes } => {
+                write!(f, "frame of {bytes} bytes exceeds {MAX_FRAME_BYTES}")
+            }
+            Self::Malformed(why) => write!(f, "malformed frame: {why}"),
+            Self::Invalid(why) => write!(f, "invalid frame: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+fn check_request_id(id: &str) -> Result<(), FrameError> {
+    if id.is_empty() || id.len() > MAX_REQUEST_ID_CHARS {
+        return Err(FrameError::Invalid("request_id length"));
+    }
+    Ok(())
+}
+
+/// Checks a card summary's shape: what a receipt shows must be what it claims to be.
+pub fn check_card_summary(card: &CardSummary) -> Result<(), &'static str> {
+    if card.last4.len() != 4 || !card.last4.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("card.last4 must be four digits");
+    }
+    if !(1..=12).contains(&card.exp_month) {
+        return Err("card.exp_month must be 1..=12");
+    }
+    if !(2000..=2100).contains(&card.exp_year) {
+        return Err("card.exp_year out of range");
+    }
+    if card.brand.is_empty()
+        || card.brand.len() > 16
+        || !card.brand.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+    {
+        return Err("card.brand must be a short lowercase word");
+    }
+    Ok(())
+}
+
+/// Parses and bounds-checks one frame from a reader.
+pub fn parse_reader_frame(text: &str) -> Result<ReaderMessage, FrameError> {
+    if text.len() > MAX_FRAME_BYTES {
+        return Err(FrameError::TooLarge { bytes: text.len() });
+    }
+    let msg: ReaderMessage =
+        serde_json::from_str(text).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    match &msg {
+        ReaderMessage::CollectStarted { request_id }
+        | ReaderMessage::Canceled { request_id }
+        | ReaderMessage::Ack { request_id } => check_request_id(request_id)?,
+        ReaderMessage::CardRead {
+            request_id,
+            card,
+            card_payload,
+        } => {
+            check_request_id(request_id)?;
+            check_card_summary(card).map_err(FrameError::Invalid)?;
+            if card_payload.is_empty() || card_payload.len() > MAX_CARD_PAYLOAD_CHARS {
+                return Err(FrameError::Invalid("card_payload length"));
+            }
+        }
+        ReaderMessage::Error {
+            request_id: Some(id),
+            ..
+        } => check_request_id(id)?,
+        ReaderMessage::HelloAck { reader, .. } => {
+            if reader.id.is_empty() || reader.id.len() > 64 || reader.label.len() > 128 {
+                return Err(FrameError::Invalid("reader id/label length"));
+            }
+        }
+        _ => {}
+    }
+    Ok(msg)
+}
+
+/// Parses and bounds-checks one frame from a POS (the reader's side of the same rules).
+pub fn parse_pos_frame(text: &str) -> Result<PosMessage, FrameError> {
+    if text.len() > MAX_FRAME_BYTES {
+        return Err(FrameError::TooLarge { bytes: text.len() });
+    }
+    let msg: PosMessage =
+        serde_json::from_str(text).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    match &msg {
+        PosMessage::Collect { request_id, .. }
+        | PosMessage::Cancel { request_id }
+        | PosMessage::DisplayCart { request_id, .. }
+        | PosMessage::ClearDisplay { request_id } => check_request_id(request_id)?,
+        _ => {}
+    }
+    Ok(msg)
+}
+
+/// Serializes a message; these types always serialize.
+pub fn to_frame<T: Serialize>(msg: &T) -> String {
+    serde_json::to_string(msg).unwrap_or_else(|_| String::from("{}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn card_read_round_trips() {
+        let msg = ReaderMessage::CardRead {
+            request_id: "r1".into(),
+            card: CardSummary {
+                brand: "visa".into(),
+                last4: "4242".into(),
+                exp_month: 12,
+                exp_year: 2030,
+            },
+            card_payload: "AAAA".into(),
+        };
+        let text = to_frame(&msg);
+        assert!(text.contains(r#""type":"card_read""#));
+        assert_eq!(parse_reader_frame(&text).unwrap(), msg);
+    }
+
+    #[test]
+    fn oversized_frame_is_refused_before_parsing() {
+        let big = format!(r#"{{"type":"ping","nonce":1,"pad":"{}"}}"#, "x".repeat(20_000));
+        assert!(matches!(
+            parse_reader_frame(&big),
+            Err(FrameError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn malformed_and_unknown_frames_are_errors() {
+        assert!(matches!(
+            parse_reader_frame("not json"),
+            Err(FrameError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_reader_frame(r#"{"type":"launch_missiles"}"#),
+            Err(FrameError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_reader_frame(r#"{"type":"card_read","request_id":"r"}"#),
+            Err(FrameError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn card_summary_bounds_are_enforced() {
+        let frame = r#"{"type":"card_read","request_id":"r1","card_payload":"x",
+            "card":{"brand":"visa","last4":"4242424242424242","exp_month":1,"exp_year":2030}}"#;
+        assert_eq!(
+            parse_reader_frame(frame),
+            Err(FrameError::Invalid("card.last4 must be four digits"))
+        );
+        let frame = r#"{"type":"card_read","request_id":"r1","card_payload":"x",
+            "card":{"brand":"visa","last4":"4242","exp_month":13,"exp_year":2030}}"#;
+        assert!(parse_reader_frame(frame).is_err());
+    }
+
+    #[test]
+    fn unknown_reader_error_code_is_kept_as_unknown() {
+        let msg =
+            parse_reader_frame(r#"{"type":"error","code":"overheated","message":"hot"}"#).unwrap();
+        assert_eq!(
+            msg,
+            ReaderMessage::Error {
+                request_id: None,
+                code: ReaderErrorCode::Unknown,
+                message: "hot".into()
+            }
+        );
+    }
+
+    #[test]
+    fn pos_frames_parse_with_tags() {
+        let msg = parse_pos_frame(
+            r#"{"type":"collect","request_id":"pay_1","amount":1000,"currency":"usd"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            msg,
+            PosMessage::Collect {
+                request_id: "pay_1".into(),
+                amount: 1000,
+                currency: "usd".into()
+            }
+        );
+        assert!(parse_pos_frame(r#"{"type":"cancel","request_id":""}"#).is_err());
+    }
+}
