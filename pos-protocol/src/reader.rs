@@ -34,13 +34,24 @@ pub enum PosMessage {
         currency: String,
     },
     /// Cancel the collect with this request id.
-    Cancel { request_id: String },
+    Cancel {
+        request_id: String,
+    },
     /// Show a cart on the reader's screen.
-    DisplayCart { request_id: String, cart: Cart },
+    DisplayCart {
+        request_id: String,
+        cart: Cart,
+    },
     /// Go back to the idle screen.
-    ClearDisplay { request_id: String },
-    Ping { nonce: u64 },
-    Pong { nonce: u64 },
+    ClearDisplay {
+        request_id: String,
+    },
+    Ping {
+        nonce: u64,
+    },
+    Pong {
+        nonce: u64,
+    },
 }
 
 /// Messages from the reader to the POS.
@@ -53,7 +64,9 @@ pub enum ReaderMessage {
         reader: ReaderInfo,
     },
     /// The reader is waiting for a card for this collect.
-    CollectStarted { request_id: String },
+    CollectStarted {
+        request_id: String,
+    },
     /// A card was read. `card_payload` is encrypted by the reader for the backend.
     CardRead {
         request_id: String,
@@ -61,9 +74,13 @@ pub enum ReaderMessage {
         card_payload: String,
     },
     /// The collect with this id was canceled.
-    Canceled { request_id: String },
+    Canceled {
+        request_id: String,
+    },
     /// A display command completed.
-    Ack { request_id: String },
+    Ack {
+        request_id: String,
+    },
     /// A command failed. `request_id` is absent for errors not tied to a command.
     Error {
         #[serde(default)]
@@ -71,8 +88,12 @@ pub enum ReaderMessage {
         code: ReaderErrorCode,
         message: String,
     },
-    Ping { nonce: u64 },
-    Pong { nonce: u64 },
+    Ping {
+        nonce: u64,
+    },
+    Pong {
+        nonce: u64,
+    },
 }
 
 /// What the reader says about itself.
@@ -136,7 +157,9 @@ pub struct LineItem {
 /// Why a frame could not be taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FrameError {
-    TooLarge { bytes: usize },
+    TooLarge {
+        bytes: usize,
+    },
     Malformed(String),
     /// Parsed, but a field breaks a bound (ids, payload size, card summary shape).
     Invalid(&'static str),
@@ -176,7 +199,10 @@ pub fn check_card_summary(card: &CardSummary) -> Result<(), &'static str> {
     }
     if card.brand.is_empty()
         || card.brand.len() > 16
-        || !card.brand.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+        || !card
+            .brand
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b == b'_')
     {
         return Err("card.brand must be a short lowercase word");
     }
@@ -209,10 +235,10 @@ pub fn parse_reader_frame(text: &str) -> Result<ReaderMessage, FrameError> {
             request_id: Some(id),
             ..
         } => check_request_id(id)?,
-        ReaderMessage::HelloAck { reader, .. } => {
-            if reader.id.is_empty() || reader.id.len() > 64 || reader.label.len() > 128 {
-                return Err(FrameError::Invalid("reader id/label length"));
-            }
+        ReaderMessage::HelloAck { reader, .. }
+            if reader.id.is_empty() || reader.id.len() > 64 || reader.label.len() > 128 =>
+        {
+            return Err(FrameError::Invalid("reader id/label length"));
         }
         _ => {}
     }
@@ -264,7 +290,10 @@ mod tests {
 
     #[test]
     fn oversized_frame_is_refused_before_parsing() {
-        let big = format!(r#"{{"type":"ping","nonce":1,"pad":"{}"}}"#, "x".repeat(20_000));
+        let big = format!(
+            r#"{{"type":"ping","nonce":1,"pad":"{}"}}"#,
+            "x".repeat(20_000)
+        );
         assert!(matches!(
             parse_reader_frame(&big),
             Err(FrameError::TooLarge { .. })

@@ -1,0 +1,291 @@
+//! `/_sim/*` on the POS port: configuration, reader control, network faults and what the
+//! backend received. Never served on the API port.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, Method, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use tower_http::cors::{Any, CorsLayer};
+
+use crate::card_crypto::is_card_number;
+use crate::http_util::{error, json};
+use crate::network::Network;
+use crate::readers::{ReaderAddress, Readers};
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct AdminState {
+    pub readers: Arc<Readers>,
+    pub network: Network,
+    pub store: Arc<Store>,
+    pub config: Arc<SimConfig>,
+}
+
+/// `GET /_sim/config`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SimConfig {
+    pub backend_url: String,
+    pub readers: Vec<ReaderAddress>,
+}
+
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/_sim/config", get(config))
+        .route("/_sim/readers", get(list_readers))
+        .route("/_sim/readers/{id}/card", post(set_card))
+        .route("/_sim/readers/{id}/disconnect", post(disconnect))
+        .route("/_sim/network", get(get_network).post(set_network))
+        .route("/_sim/payments", get(payments))
+        // Test pages served from other loopback origins (wasm-bindgen-test's) drive it too.
+        .layer(
+            CorsLayer::new()
+                .allow_origin(Any)
+                .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+                .allow_headers([header::CONTENT_TYPE]),
+        )
+        .with_state(state)
+}
+
+async fn config(State(state): State<AdminState>) -> Response {
+    json(StatusCode::OK, state.config.as_ref())
+}
+
+async fn list_readers(State(state): State<AdminState>) -> Response {
+    let views: Vec<_> = state.readers.all().iter().map(|r| r.view()).collect();
+    json(StatusCode::OK, &views)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CardRequest {
+    number: String,
+}
+
+async fn set_card(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Some(reader) = state.readers.get(&id) else {
+        return error(StatusCode::NOT_FOUND, "not_found", "no such reader");
+    };
+    let Ok(CardRequest { number }) = serde_json::from_slice(&body) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            r#"body must be {"number":"<12 to 19 digits>"}"#,
+        );
+    };
+    if !is_card_number(&number) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "number must be 12 to 19 digits",
+        );
+    }
+    reader.set_next_card(number);
+    json(StatusCode::OK, &reader.view())
+}
+
+#[derive(Serialize)]
+struct Disconnected {
+    disconnected: bool,
+}
+
+async fn disconnect(State(state): State<AdminState>, Path(id): Path<String>) -> Response {
+    let Some(reader) = state.readers.get(&id) else {
+        return error(StatusCode::NOT_FOUND, "not_found", "no such reader");
+    };
+    let disconnected = reader.kill_session();
+    json(StatusCode::OK, &Disconnected { disconnected })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NetworkRequest {
+    down: bool,
+    #[serde(default)]
+    latency_ms: Option<u64>,
+}
+
+async fn get_network(State(state): State<AdminState>) -> Response {
+    json(StatusCode::OK, &state.network.get())
+}
+
+async fn set_network(State(state): State<AdminState>, body: Bytes) -> Response {
+    let Ok(request) = serde_json::from_slice::<NetworkRequest>(&body) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            r#"body must be {"down":bool,"latency_ms"?:number}"#,
+        );
+    };
+    let now = state.network.set(request.down, request.latency_ms);
+    eprintln!(
+        "[pos-sim] network: down={} latency_ms={}",
+        now.down, now.latency_ms
+    );
+    json(StatusCode::OK, &now)
+}
+
+async fn payments(State(state): State<AdminState>) -> Response {
+    match state.store.list_payments() {
+        Ok(list) => json(StatusCode::OK, &list),
+        Err(e) => {
+            eprintln!("[pos-sim] admin: listing payments failed: {e}");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "storage failed",
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use serde_json::{json, Value};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    fn app() -> (Router, AdminState) {
+        let store = Arc::new(Store::open_in_memory().expect("store"));
+        let key = store.card_key().expect("key");
+        let readers = Arc::new(Readers::new(
+            2,
+            "ws://127.0.0.1:1",
+            store.clone(),
+            key,
+            Duration::from_millis(1),
+        ));
+        let state = AdminState {
+            config: Arc::new(SimConfig {
+                backend_url: "http://127.0.0.1:2".into(),
+                readers: readers.addresses(),
+            }),
+            readers,
+            network: Network::new(),
+            store,
+        };
+        (router(state.clone()), state)
+    }
+
+    async fn send(router: &Router, method: &str, path: &str, body: &str) -> (u16, Value) {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_owned()))
+            .expect("request");
+        let res = router.clone().oneshot(req).await.expect("response");
+        let status = res.status().as_u16();
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn config_lists_backend_and_readers() {
+        let (router, _) = app();
+        let (status, body) = send(&router, "GET", "/_sim/config", "").await;
+        assert_eq!(status, 200);
+        assert_eq!(body["backend_url"], "http://127.0.0.1:2");
+        assert_eq!(body["readers"][0]["id"], "rdr_sim_1");
+        assert_eq!(
+            body["readers"][1]["url"],
+            "ws://127.0.0.1:1/readers/rdr_sim_2"
+        );
+    }
+
+    #[tokio::test]
+    async fn cards_are_validated_and_shown_as_last4() {
+        let (router, _) = app();
+        let (status, body) = send(
+            &router,
+            "POST",
+            "/_sim/readers/rdr_sim_1/card",
+            r#"{"number":"4000000000000002"}"#,
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(body["next_card"], "0002");
+        for bad in [
+            r#"{"number":"4000"}"#,
+            r#"{"number":"40000000000000020000"}"#,
+            r#"{"number":"4000-0000-0000-0002"}"#,
+            r#"{"num":"4000000000000002"}"#,
+            "nope",
+        ] {
+            let (status, _) = send(&router, "POST", "/_sim/readers/rdr_sim_1/card", bad).await;
+            assert_eq!(status, 400, "{bad}");
+        }
+        let (status, _) = send(
+            &router,
+            "POST",
+            "/_sim/readers/rdr_sim_9/card",
+            r#"{"number":"4000000000000002"}"#,
+        )
+        .await;
+        assert_eq!(status, 404);
+        let (_, list) = send(&router, "GET", "/_sim/readers", "").await;
+        assert_eq!(
+            list,
+            json!([
+                {"id":"rdr_sim_1","label":"Simulated reader 1","url":"ws://127.0.0.1:1/readers/rdr_sim_1","connected":false,"display":null,"next_card":"0002"},
+                {"id":"rdr_sim_2","label":"Simulated reader 2","url":"ws://127.0.0.1:1/readers/rdr_sim_2","connected":false,"display":null,"next_card":"4242"}
+            ])
+        );
+    }
+
+    #[tokio::test]
+    async fn network_switch_round_trips() {
+        let (router, state) = app();
+        let (_, body) = send(&router, "GET", "/_sim/network", "").await;
+        assert_eq!(body, json!({"down": false, "latency_ms": 0}));
+        let (_, body) = send(
+            &router,
+            "POST",
+            "/_sim/network",
+            r#"{"down":true,"latency_ms":250}"#,
+        )
+        .await;
+        assert_eq!(body, json!({"down": true, "latency_ms": 250}));
+        let (_, body) = send(&router, "POST", "/_sim/network", r#"{"down":false}"#).await;
+        assert_eq!(body, json!({"down": false, "latency_ms": 250}));
+        assert!(!state.network.get().down);
+        let (status, _) = send(&router, "POST", "/_sim/network", r#"{"latency_ms":1}"#).await;
+        assert_eq!(status, 400);
+    }
+
+    #[tokio::test]
+    async fn disconnect_without_session_reports_false() {
+        let (router, _) = app();
+        let (status, body) = send(&router, "POST", "/_sim/readers/rdr_sim_1/disconnect", "").await;
+        assert_eq!((status, body), (200, json!({"disconnected": false})));
+        let (status, _) = send(&router, "POST", "/_sim/readers/nope/disconnect", "").await;
+        assert_eq!(status, 404);
+    }
+
+    #[tokio::test]
+    async fn payments_start_empty() {
+        let (router, _) = app();
+        assert_eq!(
+            send(&router, "GET", "/_sim/payments", "").await,
+            (200, json!([]))
+        );
+    }
+}

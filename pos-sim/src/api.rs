@@ -1,0 +1,643 @@
+//! The backend API on its own port: `/v1/health`, `/v1/connection_tokens`, `/v1/payments`.
+//! See `docs/backend-api.md`.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderName, Method, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use pos_protocol::backend::{
+    CaptureMethod, ConnectionToken, PaymentBody, PaymentOk, PaymentStatus, IDEMPOTENCY_HEADER,
+};
+use pos_protocol::outcomes::{self, Outcome};
+use tower_http::cors::{Any, CorsLayer};
+
+use crate::card_crypto::{self, CardKey};
+use crate::http_util::{error, error_body, json, json_text};
+use crate::idempotency::fingerprint;
+use crate::store::{Idempotent, NewPayment, PaymentOutcome, Store, StoredAnswer};
+use crate::util::{now_ms, random_alnum};
+
+/// Largest request body the API reads.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub const MAX_AMOUNT: u64 = 99_999_999;
+pub const MAX_METADATA_KEYS: usize = 50;
+pub const MAX_ID_CHARS: usize = 64;
+/// Prefix of every connection token this backend issues.
+pub const TOKEN_PREFIX: &str = "pst_test_";
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Arc<Store>,
+    pub card_key: CardKey,
+}
+
+/// The API router with CORS. Logging and network faults are layered on by the caller.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/connection_tokens", post(connection_tokens))
+        .route("/v1/payments", post(payments))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(cors())
+        .with_state(state)
+}
+
+fn cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("idempotency-key"),
+        ])
+        .max_age(std::time::Duration::from_secs(600))
+}
+
+async fn health() -> Response {
+    json_text(StatusCode::OK, String::from(r#"{"ok":true}"#))
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+async fn method_not_allowed() -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request",
+        "method not allowed on this endpoint",
+    )
+}
+
+async fn connection_tokens(State(state): State<ApiState>) -> Response {
+    let secret = format!("{TOKEN_PREFIX}{}", random_alnum(32));
+    match state.store.insert_token(&secret, now_ms()) {
+        Ok(()) => json(StatusCode::OK, &ConnectionToken { secret }),
+        Err(e) => {
+            eprintln!("[pos-sim] api: storing a token failed: {e}");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "storage failed",
+            )
+        }
+    }
+}
+
+async fn payments(State(state): State<ApiState>, headers: HeaderMap, body: Body) -> Response {
+    let bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "request body unreadable or larger than 64 KiB",
+            )
+        }
+    };
+    let answer = handle_payment(&state, &headers, &bytes);
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json_text(status, answer.body)
+}
+
+/// A refusal before the idempotency store is consulted; nothing is stored for it.
+struct Refusal {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl Refusal {
+    fn invalid(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_request",
+            message: message.into(),
+        }
+    }
+
+    fn into_answer(self) -> StoredAnswer {
+        StoredAnswer {
+            status: self.status.as_u16(),
+            body: error_body(self.code, &self.message, None),
+        }
+    }
+}
+
+/// `POST /v1/payments`, after the body was read.
+pub fn handle_payment(state: &ApiState, headers: &HeaderMap, bytes: &[u8]) -> StoredAnswer {
+    let (key, body) = match check_request(state, headers, bytes) {
+        Ok(checked) => checked,
+        Err(refusal) => return refusal.into_answer(),
+    };
+    let fingerprint = fingerprint(&body);
+    let result = state.store.answer_once(&key, &fingerprint, || {
+        decide(&state.card_key, &body, now_ms())
+    });
+    match result {
+        Ok(Idempotent::First(answer)) | Ok(Idempotent::Replay(answer)) => answer,
+        Ok(Idempotent::Conflict) => StoredAnswer {
+            status: StatusCode::CONFLICT.as_u16(),
+            body: error_body(
+                "idempotency_key_reused",
+                "This Idempotency-Key was already used with a different request body.",
+                None,
+            ),
+        },
+        Err(e) => {
+            eprintln!("[pos-sim] api: payment storage failed: {e}");
+            Refusal {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                code: "internal",
+                message: String::from("storage failed"),
+            }
+            .into_answer()
+        }
+    }
+}
+
+/// Authorization, Idempotency-Key and body checks, in that order.
+fn check_request(
+    state: &ApiState,
+    headers: &HeaderMap,
+    bytes: &[u8],
+) -> Result<(String, PaymentBody), Refusal> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or("");
+    let known = !token.is_empty() && state.store.token_exists(token).unwrap_or(false);
+    if !known {
+        return Err(Refusal {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthorized",
+            message: String::from("missing or unknown connection token (Authorization: Bearer …)"),
+        });
+    }
+    let key = match headers.get(IDEMPOTENCY_HEADER).map(|v| v.to_str()) {
+        None => return Err(Refusal::invalid("missing Idempotency-Key header")),
+        Some(Err(_)) => return Err(Refusal::invalid("Idempotency-Key is not ASCII")),
+        Some(Ok(key)) => key.to_owned(),
+    };
+    let body: PaymentBody = serde_json::from_slice(bytes)
+        .map_err(|e| Refusal::invalid(format!("malformed payment body: {e}")))?;
+    validate(&body).map_err(Refusal::invalid)?;
+    if key != body.id {
+        return Err(Refusal::invalid("Idempotency-Key must equal the body's id"));
+    }
+    Ok((key, body))
+}
+
+/// Field bounds of a payment body.
+pub fn validate(body: &PaymentBody) -> Result<(), &'static str> {
+    if body.id.is_empty()
+        || body.id.len() > MAX_ID_CHARS
+        || !body
+            .id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err("id must be 1 to 64 characters of [A-Za-z0-9_-]");
+    }
+    if !(1..=MAX_AMOUNT).contains(&body.amount) {
+        return Err("amount must be 1..=99999999 minor units");
+    }
+    if body.currency.len() != 3 || !body.currency.bytes().all(|b| b.is_ascii_lowercase()) {
+        return Err("currency must be a lowercase three-letter ISO code");
+    }
+    if body.metadata.len() > MAX_METADATA_KEYS {
+        return Err("metadata may have at most 50 keys");
+    }
+    pos_protocol::reader::check_card_summary(&body.card)?;
+    Ok(())
+}
+
+/// Decides a payment seen for the first time: open the card payload, apply the test-card
+/// rules, build the answer to store.
+fn decide(card_key: &CardKey, body: &PaymentBody, now: u64) -> NewPayment {
+    let record = |outcome, decline_code: Option<&str>, payment_intent, status, answer| NewPayment {
+        amount: body.amount,
+        currency: body.currency.clone(),
+        outcome,
+        decline_code: decline_code.map(str::to_owned),
+        payment_intent,
+        offline: body.offline.is_some(),
+        first_seen: now,
+        answer: StoredAnswer {
+            status,
+            body: answer,
+        },
+    };
+    let card = match card_crypto::decrypt(card_key, &body.reader_id, &body.card_payload) {
+        Ok(card) => card,
+        Err(e) => {
+            return record(
+                PaymentOutcome::Failed,
+                None,
+                None,
+                StatusCode::BAD_REQUEST.as_u16(),
+                error_body("invalid_card_payload", &e.to_string(), None),
+            )
+        }
+    };
+    match outcomes::decide(&card.number, body.amount) {
+        Outcome::Approved => {
+            let (status, outcome) = match body.capture_method {
+                CaptureMethod::Automatic => (PaymentStatus::Succeeded, PaymentOutcome::Succeeded),
+                CaptureMethod::Manual => (
+                    PaymentStatus::RequiresCapture,
+                    PaymentOutcome::RequiresCapture,
+                ),
+            };
+            let intent = format!("pi_sim_{}", random_alnum(24));
+            let ok = PaymentOk {
+                payment_intent: intent.clone(),
+                status,
+            };
+            let answer = serde_json::to_string(&ok).unwrap_or_default();
+            record(outcome, None, Some(intent), StatusCode::OK.as_u16(), answer)
+        }
+        Outcome::Declined(code) => record(
+            PaymentOutcome::Declined,
+            Some(code),
+            None,
+            StatusCode::PAYMENT_REQUIRED.as_u16(),
+            error_body("card_declined", "Your card was declined.", Some(code)),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Request;
+    use pos_protocol::backend::ErrorBody;
+    use serde_json::{json, Value};
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::card_crypto::CardData;
+
+    struct Harness {
+        router: Router,
+        state: ApiState,
+        token: String,
+    }
+
+    async fn harness() -> Harness {
+        let store = Arc::new(Store::open_in_memory().expect("store"));
+        let card_key = store.card_key().expect("key");
+        let state = ApiState { store, card_key };
+        let router = router(state.clone());
+        let (status, body) = send(&router, "POST", "/v1/connection_tokens", &[], "").await;
+        assert_eq!(status, 200);
+        let token = body["secret"].as_str().expect("secret").to_owned();
+        Harness {
+            router,
+            state,
+            token,
+        }
+    }
+
+    async fn send(
+        router: &Router,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, Value) {
+        let mut req = Request::builder().method(method).uri(path);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Body::from(body.to_owned())).expect("request");
+        let res = router.clone().oneshot(req).await.expect("response");
+        let status = res.status().as_u16();
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).expect("JSON body")
+        };
+        (status, value)
+    }
+
+    impl Harness {
+        fn payload(&self, number: &str) -> String {
+            let card = CardData {
+                number: number.into(),
+                exp_month: 12,
+                exp_year: 2030,
+            };
+            card_crypto::encrypt(&self.state.card_key, "rdr_sim_1", &card).expect("encrypt")
+        }
+
+        fn body(&self, id: &str, amount: u64, number: &str) -> Value {
+            json!({
+                "id": id,
+                "amount": amount,
+                "currency": "usd",
+                "capture_method": "automatic",
+                "card_payload": self.payload(number),
+                "card": {"brand": "visa", "last4": &number[number.len() - 4..], "exp_month": 12, "exp_year": 2030},
+                "reader_id": "rdr_sim_1",
+                "offline": null,
+                "metadata": {"order": "42"}
+            })
+        }
+
+        async fn pay(&self, key: &str, body: &Value) -> (u16, Value) {
+            let auth = format!("Bearer {}", self.token);
+            send(
+                &self.router,
+                "POST",
+                "/v1/payments",
+                &[
+                    ("authorization", &auth),
+                    ("idempotency-key", key),
+                    ("content-type", "application/json"),
+                ],
+                &body.to_string(),
+            )
+            .await
+        }
+
+        fn requests_for(&self, key: &str) -> u64 {
+            let list = self.state.store.list_payments().expect("list");
+            list.iter()
+                .find(|p| p.key == key)
+                .map(|p| p.requests)
+                .unwrap_or(0)
+        }
+    }
+
+    fn error_code(body: &Value) -> String {
+        let e: ErrorBody = serde_json::from_value(body.clone()).expect("ErrorBody");
+        e.error.code
+    }
+
+    #[tokio::test]
+    async fn health_is_ok() {
+        let h = harness().await;
+        let (status, body) = send(&h.router, "GET", "/v1/health", &[], "").await;
+        assert_eq!(status, 200);
+        assert_eq!(body, json!({"ok": true}));
+    }
+
+    #[tokio::test]
+    async fn tokens_look_right_and_are_stored() {
+        let h = harness().await;
+        assert!(h.token.starts_with("pst_test_"));
+        assert_eq!(h.token.len(), "pst_test_".len() + 32);
+        assert!(h.state.store.token_exists(&h.token).expect("query"));
+    }
+
+    #[tokio::test]
+    async fn approved_payment_succeeds() {
+        let h = harness().await;
+        let (status, body) = h
+            .pay("pay_ok", &h.body("pay_ok", 1000, "4242424242424242"))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["status"], "succeeded");
+        let intent = body["payment_intent"].as_str().expect("intent");
+        assert!(intent.starts_with("pi_sim_") && intent.len() == 7 + 24);
+        let list = h.state.store.list_payments().expect("list");
+        assert_eq!(list[0].outcome, PaymentOutcome::Succeeded);
+        assert!(!list[0].offline);
+    }
+
+    #[tokio::test]
+    async fn manual_capture_requires_capture() {
+        let h = harness().await;
+        let mut body = h.body("pay_manual", 1000, "4242424242424242");
+        body["capture_method"] = json!("manual");
+        let (status, body) = h.pay("pay_manual", &body).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["status"], "requires_capture");
+    }
+
+    #[tokio::test]
+    async fn test_cards_and_amounts_decline() {
+        let h = harness().await;
+        for (number, amount, code) in [
+            ("4000000000000002", 1000, "generic_decline"),
+            ("4000000000009995", 1000, "insufficient_funds"),
+            ("4242424242424242", 1005, "generic_decline"),
+            ("4242424242424242", 2055, "incorrect_pin"),
+        ] {
+            let key = format!("pay_{number}_{amount}");
+            let (status, body) = h.pay(&key, &h.body(&key, amount, number)).await;
+            assert_eq!(status, 402, "{number} {amount}: {body}");
+            assert_eq!(error_code(&body), "card_declined");
+            assert_eq!(body["error"]["decline_code"], code);
+            assert_eq!(body["error"]["message"], "Your card was declined.");
+        }
+        let list = h.state.store.list_payments().expect("list");
+        assert!(list.iter().all(|p| p.outcome == PaymentOutcome::Declined));
+        assert_eq!(list[0].decline_code.as_deref(), Some("generic_decline"));
+    }
+
+    #[tokio::test]
+    async fn replay_returns_the_first_answer_and_conflict_is_409() {
+        let h = harness().await;
+        let body = h.body("pay_r", 1000, "4242424242424242");
+        let first = h.pay("pay_r", &body).await;
+        let again = h.pay("pay_r", &body).await;
+        assert_eq!(first, again);
+        assert_eq!(h.requests_for("pay_r"), 2);
+
+        let mut offline = body.clone();
+        offline["offline"] = json!({"stored_at": 1_700_000_000_000u64});
+        assert_eq!(h.pay("pay_r", &offline).await, first);
+        assert_eq!(h.requests_for("pay_r"), 3);
+
+        let mut changed = body.clone();
+        changed["amount"] = json!(2000);
+        let (status, conflict) = h.pay("pay_r", &changed).await;
+        assert_eq!(status, 409);
+        assert_eq!(error_code(&conflict), "idempotency_key_reused");
+        assert_eq!(h.requests_for("pay_r"), 4);
+        assert_eq!(
+            h.pay("pay_r", &body).await,
+            first,
+            "stored answer unchanged"
+        );
+    }
+
+    #[tokio::test]
+    async fn declines_replay_too() {
+        let h = harness().await;
+        let body = h.body("pay_d", 1000, "4000000000000002");
+        let first = h.pay("pay_d", &body).await;
+        assert_eq!(first.0, 402);
+        assert_eq!(h.pay("pay_d", &body).await, first);
+    }
+
+    #[tokio::test]
+    async fn offline_flag_is_recorded() {
+        let h = harness().await;
+        let mut body = h.body("pay_off", 1000, "4242424242424242");
+        body["offline"] = json!({"stored_at": 5});
+        assert_eq!(h.pay("pay_off", &body).await.0, 200);
+        assert!(h.state.store.list_payments().expect("list")[0].offline);
+    }
+
+    #[tokio::test]
+    async fn bad_card_payload_is_400_and_stored() {
+        let h = harness().await;
+        let mut body = h.body("pay_bad", 1000, "4242424242424242");
+        body["card_payload"] = json!("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+        let first = h.pay("pay_bad", &body).await;
+        assert_eq!(first.0, 400);
+        assert_eq!(error_code(&first.1), "invalid_card_payload");
+        assert_eq!(h.pay("pay_bad", &body).await, first);
+        assert_eq!(h.requests_for("pay_bad"), 2);
+        let list = h.state.store.list_payments().expect("list");
+        assert_eq!(list[0].outcome, PaymentOutcome::Failed);
+
+        // A payload from another reader does not open either.
+        let mut body = h.body("pay_other", 1000, "4242424242424242");
+        body["reader_id"] = json!("rdr_sim_2");
+        assert_eq!(
+            error_code(&h.pay("pay_other", &body).await.1),
+            "invalid_card_payload"
+        );
+    }
+
+    #[tokio::test]
+    async fn auth_is_required() {
+        let h = harness().await;
+        let body = h.body("pay_a", 1000, "4242424242424242").to_string();
+        for auth in [None, Some("Bearer pst_test_unknown"), Some("Basic xyz")] {
+            let mut headers = vec![("idempotency-key", "pay_a")];
+            if let Some(a) = auth {
+                headers.push(("authorization", a));
+            }
+            let (status, resp) = send(&h.router, "POST", "/v1/payments", &headers, &body).await;
+            assert_eq!(status, 401, "{auth:?}");
+            assert_eq!(error_code(&resp), "unauthorized");
+        }
+        assert_eq!(h.requests_for("pay_a"), 0, "refused requests store nothing");
+    }
+
+    #[tokio::test]
+    async fn invalid_requests_are_400() {
+        let h = harness().await;
+        let auth = format!("Bearer {}", h.token);
+        let good = h.body("pay_v", 1000, "4242424242424242");
+
+        // Missing key.
+        let (status, resp) = send(
+            &h.router,
+            "POST",
+            "/v1/payments",
+            &[("authorization", &auth)],
+            &good.to_string(),
+        )
+        .await;
+        assert_eq!(
+            (status, error_code(&resp).as_str()),
+            (400, "invalid_request")
+        );
+
+        // Key differs from id.
+        let (status, _) = h.pay("pay_other", &good).await;
+        assert_eq!(status, 400);
+
+        let mut cases: Vec<Value> = Vec::new();
+        for (field, value) in [
+            ("amount", json!(0)),
+            ("amount", json!(100_000_000u64)),
+            ("amount", json!(-5)),
+            ("currency", json!("USD")),
+            ("currency", json!("usdx")),
+            ("capture_method", json!("later")),
+            ("unknown_field", json!(1)),
+        ] {
+            let mut b = good.clone();
+            b[field] = value;
+            cases.push(b);
+        }
+        let mut b = good.clone();
+        let many: serde_json::Map<String, Value> =
+            (0..51).map(|i| (format!("k{i}"), json!("v"))).collect();
+        b["metadata"] = Value::Object(many);
+        cases.push(b);
+        let mut b = good.clone();
+        b["card"]["last4"] = json!("4242424242424242");
+        cases.push(b);
+        for b in &cases {
+            let (status, resp) = h.pay("pay_v", b).await;
+            assert_eq!(status, 400, "{b}");
+            assert_eq!(error_code(&resp), "invalid_request");
+        }
+
+        let bad_id = "bad id!";
+        let mut b = good.clone();
+        b["id"] = json!(bad_id);
+        assert_eq!(h.pay(bad_id, &b).await.0, 400);
+
+        let (status, resp) = send(
+            &h.router,
+            "POST",
+            "/v1/payments",
+            &[("authorization", &auth), ("idempotency-key", "pay_v")],
+            "{not json",
+        )
+        .await;
+        assert_eq!(
+            (status, error_code(&resp).as_str()),
+            (400, "invalid_request")
+        );
+
+        assert_eq!(h.requests_for("pay_v"), 0);
+        // The good body still works afterwards.
+        assert_eq!(h.pay("pay_v", &good).await.0, 200);
+    }
+
+    #[tokio::test]
+    async fn unknown_paths_are_json_404() {
+        let h = harness().await;
+        let (status, body) = send(&h.router, "GET", "/v1/nope", &[], "").await;
+        assert_eq!(status, 404);
+        assert_eq!(error_code(&body), "not_found");
+        let (status, body) = send(&h.router, "GET", "/v1/payments", &[], "").await;
+        assert_eq!(status, 405);
+        assert_eq!(error_code(&body), "invalid_request");
+    }
+
+    #[tokio::test]
+    async fn cors_preflight_is_allowed() {
+        let h = harness().await;
+        let req = Request::builder()
+            .method("OPTIONS")
+            .uri("/v1/payments")
+            .header("origin", "http://127.0.0.1:9999")
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type,idempotency-key",
+            )
+            .body(Body::empty())
+            .expect("request");
+        let res = h.router.clone().oneshot(req).await.expect("response");
+        assert!(res.status().is_success());
+        let headers = res.headers();
+        assert_eq!(headers["access-control-allow-origin"], "*");
+        let allowed = headers["access-control-allow-headers"]
+            .to_str()
+            .expect("ascii")
+            .to_ascii_lowercase();
+        assert!(allowed.contains("idempotency-key") && allowed.contains("authorization"));
+    }
+}

@@ -1,0 +1,689 @@
+//! Simulated internet smart readers: one WebSocket endpoint each, speaking the reader
+//! protocol of `pos_protocol::reader` (see `docs/reader-protocol.md`).
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use pos_protocol::outcomes::brand_of;
+use pos_protocol::reader::{
+    parse_pos_frame, to_frame, Cart, PosMessage, ReaderErrorCode, ReaderInfo, ReaderMessage,
+    PROTOCOL_VERSION,
+};
+use pos_protocol::CardSummary;
+use serde::Serialize;
+use tokio::sync::oneshot;
+use tokio::time::{Instant, Sleep};
+
+use crate::card_crypto::{self, CardData, CardKey};
+use crate::http_util::error;
+use crate::store::Store;
+use crate::util::current_year;
+
+/// The card every reader presents unless told otherwise.
+pub const DEFAULT_CARD: &str = "4242424242424242";
+/// How often a paired reader pings the POS.
+pub const HEARTBEAT: Duration = Duration::from_secs(15);
+/// WebSocket messages above this are refused by the transport (the connection closes);
+/// anything between `pos_protocol::reader::MAX_FRAME_BYTES` and this gets an `invalid_message` error instead.
+const TRANSPORT_MAX_MESSAGE: usize = 1024 * 1024;
+
+/// One simulated reader.
+pub struct Reader {
+    pub id: String,
+    pub label: String,
+    pub serial: String,
+    pub url: String,
+    slot: Mutex<Slot>,
+}
+
+#[derive(Default)]
+struct Slot {
+    /// The connected POS, if any.
+    session: Option<SessionSlot>,
+    display: Option<Cart>,
+    /// One-shot card for the next read.
+    next_card: Option<String>,
+}
+
+struct SessionSlot {
+    id: u64,
+    kill: Option<oneshot::Sender<()>>,
+}
+
+/// A reader as `/_sim/readers` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReaderView {
+    pub id: String,
+    pub label: String,
+    pub url: String,
+    pub connected: bool,
+    pub display: Option<Cart>,
+    /// Last four digits of the card the reader presents next.
+    pub next_card: String,
+}
+
+/// A reader as the READY line and `/_sim/config` list it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReaderAddress {
+    pub id: String,
+    pub label: String,
+    pub url: String,
+}
+
+impl Reader {
+    fn new(index: usize, ws_base: &str) -> Self {
+        let id = format!("rdr_sim_{index}");
+        Self {
+            url: format!("{ws_base}/readers/{id}"),
+            id,
+            label: format!("Simulated reader {index}"),
+            serial: format!("SIM-{index:04}"),
+            slot: Mutex::new(Slot::default()),
+        }
+    }
+
+    fn slot(&self) -> MutexGuard<'_, Slot> {
+        // The slot holds plain data; a panic elsewhere cannot leave it inconsistent.
+        self.slot
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn info(&self) -> ReaderInfo {
+        ReaderInfo {
+            id: self.id.clone(),
+            label: self.label.clone(),
+            serial_number: self.serial.clone(),
+            device_type: String::from("simulated_wisepos_e"),
+            firmware_version: String::from("1.0.0"),
+        }
+    }
+
+    pub fn address(&self) -> ReaderAddress {
+        ReaderAddress {
+            id: self.id.clone(),
+            label: self.label.clone(),
+            url: self.url.clone(),
+        }
+    }
+
+    pub fn view(&self) -> ReaderView {
+        let slot = self.slot();
+        let next = slot.next_card.as_deref().unwrap_or(DEFAULT_CARD);
+        ReaderView {
+            id: self.id.clone(),
+            label: self.label.clone(),
+            url: self.url.clone(),
+            connected: slot.session.is_some(),
+            display: slot.display.clone(),
+            next_card: last4(next).to_owned(),
+        }
+    }
+
+    /// Sets the one-shot card for the next read. The caller validated `number`.
+    pub fn set_next_card(&self, number: String) {
+        self.slot().next_card = Some(number);
+    }
+
+    /// Drops the connected POS's socket without a close frame. `false` if none was connected.
+    pub fn kill_session(&self) -> bool {
+        let kill = self.slot().session.as_mut().and_then(|s| s.kill.take());
+        match kill {
+            Some(tx) => tx.send(()).is_ok(),
+            None => false,
+        }
+    }
+
+    fn take_card(&self) -> String {
+        self.slot()
+            .next_card
+            .take()
+            .unwrap_or_else(|| DEFAULT_CARD.to_owned())
+    }
+
+    fn set_display(&self, cart: Option<Cart>) {
+        self.slot().display = cart;
+    }
+
+    /// Claims the reader for a new socket; `None` when another POS holds it.
+    fn claim(&self, session_id: u64) -> Option<oneshot::Receiver<()>> {
+        let mut slot = self.slot();
+        if slot.session.is_some() {
+            return None;
+        }
+        let (tx, rx) = oneshot::channel();
+        slot.session = Some(SessionSlot {
+            id: session_id,
+            kill: Some(tx),
+        });
+        Some(rx)
+    }
+
+    fn release(&self, session_id: u64) {
+        let mut slot = self.slot();
+        if slot.session.as_ref().map(|s| s.id) == Some(session_id) {
+            slot.session = None;
+            // Back to the idle screen when the POS goes away.
+            slot.display = None;
+        }
+    }
+}
+
+fn last4(number: &str) -> &str {
+    number.get(number.len().saturating_sub(4)..).unwrap_or("")
+}
+
+/// All readers, plus what their sessions need.
+pub struct Readers {
+    readers: Vec<Arc<Reader>>,
+    store: Arc<Store>,
+    card_key: CardKey,
+    tap_delay: Duration,
+    next_session: std::sync::atomic::AtomicU64,
+}
+
+impl Readers {
+    /// `count` readers reachable under `ws_base` (e.g. `ws://127.0.0.1:8787`).
+    pub fn new(
+        count: usize,
+        ws_base: &str,
+        store: Arc<Store>,
+        card_key: CardKey,
+        tap_delay: Duration,
+    ) -> Self {
+        Self {
+            readers: (1..=count)
+                .map(|i| Arc::new(Reader::new(i, ws_base)))
+                .collect(),
+            store,
+            card_key,
+            tap_delay,
+            next_session: std::sync::atomic::AtomicU64::new(1),
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Arc<Reader>> {
+        self.readers.iter().find(|r| r.id == id)
+    }
+
+    pub fn all(&self) -> &[Arc<Reader>] {
+        &self.readers
+    }
+
+    pub fn addresses(&self) -> Vec<ReaderAddress> {
+        self.readers.iter().map(|r| r.address()).collect()
+    }
+}
+
+/// `GET /readers/{id}`: the WebSocket upgrade.
+pub async fn upgrade(
+    State(readers): State<Arc<Readers>>,
+    Path(id): Path<String>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let Some(reader) = readers.get(&id).cloned() else {
+        return error(StatusCode::NOT_FOUND, "not_found", "no such reader");
+    };
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => return rejection.into_response(),
+    };
+    ws.max_message_size(TRANSPORT_MAX_MESSAGE)
+        .max_frame_size(TRANSPORT_MAX_MESSAGE)
+        .on_upgrade(move |socket| run_socket(readers, reader, socket))
+}
+
+async fn run_socket(readers: Arc<Readers>, reader: Arc<Reader>, mut socket: WebSocket) {
+    let session_id = readers
+        .next_session
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let Some(kill) = reader.claim(session_id) else {
+        eprintln!(
+            "[pos-sim] reader {}: refused a second POS (busy)",
+            reader.id
+        );
+        let mut session = Session::new(&readers, &reader, &mut socket);
+        let _ = session
+            .send(&error_msg(
+                None,
+                ReaderErrorCode::Busy,
+                "reader is in use by another POS",
+            ))
+            .await;
+        close(&mut socket, 1013, "busy").await;
+        return;
+    };
+    eprintln!("[pos-sim] reader {}: POS connected", reader.id);
+    let end = Session::new(&readers, &reader, &mut socket).run(kill).await;
+    reader.release(session_id);
+    match end {
+        End::Closed => eprintln!("[pos-sim] reader {}: POS disconnected", reader.id),
+        End::Killed => eprintln!("[pos-sim] reader {}: socket dropped (admin)", reader.id),
+        End::Refused(code, reason) => {
+            close(&mut socket, code, reason).await;
+            eprintln!("[pos-sim] reader {}: closed ({reason})", reader.id);
+        }
+    }
+}
+
+async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })))
+        .await;
+}
+
+fn error_msg(request_id: Option<String>, code: ReaderErrorCode, message: &str) -> ReaderMessage {
+    ReaderMessage::Error {
+        request_id,
+        code,
+        message: message.to_owned(),
+    }
+}
+
+/// Why a session loop ended.
+enum End {
+    /// The POS closed or the socket failed.
+    Closed,
+    /// `/_sim/readers/{id}/disconnect`: drop the socket without a close frame.
+    Killed,
+    /// The reader refuses the POS: send this close code and reason.
+    Refused(u16, &'static str),
+}
+
+struct ActiveCollect {
+    request_id: String,
+}
+
+struct Session<'a> {
+    readers: &'a Readers,
+    reader: &'a Reader,
+    socket: &'a mut WebSocket,
+    paired: bool,
+    active: Option<ActiveCollect>,
+    tap: Pin<Box<Sleep>>,
+    ping_nonce: u64,
+}
+
+impl<'a> Session<'a> {
+    fn new(readers: &'a Readers, reader: &'a Reader, socket: &'a mut WebSocket) -> Self {
+        Self {
+            readers,
+            reader,
+            socket,
+            paired: false,
+            active: None,
+            tap: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            ping_nonce: 0,
+        }
+    }
+
+    async fn run(mut self, mut kill: oneshot::Receiver<()>) -> End {
+        let mut heartbeat = tokio::time::interval_at(Instant::now() + HEARTBEAT, HEARTBEAT);
+        loop {
+            let collecting = self.active.is_some();
+            let paired = self.paired;
+            tokio::select! {
+                _ = &mut kill => return End::Killed,
+                incoming = self.socket.recv() => {
+                    let step = match incoming {
+                        None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return End::Closed,
+                        Some(Ok(Message::Text(text))) => self.on_text(text.as_str()).await,
+                        Some(Ok(Message::Binary(_))) => {
+                            self.log_in("binary", None);
+                            self.send(&error_msg(
+                                None,
+                                ReaderErrorCode::InvalidMessage,
+                                "binary frames are not part of the protocol",
+                            ))
+                            .await
+                        }
+                        // WebSocket-level ping/pong is answered by the transport.
+                        Some(Ok(Message::Ping(_))) | Some(Ok(Message::Pong(_))) => Step::Continue,
+                    };
+                    match step {
+                        Step::Continue => {}
+                        Step::End(end) => return end,
+                    }
+                }
+                () = self.tap.as_mut(), if collecting => {
+                    if let Step::End(end) = self.card_read().await {
+                        return end;
+                    }
+                }
+                _ = heartbeat.tick(), if paired => {
+                    self.ping_nonce += 1;
+                    let ping = ReaderMessage::Ping { nonce: self.ping_nonce };
+                    if let Step::End(end) = self.send(&ping).await {
+                        return end;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn on_text(&mut self, text: &str) -> Step {
+        let msg = match parse_pos_frame(text) {
+            Ok(msg) => msg,
+            Err(e) => {
+                self.log_in("invalid", None);
+                return self
+                    .send(&error_msg(
+                        None,
+                        ReaderErrorCode::InvalidMessage,
+                        &e.to_string(),
+                    ))
+                    .await;
+            }
+        };
+        let (kind, request_id) = describe_pos(&msg);
+        self.log_in(kind, request_id);
+        if !self.paired {
+            return self.before_hello(msg).await;
+        }
+        match msg {
+            PosMessage::Hello { .. } => {
+                self.send(&error_msg(
+                    None,
+                    ReaderErrorCode::InvalidMessage,
+                    "already paired",
+                ))
+                .await
+            }
+            PosMessage::Collect {
+                request_id,
+                amount,
+                currency,
+            } => self.collect(request_id, amount, &currency).await,
+            PosMessage::Cancel { request_id } => self.cancel(request_id).await,
+            PosMessage::DisplayCart { request_id, cart } => {
+                self.reader.set_display(Some(cart));
+                self.send(&ReaderMessage::Ack { request_id }).await
+            }
+            PosMessage::ClearDisplay { request_id } => {
+                self.reader.set_display(None);
+                self.send(&ReaderMessage::Ack { request_id }).await
+            }
+            PosMessage::Ping { nonce } => self.send(&ReaderMessage::Pong { nonce }).await,
+            PosMessage::Pong { .. } => Step::Continue,
+        }
+    }
+
+    async fn before_hello(&mut self, msg: PosMessage) -> Step {
+        let PosMessage::Hello {
+            protocol_version,
+            token,
+            ..
+        } = msg
+        else {
+            let request_id = describe_pos(&msg).1.map(str::to_owned);
+            return self
+                .send(&error_msg(
+                    request_id,
+                    ReaderErrorCode::NotPaired,
+                    "send hello first",
+                ))
+                .await;
+        };
+        if protocol_version != PROTOCOL_VERSION {
+            let message = format!("this reader speaks protocol version {PROTOCOL_VERSION}");
+            let _ = self
+                .send(&error_msg(
+                    None,
+                    ReaderErrorCode::UnsupportedVersion,
+                    &message,
+                ))
+                .await;
+            return Step::End(End::Refused(1002, "unsupported_version"));
+        }
+        let issued = match self.readers.store.token_exists(&token) {
+            Ok(issued) => issued,
+            Err(e) => {
+                eprintln!(
+                    "[pos-sim] reader {}: token lookup failed: {e}",
+                    self.reader.id
+                );
+                false
+            }
+        };
+        if !issued {
+            let _ = self
+                .send(&error_msg(
+                    None,
+                    ReaderErrorCode::NotPaired,
+                    "connection token was not issued by the backend",
+                ))
+                .await;
+            return Step::End(End::Refused(1008, "not_paired"));
+        }
+        self.paired = true;
+        self.send(&ReaderMessage::HelloAck {
+            protocol_version: PROTOCOL_VERSION,
+            reader: self.reader.info(),
+        })
+        .await
+    }
+
+    async fn collect(&mut self, request_id: String, amount: u64, currency: &str) -> Step {
+        if self.active.is_some() {
+            return self
+                .send(&error_msg(
+                    Some(request_id),
+                    ReaderErrorCode::Busy,
+                    "a collect is already in progress",
+                ))
+                .await;
+        }
+        let currency_ok = currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_lowercase());
+        if amount == 0 || !currency_ok {
+            return self
+                .send(&error_msg(
+                    Some(request_id),
+                    ReaderErrorCode::InvalidMessage,
+                    "amount must be positive and currency a lowercase ISO code",
+                ))
+                .await;
+        }
+        self.active = Some(ActiveCollect {
+            request_id: request_id.clone(),
+        });
+        self.tap
+            .as_mut()
+            .reset(Instant::now() + self.readers.tap_delay);
+        self.send(&ReaderMessage::CollectStarted { request_id })
+            .await
+    }
+
+    async fn cancel(&mut self, request_id: String) -> Step {
+        let matches = self
+            .active
+            .as_ref()
+            .is_some_and(|a| a.request_id == request_id);
+        if !matches {
+            return self
+                .send(&error_msg(
+                    Some(request_id),
+                    ReaderErrorCode::InvalidMessage,
+                    "no collect in progress with this request_id",
+                ))
+                .await;
+        }
+        self.active = None;
+        self.send(&ReaderMessage::Canceled { request_id }).await
+    }
+
+    /// The tap delay is over: read the card and send it, encrypted for the backend.
+    async fn card_read(&mut self) -> Step {
+        let Some(active) = self.active.take() else {
+            return Step::Continue;
+        };
+        let number = self.reader.take_card();
+        let card = CardData {
+            exp_month: 12,
+            exp_year: current_year().saturating_add(3),
+            number,
+        };
+        let summary = CardSummary {
+            brand: brand_of(&card.number).to_owned(),
+            last4: last4(&card.number).to_owned(),
+            exp_month: card.exp_month,
+            exp_year: card.exp_year,
+        };
+        match card_crypto::encrypt(&self.readers.card_key, &self.reader.id, &card) {
+            Ok(card_payload) => {
+                self.send(&ReaderMessage::CardRead {
+                    request_id: active.request_id,
+                    card: summary,
+                    card_payload,
+                })
+                .await
+            }
+            Err(e) => {
+                self.send(&error_msg(
+                    Some(active.request_id),
+                    ReaderErrorCode::CardReadFailed,
+                    &e.to_string(),
+                ))
+                .await
+            }
+        }
+    }
+
+    async fn send(&mut self, msg: &ReaderMessage) -> Step {
+        let (kind, request_id) = describe_reader(msg);
+        eprintln!(
+            "[pos-sim] reader {} -> {kind}{}",
+            self.reader.id,
+            request_id
+                .map(|id| format!(" request_id={id}"))
+                .unwrap_or_default()
+        );
+        match self.socket.send(Message::Text(to_frame(msg).into())).await {
+            Ok(()) => Step::Continue,
+            Err(_) => Step::End(End::Closed),
+        }
+    }
+
+    fn log_in(&self, kind: &str, request_id: Option<&str>) {
+        eprintln!(
+            "[pos-sim] reader {} <- {kind}{}",
+            self.reader.id,
+            request_id
+                .map(|id| format!(" request_id={id}"))
+                .unwrap_or_default()
+        );
+    }
+}
+
+enum Step {
+    Continue,
+    End(End),
+}
+
+/// Message type and request id, for logs and error replies. Never the token.
+fn describe_pos(msg: &PosMessage) -> (&'static str, Option<&str>) {
+    match msg {
+        PosMessage::Hello { .. } => ("hello", None),
+        PosMessage::Collect { request_id, .. } => ("collect", Some(request_id)),
+        PosMessage::Cancel { request_id } => ("cancel", Some(request_id)),
+        PosMessage::DisplayCart { request_id, .. } => ("display_cart", Some(request_id)),
+        PosMessage::ClearDisplay { request_id } => ("clear_display", Some(request_id)),
+        PosMessage::Ping { .. } => ("ping", None),
+        PosMessage::Pong { .. } => ("pong", None),
+    }
+}
+
+/// Message type and request id, for logs. Never the card payload.
+fn describe_reader(msg: &ReaderMessage) -> (&'static str, Option<&str>) {
+    match msg {
+        ReaderMessage::HelloAck { .. } => ("hello_ack", None),
+        ReaderMessage::CollectStarted { request_id } => ("collect_started", Some(request_id)),
+        ReaderMessage::CardRead { request_id, .. } => ("card_read", Some(request_id)),
+        ReaderMessage::Canceled { request_id } => ("canceled", Some(request_id)),
+        ReaderMessage::Ack { request_id } => ("ack", Some(request_id)),
+        ReaderMessage::Error {
+            request_id, code, ..
+        } => (error_kind(*code), request_id.as_deref()),
+        ReaderMessage::Ping { .. } => ("ping", None),
+        ReaderMessage::Pong { .. } => ("pong", None),
+    }
+}
+
+fn error_kind(code: ReaderErrorCode) -> &'static str {
+    match code {
+        ReaderErrorCode::Busy => "error(busy)",
+        ReaderErrorCode::UnsupportedVersion => "error(unsupported_version)",
+        ReaderErrorCode::NotPaired => "error(not_paired)",
+        ReaderErrorCode::InvalidMessage => "error(invalid_message)",
+        ReaderErrorCode::CardReadFailed => "error(card_read_failed)",
+        ReaderErrorCode::Timeout => "error(timeout)",
+        ReaderErrorCode::Unknown => "error(unknown)",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn readers() -> Readers {
+        let store = Arc::new(Store::open_in_memory().expect("store"));
+        let key = store.card_key().expect("key");
+        Readers::new(2, "ws://127.0.0.1:1", store, key, Duration::from_millis(1))
+    }
+
+    #[test]
+    fn readers_are_named_in_order() {
+        let r = readers();
+        let a = r.addresses();
+        assert_eq!(a.len(), 2);
+        assert_eq!(a[0].id, "rdr_sim_1");
+        assert_eq!(a[1].label, "Simulated reader 2");
+        assert_eq!(a[1].url, "ws://127.0.0.1:1/readers/rdr_sim_2");
+        let info = r.get("rdr_sim_1").expect("reader").info();
+        assert_eq!(info.serial_number, "SIM-0001");
+        assert_eq!(info.device_type, "simulated_wisepos_e");
+        assert!(r.get("rdr_sim_3").is_none());
+    }
+
+    #[test]
+    fn next_card_is_one_shot() {
+        let r = readers();
+        let reader = r.get("rdr_sim_1").expect("reader");
+        assert_eq!(reader.view().next_card, "4242");
+        reader.set_next_card("4000000000000002".into());
+        assert_eq!(reader.view().next_card, "0002");
+        assert_eq!(reader.take_card(), "4000000000000002");
+        assert_eq!(reader.take_card(), DEFAULT_CARD);
+    }
+
+    #[test]
+    fn one_pos_at_a_time() {
+        let r = readers();
+        let reader = r.get("rdr_sim_1").expect("reader");
+        let _kill = reader.claim(1).expect("first claim");
+        assert!(reader.claim(2).is_none());
+        assert!(reader.view().connected);
+        reader.release(2); // not the holder: no effect
+        assert!(reader.view().connected);
+        reader.release(1);
+        assert!(!reader.view().connected);
+        assert!(reader.claim(3).is_some());
+    }
+
+    #[test]
+    fn kill_reaches_the_session() {
+        let r = readers();
+        let reader = r.get("rdr_sim_2").expect("reader");
+        assert!(!reader.kill_session());
+        let mut kill = reader.claim(1).expect("claim");
+        assert!(reader.kill_session());
+        assert!(kill.try_recv().is_ok());
+    }
+}

@@ -1,0 +1,710 @@
+//! Starts the real `pos-sim` binary and talks to it over real TCP: a blocking HTTP/1.1 client
+//! written here, and tungstenite for the readers.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tungstenite::{Message, WebSocket};
+
+const BIN: &str = env!("CARGO_BIN_EXE_pos-sim");
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running simulator; killed when dropped.
+struct Sim {
+    child: Child,
+    ready: Value,
+    pos: SocketAddr,
+    api: SocketAddr,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Sim {
+    fn start(db: &Path) -> Sim {
+        Self::start_with(db, &[])
+    }
+
+    fn start_with(db: &Path, extra: &[&str]) -> Sim {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--port", "0", "--tap-delay-ms", "50", "--db"])
+            .arg(db)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn pos-sim");
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = sink.lock().expect("log lock");
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let first = lines.next().and_then(Result::ok);
+            let _ = tx.send(first);
+            // Keep draining so the child never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(Some(line)) => line,
+            other => {
+                let _ = child.kill();
+                panic!(
+                    "no READY line ({other:?}); stderr:\n{}",
+                    log.lock().expect("log")
+                );
+            }
+        };
+        let json = line
+            .strip_prefix("POS_SIM_READY ")
+            .unwrap_or_else(|| panic!("first stdout line is not READY: {line}"));
+        let ready: Value = serde_json::from_str(json).expect("READY JSON");
+        let pos = addr_of(ready["url"].as_str().expect("url"));
+        let api = addr_of(ready["api"].as_str().expect("api"));
+        Sim {
+            child,
+            ready,
+            pos,
+            api,
+            stderr: log,
+        }
+    }
+
+    fn logs(&self) -> String {
+        self.stderr.lock().expect("log").clone()
+    }
+
+    fn token(&self) -> String {
+        let (status, body) =
+            request(self.api, "POST", "/v1/connection_tokens", &[], "").expect("token request");
+        assert_eq!(status, 200, "{body}");
+        body["secret"].as_str().expect("secret").to_owned()
+    }
+
+    fn reader(&self, id: &str) -> WebSocket<TcpStream> {
+        let url = format!("ws://{}/readers/{id}", self.pos);
+        let stream = TcpStream::connect(self.pos).expect("connect reader");
+        stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        let (ws, _) = tungstenite::client(url.as_str(), stream).expect("ws handshake");
+        ws
+    }
+
+    fn paired_reader(&self, id: &str, token: &str) -> WebSocket<TcpStream> {
+        let mut ws = self.reader(id);
+        send(
+            &mut ws,
+            json!({"type":"hello","protocol_version":1,"client":"test","token":token}),
+        );
+        let ack = recv(&mut ws);
+        assert_eq!(ack["type"], "hello_ack", "{ack}");
+        ws
+    }
+
+    fn pay(&self, token: &str, key: &str, body: &Value) -> (u16, Value) {
+        let auth = format!("Bearer {token}");
+        request(
+            self.api,
+            "POST",
+            "/v1/payments",
+            &[
+                ("Authorization", auth.as_str()),
+                ("Idempotency-Key", key),
+                ("Content-Type", "application/json"),
+            ],
+            &body.to_string(),
+        )
+        .expect("payment request")
+    }
+
+    fn admin(&self, method: &str, path: &str, body: &str) -> (u16, Value) {
+        request(self.pos, method, path, &[], body).expect("admin request")
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn addr_of(url: &str) -> SocketAddr {
+    let rest = url
+        .strip_prefix("http://")
+        .expect("http url")
+        .trim_end_matches('/');
+    assert!(rest.starts_with("127.0.0.1:"), "must bind loopback: {url}");
+    rest.parse().expect("socket address")
+}
+
+/// One HTTP/1.1 request on a fresh connection (`Connection: close`). `Err` when the
+/// connection fails or no HTTP answer arrives.
+fn raw_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<(u16, String, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    stream.write_all(req.as_bytes())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> std::io::Result<(u16, String, String)> {
+    let bad = |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_owned());
+    let text = String::from_utf8_lossy(raw).into_owned();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| bad("no HTTP response"))?;
+    let status: u16 = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("no status line"))?;
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Ok((status, head.to_owned(), body))
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<(u16, Value)> {
+    let (status, _, body) = raw_request(addr, method, path, headers, body)?;
+    let value = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&body).unwrap_or(Value::String(body))
+    };
+    Ok((status, value))
+}
+
+fn send(ws: &mut WebSocket<TcpStream>, msg: Value) {
+    ws.send(Message::text(msg.to_string())).expect("ws send");
+}
+
+/// The next protocol message, skipping the reader's heartbeat pings.
+fn recv(ws: &mut WebSocket<TcpStream>) -> Value {
+    loop {
+        match ws.read().expect("ws read") {
+            Message::Text(text) => {
+                let v: Value = serde_json::from_str(text.as_str()).expect("JSON frame");
+                if v["type"] != "ping" {
+                    return v;
+                }
+            }
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+}
+
+/// Reads until the socket ends; `true` if it did (close frame or EOF/reset) within the timeout.
+fn ends(ws: &mut WebSocket<TcpStream>) -> bool {
+    loop {
+        match ws.read() {
+            Ok(Message::Close(_)) => continue, // tungstenite answers; the next read ends it
+            Ok(_) => continue,
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// A full collect on `ws`: returns the card_read message.
+fn collect(ws: &mut WebSocket<TcpStream>, request_id: &str, amount: u64) -> Value {
+    send(
+        ws,
+        json!({"type":"collect","request_id":request_id,"amount":amount,"currency":"usd"}),
+    );
+    let started = recv(ws);
+    assert_eq!(
+        started,
+        json!({"type":"collect_started","request_id":request_id})
+    );
+    let read = recv(ws);
+    assert_eq!(read["type"], "card_read", "{read}");
+    assert_eq!(read["request_id"], request_id);
+    read
+}
+
+fn payment_body(id: &str, amount: u64, card_read: &Value, reader: &str) -> Value {
+    json!({
+        "id": id,
+        "amount": amount,
+        "currency": "usd",
+        "capture_method": "automatic",
+        "card_payload": card_read["card_payload"],
+        "card": card_read["card"],
+        "reader_id": reader,
+        "offline": null,
+        "metadata": {}
+    })
+}
+
+fn payments(sim: &Sim) -> Vec<Value> {
+    let (status, list) = sim.admin("GET", "/_sim/payments", "");
+    assert_eq!(status, 200);
+    list.as_array().expect("array").clone()
+}
+
+#[test]
+fn full_payment_flow_over_real_sockets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = Sim::start(&dir.path().join("sim.db"));
+
+    let readers = sim.ready["readers"].as_array().expect("readers");
+    assert_eq!(readers.len(), 2);
+    assert_eq!(readers[0]["id"], "rdr_sim_1");
+    assert_eq!(readers[0]["label"], "Simulated reader 1");
+    assert_eq!(
+        readers[0]["url"],
+        format!("ws://{}/readers/rdr_sim_1", sim.pos)
+    );
+    assert_ne!(sim.pos.port(), sim.api.port());
+
+    let (status, health) = request(sim.api, "GET", "/v1/health", &[], "").expect("health");
+    assert_eq!((status, health), (200, json!({"ok": true})));
+    let token = sim.token();
+    assert!(token.starts_with("pst_test_"));
+
+    let mut ws = sim.paired_reader("rdr_sim_1", &token);
+    let (_, list) = sim.admin("GET", "/_sim/readers", "");
+    assert_eq!(list[0]["connected"], true);
+
+    let cart = json!({"line_items":[{"description":"Coffee","amount":450,"quantity":2}],"tax":0,"total":900,"currency":"usd"});
+    send(
+        &mut ws,
+        json!({"type":"display_cart","request_id":"d1","cart":cart}),
+    );
+    assert_eq!(recv(&mut ws), json!({"type":"ack","request_id":"d1"}));
+    let (_, list) = sim.admin("GET", "/_sim/readers", "");
+    assert_eq!(list[0]["display"], cart);
+
+    // Approved.
+    let read = collect(&mut ws, "pay_ok_1", 1000);
+    assert_eq!(read["card"]["brand"], "visa");
+    assert_eq!(read["card"]["last4"], "4242");
+    assert_eq!(read["card"]["exp_month"], 12);
+    let payload = read["card_payload"].as_str().expect("payload").to_owned();
+    assert!(!payload.contains("4242424242424242"));
+    let body = payment_body("pay_ok_1", 1000, &read, "rdr_sim_1");
+    let (status, first) = sim.pay(&token, "pay_ok_1", &body);
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["status"], "succeeded");
+    let intent = first["payment_intent"].as_str().expect("intent").to_owned();
+    assert!(intent.starts_with("pi_sim_"));
+
+    // Replay: the same answer, counted.
+    let (status, again) = sim.pay(&token, "pay_ok_1", &body);
+    assert_eq!((status, &again["payment_intent"]), (200, &json!(intent)));
+    let list = payments(&sim);
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["key"], "pay_ok_1");
+    assert_eq!(list[0]["requests"], 2);
+    assert_eq!(list[0]["outcome"], "succeeded");
+    assert_eq!(list[0]["payment_intent"], json!(intent));
+    assert_eq!(list[0]["offline"], false);
+
+    // Declining test card, one-shot.
+    let (status, view) = sim.admin(
+        "POST",
+        "/_sim/readers/rdr_sim_1/card",
+        r#"{"number":"4000000000000002"}"#,
+    );
+    assert_eq!((status, &view["next_card"]), (200, &json!("0002")));
+    let read = collect(&mut ws, "pay_decl_1", 1000);
+    assert_eq!(read["card"]["last4"], "0002");
+    let (status, declined) = sim.pay(
+        &token,
+        "pay_decl_1",
+        &payment_body("pay_decl_1", 1000, &read, "rdr_sim_1"),
+    );
+    assert_eq!(status, 402, "{declined}");
+    assert_eq!(declined["error"]["code"], "card_declined");
+    assert_eq!(declined["error"]["decline_code"], "generic_decline");
+    let read = collect(&mut ws, "pay_after", 1000);
+    assert_eq!(read["card"]["last4"], "4242", "the test card is one-shot");
+
+    // Offline forward of a payment already seen is a replay, not a conflict.
+    let mut offline = body.clone();
+    offline["offline"] = json!({"stored_at": 1_700_000_000_000u64});
+    let (status, forwarded) = sim.pay(&token, "pay_ok_1", &offline);
+    assert_eq!(
+        (status, &forwarded["payment_intent"]),
+        (200, &json!(intent))
+    );
+    // Same key, different body.
+    let mut changed = body.clone();
+    changed["amount"] = json!(1001);
+    let (status, conflict) = sim.pay(&token, "pay_ok_1", &changed);
+    assert_eq!(status, 409);
+    assert_eq!(conflict["error"]["code"], "idempotency_key_reused");
+    assert_eq!(payments(&sim)[0]["requests"], 4);
+
+    // The logs name message types and keys, never the PAN, payloads or tokens.
+    let logs = sim.logs();
+    assert!(
+        logs.contains("reader rdr_sim_1 -> card_read request_id=pay_ok_1"),
+        "{logs}"
+    );
+    assert!(logs.contains("POST /v1/payments 200"), "{logs}");
+    assert!(logs.contains("idempotency_key=pay_ok_1"), "{logs}");
+    assert!(!logs.contains("4242424242424242"));
+    assert!(!logs.contains("4000000000000002"));
+    assert!(!logs.contains(&token));
+    assert!(!logs.contains(&payload));
+}
+
+#[test]
+fn network_outage_is_a_connection_error_not_an_http_answer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = Sim::start(&dir.path().join("sim.db"));
+    assert_eq!(
+        request(sim.api, "GET", "/v1/health", &[], "")
+            .expect("health")
+            .0,
+        200
+    );
+
+    // A keep-alive connection opened while up, with a request waiting on latency.
+    let (status, state) = sim.admin(
+        "POST",
+        "/_sim/network",
+        r#"{"down":false,"latency_ms":3000}"#,
+    );
+    assert_eq!(
+        (status, state),
+        (200, json!({"down": false, "latency_ms": 3000}))
+    );
+    let api = sim.api;
+    let slow = std::thread::spawn(move || raw_request(api, "GET", "/v1/health", &[], ""));
+    std::thread::sleep(Duration::from_millis(300));
+
+    let started = Instant::now();
+    let (status, state) = sim.admin("POST", "/_sim/network", r#"{"down":true}"#);
+    assert_eq!(
+        (status, state),
+        (200, json!({"down": true, "latency_ms": 3000}))
+    );
+    let slow = slow.join().expect("thread");
+    assert!(slow.is_err(), "open request must be aborted, got {slow:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "aborted at once, not after the latency"
+    );
+
+    // New connections: no HTTP answer at all.
+    for _ in 0..3 {
+        let result = raw_request(sim.api, "GET", "/v1/health", &[], "");
+        assert!(result.is_err(), "expected a network error, got {result:?}");
+    }
+    let (status, state) = sim.admin("GET", "/_sim/network", "");
+    assert_eq!((status, &state["down"]), (200, &json!(true)));
+    // The POS port is not affected.
+    assert_eq!(sim.admin("GET", "/_sim/config", "").0, 200);
+
+    sim.admin("POST", "/_sim/network", r#"{"down":false,"latency_ms":0}"#);
+    let (status, body) = request(sim.api, "GET", "/v1/health", &[], "").expect("health again");
+    assert_eq!((status, body), (200, json!({"ok": true})));
+    // Admin endpoints do not exist on the API port.
+    assert_eq!(
+        request(sim.api, "GET", "/_sim/payments", &[], "")
+            .expect("404")
+            .0,
+        404
+    );
+}
+
+#[test]
+fn latency_answers_late_but_records_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = Sim::start(&dir.path().join("sim.db"));
+    let token = sim.token();
+    let mut ws = sim.paired_reader("rdr_sim_2", &token);
+    let read = collect(&mut ws, "pay_late", 2500);
+    sim.admin(
+        "POST",
+        "/_sim/network",
+        r#"{"down":false,"latency_ms":1500}"#,
+    );
+    let api = sim.api;
+    let auth = format!("Bearer {token}");
+    let body = payment_body("pay_late", 2500, &read, "rdr_sim_2").to_string();
+    let started = Instant::now();
+    let late = std::thread::spawn(move || {
+        raw_request(
+            api,
+            "POST",
+            "/v1/payments",
+            &[("Authorization", &auth), ("Idempotency-Key", "pay_late")],
+            &body,
+        )
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let list = payments(&sim);
+    assert_eq!(list.len(), 1, "recorded before answering");
+    assert_eq!(list[0]["key"], "pay_late");
+    let (status, ..) = late.join().expect("thread").expect("late answer");
+    assert_eq!(status, 200);
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+}
+
+#[test]
+fn reader_protocol_errors_and_faults() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = Sim::start(&dir.path().join("sim.db"));
+    let token = sim.token();
+
+    // Unknown reader.
+    assert_eq!(sim.admin("GET", "/readers/rdr_sim_9", "").0, 404);
+
+    // Commands before hello.
+    let mut ws = sim.reader("rdr_sim_1");
+    send(
+        &mut ws,
+        json!({"type":"collect","request_id":"c0","amount":100,"currency":"usd"}),
+    );
+    let e = recv(&mut ws);
+    assert_eq!(
+        (&e["type"], &e["code"]),
+        (&json!("error"), &json!("not_paired"))
+    );
+    assert_eq!(e["request_id"], "c0");
+    // A token the backend never issued: not_paired, then close.
+    send(
+        &mut ws,
+        json!({"type":"hello","protocol_version":1,"client":"t","token":"pst_test_forged"}),
+    );
+    assert_eq!(recv(&mut ws)["code"], "not_paired");
+    assert!(ends(&mut ws), "socket must close after a refused hello");
+
+    // Wrong protocol version.
+    let mut ws = sim.reader("rdr_sim_1");
+    send(
+        &mut ws,
+        json!({"type":"hello","protocol_version":2,"client":"t","token":token}),
+    );
+    assert_eq!(recv(&mut ws)["code"], "unsupported_version");
+    assert!(ends(&mut ws));
+
+    // Paired; a second POS is refused with busy.
+    let mut ws = sim.paired_reader("rdr_sim_1", &token);
+    let mut other = sim.reader("rdr_sim_1");
+    assert_eq!(recv(&mut other)["code"], "busy");
+    assert!(ends(&mut other));
+
+    // Malformed, oversized and binary frames: error, connection kept.
+    ws.send(Message::text("not json")).expect("send");
+    let e = recv(&mut ws);
+    assert_eq!(
+        (&e["code"], &e["request_id"]),
+        (&json!("invalid_message"), &Value::Null)
+    );
+    ws.send(Message::text(format!(
+        r#"{{"type":"ping","nonce":1,"pad":"{}"}}"#,
+        "x".repeat(20_000)
+    )))
+    .expect("send");
+    assert_eq!(recv(&mut ws)["code"], "invalid_message");
+    ws.send(Message::binary(vec![1u8, 2, 3])).expect("send");
+    assert_eq!(recv(&mut ws)["code"], "invalid_message");
+    send(&mut ws, json!({"type":"ping","nonce":77}));
+    assert_eq!(recv(&mut ws), json!({"type":"pong","nonce":77}));
+
+    // Collect while collecting → busy; cancel → canceled and no card_read.
+    send(
+        &mut ws,
+        json!({"type":"collect","request_id":"c1","amount":100,"currency":"usd"}),
+    );
+    assert_eq!(recv(&mut ws)["type"], "collect_started");
+    send(
+        &mut ws,
+        json!({"type":"collect","request_id":"c2","amount":100,"currency":"usd"}),
+    );
+    let e = recv(&mut ws);
+    assert_eq!(
+        (&e["code"], &e["request_id"]),
+        (&json!("busy"), &json!("c2"))
+    );
+    send(&mut ws, json!({"type":"cancel","request_id":"c1"}));
+    assert_eq!(recv(&mut ws), json!({"type":"canceled","request_id":"c1"}));
+    send(&mut ws, json!({"type":"cancel","request_id":"c1"}));
+    let e = recv(&mut ws);
+    assert_eq!(
+        (&e["code"], &e["request_id"]),
+        (&json!("invalid_message"), &json!("c1"))
+    );
+    // After the tap delay has passed, still no card_read for c1: the next frame is the pong.
+    std::thread::sleep(Duration::from_millis(200));
+    send(&mut ws, json!({"type":"ping","nonce":78}));
+    assert_eq!(recv(&mut ws), json!({"type":"pong","nonce":78}));
+    send(&mut ws, json!({"type":"clear_display","request_id":"x1"}));
+    assert_eq!(recv(&mut ws), json!({"type":"ack","request_id":"x1"}));
+
+    // Admin disconnect drops the socket; the reader is free again afterwards.
+    let (status, body) = sim.admin("POST", "/_sim/readers/rdr_sim_1/disconnect", "");
+    assert_eq!((status, body), (200, json!({"disconnected": true})));
+    assert!(ends(&mut ws));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sim.admin("GET", "/_sim/readers", "").1[0]["connected"] == true {
+        assert!(Instant::now() < deadline, "reader never released");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut ws = sim.paired_reader("rdr_sim_1", &token);
+    collect(&mut ws, "c3", 100);
+}
+
+#[test]
+fn restart_keeps_the_card_key_and_the_idempotency_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("sim.db");
+    let (token, body, first) = {
+        let sim = Sim::start(&db);
+        let token = sim.token();
+        let mut ws = sim.paired_reader("rdr_sim_1", &token);
+        let read = collect(&mut ws, "pay_keep", 1234);
+        let body = payment_body("pay_keep", 1234, &read, "rdr_sim_1");
+        let first = sim.pay(&token, "pay_keep", &body);
+        assert_eq!(first.0, 200);
+        (token, body, first)
+    };
+    let sim = Sim::start(&db);
+    // Tokens and payment keys survive; the payload made before the restart still opens.
+    assert_eq!(sim.pay(&token, "pay_keep", &body), first);
+    let mut fresh = body.clone();
+    fresh["id"] = json!("pay_keep_2");
+    let (status, _) = sim.pay(&token, "pay_keep_2", &fresh);
+    assert_eq!(
+        status, 200,
+        "payload from the first run must decrypt after restart"
+    );
+    let list = payments(&sim);
+    assert_eq!(list[0]["requests"], 2);
+    assert_eq!(list.len(), 2);
+}
+
+#[test]
+fn static_files_and_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let www = dir.path().join("www");
+    std::fs::create_dir_all(&www).expect("mkdir");
+    std::fs::write(www.join("index.html"), "<title>POS</title>").expect("write");
+    std::fs::write(www.join("manifest.webmanifest"), "{}").expect("write");
+    let missing_pkg = dir.path().join("no-pkg");
+    let mut sim = Sim::start_with(
+        &dir.path().join("sim.db"),
+        &[
+            "--www",
+            www.to_str().expect("utf8"),
+            "--pkg",
+            missing_pkg.to_str().expect("utf8"),
+            "--readers",
+            "3",
+        ],
+    );
+    assert_eq!(sim.ready["readers"].as_array().expect("readers").len(), 3);
+    let (status, head, body) = raw_request(sim.pos, "GET", "/", &[], "").expect("index");
+    assert_eq!((status, body.as_str()), (200, "<title>POS</title>"));
+    let head = head.to_ascii_lowercase();
+    assert!(head.contains("content-type: text/html"), "{head}");
+    assert!(head.contains("cache-control: no-cache"), "{head}");
+    let (status, head, _) =
+        raw_request(sim.pos, "GET", "/manifest.webmanifest", &[], "").expect("manifest");
+    assert_eq!(status, 200);
+    assert!(head
+        .to_ascii_lowercase()
+        .contains("content-type: application/manifest+json"));
+    let (status, ..) = raw_request(sim.pos, "GET", "/pkg/pos_terminal.js", &[], "").expect("pkg");
+    assert_eq!(status, 404);
+
+    let pid = sim.child.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = sim.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "pos-sim ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+}
+
+#[test]
+fn help_and_bad_arguments() {
+    let out = Command::new(BIN).arg("--help").output().expect("run");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("pos-sim serve"));
+    let out = Command::new(BIN).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("USAGE"));
+    let out = Command::new(BIN)
+        .args(["serve", "--readers", "x"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "no READY line on bad arguments");
+}

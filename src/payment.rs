@@ -1,0 +1,224 @@
+//! The payment as this SDK keeps it: ids, offline behavior, the stored record's states and the
+//! part of a stored record that is sealed.
+
+use std::collections::BTreeMap;
+
+use pos_protocol::backend::CaptureMethod;
+use pos_protocol::CardSummary;
+use serde::{Deserialize, Serialize};
+
+use crate::error::PosError;
+
+/// Version of the stored record layout; bound into every record's associated data.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A new payment id: `pay_` and 26 base32 characters (128 random bits). It is the
+/// idempotency key from the first online attempt on.
+pub fn new_payment_id() -> Result<String, PosError> {
+    let mut bytes = [0u8; 16];
+    getrandom::getrandom(&mut bytes).map_err(|e| PosError::Crypto(e.to_string()))?;
+    Ok(format!("pay_{}", base32(&bytes)))
+}
+
+fn base32(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let mut out = String::new();
+    let (mut buffer, mut bits) = (0u32, 0u32);
+    for &b in bytes {
+        buffer = (buffer << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(ALPHABET[((buffer >> bits) & 31) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        out.push(ALPHABET[((buffer << (5 - bits)) & 31) as usize] as char);
+    }
+    out
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OfflineBehavior {
+    #[default]
+    PreferOnline,
+    RequireOnline,
+    ForceOffline,
+}
+
+/// A card read by the reader and not yet processed. The payload is ciphertext for the backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Collected {
+    pub id: String,
+    pub amount: u64,
+    pub currency: String,
+    pub capture_method: CaptureMethod,
+    pub offline_behavior: OfflineBehavior,
+    pub metadata: BTreeMap<String, String>,
+    pub reader_id: String,
+    pub card: CardSummary,
+    pub card_payload: String,
+}
+
+/// States of a stored payment. Only `pending` and `forwarding` still need the backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoredState {
+    Pending,
+    Forwarding,
+    Forwarded,
+    Declined,
+    Failed,
+    Quarantined,
+}
+
+impl StoredState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Forwarding => "forwarding",
+            Self::Forwarded => "forwarded",
+            Self::Declined => "declined",
+            Self::Failed => "failed",
+            Self::Quarantined => "quarantined",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => Self::Pending,
+            "forwarding" => Self::Forwarding,
+            "forwarded" => Self::Forwarded,
+            "declined" => Self::Declined,
+            "failed" => Self::Failed,
+            "quarantined" => Self::Quarantined,
+            _ => return None,
+        })
+    }
+
+    /// Not yet answered by the backend: counts against offline limits, gets forwarded.
+    pub fn is_outstanding(self) -> bool {
+        matches!(self, Self::Pending | Self::Forwarding)
+    }
+
+    /// The transitions a record may make; everything else is refused.
+    pub fn can_move_to(self, next: StoredState) -> bool {
+        use StoredState::*;
+        matches!(
+            (self, next),
+            (Pending, Forwarding)
+                | (Pending, Quarantined)
+                // `forwarding` found at start-up is a crashed try: it may be taken again.
+                | (Forwarding, Forwarding)
+                | (Forwarding, Pending)
+                | (Forwarding, Forwarded)
+                | (Forwarding, Declined)
+                | (Forwarding, Failed)
+                | (Forwarding, Quarantined)
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    pub code: String,
+    pub message: String,
+}
+
+/// Everything about a stored payment except id, state and times: sealed with AES-256-GCM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedBody {
+    pub amount: u64,
+    pub currency: String,
+    pub capture_method: CaptureMethod,
+    pub metadata: BTreeMap<String, String>,
+    pub reader_id: String,
+    pub card: CardSummary,
+    /// The reader's ciphertext for the backend; dropped once the backend has answered.
+    pub card_payload: Option<String>,
+    pub attempts: u32,
+    pub payment_intent_id: Option<String>,
+    pub last_error: Option<ErrorInfo>,
+    pub decline_code: Option<String>,
+}
+
+impl SealedBody {
+    pub fn from_collected(c: &Collected) -> Self {
+        Self {
+            amount: c.amount,
+            currency: c.currency.clone(),
+            capture_method: c.capture_method,
+            metadata: c.metadata.clone(),
+            reader_id: c.reader_id.clone(),
+            card: c.card.clone(),
+            card_payload: Some(c.card_payload.clone()),
+            attempts: 0,
+            payment_intent_id: None,
+            last_error: None,
+            decline_code: None,
+        }
+    }
+}
+
+/// The clear part of a stored record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Header {
+    pub id: String,
+    pub version: u32,
+    pub state: StoredState,
+    pub stored_at: f64,
+    pub updated_at: f64,
+    pub next_attempt_at: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_and_shaped() {
+        let a = new_payment_id().unwrap();
+        let b = new_payment_id().unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 4 + 26);
+        assert!(a.starts_with("pay_"));
+        assert!(a[4..]
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || (b'2'..=b'7').contains(&c)));
+    }
+
+    #[test]
+    fn state_machine_allows_only_forward_moves() {
+        use StoredState::*;
+        assert!(Pending.can_move_to(Forwarding));
+        assert!(Forwarding.can_move_to(Forwarded));
+        assert!(Forwarding.can_move_to(Pending));
+        assert!(Forwarding.can_move_to(Declined));
+        assert!(
+            !Pending.can_move_to(Forwarded),
+            "must be marked in flight first"
+        );
+        assert!(!Forwarded.can_move_to(Pending));
+        assert!(!Declined.can_move_to(Forwarding));
+        assert!(!Quarantined.can_move_to(Pending));
+        for s in [
+            Pending,
+            Forwarding,
+            Forwarded,
+            Declined,
+            Failed,
+            Quarantined,
+        ] {
+            assert_eq!(StoredState::parse(s.as_str()), Some(s));
+        }
+        assert!(Pending.is_outstanding() && Forwarding.is_outstanding());
+        assert!(!Forwarded.is_outstanding());
+    }
+
+    #[test]
+    fn base32_of_known_bytes() {
+        assert_eq!(base32(&[0xff]), "74");
+        assert_eq!(base32(&[0, 0, 0, 0, 0]), "aaaaaaaa");
+    }
+}

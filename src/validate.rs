@@ -1,0 +1,137 @@
+//! Validation of what the caller passes in: amounts, currencies, metadata.
+
+use std::collections::BTreeMap;
+
+use crate::error::PosError;
+
+/// Largest amount accepted, in minor units (as Stripe: 999,999.99 in a two-decimal currency).
+pub const MAX_AMOUNT: u64 = 99_999_999;
+pub const MAX_METADATA_KEYS: usize = 50;
+pub const MAX_METADATA_KEY_CHARS: usize = 40;
+pub const MAX_METADATA_VALUE_CHARS: usize = 500;
+
+/// ISO 4217 codes in use (lowercase, as the API takes them).
+const ISO_CURRENCIES: &str = "aed afn all amd ang aoa ars aud awg azn bam bbd bdt bgn bhd bif bmd bnd \
+bob brl bsd btn bwp byn bzd cad cdf chf clp cny cop crc cup cve czk djf dkk dop dzd egp ern etb eur \
+fjd fkp gbp gel ghs gip gmd gnf gtq gyd hkd hnl htg huf idr ils inr iqd irr isk jmd jod jpy kes kgs \
+khr kmf kpw krw kwd kyd kzt lak lbp lkr lrd lsl lyd mad mdl mga mkd mmk mnt mop mru mur mvr mwk mxn \
+myr mzn nad ngn nio nok npr nzd omr pab pen pgk php pkr pln pyg qar ron rsd rub rwf sar sbd scr sdg \
+sek sgd shp sle sll sos srd ssp stn svc syp szl thb tjs tmt tnd top try ttd twd tzs uah ugx usd uyu \
+uzs ves vnd vuv wst xaf xcd xof xpf yer zar zmw zwl";
+
+/// An amount from JS (a number) as minor units.
+pub fn amount(value: f64) -> Result<u64, PosError> {
+    if !value.is_finite() || value.fract() != 0.0 {
+        return Err(PosError::InvalidAmount(format!(
+            "amount must be an integer number of minor units, got {value}"
+        )));
+    }
+    if value < 1.0 || value > MAX_AMOUNT as f64 {
+        return Err(PosError::InvalidAmount(format!(
+            "amount must be between 1 and {MAX_AMOUNT} minor units, got {value}"
+        )));
+    }
+    Ok(value as u64)
+}
+
+/// A currency: a lowercase ISO 4217 code.
+pub fn currency(code: &str) -> Result<String, PosError> {
+    let well_formed = code.len() == 3 && code.bytes().all(|b| b.is_ascii_lowercase());
+    if !well_formed || !ISO_CURRENCIES.split_ascii_whitespace().any(|c| c == code) {
+        return Err(PosError::InvalidCurrency(format!(
+            "currency must be a lowercase ISO 4217 code such as \"usd\", got {code:?}"
+        )));
+    }
+    Ok(code.to_string())
+}
+
+/// Metadata: at most 50 keys of at most 40 characters, values of at most 500.
+pub fn metadata(map: &BTreeMap<String, String>) -> Result<(), PosError> {
+    if map.len() > MAX_METADATA_KEYS {
+        return Err(PosError::InvalidMetadata(format!(
+            "metadata may hold at most {MAX_METADATA_KEYS} keys, got {}",
+            map.len()
+        )));
+    }
+    for (k, v) in map {
+        if k.is_empty() || k.chars().count() > MAX_METADATA_KEY_CHARS {
+            return Err(PosError::InvalidMetadata(format!(
+                "metadata keys must be 1 to {MAX_METADATA_KEY_CHARS} characters"
+            )));
+        }
+        if v.chars().count() > MAX_METADATA_VALUE_CHARS {
+            return Err(PosError::InvalidMetadata(format!(
+                "metadata value for {k:?} exceeds {MAX_METADATA_VALUE_CHARS} characters"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A backend base URL: http(s), no trailing slash.
+pub fn backend_url(url: &str) -> Result<String, PosError> {
+    let trimmed = url.trim().trim_end_matches('/');
+    let rest = trimmed
+        .strip_prefix("https://")
+        .or_else(|| trimmed.strip_prefix("http://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => {
+            Ok(trimmed.to_string())
+        }
+        _ => Err(PosError::InvalidArgument(format!(
+            "backendUrl must be an http(s) URL, got {url:?}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts() {
+        assert_eq!(amount(1.0), Ok(1));
+        assert_eq!(amount(99_999_999.0), Ok(99_999_999));
+        for bad in [0.0, -5.0, 12.5, f64::NAN, f64::INFINITY, 100_000_000.0] {
+            assert_eq!(amount(bad).unwrap_err().code(), "invalid_amount", "{bad}");
+        }
+    }
+
+    #[test]
+    fn currencies() {
+        assert_eq!(currency("usd").unwrap(), "usd");
+        assert_eq!(currency("eur").unwrap(), "eur");
+        for bad in ["USD", "us", "usdd", "xyz", "", "u$d"] {
+            assert_eq!(
+                currency(bad).unwrap_err().code(),
+                "invalid_currency",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn metadata_bounds() {
+        let mut m = BTreeMap::new();
+        m.insert("order".to_string(), "42".to_string());
+        assert!(metadata(&m).is_ok());
+        m.insert("k".repeat(41), "v".into());
+        assert_eq!(metadata(&m).unwrap_err().code(), "invalid_metadata");
+        let many: BTreeMap<String, String> = (0..51)
+            .map(|i| (format!("k{i}"), "v".to_string()))
+            .collect();
+        assert!(metadata(&many).is_err());
+        let long: BTreeMap<String, String> = [("k".to_string(), "v".repeat(501))].into();
+        assert!(metadata(&long).is_err());
+    }
+
+    #[test]
+    fn backend_urls() {
+        assert_eq!(
+            backend_url("http://127.0.0.1:8788/").unwrap(),
+            "http://127.0.0.1:8788"
+        );
+        assert!(backend_url("ftp://x").is_err());
+        assert!(backend_url("https://").is_err());
+    }
+}
