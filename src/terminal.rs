@@ -57,6 +57,9 @@ struct Settings {
     forward_interval_ms: u32,
 }
 
+/// A global event listener, kept so `close` can remove it.
+type Listener = (&'static str, Closure<dyn FnMut(Event)>);
+
 struct ConnectedReader {
     conn: Rc<WsConnection>,
     reader: Discovered,
@@ -77,7 +80,7 @@ struct Inner {
     closed: Cell<bool>,
     last_status: RefCell<Option<OfflineStatusJs>>,
     timer: RefCell<Option<Interval>>,
-    listeners: RefCell<Vec<(&'static str, Closure<dyn FnMut(Event)>)>>,
+    listeners: RefCell<Vec<Listener>>,
 }
 
 /// A point-of-sale terminal: readers, payments, and the offline store of this browser.
@@ -126,7 +129,7 @@ fn limit_map(map: BTreeMap<String, f64>, what: &str) -> Result<BTreeMap<String, 
     map.into_iter()
         .map(|(currency, v)| {
             let currency = validate::currency(&currency)?;
-            if !(v.is_finite() && v.fract() == 0.0 && v >= 0.0 && v <= 1e15) {
+            if !(v.is_finite() && v.fract() == 0.0 && (0.0..=1e15).contains(&v)) {
                 return Err(PosError::InvalidArgument(format!(
                     "offline.{what}.{currency} must be a non-negative integer"
                 )));
@@ -441,8 +444,9 @@ impl Terminal {
                 "not_ready"
             };
             inner.callbacks.payment_status(ready);
-            if !matches!(&result, Err(e) if e.is_retryable_transport()) {
-                // Final answer (or stored): this collected payment can't be processed again.
+            if matches!(&result, Ok(_) | Err(PosError::CardDeclined { .. })) {
+                // A final answer: this card read can't be used again. After any other error
+                // the caller may retry; the same id keeps a retry from charging twice.
                 inner.collected.borrow_mut().retain(|c| c.id != payment.id);
             }
             to_js(&result?)
@@ -767,13 +771,9 @@ impl Inner {
                     // Same id as the online attempt: if that attempt did reach the backend,
                     // forwarding gets its stored answer instead of a second charge.
                     self.store_offline(p).await
-                } else if !self.settings.offline_enabled
-                    && p.offline_behavior == OfflineBehavior::PreferOnline
-                {
-                    Err(e)
                 } else {
                     Err(match e {
-                        PosError::BackendTimeout(ms) => PosError::BackendTimeout(ms),
+                        PosError::BackendUnreachable(_) | PosError::BackendTimeout(_) => e,
                         other => PosError::BackendUnreachable(other.to_string()),
                     })
                 }

@@ -1,0 +1,238 @@
+//! `cargo xtask setup`: every step checks first and does nothing when already done.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::SystemTime;
+
+use crate::{lockfile, note, output, run, step, Ctx, Result};
+
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// The tools later steps use, by absolute path.
+pub struct Tools {
+    pub wasm_bindgen: PathBuf,
+    pub test_runner: PathBuf,
+    pub chromium: PathBuf,
+    pub chromedriver: PathBuf,
+}
+
+pub fn setup(ctx: &Ctx) -> Result<Tools> {
+    wasm_target(ctx)?;
+    let (wasm_bindgen, test_runner) = wasm_bindgen_cli(ctx)?;
+    let (chromium, chromedriver) = chromium()?;
+    npm(ctx)?;
+    Ok(Tools {
+        wasm_bindgen,
+        test_runner,
+        chromium,
+        chromedriver,
+    })
+}
+
+fn wasm_target(ctx: &Ctx) -> Result {
+    step(&format!("rust target {WASM_TARGET}"));
+    // Run from the repo root so a rust-toolchain file, if one appears, is honoured.
+    let installed = output(
+        Command::new("rustup")
+            .args(["target", "list", "--installed"])
+            .current_dir(&ctx.root),
+    )
+    .map_err(|e| format!("{e}\n  (rustup is needed to add the {WASM_TARGET} target)"))?;
+    if installed.lines().any(|l| l.trim() == WASM_TARGET) {
+        note("already installed");
+        return Ok(());
+    }
+    run(Command::new("rustup")
+        .args(["target", "add", WASM_TARGET])
+        .current_dir(&ctx.root))
+}
+
+/// `$CARGO_INSTALL_ROOT/bin`, else `$CARGO_HOME/bin`, else `~/.cargo/bin`: where
+/// `cargo install` puts binaries.
+fn cargo_install_bin() -> Option<PathBuf> {
+    if let Some(root) = std::env::var_os("CARGO_INSTALL_ROOT") {
+        return Some(PathBuf::from(root).join("bin"));
+    }
+    if let Some(home) = std::env::var_os("CARGO_HOME") {
+        return Some(PathBuf::from(home).join("bin"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo").join("bin"))
+}
+
+/// Second word of `<name> <version>` as printed by `--version`, if the binary runs.
+fn tool_version(path: &Path) -> Option<String> {
+    let out = Command::new(path)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace().nth(1).map(str::to_string)
+}
+
+fn exe(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
+}
+
+/// A directory holding both `wasm-bindgen` and `wasm-bindgen-test-runner` at `version`.
+fn find_wasm_bindgen(version: &str) -> Option<(PathBuf, PathBuf)> {
+    let path_dirs = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default();
+    for dir in cargo_install_bin().into_iter().chain(path_dirs) {
+        let cli = exe(&dir, "wasm-bindgen");
+        let runner = exe(&dir, "wasm-bindgen-test-runner");
+        if cli.is_file()
+            && runner.is_file()
+            && tool_version(&cli).as_deref() == Some(version)
+            && tool_version(&runner).as_deref() == Some(version)
+        {
+            return Some((cli, runner));
+        }
+    }
+    None
+}
+
+fn wasm_bindgen_cli(ctx: &Ctx) -> Result<(PathBuf, PathBuf)> {
+    let lock_path = ctx.root.join("Cargo.lock");
+    if !lock_path.exists() {
+        // Resolving the workspace writes Cargo.lock.
+        output(ctx.cargo().args(["metadata", "--format-version", "1"]))?;
+    }
+    let lock = std::fs::read_to_string(&lock_path)
+        .map_err(|e| format!("cannot read {}: {e}", lock_path.display()))?;
+    let version = match lockfile::locked_versions(&lock, "wasm-bindgen").as_slice() {
+        [one] => one.clone(),
+        [] => return Err("Cargo.lock has no `wasm-bindgen` package".into()),
+        many => {
+            return Err(format!(
+                "Cargo.lock has several wasm-bindgen versions ({}); the CLI must match exactly one",
+                many.join(", ")
+            ))
+        }
+    };
+    step(&format!(
+        "wasm-bindgen-cli {version} (the locked wasm-bindgen)"
+    ));
+    if let Some(found) = find_wasm_bindgen(&version) {
+        note(&format!("already installed: {}", found.0.display()));
+        return Ok(found);
+    }
+    note("installing with cargo install (takes a few minutes)");
+    // No --locked: the CLI's own lockfile pins crates that no longer build on current Rust.
+    run(ctx
+        .cargo()
+        .args(["install", "wasm-bindgen-cli", "--version", &version]))?;
+    find_wasm_bindgen(&version).ok_or_else(|| {
+        format!(
+            "wasm-bindgen {version} and wasm-bindgen-test-runner are still not in {} after cargo install",
+            cargo_install_bin().map_or("~/.cargo/bin".into(), |p| p.display().to_string())
+        )
+    })
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// `156` from `Chromium 156.0.8078.108 built on …` or `ChromeDriver 156.0.8078.108 (…)`.
+fn full_and_major(version_output: &str) -> Option<(String, String)> {
+    let full = version_output
+        .split_whitespace()
+        .find(|w| w.starts_with(|c: char| c.is_ascii_digit()))?;
+    let major = full.split('.').next()?;
+    Some((full.to_string(), major.to_string()))
+}
+
+fn chromium() -> Result<(PathBuf, PathBuf)> {
+    step("Chromium + chromedriver");
+    let (browser, driver) = (Path::new(CHROMIUM), Path::new(CHROMEDRIVER));
+    if browser.exists() && driver.exists() {
+        note("already installed");
+    } else if is_root() {
+        run(Command::new("apt-get").arg("update").stdin(Stdio::null()))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "chromium", "chromium-driver"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null()))?;
+    } else {
+        return Err(
+            "Chromium and chromedriver are missing: run `sudo apt-get install chromium chromium-driver`"
+                .into(),
+        );
+    }
+    // The Debian launcher script prints shell noise on stderr; only stdout matters.
+    let browser_version = output(Command::new(browser).arg("--version").stderr(Stdio::null()))?;
+    let driver_version = output(Command::new(driver).arg("--version"))?;
+    let (bv, bmajor) = full_and_major(&browser_version)
+        .ok_or_else(|| format!("cannot parse `{CHROMIUM} --version`: {browser_version}"))?;
+    let (dv, dmajor) = full_and_major(&driver_version)
+        .ok_or_else(|| format!("cannot parse `{CHROMEDRIVER} --version`: {driver_version}"))?;
+    if bmajor != dmajor {
+        return Err(format!(
+            "Chromium {bv} and chromedriver {dv} differ in major version: \
+             run `apt-get install --only-upgrade chromium chromium-driver`"
+        ));
+    }
+    note(&format!("Chromium {bv}, chromedriver {dv}"));
+    Ok((browser.to_path_buf(), driver.to_path_buf()))
+}
+
+fn mtime(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+fn npm(ctx: &Ctx) -> Result {
+    step("npm packages for the browser tests");
+    let node = output(Command::new("node").arg("--version"))
+        .map_err(|e| format!("Node.js 20+ with npm is required: {e}"))?;
+    let major: u32 = node
+        .trim()
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    if major < 20 {
+        return Err(format!("Node.js 20+ is required, found {}", node.trim()));
+    }
+    let lock = ctx.root.join("package-lock.json");
+    let installed = ctx.root.join("node_modules").join(".package-lock.json");
+    let lock_time = mtime(&lock).ok_or("package-lock.json is missing at the repo root")?;
+    match mtime(&installed) {
+        Some(t) if t >= lock_time => {
+            note(&format!("node {} — node_modules up to date", node.trim()));
+            Ok(())
+        }
+        _ => run(Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+            .current_dir(&ctx.root)
+            .stdin(Stdio::null())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_browser_versions() {
+        assert_eq!(
+            full_and_major("Chromium 156.0.8078.108 built on Debian GNU/Linux 12 (bookworm)\n"),
+            Some(("156.0.8078.108".into(), "156".into()))
+        );
+        assert_eq!(
+            full_and_major("ChromeDriver 156.0.8078.108 (730482a9-refs/branch-heads/8078@{#2244})"),
+            Some(("156.0.8078.108".into(), "156".into()))
+        );
+        assert_eq!(full_and_major("no version here"), None);
+    }
+}

@@ -1,0 +1,289 @@
+//! `cargo xtask test`: native tests, wasm tests in headless Chromium, end-to-end tests.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::setup::Tools;
+use crate::sim::{tail, PosSim};
+use crate::{note, run, step, Ctx, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Native,
+    Wasm,
+    E2e,
+}
+
+impl Stage {
+    const ALL: [Stage; 3] = [Stage::Native, Stage::Wasm, Stage::E2e];
+
+    pub fn from_name(name: &str) -> Option<Stage> {
+        Stage::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Stage::Native => "native",
+            Stage::Wasm => "wasm",
+            Stage::E2e => "e2e",
+        }
+    }
+}
+
+enum Outcome {
+    Passed(f64),
+    Failed(f64, String),
+    Skipped,
+}
+
+/// Runs the stages in order, stopping at the first failure; returns the exit code.
+pub fn run_all(ctx: &Ctx, tools: &Tools, only: Option<Stage>) -> i32 {
+    let stages: Vec<Stage> = match only {
+        Some(s) => vec![s],
+        None => Stage::ALL.to_vec(),
+    };
+    let mut outcomes = Vec::new();
+    let mut failed = false;
+    for stage in stages {
+        if failed {
+            outcomes.push((stage, Outcome::Skipped));
+            continue;
+        }
+        let started = Instant::now();
+        let result = match stage {
+            Stage::Native => native(ctx),
+            Stage::Wasm => wasm(ctx, tools),
+            Stage::E2e => e2e(ctx, tools),
+        };
+        let secs = started.elapsed().as_secs_f64();
+        match result {
+            Ok(()) => outcomes.push((stage, Outcome::Passed(secs))),
+            Err(e) => {
+                eprintln!("xtask: {} tests failed: {e}", stage.name());
+                failed = true;
+                outcomes.push((stage, Outcome::Failed(secs, e)));
+            }
+        }
+    }
+
+    step("summary");
+    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    for (stage, outcome) in &outcomes {
+        let line = match outcome {
+            Outcome::Passed(secs) => {
+                passed += 1;
+                format!("passed  ({secs:.1}s)")
+            }
+            Outcome::Failed(secs, e) => {
+                failed += 1;
+                format!("FAILED  ({secs:.1}s): {e}")
+            }
+            Outcome::Skipped => {
+                skipped += 1;
+                "skipped (an earlier stage failed)".to_string()
+            }
+        };
+        note(&format!("{:<7} {line}", stage.name()));
+    }
+    let skipped = if skipped > 0 {
+        format!(", {skipped} skipped")
+    } else {
+        String::new()
+    };
+    println!("xtask: {passed} passed, {failed} failed{skipped}");
+    i32::from(failed > 0)
+}
+
+fn native(ctx: &Ctx) -> Result {
+    step("native tests: cargo test --workspace");
+    run(ctx.cargo().args(["test", "--workspace"]))
+}
+
+/// A fresh directory under `<target>/xtask-tmp/` for one run's files.
+fn fresh_tmp_dir(ctx: &Ctx, what: &str) -> Result<PathBuf> {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let dir = ctx
+        .target_dir
+        .join("xtask-tmp")
+        .join(format!("{what}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+fn wasm(ctx: &Ctx, tools: &Tools) -> Result {
+    step("wasm tests: pos-sim for the browser tests");
+    let tmp = fresh_tmp_dir(ctx, "wasm")?;
+    let log_path = tmp.join("pos-sim.log");
+    let log = File::create(&log_path)
+        .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
+    let db = tmp.join("sim.db");
+    let db = db.to_str().ok_or("temp dir path is not UTF-8")?;
+    let (www, pkg) = ctx.www_and_pkg()?;
+    let result = (|| {
+        let sim = PosSim::start(
+            ctx,
+            &[
+                "serve",
+                "--port",
+                "0",
+                "--api-port",
+                "0",
+                "--readers",
+                "2",
+                "--db",
+                db,
+                "--www",
+                www,
+                "--pkg",
+                pkg,
+            ],
+            Stdio::from(log),
+            "pos-sim: ",
+        )?;
+        let api = sim.field("api")?;
+        let url = sim.field("url")?;
+        note(&format!("POS_SIM_API={api} POS_SIM_URL={url}"));
+
+        step("wasm tests: cargo test --target wasm32-unknown-unknown -p pos-terminal (headless Chromium)");
+        // --tests: every lib/integration test target, but no doctests (those run natively).
+        let mut cmd = ctx.cargo();
+        cmd.args([
+            "test",
+            "--target",
+            "wasm32-unknown-unknown",
+            "-p",
+            "pos-terminal",
+            "--tests",
+        ])
+        .env(
+            "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+            &tools.test_runner,
+        )
+        .env("CHROMEDRIVER", &tools.chromedriver)
+        // Test binaries without wasm_bindgen_test_configure! run in the browser, not Node.
+        .env("WASM_BINDGEN_USE_BROWSER", "1")
+        .env("WASM_BINDGEN_TEST_TIMEOUT", "120")
+        .env(
+            "WASM_BINDGEN_TEST_WEBDRIVER_JSON",
+            ctx.root.join("webdriver.json"),
+        )
+        .env("POS_SIM_API", &api)
+        .env("POS_SIM_URL", &url);
+        if std::env::var_os("WASM_BINDGEN_TEST_DRIVER_TIMEOUT").is_none() {
+            // chromedriver gets 5 s to bind its port by default: tight on a busy 2-core CI box.
+            cmd.env("WASM_BINDGEN_TEST_DRIVER_TIMEOUT", "30");
+        }
+        let result = run(&mut cmd);
+        drop(sim);
+        result
+    })();
+    match &result {
+        Ok(()) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        Err(_) => {
+            let tail = tail(&log_path, 40);
+            if !tail.is_empty() {
+                eprintln!(
+                    "---- last lines of {} ----\n{tail}\n----",
+                    log_path.display()
+                );
+            }
+        }
+    }
+    result
+}
+
+/// `*.test.mjs` files under `dir`, sorted, as paths relative to `base`.
+fn e2e_test_files(dir: &Path, base: &Path) -> Vec<PathBuf> {
+    fn walk(dir: &Path, base: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                if entry.file_name() != "node_modules" {
+                    walk(&path, base, out);
+                }
+            } else if path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(".test.mjs"))
+            {
+                out.push(path.strip_prefix(base).unwrap_or(&path).to_path_buf());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, base, &mut out);
+    out.sort();
+    out
+}
+
+fn e2e(ctx: &Ctx, tools: &Tools) -> Result {
+    step("end-to-end tests: node --test tests/e2e (real Chromium against pos-sim)");
+    let files = e2e_test_files(&ctx.root.join("tests").join("e2e"), &ctx.root);
+    if files.is_empty() {
+        return Err("no e2e tests found (tests/e2e/**/*.test.mjs)".into());
+    }
+    note(&format!("{} test file(s)", files.len()));
+    // Explicit file list: Node 20 walks a directory argument, Node 22+ treats it as a glob.
+    run(Command::new("node")
+        .args(["--test", "--test-concurrency=1"])
+        .args(&files)
+        .current_dir(&ctx.root)
+        .stdin(Stdio::null())
+        .env("POS_SIM_BIN", ctx.pos_sim_bin())
+        .env("CHROMIUM", &tools.chromium)
+        .env("PKG_DIR", &ctx.pkg)
+        .env("WWW_DIR", &ctx.www)
+        .env("POS_SIM_PKG", &ctx.pkg)
+        .env("POS_SIM_WWW", &ctx.www)
+        .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_names_round_trip() {
+        for s in Stage::ALL {
+            assert_eq!(Stage::from_name(s.name()), Some(s));
+        }
+        assert_eq!(Stage::from_name("all"), None);
+    }
+
+    #[test]
+    fn finds_only_test_mjs_files_sorted() {
+        let base = std::env::temp_dir().join(format!("xtask-e2e-{}", std::process::id()));
+        let dir = base.join("tests").join("e2e");
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::create_dir_all(dir.join("node_modules")).unwrap();
+        for f in [
+            "b.test.mjs",
+            "a.test.mjs",
+            "helpers.mjs",
+            "sub/c.test.mjs",
+            "node_modules/x.test.mjs",
+        ] {
+            std::fs::write(dir.join(f), "").unwrap();
+        }
+        let found = e2e_test_files(&dir, &base);
+        std::fs::remove_dir_all(&base).unwrap();
+        let found: Vec<String> = found.iter().map(|p| p.display().to_string()).collect();
+        assert_eq!(
+            found,
+            [
+                "tests/e2e/a.test.mjs",
+                "tests/e2e/b.test.mjs",
+                "tests/e2e/sub/c.test.mjs"
+            ]
+        );
+    }
+}
