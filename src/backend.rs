@@ -70,8 +70,18 @@ impl Backend {
 
     /// `GET /v1/health` answered 2xx within the timeout.
     pub async fn health(&self) -> Result<(), PosError> {
+        self.health_within(self.timeout_ms.min(5_000)).await
+    }
+
+    pub async fn health_within(&self, timeout_ms: u32) -> Result<(), PosError> {
         let (status, _) = self
-            .send("GET", "/v1/health", &[], None, self.timeout_ms.min(5_000))
+            .send(
+                "GET",
+                "/v1/health",
+                &[],
+                None,
+                timeout_ms.min(self.timeout_ms),
+            )
             .await?;
         if (200..300).contains(&status) {
             Ok(())

@@ -32,6 +32,8 @@ use crate::validate;
 const DEFAULT_DB: &str = "pos-terminal";
 const MAX_HELD_COLLECTED: usize = 16;
 const MAX_DISCOVERY_URLS: usize = 32;
+/// Health probe before a payment while the backend is known to be down.
+const QUICK_PROBE_MS: u32 = 1_500;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Network {
@@ -755,9 +757,13 @@ impl Inner {
         if p.offline_behavior == OfflineBehavior::ForceOffline {
             return self.store_offline(p).await;
         }
-        // Known offline: don't make the cashier wait for a timeout; store right away.
+        // Known offline: a short health probe instead of a full request timeout, so the
+        // cashier doesn't wait while the backend is down and payments go online once it's back.
         if offline_allowed && self.network.get() == Network::Offline {
-            return self.store_offline(p).await;
+            if self.backend.health_within(QUICK_PROBE_MS).await.is_err() {
+                return self.store_offline(p).await;
+            }
+            self.set_network(Network::Online);
         }
         match self.process_online(p).await {
             Err(e) if e.is_retryable_transport() || matches!(e, PosError::ConnectionToken(_)) => {
