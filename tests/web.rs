@@ -432,3 +432,85 @@ async fn forwarding_against_pos_sim_is_exactly_once_and_quarantines_tampering() 
     );
     method(&terminal, "close", &[]).await.unwrap();
 }
+
+#[wasm_bindgen_test]
+async fn a_timed_out_online_attempt_is_stored_with_the_same_key_and_charged_once() {
+    let Some((api, url)) = sim() else {
+        panic!("POS_SIM_API/POS_SIM_URL not set at compile time: run `cargo xtask test`");
+    };
+    let db = unique_db("timeout");
+    let events = Array::new();
+    let opts = options(api, &db, &events);
+    Reflect::set(&opts, &"requestTimeoutMs".into(), &300.into()).unwrap();
+    let terminal: JsValue = JsFuture::from(Terminal::create(opts)).await.unwrap();
+    let reader_url = format!("{}/readers/rdr_sim_1", url.replacen("http://", "ws://", 1));
+    let config = js_sys::JSON::parse(&format!(
+        r#"{{"method":"websocket","urls":["{reader_url}"]}}"#
+    ))
+    .unwrap();
+    let readers: Array = method(&terminal, "discoverReaders", &[config])
+        .await
+        .unwrap()
+        .unchecked_into();
+    method(&terminal, "connectReader", &[readers.get(0)])
+        .await
+        .unwrap();
+
+    // The backend records the payment, then answers after the SDK stopped waiting.
+    fetch_json(
+        &format!("{url}/_sim/network"),
+        "POST",
+        Some(r#"{"down":false,"latency_ms":1500}"#),
+    )
+    .await;
+    let req = js_sys::JSON::parse(r#"{"amount":7700,"currency":"usd"}"#).unwrap();
+    let collected = method(&terminal, "collectPaymentMethod", &[req])
+        .await
+        .unwrap();
+    let result = method(&terminal, "processPayment", &[collected]).await;
+    fetch_json(
+        &format!("{url}/_sim/network"),
+        "POST",
+        Some(r#"{"down":false,"latency_ms":0}"#),
+    )
+    .await;
+    let result = result.unwrap();
+    assert_eq!(
+        get(&result, "status").as_string().unwrap(),
+        "stored_offline"
+    );
+    let id = get(&result, "id").as_string().unwrap();
+
+    let report = method(&terminal, "forwardStoredPayments", &[])
+        .await
+        .unwrap();
+    assert_eq!(get(&report, "forwarded").as_f64(), Some(1.0));
+
+    let received: Array = fetch_json(&format!("{url}/_sim/payments"), "GET", None)
+        .await
+        .unchecked_into();
+    let mine: Vec<JsValue> = received
+        .iter()
+        .filter(|p| get(p, "key").as_string().as_deref() == Some(id.as_str()))
+        .collect();
+    assert_eq!(mine.len(), 1, "one payment at the backend");
+    assert_eq!(get(&mine[0], "requests").as_f64(), Some(2.0), "tried twice");
+    assert_eq!(
+        get(&mine[0], "offline").as_bool(),
+        Some(false),
+        "the first attempt counted"
+    );
+
+    // The stored record ends with the backend's first answer: the same payment intent.
+    let list: Array = method(&terminal, "listStoredPayments", &[])
+        .await
+        .unwrap()
+        .unchecked_into();
+    let stored = list.get(0);
+    assert_eq!(get(&stored, "state").as_string().unwrap(), "forwarded");
+    assert_eq!(
+        get(&stored, "paymentIntentId").as_string(),
+        get(&mine[0], "payment_intent").as_string()
+    );
+    method(&terminal, "close", &[]).await.unwrap();
+}

@@ -65,11 +65,14 @@ impl Network {
     }
 }
 
-/// Middleware on the API router: answer only after `latency_ms`, once the handler has run.
+/// Middleware on the API router: answer a POST only after `latency_ms`, once the handler has
+/// run. CORS preflights and health probes stay fast, so a late answer is what a client sees,
+/// not a request that never left.
 pub async fn latency(State(network): State<Network>, request: Request, next: Next) -> Response {
+    let delayed = request.method() == axum::http::Method::POST;
     let response = next.run(request).await;
     let ms = network.get().latency_ms;
-    if ms > 0 {
+    if delayed && ms > 0 {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     response

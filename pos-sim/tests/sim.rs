@@ -436,7 +436,8 @@ fn network_outage_is_a_connection_error_not_an_http_answer() {
         (200, json!({"down": false, "latency_ms": 3000}))
     );
     let api = sim.api;
-    let slow = std::thread::spawn(move || raw_request(api, "GET", "/v1/health", &[], ""));
+    let slow =
+        std::thread::spawn(move || raw_request(api, "POST", "/v1/connection_tokens", &[], ""));
     std::thread::sleep(Duration::from_millis(300));
 
     let started = Instant::now();
