@@ -461,14 +461,12 @@ impl Terminal {
         promise(async move { to_js(&inner.status().await?) })
     }
 
-    #[wasm_bindgen(js_name = listStoredPayments, unchecked_return_type = "Promise<StoredPayment[]>")]
-    pub fn list_stored_payments(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "{ state?: StoredState } | undefined")]
-        filter: JsValue,
-    ) -> Promise {
+    /// Typed in `types.rs` (an optional parameter needs a hand-written signature).
+    #[wasm_bindgen(js_name = listStoredPayments, skip_typescript)]
+    pub fn list_stored_payments(&self, filter: Option<JsValue>) -> Promise {
         let inner = self.inner.clone();
         promise(async move {
+            let filter = filter.unwrap_or(JsValue::UNDEFINED);
             let state = if filter.is_undefined() || filter.is_null() {
                 None
             } else {
@@ -759,7 +757,9 @@ impl Inner {
         }
         // Known offline: a short health probe instead of a full request timeout, so the
         // cashier doesn't wait while the backend is down and payments go online once it's back.
-        if offline_allowed && self.network.get() == Network::Offline {
+        let known_offline =
+            self.network.get() == Network::Offline || js::navigator_on_line() == Some(false);
+        if offline_allowed && known_offline {
             if self.backend.health_within(QUICK_PROBE_MS).await.is_err() {
                 return self.store_offline(p).await;
             }
@@ -962,13 +962,11 @@ impl Inner {
 }
 
 /// For a service worker (or any script without a `Terminal`): forwards what is stored, with
-/// the backend URL and token the page saved (sealed) in the same database.
-#[wasm_bindgen(js_name = forwardStoredPayments, unchecked_return_type = "Promise<ForwardReport>")]
-pub fn forward_stored_payments(
-    #[wasm_bindgen(unchecked_param_type = "{ databaseName?: string } | undefined")]
-    options: JsValue,
-) -> Promise {
+/// the backend URL and token the page saved (sealed) in the same database. Typed in `types.rs`.
+#[wasm_bindgen(js_name = forwardStoredPayments, skip_typescript)]
+pub fn forward_stored_payments(options: Option<JsValue>) -> Promise {
     promise(async move {
+        let options = options.unwrap_or(JsValue::UNDEFINED);
         let db_name = if options.is_object() {
             parse_db_name(&options)?
         } else {

@@ -138,6 +138,17 @@ export interface OfflineStatus {
 }
 
 export interface ForwardReport { forwarded: number; declined: number; failed: number; remaining: number; }
+
+export interface Terminal {
+  /** Every stored payment, oldest first; `state` filters. */
+  listStoredPayments(filter?: { state?: StoredState }): Promise<StoredPayment[]>;
+}
+
+/**
+ * For a service worker (or any script without a `Terminal`): forwards what is stored, with
+ * the backend URL and connection token the page saved (sealed) in the same database.
+ */
+export function forwardStoredPayments(options?: { databaseName?: string }): Promise<ForwardReport>;
 "#;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

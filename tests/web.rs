@@ -514,3 +514,66 @@ async fn a_timed_out_online_attempt_is_stored_with_the_same_key_and_charged_once
     );
     method(&terminal, "close", &[]).await.unwrap();
 }
+
+#[wasm_bindgen_test]
+async fn the_worker_entry_point_forwards_with_the_saved_configuration() {
+    let Some((api, url)) = sim() else {
+        panic!("POS_SIM_API/POS_SIM_URL not set at compile time: run `cargo xtask test`");
+    };
+    let db = unique_db("worker");
+    let events = Array::new();
+    let terminal: JsValue = JsFuture::from(Terminal::create(options(api, &db, &events)))
+        .await
+        .unwrap();
+    let reader_url = format!("{}/readers/rdr_sim_2", url.replacen("http://", "ws://", 1));
+    let config = js_sys::JSON::parse(&format!(
+        r#"{{"method":"websocket","urls":["{reader_url}"]}}"#
+    ))
+    .unwrap();
+    let readers: Array = method(&terminal, "discoverReaders", &[config])
+        .await
+        .unwrap()
+        .unchecked_into();
+    method(&terminal, "connectReader", &[readers.get(0)])
+        .await
+        .unwrap();
+    let req = js_sys::JSON::parse(
+        r#"{"amount":3300,"currency":"usd","offlineBehavior":"force_offline"}"#,
+    )
+    .unwrap();
+    let collected = method(&terminal, "collectPaymentMethod", &[req])
+        .await
+        .unwrap();
+    let result = method(&terminal, "processPayment", &[collected])
+        .await
+        .unwrap();
+    let id = get(&result, "id").as_string().unwrap();
+    // The page goes away; what a service worker would call remains.
+    method(&terminal, "close", &[]).await.unwrap();
+
+    let opts = js_sys::JSON::parse(&format!(r#"{{"databaseName":"{db}"}}"#)).unwrap();
+    let report = JsFuture::from(pos_terminal::forward_stored_payments(Some(opts)))
+        .await
+        .unwrap();
+    assert_eq!(get(&report, "forwarded").as_f64(), Some(1.0));
+    assert_eq!(get(&report, "remaining").as_f64(), Some(0.0));
+
+    let received: Array = fetch_json(&format!("{url}/_sim/payments"), "GET", None)
+        .await
+        .unchecked_into();
+    assert!(received.iter().any(|p| {
+        get(&p, "key").as_string().as_deref() == Some(id.as_str())
+            && get(&p, "requests").as_f64() == Some(1.0)
+    }));
+
+    // Without a saved configuration it refuses clearly.
+    let empty =
+        js_sys::JSON::parse(&format!(r#"{{"databaseName":"{}"}}"#, unique_db("none"))).unwrap();
+    let err = JsFuture::from(pos_terminal::forward_stored_payments(Some(empty)))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        get(&err, "code").as_string().as_deref(),
+        Some("invalid_argument")
+    );
+}

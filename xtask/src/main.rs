@@ -26,7 +26,7 @@ commands:
                              Chromium + chromedriver, and the npm packages the browser tests use
   build                      setup, then build pkg/ (the npm package) and pos-sim
   demo [--port P]            build, then start pos-sim on port P (default 8787) and print the URL
-  test [--only native|wasm|e2e]
+  test [--only native|types|wasm|e2e]
                              build, then run native tests, wasm tests in headless Chromium,
                              and the end-to-end browser tests (or only one of those stages)
 ";

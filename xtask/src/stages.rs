@@ -1,4 +1,5 @@
-//! `cargo xtask test`: native tests, wasm tests in headless Chromium, end-to-end tests.
+//! `cargo xtask test`: native tests, the package's TypeScript types, wasm tests in headless
+//! Chromium, end-to-end tests.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -12,12 +13,13 @@ use crate::{note, run, step, Ctx, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
     Native,
+    Types,
     Wasm,
     E2e,
 }
 
 impl Stage {
-    const ALL: [Stage; 3] = [Stage::Native, Stage::Wasm, Stage::E2e];
+    const ALL: [Stage; 4] = [Stage::Native, Stage::Types, Stage::Wasm, Stage::E2e];
 
     pub fn from_name(name: &str) -> Option<Stage> {
         Stage::ALL.into_iter().find(|s| s.name() == name)
@@ -26,6 +28,7 @@ impl Stage {
     fn name(self) -> &'static str {
         match self {
             Stage::Native => "native",
+            Stage::Types => "types",
             Stage::Wasm => "wasm",
             Stage::E2e => "e2e",
         }
@@ -54,6 +57,7 @@ pub fn run_all(ctx: &Ctx, tools: &Tools, only: Option<Stage>) -> i32 {
         let started = Instant::now();
         let result = match stage {
             Stage::Native => native(ctx),
+            Stage::Types => types(ctx),
             Stage::Wasm => wasm(ctx, tools),
             Stage::E2e => e2e(ctx, tools),
         };
@@ -223,6 +227,17 @@ fn e2e_test_files(dir: &Path, base: &Path) -> Vec<PathBuf> {
     walk(dir, base, &mut out);
     out.sort();
     out
+}
+
+/// Compiles `tests/types/consumer.ts` against the built `pkg/` with `tsc --strict`: the
+/// package's declarations must type a real caller's code, with no `any` leaking through.
+fn types(ctx: &Ctx) -> Result {
+    step("package types: tsc --strict on tests/types against pkg/");
+    let tsc = ctx.root.join("node_modules").join(".bin").join("tsc");
+    run(Command::new(tsc)
+        .args(["-p", "tests/types/tsconfig.json"])
+        .current_dir(&ctx.root)
+        .stdin(Stdio::null()))
 }
 
 fn e2e(ctx: &Ctx, tools: &Tools) -> Result {
