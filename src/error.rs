@@ -48,6 +48,8 @@ pub enum PosError {
     InvalidBackendResponse(String),
     #[error("the backend refused the credentials: {0}")]
     Unauthorized(String),
+    #[error("the backend may have received this payment ({0}); retry processPayment with the same collected payment, it cannot be charged twice")]
+    OutcomeUnknown(String),
     #[error("the payment id was already used for a different payment")]
     IdempotencyConflict,
     #[error("fetchConnectionToken failed: {0}")]
@@ -103,6 +105,7 @@ impl PosError {
             Self::Backend { .. } => "backend_error",
             Self::InvalidBackendResponse(_) => "backend_invalid_response",
             Self::Unauthorized(_) => "unauthorized",
+            Self::OutcomeUnknown(_) => "payment_outcome_unknown",
             Self::IdempotencyConflict => "idempotency_conflict",
             Self::ConnectionToken(_) => "connection_token_failed",
             Self::CardDeclined { .. } => "card_declined",

@@ -14,6 +14,9 @@ use crate::payment::{ErrorInfo, Header, SealedBody, StoredState};
 use crate::store::{Entry, Store};
 use crate::types::{ForwardReportJs, ForwardingFailureJs, StoredPaymentJs};
 
+/// Tries after which an unreadable 2xx answer ends the record as `failed`.
+pub const MAX_UNREADABLE_ANSWERS: u32 = 5;
+
 /// The Web Lock every forwarder (tabs, service worker) takes.
 pub const LOCK_NAME: &str = "pos-terminal-forward";
 
@@ -64,6 +67,12 @@ pub fn next_after(answer: &Result<PaymentOutcome, PosError>) -> Next {
             decline_code: decline_code.clone(),
         },
         Err(PosError::Unauthorized(_)) => Next::RetryAfterAuth,
+        // Failed in this browser before any request left (a header the browser refused, no
+        // fetch): not the payment's fault, so it stays pending and the run stops.
+        Err(e @ (PosError::InvalidArgument(_) | PosError::Internal(_))) => Next::Retry {
+            error: info(e),
+            network_down: true,
+        },
         Err(e) if e.is_retryable_transport() => Next::Retry {
             error: info(e),
             network_down: matches!(
@@ -104,7 +113,15 @@ impl Forwarder<'_> {
         let mut out = RunOutcome::default();
         let entries = self.store.all().await?;
         for entry in entries {
-            if !entry.header.state.is_outstanding() {
+            let state = entry.header.state;
+            if state == StoredState::Quarantined {
+                continue;
+            }
+            if let Err(PosError::RecordTampered) = entry.body {
+                self.quarantine(entry, &mut out).await?;
+                continue;
+            }
+            if !state.is_outstanding() {
                 continue;
             }
             if out.stop.is_some() {
@@ -132,25 +149,11 @@ impl Forwarder<'_> {
                 return Ok(());
             }
             Err(err) => {
-                if self
-                    .store
-                    .transition(&header, StoredState::Quarantined, None, 0.0)
-                    .await?
-                {
-                    let mut quarantined = Entry {
-                        header: header.clone(),
-                        body: Err(err.clone()),
-                    };
-                    quarantined.header.state = StoredState::Quarantined;
-                    self.events.forwarding_failure(&ForwardingFailureJs {
-                        payment: (&quarantined).into(),
-                        code: err.code().into(),
-                        message: err.to_string(),
-                        decline_code: None,
-                    });
-                    out.report.failed += 1;
-                }
-                return Ok(());
+                let entry = Entry {
+                    header,
+                    body: Err(err),
+                };
+                return self.quarantine(entry, out).await;
             }
         };
         let now = js::now_ms();
@@ -161,16 +164,12 @@ impl Forwarder<'_> {
         // Mark in flight first: a crash from here on leaves `forwarding`, retried later with
         // the same key, never lost and never charged twice.
         body.attempts = body.attempts.saturating_add(1);
-        if !self
+        let Some(in_flight) = self
             .store
             .transition(&header, StoredState::Forwarding, Some(&body), now)
             .await?
-        {
+        else {
             return Ok(());
-        }
-        let in_flight = Header {
-            state: StoredState::Forwarding,
-            ..header
         };
         let Some(request) = body_for(&in_flight, &body) else {
             let missing = Next::Failed(ErrorInfo {
@@ -182,6 +181,34 @@ impl Forwarder<'_> {
         let answer = self.backend.create_payment(token, &request).await;
         self.finish(&in_flight, body, next_after(&answer), out)
             .await
+    }
+
+    /// Moves a record that failed authentication to `quarantined` and reports it; it is kept
+    /// (sealed bytes untouched) for inspection and never sent.
+    async fn quarantine(&self, entry: Entry, out: &mut RunOutcome) -> Result<(), PosError> {
+        let err = match &entry.body {
+            Err(e) => e.clone(),
+            Ok(_) => return Ok(()),
+        };
+        let Some(header) = self
+            .store
+            .transition(&entry.header, StoredState::Quarantined, None, 0.0)
+            .await?
+        else {
+            return Ok(());
+        };
+        let quarantined = Entry {
+            header,
+            body: Err(err.clone()),
+        };
+        self.events.forwarding_failure(&ForwardingFailureJs {
+            payment: (&quarantined).into(),
+            code: err.code().into(),
+            message: err.to_string(),
+            decline_code: None,
+        });
+        out.report.failed += 1;
+        Ok(())
     }
 
     async fn finish(
@@ -216,6 +243,16 @@ impl Forwarder<'_> {
                 out.report.failed += 1;
                 (StoredState::Failed, 0.0, Some(None))
             }
+            Next::Retry { error, .. }
+                if error.code == "backend_invalid_response"
+                    && body.attempts >= MAX_UNREADABLE_ANSWERS =>
+            {
+                // The backend keeps replaying an answer this SDK can't read: stop retrying,
+                // keep the payload (sealed) so support can recover the payment.
+                body.last_error = Some(error);
+                out.report.failed += 1;
+                (StoredState::Failed, 0.0, Some(None))
+            }
             Next::Retry {
                 error,
                 network_down,
@@ -238,14 +275,16 @@ impl Forwarder<'_> {
                 (StoredState::Pending, now, None)
             }
         };
-        self.store
+        let Some(header) = self
+            .store
             .transition(header, state, Some(&body), next_attempt_at)
-            .await?;
+            .await?
+        else {
+            // Moved by someone else meanwhile (only possible without Web Locks): theirs stands.
+            return Ok(());
+        };
         let entry = Entry {
-            header: Header {
-                state,
-                ..header.clone()
-            },
+            header,
             body: Ok(body.clone()),
         };
         let payment: StoredPaymentJs = (&entry).into();
@@ -315,6 +354,13 @@ mod tests {
         );
         let conflict = next_after(&Err(PosError::IdempotencyConflict));
         assert!(matches!(conflict, Next::Failed(ref e) if e.code == "idempotency_conflict"));
+        assert!(matches!(
+            next_after(&Err(PosError::Internal("no fetch".into()))),
+            Next::Retry {
+                network_down: true,
+                ..
+            }
+        ));
         let bad = next_after(&Err(PosError::Backend {
             status: 400,
             message: String::new(),

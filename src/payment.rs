@@ -105,17 +105,19 @@ impl StoredState {
     /// The transitions a record may make; everything else is refused.
     pub fn can_move_to(self, next: StoredState) -> bool {
         use StoredState::*;
+        // Any record that fails authentication is quarantined, whatever its clear state says.
+        if next == Quarantined {
+            return self != Quarantined;
+        }
         matches!(
             (self, next),
             (Pending, Forwarding)
-                | (Pending, Quarantined)
                 // `forwarding` found at start-up is a crashed try: it may be taken again.
                 | (Forwarding, Forwarding)
                 | (Forwarding, Pending)
                 | (Forwarding, Forwarded)
                 | (Forwarding, Declined)
                 | (Forwarding, Failed)
-                | (Forwarding, Quarantined)
         )
     }
 }
@@ -202,6 +204,11 @@ mod tests {
         assert!(!Forwarded.can_move_to(Pending));
         assert!(!Declined.can_move_to(Forwarding));
         assert!(!Quarantined.can_move_to(Pending));
+        assert!(
+            Forwarded.can_move_to(Quarantined),
+            "a tampered record is quarantined"
+        );
+        assert!(!Quarantined.can_move_to(Quarantined));
         for s in [
             Pending,
             Forwarding,

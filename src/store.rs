@@ -86,13 +86,20 @@ impl Store {
         &self.name
     }
 
-    /// Closes this store's own connection (rexie's closes when the store is dropped).
+    /// Closes this store's raw connection; rexie's stays open until the page goes away
+    /// (it can only be closed by value).
     pub fn close(&self) {
         self.raw.close();
     }
 
+    /// What a record's seal is bound to besides the database and schema: its id and its
+    /// state, so flipping the clear `state` (say pending → forwarded) is detected too.
+    fn seal_context(header: &Header) -> String {
+        format!("{}|{}", header.id, header.state.as_str())
+    }
+
     fn to_record(&self, header: &Header, body: &SealedBody) -> Result<JsValue, PosError> {
-        let sealed = self.vault.seal_json(&header.id, body)?;
+        let sealed = self.vault.seal_json(&Self::seal_context(header), body)?;
         let obj = Object::new();
         js::set(&obj, "id", &header.id.as_str().into());
         js::set(&obj, "v", &header.version.into());
@@ -144,7 +151,8 @@ impl Store {
         let body = if header.version != SCHEMA_VERSION {
             Err(PosError::UnknownSchemaVersion(header.version))
         } else {
-            self.vault.open_json::<SealedBody>(&header.id, &sealed)
+            self.vault
+                .open_json::<SealedBody>(&Self::seal_context(&header), &sealed)
         };
         Some(Entry { header, body })
     }
@@ -203,15 +211,16 @@ impl Store {
         Ok(record.and_then(|r| self.entry_of(&r)))
     }
 
-    /// Compare-and-set: moves `id` to `to` (with a re-sealed `body`) only if its state is
-    /// still `from`, in one strict transaction. Returns false when someone else moved it.
+    /// Compare-and-set: moves the record to `to` (with a re-sealed `body`) only if it is still
+    /// as `header` describes it, in one strict transaction. Returns the new header, or `None`
+    /// when someone else moved it first.
     pub async fn transition(
         &self,
         header: &Header,
         to: StoredState,
         body: Option<&SealedBody>,
         next_attempt_at: f64,
-    ) -> Result<bool, PosError> {
+    ) -> Result<Option<Header>, PosError> {
         if !header.state.can_move_to(to) {
             return Err(PosError::Internal(format!(
                 "refused state change {} -> {}",
@@ -243,10 +252,16 @@ impl Store {
                 return Err(e);
             }
         };
+        // Same state and same last update: nobody moved it since we read it (this holds even
+        // where Web Locks are missing and two forwarders race).
         let current_state = js::get(&current, "state").as_string();
-        if current.is_undefined() || current_state.as_deref() != Some(header.state.as_str()) {
+        let current_updated = js::get(&current, "updatedAt").as_f64();
+        if current.is_undefined()
+            || current_state.as_deref() != Some(header.state.as_str())
+            || current_updated != Some(header.updated_at)
+        {
             tx.abort().await;
-            return Ok(false);
+            return Ok(None);
         }
         let record = match new_record {
             Some(r) => r,
@@ -263,7 +278,7 @@ impl Store {
             return Err(idb::storage_error(&e));
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(Some(next))
     }
 
     pub async fn save_config(&self, config: &PersistedConfig) -> Result<(), PosError> {

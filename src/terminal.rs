@@ -76,6 +76,7 @@ struct Inner {
     token: RefCell<Option<String>>,
     network: Cell<Network>,
     reader: RefCell<Option<ConnectedReader>>,
+    connecting: Cell<bool>,
     collecting: RefCell<Option<String>>,
     collected: RefCell<Vec<Collected>>,
     forwarding: Cell<u32>,
@@ -182,6 +183,19 @@ fn parse_db_name(options: &JsValue) -> Result<String, PosError> {
     }
 }
 
+/// Opens each reader, pairs, reads what it says about itself and closes again.
+async fn probe_readers(urls: &[String], token: &str) -> Vec<Result<Discovered, PosError>> {
+    let probes = urls.iter().map(|url| async move {
+        let (conn, info) = WsConnection::open(url, token, CONNECT_TIMEOUT_MS).await?;
+        conn.close();
+        Ok(Discovered {
+            info,
+            url: url.clone(),
+        })
+    });
+    join_all(probes).await
+}
+
 #[wasm_bindgen]
 impl Terminal {
     /// Opens the offline store (creating its keys on first use), starts page forwarding
@@ -240,6 +254,7 @@ impl Terminal {
                 token: RefCell::new(token),
                 network: Cell::new(Network::Unknown),
                 reader: RefCell::new(None),
+                connecting: Cell::new(false),
                 collecting: RefCell::new(None),
                 collected: RefCell::new(Vec::new()),
                 forwarding: Cell::new(0),
@@ -279,24 +294,20 @@ impl Terminal {
                 )));
             }
             let token = inner.token(false).await?;
-            let probes = config.urls.iter().map(|url| {
-                let token = token.clone();
-                async move {
-                    let (conn, info) = WsConnection::open(url, &token, CONNECT_TIMEOUT_MS).await?;
-                    conn.close();
-                    Ok::<_, PosError>(Discovered {
-                        info,
-                        url: url.clone(),
-                    })
-                }
-            });
-            let found: Vec<ReaderJs> = join_all(probes)
-                .await
-                .into_iter()
-                .filter_map(|r| r.ok())
-                .map(|d| ReaderJs::from(&d))
+            let mut found = probe_readers(&config.urls, &token).await;
+            let stale_token = found
+                .iter()
+                .any(|r| matches!(r, Err(PosError::Reader { code, .. }) if code == "not_paired"));
+            if stale_token {
+                let token = inner.token(true).await?;
+                found = probe_readers(&config.urls, &token).await;
+            }
+            let readers: Vec<ReaderJs> = found
+                .iter()
+                .filter_map(|r| r.as_ref().ok())
+                .map(ReaderJs::from)
                 .collect();
-            to_js(&found)
+            to_js(&readers)
         })
     }
 
@@ -309,11 +320,18 @@ impl Terminal {
         promise(async move {
             inner.check_open()?;
             let target: ReaderRef = from_js(reader, "reader")?;
-            if inner.reader.borrow().is_some() {
+            if inner.reader.borrow().is_some() || inner.connecting.get() {
                 return Err(PosError::ReaderAlreadyConnected);
             }
+            inner.connecting.set(true);
             inner.callbacks.connection_status("connecting");
             let result = Inner::connect(&inner, &target.url).await;
+            inner.connecting.set(false);
+            if result.is_ok() && inner.closed.get() {
+                // `close()` ran while connecting: don't leave a reader attached.
+                inner.disconnect();
+                return Err(PosError::TerminalClosed);
+            }
             match result {
                 Ok(reader) => {
                     inner.callbacks.connection_status("connected");
@@ -431,13 +449,15 @@ impl Terminal {
         promise(async move {
             inner.check_open()?;
             let r: CollectedRef = from_js(collected, "collected payment")?;
-            let payment = inner
-                .collected
-                .borrow()
-                .iter()
-                .find(|c| c.id == r.id)
-                .cloned()
-                .ok_or(PosError::PaymentNotCollected)?;
+            // Taken out while processing: a double click gets `payment_not_collected`.
+            let payment = {
+                let mut held = inner.collected.borrow_mut();
+                let at = held
+                    .iter()
+                    .position(|c| c.id == r.id)
+                    .ok_or(PosError::PaymentNotCollected)?;
+                held.remove(at)
+            };
             inner.callbacks.payment_status("processing");
             let result = inner.process(&payment).await;
             let ready = if inner.reader.borrow().is_some() {
@@ -446,10 +466,10 @@ impl Terminal {
                 "not_ready"
             };
             inner.callbacks.payment_status(ready);
-            if matches!(&result, Ok(_) | Err(PosError::CardDeclined { .. })) {
-                // A final answer: this card read can't be used again. After any other error
-                // the caller may retry; the same id keeps a retry from charging twice.
-                inner.collected.borrow_mut().retain(|c| c.id != payment.id);
+            if !matches!(&result, Ok(_) | Err(PosError::CardDeclined { .. })) {
+                // Not a final answer: the caller may retry; the same id keeps a retry from
+                // charging twice.
+                inner.collected.borrow_mut().push(payment);
             }
             to_js(&result?)
         })
@@ -607,10 +627,12 @@ impl Inner {
         };
         let token = value
             .as_string()
-            .filter(|t| !t.is_empty() && t.len() <= 4096)
+            // It goes into an Authorization header: visible ASCII only.
+            .filter(|t| !t.is_empty() && t.len() <= 4096 && t.bytes().all(|b| b.is_ascii_graphic()))
             .ok_or_else(|| {
                 PosError::ConnectionToken(
-                    "fetchConnectionToken must resolve to a non-empty string".into(),
+                    "fetchConnectionToken must resolve to a non-empty string of visible ASCII"
+                        .into(),
                 )
             })?;
         *self.token.borrow_mut() = Some(token.clone());
@@ -681,7 +703,8 @@ impl Inner {
                 message,
             }),
             other => Err(PosError::ReaderProtocol(format!(
-                "expected ack, got {other:?}"
+                "expected ack, got {}",
+                other.kind()
             ))),
         }
     }
@@ -737,7 +760,8 @@ impl Inner {
             }
             other => {
                 return Err(PosError::ReaderProtocol(format!(
-                    "expected card_read, got {other:?}"
+                    "expected card_read, got {}",
+                    other.kind()
                 )))
             }
         };
@@ -776,7 +800,18 @@ impl Inner {
                 if offline_allowed {
                     // Same id as the online attempt: if that attempt did reach the backend,
                     // forwarding gets its stored answer instead of a second charge.
-                    self.store_offline(p).await
+                    let may_have_arrived = !matches!(
+                        e,
+                        PosError::BackendUnreachable(_) | PosError::ConnectionToken(_)
+                    );
+                    match self.store_offline(p).await {
+                        Err(stored) if may_have_arrived => Err(PosError::OutcomeUnknown(format!(
+                            "{}; storing it offline failed: {}",
+                            e.code(),
+                            stored.code()
+                        ))),
+                        other => other,
+                    }
                 } else {
                     Err(match e {
                         PosError::BackendUnreachable(_) | PosError::BackendTimeout(_) => e,
@@ -931,6 +966,7 @@ impl Inner {
             return Ok(ForwardReportJs::default());
         }
         let mut token = self.token(false).await?;
+        let mut report = ForwardReportJs::default();
         for round in 0..2 {
             let me = self.clone();
             let t = token.clone();
@@ -944,20 +980,27 @@ impl Inner {
                 .await
             })
             .await?;
+            report.forwarded += outcome.report.forwarded;
+            report.declined += outcome.report.declined;
+            report.failed += outcome.report.failed;
+            report.remaining = outcome.report.remaining;
             match outcome.stop {
                 Some(Stop::Unauthorized) if round == 0 => {
                     token = self.token(true).await?;
                 }
+                Some(Stop::Unauthorized) => {
+                    return Err(PosError::Unauthorized(
+                        "the backend refused a fresh connection token".into(),
+                    ));
+                }
                 Some(Stop::NetworkDown(_)) => {
                     self.set_network(Network::Offline);
-                    return Ok(outcome.report);
+                    return Ok(report);
                 }
-                _ => return Ok(outcome.report),
+                None => return Ok(report),
             }
         }
-        Err(PosError::Unauthorized(
-            "the backend refused a fresh connection token".into(),
-        ))
+        Ok(report)
     }
 }
 
@@ -972,34 +1015,36 @@ pub fn forward_stored_payments(options: Option<JsValue>) -> Promise {
         } else {
             DEFAULT_DB.to_string()
         };
-        let store = Store::open(&db_name).await?;
-        let config = store.load_config().await?.ok_or_else(|| {
-            PosError::InvalidArgument(
-                "no backend configuration is stored; create a Terminal in a page first".into(),
-            )
-        })?;
-        let token = config
-            .connection_token
-            .ok_or_else(|| PosError::Unauthorized("no connection token is stored yet".into()))?;
-        let backend = Backend::new(&config.backend_url, 8_000);
-        backend.health().await?;
-        let store = Rc::new(store);
-        let backend = Rc::new(backend);
-        let (s, b) = (store.clone(), backend.clone());
-        let outcome = js::with_web_lock(LOCK_NAME, move || async move {
-            let callbacks = Callbacks::default();
-            Forwarder {
-                store: &s,
-                backend: &b,
-                events: &callbacks,
-            }
-            .run(&token, true)
-            .await
-        })
-        .await?;
+        let store = Rc::new(Store::open(&db_name).await?);
+        let result = forward_saved(store.clone()).await;
         store.close();
-        to_js(&outcome.report)
+        to_js(&result?)
     })
+}
+
+async fn forward_saved(store: Rc<Store>) -> Result<ForwardReportJs, PosError> {
+    let config = store.load_config().await?.ok_or_else(|| {
+        PosError::InvalidArgument(
+            "no backend configuration is stored; create a Terminal in a page first".into(),
+        )
+    })?;
+    let token = config
+        .connection_token
+        .ok_or_else(|| PosError::Unauthorized("no connection token is stored yet".into()))?;
+    let backend = Rc::new(Backend::new(&config.backend_url, 8_000));
+    backend.health().await?;
+    let outcome = js::with_web_lock(LOCK_NAME, move || async move {
+        let callbacks = Callbacks::default();
+        Forwarder {
+            store: &store,
+            backend: &backend,
+            events: &callbacks,
+        }
+        .run(&token, true)
+        .await
+    })
+    .await?;
+    Ok(outcome.report)
 }
 
 #[cfg(test)]

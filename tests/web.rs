@@ -152,12 +152,38 @@ async fn flipped_ciphertext_byte_is_detected() {
         &[name.clone().into(), bad.id.clone().into(), 20.into()],
     )
     .await;
+    // The clear state is bound into the seal too: pending → forwarded is detected.
+    let flipped = collected(700);
+    store.add_pending(&flipped, 3.0).await.unwrap();
+    let set_state = Function::new_with_args(
+        "name, id",
+        r#"return new Promise((res, rej) => {
+            const r = indexedDB.open(name);
+            r.onsuccess = () => {
+              const db = r.result, tx = db.transaction('payments', 'readwrite'), st = tx.objectStore('payments');
+              st.get(id).onsuccess = e => { const rec = e.target.result; rec.state = 'forwarded'; st.put(rec); };
+              tx.oncomplete = () => { db.close(); res(true); };
+              tx.onerror = () => rej(tx.error);
+            };
+            r.onerror = () => rej(r.error);
+          });"#,
+    );
+    call(
+        &set_state,
+        &[name.clone().into(), flipped.id.clone().into()],
+    )
+    .await;
+
     let all = store.all().await.unwrap();
-    assert_eq!(all.len(), 2, "a tampered record is reported, not dropped");
+    assert_eq!(all.len(), 3, "tampered records are reported, not dropped");
     let by_id = |id: &str| all.iter().find(|e| e.header.id == id).unwrap();
     assert!(by_id(&good.id).body.is_ok(), "the other record still opens");
     assert_eq!(
         by_id(&bad.id).body.as_ref().err(),
+        Some(&PosError::RecordTampered)
+    );
+    assert_eq!(
+        by_id(&flipped.id).body.as_ref().err(),
         Some(&PosError::RecordTampered)
     );
 }

@@ -96,6 +96,22 @@ pub enum ReaderMessage {
     },
 }
 
+impl ReaderMessage {
+    /// The wire `type`, for logs and errors that must not quote the message's fields.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::HelloAck { .. } => "hello_ack",
+            Self::CollectStarted { .. } => "collect_started",
+            Self::CardRead { .. } => "card_read",
+            Self::Canceled { .. } => "canceled",
+            Self::Ack { .. } => "ack",
+            Self::Error { .. } => "error",
+            Self::Ping { .. } => "ping",
+            Self::Pong { .. } => "pong",
+        }
+    }
+}
+
 /// What the reader says about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReaderInfo {

@@ -10,14 +10,15 @@ use futures_util::future::{select, Either};
 use gloo_timers::callback::Interval;
 use gloo_timers::future::TimeoutFuture;
 use pos_protocol::reader::{
-    parse_reader_frame, to_frame, PosMessage, ReaderInfo, ReaderMessage, PROTOCOL_VERSION,
+    parse_reader_frame, to_frame, FrameError, PosMessage, ReaderInfo, ReaderMessage,
+    PROTOCOL_VERSION,
 };
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{CloseEvent, Event, MessageEvent, WebSocket};
 
 use super::{HEARTBEAT_MS, SILENCE_LIMIT_MS};
-use crate::error::{describe_js, PosError};
+use crate::error::PosError;
 use crate::js;
 
 const HELLO_KEY: &str = "\u{0}hello";
@@ -100,8 +101,9 @@ impl WsConnection {
                 "reader url must start with ws:// or wss://, got {url:?}"
             )));
         }
-        let ws =
-            WebSocket::new(url).map_err(|e| PosError::ReaderConnectionFailed(describe_js(&e)))?;
+        let ws = WebSocket::new(url).map_err(|e| {
+            PosError::ReaderConnectionFailed(crate::error::js_error_name(&e).unwrap_or_default())
+        })?;
         let shared = Rc::new(RefCell::new(Shared {
             last_seen: js::now_ms(),
             ..Shared::default()
@@ -180,7 +182,8 @@ impl WsConnection {
                 message,
             }),
             other => Err(PosError::ReaderProtocol(format!(
-                "expected hello_ack, got {other:?}"
+                "expected hello_ack, got {}",
+                other.kind()
             ))),
         }
     }
@@ -283,7 +286,13 @@ fn on_frame(shared: &Rc<RefCell<Shared>>, ws: &WebSocket, data: JsValue) {
     let msg = match parse_reader_frame(&text) {
         Ok(m) => m,
         Err(e) => {
-            web_sys::console::warn_1(&format!("pos-terminal: bad reader frame: {e}").into());
+            // The parser's message may quote field values: log only what kind of fault.
+            let why = match e {
+                FrameError::TooLarge { bytes } => format!("{bytes} bytes, over the limit"),
+                FrameError::Malformed(_) => format!("malformed ({} bytes)", text.len()),
+                FrameError::Invalid(rule) => rule.to_string(),
+            };
+            web_sys::console::warn_1(&format!("pos-terminal: refused reader frame: {why}").into());
             return;
         }
     };
