@@ -2,13 +2,15 @@
 //! `durability: "strict"` (a write is reported only after it is on disk), and a
 //! get-check-put inside one transaction for compare-and-set state changes.
 
-use js_sys::Promise;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use futures_channel::oneshot;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::JsFuture;
 use web_sys::{
-    IdbDatabase, IdbFactory, IdbObjectStore, IdbRequest, IdbTransaction, IdbTransactionDurability,
-    IdbTransactionMode, IdbTransactionOptions,
+    Event, IdbDatabase, IdbFactory, IdbObjectStore, IdbRequest, IdbTransaction,
+    IdbTransactionDurability, IdbTransactionMode, IdbTransactionOptions,
 };
 
 use crate::error::{describe_js, js_error_name, PosError};
@@ -40,35 +42,60 @@ pub async fn open_existing(name: &str) -> Result<IdbDatabase, PosError> {
     Ok(result.unchecked_into())
 }
 
-/// Resolves with the request's result once it succeeds.
+type Settle = Rc<RefCell<Option<oneshot::Sender<Result<JsValue, JsValue>>>>>;
+
+fn settle(slot: &Settle, value: Result<JsValue, JsValue>) {
+    if let Some(tx) = slot.borrow_mut().take() {
+        let _ = tx.send(value);
+    }
+}
+
+/// Resolves with the request's result once it succeeds. The handlers are owned here and
+/// unregistered when it settles, so nothing leaks per request.
 pub async fn request(req: &IdbRequest) -> Result<JsValue, PosError> {
-    let target = req.clone();
-    let promise = Promise::new(&mut |resolve, reject| {
-        let ok_req = target.clone();
-        let on_success = Closure::once_into_js(move |_e: JsValue| {
-            let value = ok_req.result().unwrap_or(JsValue::UNDEFINED);
-            let _ = resolve.call1(&JsValue::NULL, &value);
-        });
-        let err_req = target.clone();
-        let on_error = Closure::once_into_js(move |e: web_sys::Event| {
-            // Handled here; the transaction's own error handler reports the abort.
-            e.prevent_default();
-            let err = match err_req.error() {
-                Ok(Some(dom)) => JsValue::from(dom),
-                _ => JsValue::from_str("IndexedDB request failed"),
-            };
-            let _ = reject.call1(&JsValue::NULL, &err);
-        });
-        target.set_onsuccess(Some(on_success.unchecked_ref()));
-        target.set_onerror(Some(on_error.unchecked_ref()));
+    let (tx, rx) = oneshot::channel();
+    let slot: Settle = Rc::new(RefCell::new(Some(tx)));
+    let (ok_slot, ok_req) = (slot.clone(), req.clone());
+    let on_success = Closure::<dyn FnMut(Event)>::new(move |_e: Event| {
+        settle(&ok_slot, Ok(ok_req.result().unwrap_or(JsValue::UNDEFINED)));
     });
-    JsFuture::from(promise).await.map_err(|e| storage_error(&e))
+    let (err_slot, err_req) = (slot, req.clone());
+    let on_error = Closure::<dyn FnMut(Event)>::new(move |e: Event| {
+        // Handled here; whoever owns the transaction decides to abort it.
+        e.prevent_default();
+        let err = match err_req.error() {
+            Ok(Some(dom)) => JsValue::from(dom),
+            _ => JsValue::from_str("IndexedDB request failed"),
+        };
+        settle(&err_slot, Err(err));
+    });
+    req.set_onsuccess(Some(on_success.as_ref().unchecked_ref()));
+    req.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+    let result = rx.await;
+    req.set_onsuccess(None);
+    req.set_onerror(None);
+    match result {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(storage_error(&e)),
+        Err(_) => Err(PosError::Storage(
+            "IndexedDB request ended without a result".into(),
+        )),
+    }
 }
 
 /// A read-write transaction with strict durability; `commit` resolves on `complete`.
 pub struct StrictTx {
     tx: IdbTransaction,
-    done: JsFuture,
+    done: oneshot::Receiver<Result<JsValue, JsValue>>,
+    _on_complete: Closure<dyn FnMut(Event)>,
+    _on_abort: Closure<dyn FnMut(Event)>,
+}
+
+impl Drop for StrictTx {
+    fn drop(&mut self) {
+        self.tx.set_oncomplete(None);
+        self.tx.set_onabort(None);
+    }
 }
 
 impl StrictTx {
@@ -83,25 +110,27 @@ impl StrictTx {
                 &options,
             )
             .map_err(|e| storage_error(&e))?;
-        let watched = tx.clone();
-        let promise = Promise::new(&mut |resolve, reject| {
-            let on_complete = Closure::once_into_js(move |_e: JsValue| {
-                let _ = resolve.call0(&JsValue::NULL);
-            });
-            let tx_for_abort = watched.clone();
-            let on_abort = Closure::once_into_js(move |_e: JsValue| {
-                let err = match tx_for_abort.error() {
-                    Some(dom) => JsValue::from(dom),
-                    None => JsValue::from_str("AbortError: transaction aborted"),
-                };
-                let _ = reject.call1(&JsValue::NULL, &err);
-            });
-            watched.set_oncomplete(Some(on_complete.unchecked_ref()));
-            watched.set_onabort(Some(on_abort.unchecked_ref()));
+        let (sender, done) = oneshot::channel();
+        let slot: Settle = Rc::new(RefCell::new(Some(sender)));
+        let complete_slot = slot.clone();
+        let on_complete = Closure::<dyn FnMut(Event)>::new(move |_e: Event| {
+            settle(&complete_slot, Ok(JsValue::UNDEFINED));
         });
+        let aborted = tx.clone();
+        let on_abort = Closure::<dyn FnMut(Event)>::new(move |_e: Event| {
+            let err = match aborted.error() {
+                Some(dom) => JsValue::from(dom),
+                None => JsValue::from_str("AbortError: transaction aborted"),
+            };
+            settle(&slot, Err(err));
+        });
+        tx.set_oncomplete(Some(on_complete.as_ref().unchecked_ref()));
+        tx.set_onabort(Some(on_abort.as_ref().unchecked_ref()));
         Ok(Self {
             tx,
-            done: JsFuture::from(promise),
+            done,
+            _on_complete: on_complete,
+            _on_abort: on_abort,
         })
     }
 
@@ -117,17 +146,23 @@ impl StrictTx {
     }
 
     /// Waits for `complete`: only then is the data on disk.
-    pub async fn commit(self) -> Result<(), PosError> {
+    pub async fn commit(mut self) -> Result<(), PosError> {
         // Ask for an early commit; harmless where `commit()` is missing.
         if let Ok(commit) = js::get(self.tx.as_ref(), "commit").dyn_into::<js_sys::Function>() {
             let _ = commit.call0(self.tx.as_ref());
         }
-        self.done.await.map(|_| ()).map_err(|e| storage_error(&e))
+        match (&mut self.done).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(storage_error(&e)),
+            Err(_) => Err(PosError::Storage(
+                "transaction ended without an outcome".into(),
+            )),
+        }
     }
 
     /// Aborts; the browser rolls back every write of this transaction.
-    pub async fn abort(self) {
+    pub async fn abort(mut self) {
         let _ = self.tx.abort();
-        let _ = self.done.await;
+        let _ = (&mut self.done).await;
     }
 }
