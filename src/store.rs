@@ -3,7 +3,7 @@
 //! is sealed by the vault. Nothing is deleted: a record only changes state.
 
 use js_sys::{Object, Uint8Array};
-use rexie::{Index, ObjectStore, Rexie, TransactionMode};
+use rexie::{Index, KeyRange, ObjectStore, Rexie, TransactionMode};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -197,6 +197,28 @@ impl Store {
         let store = tx.store(PAYMENTS_STORE).map_err(rexie_err)?;
         let records = store.get_all(None, None).await.map_err(rexie_err)?;
         let mut entries: Vec<Entry> = records.iter().filter_map(|r| self.entry_of(r)).collect();
+        entries.sort_by(|a, b| a.header.stored_at.total_cmp(&b.header.stored_at));
+        Ok(entries)
+    }
+
+    /// The payments the backend has not answered yet (`pending`, `forwarding`), oldest first,
+    /// read through the `state` index so the cost does not grow with the history.
+    pub async fn outstanding(&self) -> Result<Vec<Entry>, PosError> {
+        let tx = self
+            .rexie
+            .transaction(&[PAYMENTS_STORE], TransactionMode::ReadOnly)
+            .map_err(rexie_err)?;
+        let index = tx
+            .store(PAYMENTS_STORE)
+            .and_then(|s| s.index("state"))
+            .map_err(rexie_err)?;
+        let mut entries = Vec::new();
+        for state in [StoredState::Pending, StoredState::Forwarding] {
+            let range = KeyRange::only(&state.as_str().into())
+                .map_err(|e| rexie_err(rexie::Error::from(e)))?;
+            let records = index.get_all(Some(range), None).await.map_err(rexie_err)?;
+            entries.extend(records.iter().filter_map(|r| self.entry_of(r)));
+        }
         entries.sort_by(|a, b| a.header.stored_at.total_cmp(&b.header.stored_at));
         Ok(entries)
     }

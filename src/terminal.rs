@@ -888,10 +888,7 @@ impl Inner {
 
     async fn outstanding(&self) -> Result<Outstanding, PosError> {
         let mut out = Outstanding::default();
-        for e in self.store.all().await? {
-            if !e.header.state.is_outstanding() {
-                continue;
-            }
+        for e in self.store.outstanding().await? {
             out.count += 1;
             if let Ok(b) = &e.body {
                 *out.amounts.entry(b.currency.clone()).or_default() += b.amount;
@@ -901,7 +898,7 @@ impl Inner {
     }
 
     async fn status(&self) -> Result<OfflineStatusJs, PosError> {
-        let entries = self.store.all().await?;
+        let entries = self.store.outstanding().await?;
         let mut status = OfflineStatusJs {
             network_status: self.network.get().as_str(),
             pending_count: 0,
@@ -909,7 +906,7 @@ impl Inner {
             oldest_stored_at: None,
             forwarding: self.forwarding.get() > 0,
         };
-        for e in entries.iter().filter(|e| e.header.state.is_outstanding()) {
+        for e in &entries {
             status.pending_count += 1;
             if let Ok(b) = &e.body {
                 *status

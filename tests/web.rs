@@ -603,3 +603,83 @@ async fn the_worker_entry_point_forwards_with_the_saved_configuration() {
         Some("invalid_argument")
     );
 }
+
+#[wasm_bindgen_test]
+async fn offline_limits_refuse_and_store_nothing() {
+    let Some((api, url)) = sim() else {
+        panic!("POS_SIM_API/POS_SIM_URL not set at compile time: run `cargo xtask test`");
+    };
+    let db = unique_db("limits");
+    let events = Array::new();
+    let opts = options(api, &db, &events);
+    let offline = js_sys::JSON::parse(
+        r#"{"transactionLimit":{"usd":5000},"storedAmountLimit":{"usd":6000},"maxStoredPayments":2}"#,
+    )
+    .unwrap();
+    Reflect::set(&opts, &"offline".into(), &offline).unwrap();
+    let terminal: JsValue = JsFuture::from(Terminal::create(opts)).await.unwrap();
+    let reader_url = format!("{}/readers/rdr_sim_1", url.replacen("http://", "ws://", 1));
+    let config = js_sys::JSON::parse(&format!(
+        r#"{{"method":"websocket","urls":["{reader_url}"]}}"#
+    ))
+    .unwrap();
+    let readers: Array = method(&terminal, "discoverReaders", &[config])
+        .await
+        .unwrap()
+        .unchecked_into();
+    method(&terminal, "connectReader", &[readers.get(0)])
+        .await
+        .unwrap();
+
+    let pay = |amount: u32| {
+        let terminal = terminal.clone();
+        async move {
+            let req = js_sys::JSON::parse(&format!(
+                r#"{{"amount":{amount},"currency":"usd","offlineBehavior":"force_offline"}}"#
+            ))
+            .unwrap();
+            let collected = method(&terminal, "collectPaymentMethod", &[req]).await?;
+            method(&terminal, "processPayment", &[collected]).await
+        }
+    };
+    let code = |r: Result<JsValue, JsValue>| get(&r.unwrap_err(), "code").as_string().unwrap();
+
+    assert_eq!(
+        code(pay(5001).await),
+        "offline_limit_exceeded",
+        "per payment"
+    );
+    pay(4000).await.unwrap();
+    assert_eq!(
+        code(pay(2500).await),
+        "offline_limit_exceeded",
+        "stored total"
+    );
+    pay(2000).await.unwrap();
+    assert_eq!(code(pay(10).await), "offline_limit_exceeded", "count");
+
+    let status = method(&terminal, "offlineStatus", &[]).await.unwrap();
+    assert_eq!(get(&status, "pendingCount").as_f64(), Some(2.0));
+    assert_eq!(
+        get(&get(&status, "pendingAmounts"), "usd").as_f64(),
+        Some(6000.0)
+    );
+    let list: Array = method(&terminal, "listStoredPayments", &[])
+        .await
+        .unwrap()
+        .unchecked_into();
+    assert_eq!(list.length(), 2, "refused payments are not stored");
+
+    // Bad input is refused with its code before anything reaches the reader.
+    let bad = js_sys::JSON::parse(r#"{"amount":12.5,"currency":"usd"}"#).unwrap();
+    assert_eq!(
+        code(method(&terminal, "collectPaymentMethod", &[bad]).await),
+        "invalid_amount"
+    );
+    let bad = js_sys::JSON::parse(r#"{"amount":100,"currency":"USD"}"#).unwrap();
+    assert_eq!(
+        code(method(&terminal, "collectPaymentMethod", &[bad]).await),
+        "invalid_currency"
+    );
+    method(&terminal, "close", &[]).await.unwrap();
+}
