@@ -80,10 +80,6 @@ pub fn call_callback(f: &Function, arg: &JsValue) {
     }
 }
 
-pub async fn await_promise(p: Promise) -> Result<JsValue, JsValue> {
-    JsFuture::from(p).await
-}
-
 /// Runs `work` while holding the Web Lock `name` (exclusive), so tabs and the service worker
 /// never forward at the same time. Runs unlocked where Web Locks are missing (old browsers).
 pub async fn with_web_lock<T, F, Fut>(name: &str, work: F) -> Result<T, PosError>

@@ -36,7 +36,6 @@ pub struct Entry {
 }
 
 pub struct Store {
-    name: String,
     rexie: Rexie,
     raw: IdbDatabase,
     vault: Vault,
@@ -74,16 +73,7 @@ impl Store {
         let raw = idb::open_existing(name).await?;
         let mut key = keystore::load_or_create(&raw).await?;
         let vault = Vault::from_key(&mut key, name);
-        Ok(Store {
-            name: name.to_string(),
-            rexie,
-            raw,
-            vault,
-        })
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
+        Ok(Store { rexie, raw, vault })
     }
 
     /// Closes this store's raw connection; rexie's stays open until the page goes away

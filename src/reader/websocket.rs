@@ -57,7 +57,6 @@ impl Shared {
 pub struct WsConnection {
     ws: WebSocket,
     shared: Rc<RefCell<Shared>>,
-    url: String,
     _on_open: Closure<dyn FnMut(Event)>,
     _on_message: Closure<dyn FnMut(MessageEvent)>,
     _on_close: Closure<dyn FnMut(CloseEvent)>,
@@ -137,7 +136,6 @@ impl WsConnection {
         let conn = Rc::new(WsConnection {
             ws,
             shared,
-            url: url.to_string(),
             _on_open: on_open,
             _on_message: on_message,
             _on_close: on_close,
@@ -186,10 +184,6 @@ impl WsConnection {
                 other.kind()
             ))),
         }
-    }
-
-    pub fn url(&self) -> &str {
-        &self.url
     }
 
     fn start_heartbeat(self: &Rc<Self>) {

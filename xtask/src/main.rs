@@ -8,6 +8,7 @@ mod pkg;
 mod setup;
 mod sim;
 mod stages;
+mod wasm_strip;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@ use std::process::Command;
 
 use crate::json::{quote, Json};
 use crate::setup::Tools;
-use crate::{dts, note, run, step, Ctx, Result};
+use crate::{dts, note, run, step, wasm_strip, Ctx, Result};
 
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 const OUT_NAME: &str = "pos_terminal";
@@ -38,6 +38,19 @@ pub fn build(ctx: &Ctx, tools: &Tools) -> Result {
         .args(["--out-name", OUT_NAME])
         .arg(&wasm)
         .current_dir(&ctx.root))?;
+
+    let shipped = pkg.join(format!("{OUT_NAME}_bg.wasm"));
+    let bytes =
+        std::fs::read(&shipped).map_err(|e| format!("cannot read {}: {e}", shipped.display()))?;
+    let stripped = wasm_strip::without_names(&bytes)
+        .ok_or_else(|| format!("{} is not a well-formed wasm module", shipped.display()))?;
+    std::fs::write(&shipped, &stripped)
+        .map_err(|e| format!("cannot write {}: {e}", shipped.display()))?;
+    note(&format!(
+        "{OUT_NAME}_bg.wasm: {} KiB (name section dropped: {} KiB)",
+        stripped.len() / 1024,
+        (bytes.len() - stripped.len()) / 1024
+    ));
 
     step("pkg/package.json");
     let manifest = package_json(&package_fields(ctx)?, pkg.join("snippets").is_dir());
