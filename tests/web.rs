@@ -357,43 +357,49 @@ async fn method(target: &JsValue, name: &str, args: &[JsValue]) -> Result<JsValu
     JsFuture::from(p).await
 }
 
-#[wasm_bindgen_test]
-async fn forwarding_against_pos_sim_is_exactly_once_and_quarantines_tampering() {
-    let Some((api, url)) = sim() else {
-        panic!("POS_SIM_API/POS_SIM_URL not set at compile time: run `cargo xtask test`");
-    };
-    let db = unique_db("forward");
-    let events = Array::new();
-    let terminal: JsValue = JsFuture::from(Terminal::create(options(api, &db, &events)))
-        .await
-        .unwrap();
+/// The running pos-sim's addresses, set at compile time by `cargo xtask test`.
+fn sim_addrs() -> (&'static str, &'static str) {
+    sim().expect("POS_SIM_API/POS_SIM_URL not set at compile time: run `cargo xtask test`")
+}
 
-    let reader_url = format!("{}/readers/rdr_sim_2", url.replacen("http://", "ws://", 1));
-    let urls = Array::of1(&reader_url.into());
-    let config = Object::new();
-    Reflect::set(&config, &"method".into(), &"websocket".into()).unwrap();
-    Reflect::set(&config, &"urls".into(), &urls).unwrap();
-    let readers: Array = method(&terminal, "discoverReaders", &[config.into()])
+/// A terminal created with `opts` and connected to `reader` of the running pos-sim.
+async fn connected_terminal(opts: JsValue, url: &str, reader: &str) -> JsValue {
+    let terminal: JsValue = JsFuture::from(Terminal::create(opts)).await.unwrap();
+    let reader_url = format!("{}/readers/{reader}", url.replacen("http://", "ws://", 1));
+    let config = js_sys::JSON::parse(&format!(
+        r#"{{"method":"websocket","urls":["{reader_url}"]}}"#
+    ))
+    .unwrap();
+    let readers: Array = method(&terminal, "discoverReaders", &[config])
         .await
         .unwrap()
         .unchecked_into();
-    assert_eq!(readers.length(), 1);
+    assert_eq!(readers.length(), 1, "the simulated reader is discovered");
     method(&terminal, "connectReader", &[readers.get(0)])
         .await
         .unwrap();
+    terminal
+}
+
+/// Collects a card for `request` (a PaymentRequest as JSON) and processes it.
+async fn pay(terminal: &JsValue, request: &str) -> Result<JsValue, JsValue> {
+    let req = js_sys::JSON::parse(request).unwrap();
+    let collected = method(terminal, "collectPaymentMethod", &[req]).await?;
+    method(terminal, "processPayment", &[collected]).await
+}
+
+#[wasm_bindgen_test]
+async fn forwarding_against_pos_sim_is_exactly_once_and_quarantines_tampering() {
+    let (api, url) = sim_addrs();
+    let db = unique_db("forward");
+    let events = Array::new();
+    let terminal = connected_terminal(options(api, &db, &events), url, "rdr_sim_2").await;
 
     let mut ids = Vec::new();
     for amount in [4_321, 4_322] {
-        let req = js_sys::JSON::parse(&format!(
-            r#"{{"amount":{amount},"currency":"usd","offlineBehavior":"force_offline"}}"#
-        ))
-        .unwrap();
-        let collected = method(&terminal, "collectPaymentMethod", &[req])
-            .await
-            .unwrap();
-        let result = method(&terminal, "processPayment", &[collected])
-            .await
-            .unwrap();
+        let request =
+            format!(r#"{{"amount":{amount},"currency":"usd","offlineBehavior":"force_offline"}}"#);
+        let result = pay(&terminal, &request).await.unwrap();
         assert_eq!(
             get(&result, "status").as_string().unwrap(),
             "stored_offline"
@@ -461,26 +467,12 @@ async fn forwarding_against_pos_sim_is_exactly_once_and_quarantines_tampering() 
 
 #[wasm_bindgen_test]
 async fn a_timed_out_online_attempt_is_stored_with_the_same_key_and_charged_once() {
-    let Some((api, url)) = sim() else {
-        panic!("POS_SIM_API/POS_SIM_URL not set at compile time: run `cargo xtask test`");
-    };
+    let (api, url) = sim_addrs();
     let db = unique_db("timeout");
     let events = Array::new();
     let opts = options(api, &db, &events);
     Reflect::set(&opts, &"requestTimeoutMs".into(), &300.into()).unwrap();
-    let terminal: JsValue = JsFuture::from(Terminal::create(opts)).await.unwrap();
-    let reader_url = format!("{}/readers/rdr_sim_1", url.replacen("http://", "ws://", 1));
-    let config = js_sys::JSON::parse(&format!(
-        r#"{{"method":"websocket","urls":["{reader_url}"]}}"#
-    ))
-    .unwrap();
-    let readers: Array = method(&terminal, "discoverReaders", &[config])
-        .await
-        .unwrap()
-        .unchecked_into();
-    method(&terminal, "connectReader", &[readers.get(0)])
-        .await
-        .unwrap();
+    let terminal = connected_terminal(opts, url, "rdr_sim_1").await;
 
     // The backend records the payment, then answers after the SDK stopped waiting.
     fetch_json(
@@ -489,11 +481,7 @@ async fn a_timed_out_online_attempt_is_stored_with_the_same_key_and_charged_once
         Some(r#"{"down":false,"latency_ms":1500}"#),
     )
     .await;
-    let req = js_sys::JSON::parse(r#"{"amount":7700,"currency":"usd"}"#).unwrap();
-    let collected = method(&terminal, "collectPaymentMethod", &[req])
-        .await
-        .unwrap();
-    let result = method(&terminal, "processPayment", &[collected]).await;
+    let result = pay(&terminal, r#"{"amount":7700,"currency":"usd"}"#).await;
     fetch_json(
         &format!("{url}/_sim/network"),
         "POST",
@@ -543,36 +531,12 @@ async fn a_timed_out_online_attempt_is_stored_with_the_same_key_and_charged_once
 
 #[wasm_bindgen_test]
 async fn the_worker_entry_point_forwards_with_the_saved_configuration() {
-    let Some((api, url)) = sim() else {
-        panic!("POS_SIM_API/POS_SIM_URL not set at compile time: run `cargo xtask test`");
-    };
+    let (api, url) = sim_addrs();
     let db = unique_db("worker");
     let events = Array::new();
-    let terminal: JsValue = JsFuture::from(Terminal::create(options(api, &db, &events)))
-        .await
-        .unwrap();
-    let reader_url = format!("{}/readers/rdr_sim_2", url.replacen("http://", "ws://", 1));
-    let config = js_sys::JSON::parse(&format!(
-        r#"{{"method":"websocket","urls":["{reader_url}"]}}"#
-    ))
-    .unwrap();
-    let readers: Array = method(&terminal, "discoverReaders", &[config])
-        .await
-        .unwrap()
-        .unchecked_into();
-    method(&terminal, "connectReader", &[readers.get(0)])
-        .await
-        .unwrap();
-    let req = js_sys::JSON::parse(
-        r#"{"amount":3300,"currency":"usd","offlineBehavior":"force_offline"}"#,
-    )
-    .unwrap();
-    let collected = method(&terminal, "collectPaymentMethod", &[req])
-        .await
-        .unwrap();
-    let result = method(&terminal, "processPayment", &[collected])
-        .await
-        .unwrap();
+    let terminal = connected_terminal(options(api, &db, &events), url, "rdr_sim_2").await;
+    let request = r#"{"amount":3300,"currency":"usd","offlineBehavior":"force_offline"}"#;
+    let result = pay(&terminal, request).await.unwrap();
     let id = get(&result, "id").as_string().unwrap();
     // The page goes away; what a service worker would call remains.
     method(&terminal, "close", &[]).await.unwrap();
@@ -606,9 +570,7 @@ async fn the_worker_entry_point_forwards_with_the_saved_configuration() {
 
 #[wasm_bindgen_test]
 async fn offline_limits_refuse_and_store_nothing() {
-    let Some((api, url)) = sim() else {
-        panic!("POS_SIM_API/POS_SIM_URL not set at compile time: run `cargo xtask test`");
-    };
+    let (api, url) = sim_addrs();
     let db = unique_db("limits");
     let events = Array::new();
     let opts = options(api, &db, &events);
@@ -617,46 +579,35 @@ async fn offline_limits_refuse_and_store_nothing() {
     )
     .unwrap();
     Reflect::set(&opts, &"offline".into(), &offline).unwrap();
-    let terminal: JsValue = JsFuture::from(Terminal::create(opts)).await.unwrap();
-    let reader_url = format!("{}/readers/rdr_sim_1", url.replacen("http://", "ws://", 1));
-    let config = js_sys::JSON::parse(&format!(
-        r#"{{"method":"websocket","urls":["{reader_url}"]}}"#
-    ))
-    .unwrap();
-    let readers: Array = method(&terminal, "discoverReaders", &[config])
-        .await
-        .unwrap()
-        .unchecked_into();
-    method(&terminal, "connectReader", &[readers.get(0)])
-        .await
-        .unwrap();
-
-    let pay = |amount: u32| {
+    let terminal = connected_terminal(opts, url, "rdr_sim_1").await;
+    let offline_pay = |amount: u32| {
         let terminal = terminal.clone();
         async move {
-            let req = js_sys::JSON::parse(&format!(
+            let request = format!(
                 r#"{{"amount":{amount},"currency":"usd","offlineBehavior":"force_offline"}}"#
-            ))
-            .unwrap();
-            let collected = method(&terminal, "collectPaymentMethod", &[req]).await?;
-            method(&terminal, "processPayment", &[collected]).await
+            );
+            pay(&terminal, &request).await
         }
     };
     let code = |r: Result<JsValue, JsValue>| get(&r.unwrap_err(), "code").as_string().unwrap();
 
     assert_eq!(
-        code(pay(5001).await),
+        code(offline_pay(5001).await),
         "offline_limit_exceeded",
         "per payment"
     );
-    pay(4000).await.unwrap();
+    offline_pay(4000).await.unwrap();
     assert_eq!(
-        code(pay(2500).await),
+        code(offline_pay(2500).await),
         "offline_limit_exceeded",
         "stored total"
     );
-    pay(2000).await.unwrap();
-    assert_eq!(code(pay(10).await), "offline_limit_exceeded", "count");
+    offline_pay(2000).await.unwrap();
+    assert_eq!(
+        code(offline_pay(10).await),
+        "offline_limit_exceeded",
+        "count"
+    );
 
     let status = method(&terminal, "offlineStatus", &[]).await.unwrap();
     assert_eq!(get(&status, "pendingCount").as_f64(), Some(2.0));
