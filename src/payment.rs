@@ -74,6 +74,15 @@ pub enum StoredState {
 }
 
 impl StoredState {
+    pub const ALL: [StoredState; 6] = [
+        Self::Pending,
+        Self::Forwarding,
+        Self::Forwarded,
+        Self::Declined,
+        Self::Failed,
+        Self::Quarantined,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
@@ -86,15 +95,7 @@ impl StoredState {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "pending" => Self::Pending,
-            "forwarding" => Self::Forwarding,
-            "forwarded" => Self::Forwarded,
-            "declined" => Self::Declined,
-            "failed" => Self::Failed,
-            "quarantined" => Self::Quarantined,
-            _ => return None,
-        })
+        Self::ALL.into_iter().find(|state| state.as_str() == s)
     }
 
     /// Not yet answered by the backend: counts against offline limits, gets forwarded.
@@ -209,14 +210,7 @@ mod tests {
             "a tampered record is quarantined"
         );
         assert!(!Quarantined.can_move_to(Quarantined));
-        for s in [
-            Pending,
-            Forwarding,
-            Forwarded,
-            Declined,
-            Failed,
-            Quarantined,
-        ] {
+        for s in StoredState::ALL {
             assert_eq!(StoredState::parse(s.as_str()), Some(s));
         }
         assert!(Pending.is_outstanding() && Forwarding.is_outstanding());

@@ -178,13 +178,19 @@ impl Store {
         }
     }
 
-    /// Every stored payment, oldest first.
-    pub async fn all(&self) -> Result<Vec<Entry>, PosError> {
+    /// A read-only transaction on one object store (keep the transaction alive while reading).
+    fn read(&self, name: &str) -> Result<(rexie::Transaction, rexie::Store), PosError> {
         let tx = self
             .rexie
-            .transaction(&[PAYMENTS_STORE], TransactionMode::ReadOnly)
+            .transaction(&[name], TransactionMode::ReadOnly)
             .map_err(rexie_err)?;
-        let store = tx.store(PAYMENTS_STORE).map_err(rexie_err)?;
+        let store = tx.store(name).map_err(rexie_err)?;
+        Ok((tx, store))
+    }
+
+    /// Every stored payment, oldest first.
+    pub async fn all(&self) -> Result<Vec<Entry>, PosError> {
+        let (_tx, store) = self.read(PAYMENTS_STORE)?;
         let records = store.get_all(None, None).await.map_err(rexie_err)?;
         let mut entries: Vec<Entry> = records.iter().filter_map(|r| self.entry_of(r)).collect();
         entries.sort_by(|a, b| a.header.stored_at.total_cmp(&b.header.stored_at));
@@ -194,14 +200,8 @@ impl Store {
     /// The payments the backend has not answered yet (`pending`, `forwarding`), oldest first,
     /// read through the `state` index so the cost does not grow with the history.
     pub async fn outstanding(&self) -> Result<Vec<Entry>, PosError> {
-        let tx = self
-            .rexie
-            .transaction(&[PAYMENTS_STORE], TransactionMode::ReadOnly)
-            .map_err(rexie_err)?;
-        let index = tx
-            .store(PAYMENTS_STORE)
-            .and_then(|s| s.index("state"))
-            .map_err(rexie_err)?;
+        let (_tx, store) = self.read(PAYMENTS_STORE)?;
+        let index = store.index("state").map_err(rexie_err)?;
         let mut entries = Vec::new();
         for state in [StoredState::Pending, StoredState::Forwarding] {
             let range = KeyRange::only(&state.as_str().into())
@@ -214,11 +214,7 @@ impl Store {
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<Entry>, PosError> {
-        let tx = self
-            .rexie
-            .transaction(&[PAYMENTS_STORE], TransactionMode::ReadOnly)
-            .map_err(rexie_err)?;
-        let store = tx.store(PAYMENTS_STORE).map_err(rexie_err)?;
+        let (_tx, store) = self.read(PAYMENTS_STORE)?;
         let record = store.get(id.into()).await.map_err(rexie_err)?;
         Ok(record.and_then(|r| self.entry_of(&r)))
     }
@@ -308,11 +304,7 @@ impl Store {
     }
 
     pub async fn load_config(&self) -> Result<Option<PersistedConfig>, PosError> {
-        let tx = self
-            .rexie
-            .transaction(&[KEYS_STORE], TransactionMode::ReadOnly)
-            .map_err(rexie_err)?;
-        let store = tx.store(KEYS_STORE).map_err(rexie_err)?;
+        let (_tx, store) = self.read(KEYS_STORE)?;
         let value = store.get(CONFIG_ID.into()).await.map_err(rexie_err)?;
         match value.and_then(|v| v.dyn_into::<Uint8Array>().ok()) {
             Some(bytes) => self.vault.open_json(CONFIG_ID, &bytes.to_vec()).map(Some),
