@@ -1,7 +1,177 @@
-//! Every failure the SDK reports, each with a stable snake_case code. Converted to a JS
-//! `Error` (with `.code`, and `.declineCode` for declines) once, at the JS edge.
+//! Every failure the SDK reports. Each area has its own typed error (reader, backend,
+//! storage); `PosError` gathers them and `code()` derives the stable snake_case code once.
+//! The JS `Error` is built from it at the JS edge (`facade`).
 
-use wasm_bindgen::JsValue;
+use pos_protocol::reader::ReaderErrorCode;
+
+/// Failures talking to a reader.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReaderError {
+    #[error("no reader is connected")]
+    NotConnected,
+    #[error("a reader is already connected; disconnect it first")]
+    AlreadyConnected,
+    #[error("could not connect to the reader: {0}")]
+    ConnectionFailed(String),
+    #[error("the reader sent something this SDK does not accept: {0}")]
+    Protocol(String),
+    /// The reader answered with an error of the reader protocol.
+    #[error("the reader reported `{}`: {message}", code.as_str())]
+    Reported {
+        code: ReaderErrorCode,
+        message: String,
+    },
+    #[error("the reader disconnected")]
+    Disconnected,
+    #[error("the reader did not answer in time")]
+    Timeout,
+}
+
+/// The class of an HTTP status the backend answered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpClass {
+    /// 4xx other than those with a meaning of their own (401/403, 402, 409, 429).
+    Client,
+    /// 429: slow down; the request may be sent again.
+    TooManyRequests,
+    /// 5xx: the request may be sent again.
+    Server,
+    /// Anything else (1xx, 3xx): unexpected.
+    Other,
+}
+
+impl HttpClass {
+    pub fn of(status: u16) -> Self {
+        match status {
+            429 => Self::TooManyRequests,
+            400..=499 => Self::Client,
+            500..=599 => Self::Server,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// Failures talking to the backend.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// The request could not be sent or no answer came back (network error, reset, CORS).
+    #[error("the backend could not be reached: {0}")]
+    Unreachable(String),
+    /// This browser refused to build or send the request: nothing left the device.
+    #[error("the request could not be sent from this browser: {0}")]
+    NotSent(String),
+    #[error("the backend did not answer within {0} ms")]
+    Timeout(u32),
+    #[error("the backend answered {status}: {message}")]
+    Status {
+        status: u16,
+        class: HttpClass,
+        message: String,
+    },
+    #[error("the backend sent an answer this SDK cannot read: {0}")]
+    InvalidResponse(String),
+    #[error("the backend refused the credentials: {0}")]
+    Unauthorized(String),
+    #[error("the payment id was already used for a different payment")]
+    IdempotencyConflict,
+}
+
+impl BackendError {
+    pub fn status(status: u16, message: String) -> Self {
+        Self::Status {
+            status,
+            class: HttpClass::of(status),
+            message,
+        }
+    }
+
+    /// True when the backend may not have processed the request, so sending it again with
+    /// the same idempotency key is the right move (and an offline fallback is safe).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Unreachable(_)
+            | Self::NotSent(_)
+            | Self::Timeout(_)
+            | Self::InvalidResponse(_) => true,
+            Self::Status { class, .. } => {
+                matches!(class, HttpClass::Server | HttpClass::TooManyRequests)
+            }
+            Self::Unauthorized(_) | Self::IdempotencyConflict => false,
+        }
+    }
+
+    /// True when the request may have reached the backend (so its outcome is unknown when
+    /// no answer was read).
+    pub fn may_have_arrived(&self) -> bool {
+        !matches!(self, Self::NotSent(_))
+    }
+
+    /// No answer at all: the backend looks down from here.
+    pub fn is_no_answer(&self) -> bool {
+        matches!(
+            self,
+            Self::Unreachable(_) | Self::Timeout(_) | Self::NotSent(_)
+        )
+    }
+}
+
+/// The `name` of a DOMException that IndexedDB reported, as far as the SDK tells them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DomErrorName {
+    QuotaExceeded,
+    Version,
+    Constraint,
+    Abort,
+    InvalidState,
+    TransactionInactive,
+    NotFound,
+    Data,
+    Unknown,
+    /// A name this SDK does not single out.
+    Other,
+}
+
+impl DomErrorName {
+    /// From a DOMException's `name` (its stable identifier; never from the message).
+    pub fn from_name(name: &str) -> Self {
+        match name {
+            "QuotaExceededError" => Self::QuotaExceeded,
+            "VersionError" => Self::Version,
+            "ConstraintError" => Self::Constraint,
+            "AbortError" => Self::Abort,
+            "InvalidStateError" => Self::InvalidState,
+            "TransactionInactiveError" => Self::TransactionInactive,
+            "NotFoundError" => Self::NotFound,
+            "DataError" => Self::Data,
+            "UnknownError" => Self::Unknown,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// Failures of IndexedDB.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    #[error("IndexedDB is not available: {0}")]
+    Unavailable(String),
+    #[error("IndexedDB failed: {message}")]
+    Dom { name: DomErrorName, message: String },
+    /// The stored data is not as this SDK left it (for example half a key pair).
+    #[error("the stored data is inconsistent: {0}")]
+    Inconsistent(String),
+}
+
+impl StorageError {
+    pub fn name(&self) -> Option<DomErrorName> {
+        match self {
+            Self::Dom { name, .. } => Some(*name),
+            _ => None,
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -16,20 +186,8 @@ pub enum PosError {
     InvalidMetadata(String),
     #[error("{0}")]
     Unsupported(String),
-    #[error("no reader is connected")]
-    ReaderNotConnected,
-    #[error("a reader is already connected; disconnect it first")]
-    ReaderAlreadyConnected,
-    #[error("could not connect to the reader: {0}")]
-    ReaderConnectionFailed(String),
-    #[error("the reader sent something this SDK does not accept: {0}")]
-    ReaderProtocol(String),
-    #[error("the reader reported `{code}`: {message}")]
-    Reader { code: String, message: String },
-    #[error("the reader disconnected")]
-    ReaderDisconnected,
-    #[error("the reader did not answer in time")]
-    ReaderTimeout,
+    #[error(transparent)]
+    Reader(#[from] ReaderError),
     #[error("a payment method is already being collected")]
     CollectInProgress,
     #[error("collecting the payment method was canceled")]
@@ -38,20 +196,10 @@ pub enum PosError {
     NoCollectInProgress,
     #[error("this payment was not collected by this terminal, or was already processed")]
     PaymentNotCollected,
-    #[error("the backend could not be reached: {0}")]
-    BackendUnreachable(String),
-    #[error("the backend did not answer within {0} ms")]
-    BackendTimeout(u32),
-    #[error("the backend answered {status}: {message}")]
-    Backend { status: u16, message: String },
-    #[error("the backend sent an answer this SDK cannot read: {0}")]
-    InvalidBackendResponse(String),
-    #[error("the backend refused the credentials: {0}")]
-    Unauthorized(String),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
     #[error("the backend may have received this payment ({0}); retry processPayment with the same collected payment, it cannot be charged twice")]
     OutcomeUnknown(String),
-    #[error("the payment id was already used for a different payment")]
-    IdempotencyConflict,
     #[error("fetchConnectionToken failed: {0}")]
     ConnectionToken(String),
     #[error("your card was declined ({decline_code})")]
@@ -60,12 +208,8 @@ pub enum PosError {
     OfflineDisabled,
     #[error("{0}")]
     OfflineLimitExceeded(String),
-    #[error("IndexedDB is not available: {0}")]
-    StorageUnavailable(String),
-    #[error("the storage quota is exhausted: {0}")]
-    StorageQuotaExceeded(String),
-    #[error("IndexedDB failed: {0}")]
-    Storage(String),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
     #[error("the stored data was written by a newer version (schema {0})")]
     UnknownSchemaVersion(u32),
     #[error("a stored record failed authentication and was quarantined")]
@@ -76,9 +220,50 @@ pub enum PosError {
     Crypto(String),
     #[error("the terminal is closed")]
     TerminalClosed,
+    /// A bug in this SDK; never used for control flow.
     #[error("internal error: {0}")]
     Internal(String),
 }
+
+/// Every code `PosError::code` can return, in the README's order.
+pub const CODES: &[&str] = &[
+    "invalid_argument",
+    "invalid_amount",
+    "invalid_currency",
+    "invalid_metadata",
+    "unsupported",
+    "reader_not_connected",
+    "reader_already_connected",
+    "reader_connection_failed",
+    "reader_protocol_error",
+    "reader_error",
+    "reader_disconnected",
+    "reader_timeout",
+    "collect_in_progress",
+    "no_collect_in_progress",
+    "collect_canceled",
+    "payment_not_collected",
+    "card_declined",
+    "backend_unreachable",
+    "backend_timeout",
+    "backend_error",
+    "backend_invalid_response",
+    "unauthorized",
+    "connection_token_failed",
+    "idempotency_conflict",
+    "payment_outcome_unknown",
+    "offline_disabled",
+    "offline_limit_exceeded",
+    "storage_unavailable",
+    "storage_quota_exceeded",
+    "storage_failed",
+    "unknown_schema_version",
+    "record_tampered",
+    "crypto_unavailable",
+    "crypto_failed",
+    "terminal_closed",
+    "internal_error",
+];
 
 impl PosError {
     /// The stable code JS sees as `error.code`.
@@ -89,31 +274,44 @@ impl PosError {
             Self::InvalidCurrency(_) => "invalid_currency",
             Self::InvalidMetadata(_) => "invalid_metadata",
             Self::Unsupported(_) => "unsupported",
-            Self::ReaderNotConnected => "reader_not_connected",
-            Self::ReaderAlreadyConnected => "reader_already_connected",
-            Self::ReaderConnectionFailed(_) => "reader_connection_failed",
-            Self::ReaderProtocol(_) => "reader_protocol_error",
-            Self::Reader { .. } => "reader_error",
-            Self::ReaderDisconnected => "reader_disconnected",
-            Self::ReaderTimeout => "reader_timeout",
+            Self::Reader(e) => match e {
+                ReaderError::NotConnected => "reader_not_connected",
+                ReaderError::AlreadyConnected => "reader_already_connected",
+                ReaderError::ConnectionFailed(_) => "reader_connection_failed",
+                ReaderError::Protocol(_) => "reader_protocol_error",
+                ReaderError::Reported { .. } => "reader_error",
+                ReaderError::Disconnected => "reader_disconnected",
+                ReaderError::Timeout => "reader_timeout",
+            },
             Self::CollectInProgress => "collect_in_progress",
             Self::CollectCanceled => "collect_canceled",
             Self::NoCollectInProgress => "no_collect_in_progress",
             Self::PaymentNotCollected => "payment_not_collected",
-            Self::BackendUnreachable(_) => "backend_unreachable",
-            Self::BackendTimeout(_) => "backend_timeout",
-            Self::Backend { .. } => "backend_error",
-            Self::InvalidBackendResponse(_) => "backend_invalid_response",
-            Self::Unauthorized(_) => "unauthorized",
+            Self::Backend(e) => match e {
+                BackendError::Unreachable(_) | BackendError::NotSent(_) => "backend_unreachable",
+                BackendError::Timeout(_) => "backend_timeout",
+                BackendError::Status { .. } => "backend_error",
+                BackendError::InvalidResponse(_) => "backend_invalid_response",
+                BackendError::Unauthorized(_) => "unauthorized",
+                BackendError::IdempotencyConflict => "idempotency_conflict",
+            },
             Self::OutcomeUnknown(_) => "payment_outcome_unknown",
-            Self::IdempotencyConflict => "idempotency_conflict",
             Self::ConnectionToken(_) => "connection_token_failed",
             Self::CardDeclined { .. } => "card_declined",
             Self::OfflineDisabled => "offline_disabled",
             Self::OfflineLimitExceeded(_) => "offline_limit_exceeded",
-            Self::StorageUnavailable(_) => "storage_unavailable",
-            Self::StorageQuotaExceeded(_) => "storage_quota_exceeded",
-            Self::Storage(_) => "storage_failed",
+            Self::Storage(e) => match e {
+                StorageError::Unavailable(_) => "storage_unavailable",
+                StorageError::Dom {
+                    name: DomErrorName::QuotaExceeded,
+                    ..
+                } => "storage_quota_exceeded",
+                StorageError::Dom {
+                    name: DomErrorName::Version,
+                    ..
+                } => "unknown_schema_version",
+                StorageError::Dom { .. } | StorageError::Inconsistent(_) => "storage_failed",
+            },
             Self::UnknownSchemaVersion(_) => "unknown_schema_version",
             Self::RecordTampered => "record_tampered",
             Self::CryptoUnavailable(_) => "crypto_unavailable",
@@ -131,62 +329,21 @@ impl PosError {
         }
     }
 
-    /// True when the backend may not have seen the request, so a later retry with the same
-    /// idempotency key is the right move (and an offline fallback is safe).
-    pub fn is_retryable_transport(&self) -> bool {
+    /// The backend error inside, if this is one.
+    pub fn backend(&self) -> Option<&BackendError> {
         match self {
-            Self::BackendUnreachable(_)
-            | Self::BackendTimeout(_)
-            | Self::InvalidBackendResponse(_) => true,
-            Self::Backend { status, .. } => *status >= 500 || *status == 429,
-            _ => false,
+            Self::Backend(e) => Some(e),
+            _ => None,
         }
     }
 
-    /// A JS `Error` with `.code` (and `.declineCode`).
-    pub fn to_js(&self) -> JsValue {
-        let err = js_sys::Error::new(&self.to_string());
-        err.set_name("PosTerminalError");
-        let obj: &js_sys::Object = err.as_ref();
-        // Setting a plain data property on a fresh Error cannot fail.
-        let _ = js_sys::Reflect::set(obj, &"code".into(), &self.code().into());
-        if let Some(dc) = self.decline_code() {
-            let _ = js_sys::Reflect::set(obj, &"declineCode".into(), &dc.into());
+    /// The reader protocol's error code inside, if the reader reported one.
+    pub fn reader_code(&self) -> Option<ReaderErrorCode> {
+        match self {
+            Self::Reader(ReaderError::Reported { code, .. }) => Some(*code),
+            _ => None,
         }
-        err.into()
     }
-}
-
-impl From<PosError> for JsValue {
-    fn from(e: PosError) -> JsValue {
-        e.to_js()
-    }
-}
-
-/// Readable text for a JS exception or rejection value.
-pub fn describe_js(value: &JsValue) -> String {
-    use wasm_bindgen::JsCast;
-    if let Some(e) = value.dyn_ref::<js_sys::Error>() {
-        return format!("{}: {}", String::from(e.name()), String::from(e.message()));
-    }
-    if let Some(s) = value.as_string() {
-        return s;
-    }
-    if let Some(ex) = value.dyn_ref::<web_sys::DomException>() {
-        return format!("{}: {}", ex.name(), ex.message());
-    }
-    format!("{value:?}")
-}
-
-/// The `name` of a DOMException or Error, if any (e.g. "QuotaExceededError").
-pub fn js_error_name(value: &JsValue) -> Option<String> {
-    use wasm_bindgen::JsCast;
-    if let Some(ex) = value.dyn_ref::<web_sys::DomException>() {
-        return Some(ex.name());
-    }
-    value
-        .dyn_ref::<js_sys::Error>()
-        .map(|e| String::from(e.name()))
 }
 
 pub type Result<T, E = PosError> = std::result::Result<T, E>;
@@ -195,21 +352,135 @@ pub type Result<T, E = PosError> = std::result::Result<T, E>;
 mod tests {
     use super::*;
 
-    #[test]
-    fn codes_are_stable_snake_case() {
-        let samples = [
-            PosError::InvalidAmount("x".into()),
+    /// One sample of every variant (and every sub-variant with its own code).
+    pub(crate) fn samples() -> Vec<PosError> {
+        let s = || "x".to_string();
+        vec![
+            PosError::InvalidArgument(s()),
+            PosError::InvalidAmount(s()),
+            PosError::InvalidCurrency(s()),
+            PosError::InvalidMetadata(s()),
+            PosError::Unsupported(s()),
+            ReaderError::NotConnected.into(),
+            ReaderError::AlreadyConnected.into(),
+            ReaderError::ConnectionFailed(s()).into(),
+            ReaderError::Protocol(s()).into(),
+            ReaderError::Reported {
+                code: ReaderErrorCode::Busy,
+                message: s(),
+            }
+            .into(),
+            ReaderError::Disconnected.into(),
+            ReaderError::Timeout.into(),
+            PosError::CollectInProgress,
+            PosError::NoCollectInProgress,
+            PosError::CollectCanceled,
+            PosError::PaymentNotCollected,
             PosError::CardDeclined {
                 decline_code: "generic_decline".into(),
             },
-            PosError::BackendTimeout(100),
-            PosError::OfflineLimitExceeded("x".into()),
+            BackendError::Unreachable(s()).into(),
+            BackendError::NotSent(s()).into(),
+            BackendError::Timeout(1).into(),
+            BackendError::status(500, s()).into(),
+            BackendError::InvalidResponse(s()).into(),
+            BackendError::Unauthorized(s()).into(),
+            PosError::ConnectionToken(s()),
+            BackendError::IdempotencyConflict.into(),
+            PosError::OutcomeUnknown(s()),
+            PosError::OfflineDisabled,
+            PosError::OfflineLimitExceeded(s()),
+            StorageError::Unavailable(s()).into(),
+            StorageError::Dom {
+                name: DomErrorName::QuotaExceeded,
+                message: s(),
+            }
+            .into(),
+            StorageError::Dom {
+                name: DomErrorName::Version,
+                message: s(),
+            }
+            .into(),
+            StorageError::Dom {
+                name: DomErrorName::Abort,
+                message: s(),
+            }
+            .into(),
+            StorageError::Inconsistent(s()).into(),
+            PosError::UnknownSchemaVersion(2),
             PosError::RecordTampered,
-        ];
-        for e in samples {
-            let code = e.code();
+            PosError::CryptoUnavailable(s()),
+            PosError::Crypto(s()),
+            PosError::TerminalClosed,
+            PosError::Internal(s()),
+        ]
+    }
+
+    #[test]
+    fn every_code_is_listed_and_every_listed_code_is_produced() {
+        let produced: std::collections::BTreeSet<&str> =
+            samples().iter().map(PosError::code).collect();
+        for code in &produced {
+            assert!(CODES.contains(code), "{code} missing from CODES");
             assert!(code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
         }
+        for code in CODES {
+            assert!(
+                produced.contains(code),
+                "{code} is listed but never produced"
+            );
+        }
+    }
+
+    #[test]
+    fn the_readme_code_table_is_exact() {
+        let readme = include_str!("../README.md");
+        let mut documented = std::collections::BTreeSet::new();
+        for line in readme.lines().filter(|l| l.starts_with("| `")) {
+            let first_cell = line.split('|').nth(1).unwrap_or_default();
+            for part in first_cell.split('`').skip(1).step_by(2) {
+                documented.insert(part.to_string());
+            }
+        }
+        for code in CODES {
+            assert!(
+                documented.contains(*code),
+                "README does not document {code}"
+            );
+        }
+        for code in &documented {
+            if code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+                assert!(
+                    CODES.contains(&code.as_str()),
+                    "README documents {code}, which the SDK never produces"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn retryability_follows_the_http_class() {
+        assert!(BackendError::Unreachable("reset".into()).is_retryable());
+        assert!(BackendError::Timeout(1).is_retryable());
+        assert!(BackendError::status(503, String::new()).is_retryable());
+        assert!(BackendError::status(429, String::new()).is_retryable());
+        assert!(!BackendError::status(400, String::new()).is_retryable());
+        assert!(!BackendError::IdempotencyConflict.is_retryable());
+        assert!(!BackendError::NotSent("no fetch".into()).may_have_arrived());
+        assert!(BackendError::Timeout(1).may_have_arrived());
+        assert_eq!(HttpClass::of(404), HttpClass::Client);
+        assert_eq!(HttpClass::of(302), HttpClass::Other);
+    }
+
+    #[test]
+    fn dom_names_map_to_their_codes() {
+        let quota: PosError = StorageError::Dom {
+            name: DomErrorName::from_name("QuotaExceededError"),
+            message: String::new(),
+        }
+        .into();
+        assert_eq!(quota.code(), "storage_quota_exceeded");
+        assert_eq!(DomErrorName::from_name("SomethingNew"), DomErrorName::Other);
         assert_eq!(
             PosError::CardDeclined {
                 decline_code: "x".into()
@@ -217,25 +488,5 @@ mod tests {
             .decline_code(),
             Some("x")
         );
-    }
-
-    #[test]
-    fn only_transport_failures_are_retryable() {
-        assert!(PosError::BackendUnreachable("reset".into()).is_retryable_transport());
-        assert!(PosError::BackendTimeout(1).is_retryable_transport());
-        assert!(PosError::Backend {
-            status: 503,
-            message: String::new()
-        }
-        .is_retryable_transport());
-        assert!(!PosError::Backend {
-            status: 400,
-            message: String::new()
-        }
-        .is_retryable_transport());
-        assert!(!PosError::CardDeclined {
-            decline_code: "x".into()
-        }
-        .is_retryable_transport());
     }
 }

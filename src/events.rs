@@ -1,53 +1,41 @@
-//! The caller's callbacks. A callback that throws is logged and never breaks the SDK.
+//! What the core tells whoever embeds it: a page's callbacks, a service worker's log, or a
+//! test's recorder. Every method has a default that ignores the event.
 
-use js_sys::Function;
 use serde::Serialize;
-use wasm_bindgen::JsValue;
 
-use crate::js;
-use crate::types::{to_js, ForwardingFailureJs, OfflineStatusJs, StoredPaymentJs};
+use crate::error::PosError;
+use crate::forward_policy::ForwardingFailure;
+use crate::payment::StoredPayment;
+use crate::status::{NetworkStatus, OfflineStatus};
 
-#[derive(Default, Clone)]
-pub struct Callbacks {
-    pub on_network_status_change: Option<Function>,
-    pub on_offline_status_change: Option<Function>,
-    pub on_payment_forwarded: Option<Function>,
-    pub on_forwarding_failure: Option<Function>,
-    pub on_unexpected_reader_disconnect: Option<Function>,
-    pub on_connection_status_change: Option<Function>,
-    pub on_payment_status_change: Option<Function>,
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionStatus {
+    Connecting,
+    Connected,
+    NotConnected,
 }
 
-fn emit<T: Serialize>(f: &Option<Function>, payload: &T) {
-    if let Some(f) = f {
-        if let Ok(v) = to_js(payload) {
-            js::call_callback(f, &v);
-        }
-    }
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    NotReady,
+    Ready,
+    WaitingForInput,
+    Processing,
 }
 
-impl Callbacks {
-    pub fn network_status(&self, status: &str) {
-        emit(&self.on_network_status_change, &status);
-    }
-    pub fn offline_status(&self, status: &OfflineStatusJs) {
-        emit(&self.on_offline_status_change, status);
-    }
-    pub fn payment_forwarded(&self, p: &StoredPaymentJs) {
-        emit(&self.on_payment_forwarded, p);
-    }
-    pub fn forwarding_failure(&self, f: &ForwardingFailureJs) {
-        emit(&self.on_forwarding_failure, f);
-    }
-    pub fn unexpected_reader_disconnect(&self, err: JsValue) {
-        if let Some(f) = &self.on_unexpected_reader_disconnect {
-            js::call_callback(f, &err);
-        }
-    }
-    pub fn connection_status(&self, status: &str) {
-        emit(&self.on_connection_status_change, &status);
-    }
-    pub fn payment_status(&self, status: &str) {
-        emit(&self.on_payment_status_change, &status);
-    }
+pub trait Events {
+    fn network_status(&self, _status: NetworkStatus) {}
+    fn offline_status(&self, _status: &OfflineStatus) {}
+    fn payment_forwarded(&self, _payment: &StoredPayment) {}
+    fn forwarding_failure(&self, _failure: &ForwardingFailure) {}
+    fn unexpected_reader_disconnect(&self, _error: &PosError) {}
+    fn connection_status(&self, _status: ConnectionStatus) {}
+    fn payment_status(&self, _status: PaymentStatus) {}
 }
+
+/// Ignores every event (a service worker forwarding on its own).
+pub struct NoEvents;
+
+impl Events for NoEvents {}

@@ -1,6 +1,7 @@
-//! One level below rexie, for what it lacks: read-write transactions with
-//! `durability: "strict"` (a write is reported only after it is on disk), and a
-//! get-check-put inside one transaction for compare-and-set state changes.
+//! IndexedDB one level below any wrapper, for what payments need and wrappers lack: an
+//! upgrade that only adds (never deletes a store it does not know), read-write transactions
+//! with `durability: "strict"` (a write is reported only once it is on disk), requests whose
+//! failures keep the DOMException's name, and handlers owned here and unregistered when done.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -9,37 +10,21 @@ use futures_channel::oneshot;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{
-    Event, IdbDatabase, IdbFactory, IdbObjectStore, IdbRequest, IdbTransaction,
+    Event, IdbDatabase, IdbFactory, IdbObjectStore, IdbOpenDbRequest, IdbRequest, IdbTransaction,
     IdbTransactionDurability, IdbTransactionMode, IdbTransactionOptions,
 };
 
-use crate::error::{describe_js, js_error_name, PosError};
-use crate::js;
+use crate::error::StorageError;
+use crate::js::{self, storage_error};
 
-pub fn factory() -> Result<IdbFactory, PosError> {
+pub fn factory() -> Result<IdbFactory, StorageError> {
     let f = js::get(&js::global(), "indexedDB");
     if f.is_undefined() || f.is_null() {
-        return Err(PosError::StorageUnavailable(
+        return Err(StorageError::Unavailable(
             "indexedDB is not available in this context".into(),
         ));
     }
     Ok(f.unchecked_into())
-}
-
-/// Maps an IndexedDB failure to the SDK's codes (quota gets its own).
-pub fn storage_error(e: &JsValue) -> PosError {
-    match js_error_name(e).as_deref() {
-        Some("QuotaExceededError") => PosError::StorageQuotaExceeded(describe_js(e)),
-        Some("VersionError") => PosError::UnknownSchemaVersion(0),
-        _ => PosError::Storage(describe_js(e)),
-    }
-}
-
-/// Opens a second, plain connection to a database rexie already created and upgraded.
-pub async fn open_existing(name: &str) -> Result<IdbDatabase, PosError> {
-    let req = factory()?.open(name).map_err(|e| storage_error(&e))?;
-    let result = request(req.unchecked_ref()).await?;
-    Ok(result.unchecked_into())
 }
 
 type Settle = Rc<RefCell<Option<oneshot::Sender<Result<JsValue, JsValue>>>>>;
@@ -50,9 +35,87 @@ fn settle(slot: &Settle, value: Result<JsValue, JsValue>) {
     }
 }
 
+/// An open connection. It closes itself when another context asks for a newer version, so
+/// an upgrade in another tab is never blocked by this one.
+pub struct Database {
+    db: IdbDatabase,
+    _on_version_change: Closure<dyn FnMut(Event)>,
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        self.db.set_onversionchange(None);
+        self.db.close();
+    }
+}
+
+impl Database {
+    /// Opens `name` at `version`; `upgrade` runs inside the upgrade transaction when the
+    /// stored version is older (it must only add stores and indexes).
+    pub async fn open(
+        name: &str,
+        version: u32,
+        upgrade: fn(&IdbDatabase, &IdbTransaction) -> Result<(), JsValue>,
+    ) -> Result<Database, StorageError> {
+        let req: IdbOpenDbRequest = factory()?
+            .open_with_u32(name, version)
+            .map_err(|e| storage_error(&e))?;
+        let upgrade_error: Rc<RefCell<Option<JsValue>>> = Rc::new(RefCell::new(None));
+        let failed = upgrade_error.clone();
+        let open_req = req.clone();
+        let on_upgrade = Closure::<dyn FnMut(Event)>::new(move |_e: Event| {
+            let db: Result<IdbDatabase, _> = open_req.result().map(JsCast::unchecked_into);
+            let tx = open_req.transaction();
+            let outcome = match (db, tx) {
+                (Ok(db), Some(tx)) => upgrade(&db, &tx).map_err(|e| (e, Some(tx))),
+                (Err(e), tx) => Err((e, tx)),
+                (Ok(_), None) => Err((JsValue::from_str("no upgrade transaction"), None)),
+            };
+            if let Err((e, tx)) = outcome {
+                *failed.borrow_mut() = Some(e);
+                if let Some(tx) = tx {
+                    let _ = tx.abort();
+                }
+            }
+        });
+        req.set_onupgradeneeded(Some(on_upgrade.as_ref().unchecked_ref()));
+        let result = request(req.unchecked_ref()).await;
+        req.set_onupgradeneeded(None);
+        if let Some(e) = upgrade_error.borrow_mut().take() {
+            return Err(storage_error(&e));
+        }
+        let db: IdbDatabase = result?.unchecked_into();
+        let conn = db.clone();
+        let on_version_change = Closure::<dyn FnMut(Event)>::new(move |_e: Event| conn.close());
+        db.set_onversionchange(Some(on_version_change.as_ref().unchecked_ref()));
+        Ok(Database {
+            db,
+            _on_version_change: on_version_change,
+        })
+    }
+
+    pub fn raw(&self) -> &IdbDatabase {
+        &self.db
+    }
+
+    pub fn close(&self) {
+        self.db.close();
+    }
+
+    /// A read-only transaction on `store`, and the store.
+    pub fn read(&self, store: &str) -> Result<(IdbTransaction, IdbObjectStore), StorageError> {
+        let tx = self
+            .db
+            .transaction_with_str(store)
+            .map_err(|e| storage_error(&e))?;
+        let os = tx.object_store(store).map_err(|e| storage_error(&e))?;
+        Ok((tx, os))
+    }
+}
+
 /// Resolves with the request's result once it succeeds. The handlers are owned here and
 /// unregistered when it settles, so nothing leaks per request.
-pub async fn request(req: &IdbRequest) -> Result<JsValue, PosError> {
+pub async fn request(req: &IdbRequest) -> Result<JsValue, StorageError> {
     let (tx, rx) = oneshot::channel();
     let slot: Settle = Rc::new(RefCell::new(Some(tx)));
     let (ok_slot, ok_req) = (slot.clone(), req.clone());
@@ -77,8 +140,8 @@ pub async fn request(req: &IdbRequest) -> Result<JsValue, PosError> {
     match result {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => Err(storage_error(&e)),
-        Err(_) => Err(PosError::Storage(
-            "IndexedDB request ended without a result".into(),
+        Err(_) => Err(StorageError::Inconsistent(
+            "an IndexedDB request ended without a result".into(),
         )),
     }
 }
@@ -99,11 +162,12 @@ impl Drop for StrictTx {
 }
 
 impl StrictTx {
-    pub fn begin(db: &IdbDatabase, stores: &[&str]) -> Result<Self, PosError> {
+    pub fn begin(db: &Database, stores: &[&str]) -> Result<Self, StorageError> {
         let names: Vec<js_sys::JsString> = stores.iter().map(|s| (*s).into()).collect();
         let options = IdbTransactionOptions::new();
         options.set_durability(IdbTransactionDurability::Strict);
         let tx = db
+            .raw()
             .transaction_with_str_sequence_and_mode_and_options(
                 &names,
                 IdbTransactionMode::Readwrite,
@@ -120,7 +184,12 @@ impl StrictTx {
         let on_abort = Closure::<dyn FnMut(Event)>::new(move |_e: Event| {
             let err = match aborted.error() {
                 Some(dom) => JsValue::from(dom),
-                None => JsValue::from_str("AbortError: transaction aborted"),
+                None => {
+                    // Aborted on purpose: no DOMException, so name it as the browser would.
+                    let e = js_sys::Error::new("the transaction was aborted");
+                    e.set_name("AbortError");
+                    e.into()
+                }
             };
             settle(&slot, Err(err));
         });
@@ -141,12 +210,12 @@ impl StrictTx {
             .unwrap_or_default()
     }
 
-    pub fn store(&self, name: &str) -> Result<IdbObjectStore, PosError> {
+    pub fn store(&self, name: &str) -> Result<IdbObjectStore, StorageError> {
         self.tx.object_store(name).map_err(|e| storage_error(&e))
     }
 
     /// Waits for `complete`: only then is the data on disk.
-    pub async fn commit(mut self) -> Result<(), PosError> {
+    pub async fn commit(mut self) -> Result<(), StorageError> {
         // Ask for an early commit; harmless where `commit()` is missing.
         if let Ok(commit) = js::get(self.tx.as_ref(), "commit").dyn_into::<js_sys::Function>() {
             let _ = commit.call0(self.tx.as_ref());
@@ -154,8 +223,8 @@ impl StrictTx {
         match (&mut self.done).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(storage_error(&e)),
-            Err(_) => Err(PosError::Storage(
-                "transaction ended without an outcome".into(),
+            Err(_) => Err(StorageError::Inconsistent(
+                "a transaction ended without an outcome".into(),
             )),
         }
     }

@@ -1,15 +1,11 @@
 //! Small bridges to the browser that work in a page and in a service worker alike
 //! (everything goes through `js_sys::global()`, never `window()`).
 
-use std::cell::RefCell;
-use std::rc::Rc;
-
 use js_sys::{Function, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::JsFuture;
 
-use crate::error::{describe_js, PosError};
+use crate::error::{BackendError, DomErrorName, PosError, StorageError};
 
 pub fn global() -> js_sys::Object {
     js_sys::global()
@@ -44,7 +40,7 @@ pub fn navigator_on_line() -> Option<bool> {
 }
 
 /// `fetch` of the current global (window or worker).
-pub fn fetch(request: &web_sys::Request) -> Result<Promise, PosError> {
+pub fn fetch(request: &web_sys::Request) -> Result<Promise, BackendError> {
     let g = global();
     if let Some(w) = g.dyn_ref::<web_sys::Window>() {
         return Ok(w.fetch_with_request(request));
@@ -52,7 +48,9 @@ pub fn fetch(request: &web_sys::Request) -> Result<Promise, PosError> {
     if let Some(w) = g.dyn_ref::<web_sys::WorkerGlobalScope>() {
         return Ok(w.fetch_with_request(request));
     }
-    Err(PosError::Internal("no fetch in this global scope".into()))
+    Err(BackendError::NotSent(
+        "no fetch in this global scope".into(),
+    ))
 }
 
 pub fn subtle() -> Result<web_sys::SubtleCrypto, PosError> {
@@ -80,41 +78,36 @@ pub fn call_callback(f: &Function, arg: &JsValue) {
     }
 }
 
-/// Runs `work` while holding the Web Lock `name` (exclusive), so tabs and the service worker
-/// never forward at the same time. Runs unlocked where Web Locks are missing (old browsers).
-pub async fn with_web_lock<T, F, Fut>(name: &str, work: F) -> Result<T, PosError>
-where
-    T: 'static,
-    F: FnOnce() -> Fut + 'static,
-    Fut: std::future::Future<Output = Result<T, PosError>> + 'static,
-{
-    let nav = get(&global(), "navigator");
-    let locks = if nav.is_undefined() {
-        JsValue::UNDEFINED
-    } else {
-        get(&nav, "locks")
-    };
-    let request = match get(&locks, "request").dyn_into::<Function>() {
-        Ok(f) if !locks.is_undefined() => f,
-        _ => return work().await,
-    };
-    let slot: Rc<RefCell<Option<Result<T, PosError>>>> = Rc::new(RefCell::new(None));
-    let filled = slot.clone();
-    let callback = Closure::once_into_js(move |_lock: JsValue| -> JsValue {
-        wasm_bindgen_futures::future_to_promise(async move {
-            let result = work().await;
-            *filled.borrow_mut() = Some(result);
-            Ok(JsValue::UNDEFINED)
-        })
-        .into()
-    });
-    let promise: Promise = request
-        .call2(&locks, &JsValue::from_str(name), &callback)
-        .map_err(|e| PosError::Internal(describe_js(&e)))?
-        .unchecked_into();
-    JsFuture::from(promise)
-        .await
-        .map_err(|e| PosError::Internal(format!("web lock: {}", describe_js(&e))))?;
-    let result = slot.borrow_mut().take();
-    result.unwrap_or_else(|| Err(PosError::Internal("web lock callback did not run".into())))
+/// Readable text for a JS exception or rejection value.
+pub fn describe_js(value: &JsValue) -> String {
+    if let Some(e) = value.dyn_ref::<js_sys::Error>() {
+        return format!("{}: {}", String::from(e.name()), String::from(e.message()));
+    }
+    if let Some(s) = value.as_string() {
+        return s;
+    }
+    if let Some(ex) = value.dyn_ref::<web_sys::DomException>() {
+        return format!("{}: {}", ex.name(), ex.message());
+    }
+    format!("{value:?}")
+}
+
+/// The `name` of a DOMException or Error, if any (e.g. "QuotaExceededError").
+pub fn js_error_name(value: &JsValue) -> Option<String> {
+    if let Some(ex) = value.dyn_ref::<web_sys::DomException>() {
+        return Some(ex.name());
+    }
+    value
+        .dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.name()))
+}
+
+/// An IndexedDB failure as a typed storage error, by the DOMException's name.
+pub fn storage_error(e: &JsValue) -> StorageError {
+    StorageError::Dom {
+        name: js_error_name(e)
+            .as_deref()
+            .map_or(DomErrorName::Other, DomErrorName::from_name),
+        message: describe_js(e),
+    }
 }

@@ -6,12 +6,12 @@ use js_sys::{Array, Object, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{AesGcmParams, AesKeyGenParams, CryptoKey, IdbDatabase};
+use web_sys::{AesGcmParams, AesKeyGenParams, CryptoKey};
 use zeroize::Zeroize;
 
-use crate::error::{describe_js, PosError};
-use crate::idb::{self, StrictTx};
-use crate::js;
+use crate::error::{DomErrorName, PosError, StorageError};
+use crate::idb::{self, Database, StrictTx};
+use crate::js::{self, describe_js, storage_error};
 use crate::vault::{KEY_LEN, NONCE_LEN};
 
 pub const KEYS_STORE: &str = "keys";
@@ -22,19 +22,14 @@ fn crypto_err(e: JsValue) -> PosError {
     PosError::Crypto(describe_js(&e))
 }
 
-async fn read_keys(db: &IdbDatabase) -> Result<(JsValue, JsValue), PosError> {
-    let tx = db
-        .transaction_with_str(KEYS_STORE)
-        .map_err(|e| idb::storage_error(&e))?;
-    let store = tx
-        .object_store(KEYS_STORE)
-        .map_err(|e| idb::storage_error(&e))?;
+async fn read_keys(db: &Database) -> Result<(JsValue, JsValue), PosError> {
+    let (_tx, store) = db.read(KEYS_STORE)?;
     let kek_req = store
         .get(&JsValue::from_str(KEK_ID))
-        .map_err(|e| idb::storage_error(&e))?;
+        .map_err(|e| storage_error(&e))?;
     let dek_req = store
         .get(&JsValue::from_str(DEK_ID))
-        .map_err(|e| idb::storage_error(&e))?;
+        .map_err(|e| storage_error(&e))?;
     let kek = idb::request(&kek_req).await?;
     let dek = idb::request(&dek_req).await?;
     Ok((kek, dek))
@@ -66,7 +61,8 @@ async fn unwrap(kek: &CryptoKey, wrapped: &JsValue) -> Result<[u8; KEY_LEN], Pos
     Ok(key)
 }
 
-async fn create(db: &IdbDatabase) -> Result<bool, PosError> {
+/// Creates and stores a key pair; `false` if another context stored one first.
+async fn create(db: &Database) -> Result<bool, PosError> {
     let subtle = js::subtle()?;
     let usages = Array::of2(&"encrypt".into(), &"decrypt".into());
     let params = AesKeyGenParams::new("AES-GCM", 256);
@@ -100,24 +96,34 @@ async fn create(db: &IdbDatabase) -> Result<bool, PosError> {
     // `add`, not `put`: if another tab created keys first, ours loses and we read theirs.
     let tx = StrictTx::begin(db, &[KEYS_STORE])?;
     let store = tx.store(KEYS_STORE)?;
-    let a = store.add_with_key(&kek, &JsValue::from_str(KEK_ID));
-    let b = store.add_with_key(&record, &JsValue::from_str(DEK_ID));
-    match (a, b) {
-        (Ok(_), Ok(_)) => {}
-        (Err(e), _) | (_, Err(e)) => {
-            tx.abort().await;
-            return Err(idb::storage_error(&e));
-        }
+    let added = async {
+        let a = store
+            .add_with_key(&kek, &JsValue::from_str(KEK_ID))
+            .map_err(|e| storage_error(&e))?;
+        let b = store
+            .add_with_key(&record, &JsValue::from_str(DEK_ID))
+            .map_err(|e| storage_error(&e))?;
+        idb::request(&a).await?;
+        idb::request(&b).await
     }
-    match tx.commit().await {
-        Ok(()) => Ok(true),
-        Err(PosError::Storage(msg)) if msg.contains("Constraint") => Ok(false),
-        Err(e) => Err(e),
+    .await;
+    match added {
+        Ok(_) => {
+            tx.commit().await?;
+            Ok(true)
+        }
+        Err(e) => {
+            tx.abort().await;
+            match e.name() {
+                Some(DomErrorName::Constraint) => Ok(false),
+                _ => Err(e.into()),
+            }
+        }
     }
 }
 
 /// Loads the data key, creating and storing it (wrapped) on first use.
-pub async fn load_or_create(db: &IdbDatabase) -> Result<[u8; KEY_LEN], PosError> {
+pub async fn load_or_create(db: &Database) -> Result<[u8; KEY_LEN], PosError> {
     for _ in 0..2 {
         let (kek, dek) = read_keys(db).await?;
         if !kek.is_undefined() && !dek.is_undefined() {
@@ -126,11 +132,12 @@ pub async fn load_or_create(db: &IdbDatabase) -> Result<[u8; KEY_LEN], PosError>
         }
         if !kek.is_undefined() || !dek.is_undefined() {
             // Half a key pair cannot decrypt anything: refuse rather than silently replace it.
-            return Err(PosError::Storage(
+            return Err(StorageError::Inconsistent(
                 "the key store is incomplete; stored payments cannot be opened".into(),
-            ));
+            )
+            .into());
         }
         create(db).await?;
     }
-    Err(PosError::Storage("could not create the data key".into()))
+    Err(StorageError::Inconsistent("could not create the data key".into()).into())
 }

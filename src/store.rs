@@ -1,22 +1,23 @@
-//! The offline payment store in IndexedDB: opened and read through rexie, written through
-//! `idb::StrictTx`. A record keeps id, schema version, state and times in the clear; the rest
-//! is sealed by the vault. Nothing is deleted: a record only changes state.
+//! The offline payment store in IndexedDB (through `idb`): every write in a strict
+//! transaction, every state change a compare-and-set. A record keeps id, schema version,
+//! state and times in the clear; the rest is sealed by the vault. Nothing is deleted: a
+//! record only changes state.
 
-use js_sys::{Object, Uint8Array};
-use rexie::{Index, KeyRange, ObjectStore, Rexie, TransactionMode};
+use js_sys::{Array, Object, Uint8Array};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use web_sys::IdbDatabase;
+use web_sys::{IdbDatabase, IdbIndexParameters, IdbKeyRange, IdbTransaction};
 
-use crate::error::PosError;
-use crate::idb::{self, StrictTx};
-use crate::js;
+use crate::error::{DomErrorName, PosError};
+use crate::idb::{self, Database, StrictTx};
+use crate::js::{self, storage_error};
 use crate::keystore::{self, KEYS_STORE};
-use crate::payment::{Collected, Header, SealedBody, StoredState, SCHEMA_VERSION};
+use crate::payment::{Collected, Entry, Header, SealedBody, StoredState, SCHEMA_VERSION};
 use crate::vault::Vault;
 
 pub const PAYMENTS_STORE: &str = "payments";
+const STATE_INDEX: &str = "state";
 const CONFIG_ID: &str = "config";
 /// Database version (object stores and indexes); records carry `SCHEMA_VERSION`.
 const DB_VERSION: u32 = 1;
@@ -28,58 +29,51 @@ pub struct PersistedConfig {
     pub connection_token: Option<String>,
 }
 
-/// One stored payment as read back: the clear header and the opened body, or why it could
-/// not be opened.
-pub struct Entry {
-    pub header: Header,
-    pub body: Result<SealedBody, PosError>,
-}
-
+/// The payments store of one database, with its vault.
 pub struct Store {
-    rexie: Rexie,
-    raw: IdbDatabase,
+    db: Database,
     vault: Vault,
 }
 
-fn rexie_err(e: rexie::Error) -> PosError {
-    let text = e.to_string();
-    let detail = format!("{e:?}");
-    if detail.contains("VersionError") {
-        PosError::UnknownSchemaVersion(0)
-    } else if detail.contains("QuotaExceeded") {
-        PosError::StorageQuotaExceeded(text)
-    } else {
-        PosError::Storage(format!("{text} ({detail})"))
+/// Creates what version 1 has; only adds, so a store added by a later version survives a
+/// downgrade attempt and nothing is ever deleted by an upgrade.
+fn upgrade(db: &IdbDatabase, tx: &IdbTransaction) -> Result<(), JsValue> {
+    let names = db.object_store_names();
+    if !names.contains(PAYMENTS_STORE) {
+        let params = web_sys::IdbObjectStoreParameters::new();
+        params.set_key_path(&JsValue::from_str("id"));
+        db.create_object_store_with_optional_parameters(PAYMENTS_STORE, &params)?;
     }
+    let payments = tx.object_store(PAYMENTS_STORE)?;
+    if !payments.index_names().contains(STATE_INDEX) {
+        payments.create_index_with_str_and_optional_parameters(
+            STATE_INDEX,
+            "state",
+            &IdbIndexParameters::new(),
+        )?;
+    }
+    if !names.contains(KEYS_STORE) {
+        db.create_object_store(KEYS_STORE)?;
+    }
+    Ok(())
 }
 
 impl Store {
     pub async fn open(name: &str) -> Result<Store, PosError> {
-        idb::factory()?;
-        let rexie = Rexie::builder(name)
-            .version(DB_VERSION)
-            .add_object_store(
-                ObjectStore::new(PAYMENTS_STORE)
-                    .key_path("id")
-                    .add_index(Index::new("state", "state")),
-            )
-            .add_object_store(ObjectStore::new(KEYS_STORE))
-            .build()
+        let db = Database::open(name, DB_VERSION, upgrade)
             .await
-            .map_err(|e| match rexie_err(e) {
-                PosError::UnknownSchemaVersion(_) => PosError::UnknownSchemaVersion(DB_VERSION + 1),
-                other => other,
+            .map_err(|e| match e.name() {
+                Some(DomErrorName::Version) => PosError::UnknownSchemaVersion(DB_VERSION + 1),
+                _ => e.into(),
             })?;
-        let raw = idb::open_existing(name).await?;
-        let mut key = keystore::load_or_create(&raw).await?;
+        let mut key = keystore::load_or_create(&db).await?;
         let vault = Vault::from_key(&mut key, name);
-        Ok(Store { rexie, raw, vault })
+        Ok(Store { db, vault })
     }
 
-    /// Closes this store's raw connection; rexie's stays open until the page goes away
-    /// (it can only be closed by value).
+    /// Closes the connection; later calls fail with a storage error.
     pub fn close(&self) {
-        self.raw.close();
+        self.db.close();
     }
 
     /// What a record's seal is bound to besides the database and schema: its id and its
@@ -160,63 +154,73 @@ impl Store {
         };
         // Seal before the transaction opens: an await inside it would let it auto-commit.
         let record = self.to_record(&header, &SealedBody::from_collected(c))?;
-        let tx = StrictTx::begin(&self.raw, &[PAYMENTS_STORE])?;
+        let tx = StrictTx::begin(&self.db, &[PAYMENTS_STORE])?;
         let store = tx.store(PAYMENTS_STORE)?;
-        if let Err(e) = store.add(&record) {
-            tx.abort().await;
-            return Err(idb::storage_error(&e));
-        }
-        match tx.commit().await {
-            Ok(()) => Ok(header),
-            Err(PosError::Storage(msg)) if msg.contains("Constraint") => {
+        let added = match store.add(&record) {
+            Ok(req) => idb::request(&req).await,
+            Err(e) => Err(storage_error(&e)),
+        };
+        match added {
+            Ok(_) => {
+                tx.commit().await?;
+                Ok(header)
+            }
+            // Read the failed request's own error: engines differ on the transaction's.
+            Err(e) if e.name() == Some(DomErrorName::Constraint) => {
+                tx.abort().await;
                 match self.get(&c.id).await? {
                     Some(existing) => Ok(existing.header),
-                    None => Err(PosError::Storage(msg)),
+                    None => Err(e.into()),
                 }
             }
-            Err(e) => Err(e),
+            Err(e) => {
+                tx.abort().await;
+                Err(e.into())
+            }
         }
     }
 
-    /// A read-only transaction on one object store (keep the transaction alive while reading).
-    fn read(&self, name: &str) -> Result<(rexie::Transaction, rexie::Store), PosError> {
-        let tx = self
-            .rexie
-            .transaction(&[name], TransactionMode::ReadOnly)
-            .map_err(rexie_err)?;
-        let store = tx.store(name).map_err(rexie_err)?;
-        Ok((tx, store))
+    fn entries_of(&self, records: impl Iterator<Item = JsValue>) -> Vec<Entry> {
+        let mut entries: Vec<Entry> = records.filter_map(|r| self.entry_of(&r)).collect();
+        entries.sort_by(|a, b| a.header.stored_at.total_cmp(&b.header.stored_at));
+        entries
     }
 
     /// Every stored payment, oldest first.
     pub async fn all(&self) -> Result<Vec<Entry>, PosError> {
-        let (_tx, store) = self.read(PAYMENTS_STORE)?;
-        let records = store.get_all(None, None).await.map_err(rexie_err)?;
-        let mut entries: Vec<Entry> = records.iter().filter_map(|r| self.entry_of(r)).collect();
-        entries.sort_by(|a, b| a.header.stored_at.total_cmp(&b.header.stored_at));
-        Ok(entries)
+        let (_tx, store) = self.db.read(PAYMENTS_STORE)?;
+        let req = store.get_all().map_err(|e| storage_error(&e))?;
+        let records: Array = idb::request(&req).await?.unchecked_into();
+        Ok(self.entries_of(records.iter()))
     }
 
     /// The payments the backend has not answered yet (`pending`, `forwarding`), oldest first,
     /// read through the `state` index so the cost does not grow with the history.
     pub async fn outstanding(&self) -> Result<Vec<Entry>, PosError> {
-        let (_tx, store) = self.read(PAYMENTS_STORE)?;
-        let index = store.index("state").map_err(rexie_err)?;
-        let mut entries = Vec::new();
+        let (_tx, store) = self.db.read(PAYMENTS_STORE)?;
+        let index = store.index(STATE_INDEX).map_err(|e| storage_error(&e))?;
+        let mut all = Vec::new();
         for state in [StoredState::Pending, StoredState::Forwarding] {
-            let range = KeyRange::only(&state.as_str().into())
-                .map_err(|e| rexie_err(rexie::Error::from(e)))?;
-            let records = index.get_all(Some(range), None).await.map_err(rexie_err)?;
-            entries.extend(records.iter().filter_map(|r| self.entry_of(r)));
+            let range = IdbKeyRange::only(&state.as_str().into()).map_err(|e| storage_error(&e))?;
+            let req = index
+                .get_all_with_key(&range)
+                .map_err(|e| storage_error(&e))?;
+            let records: Array = idb::request(&req).await?.unchecked_into();
+            all.extend(records.iter());
         }
-        entries.sort_by(|a, b| a.header.stored_at.total_cmp(&b.header.stored_at));
-        Ok(entries)
+        Ok(self.entries_of(all.into_iter()))
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<Entry>, PosError> {
-        let (_tx, store) = self.read(PAYMENTS_STORE)?;
-        let record = store.get(id.into()).await.map_err(rexie_err)?;
-        Ok(record.and_then(|r| self.entry_of(&r)))
+        let (_tx, store) = self.db.read(PAYMENTS_STORE)?;
+        let req = store
+            .get(&JsValue::from_str(id))
+            .map_err(|e| storage_error(&e))?;
+        let record = idb::request(&req).await?;
+        if record.is_undefined() {
+            return Ok(None);
+        }
+        Ok(self.entry_of(&record))
     }
 
     /// Compare-and-set: moves the record to `to` (with a re-sealed `body`) only if it is still
@@ -231,7 +235,7 @@ impl Store {
     ) -> Result<Option<Header>, PosError> {
         if !header.state.can_move_to(to) {
             return Err(PosError::Internal(format!(
-                "refused state change {} -> {}",
+                "refused state change {} -> {} (a bug: callers check first)",
                 header.state.as_str(),
                 to.as_str()
             )));
@@ -247,17 +251,17 @@ impl Store {
             Some(b) => Some(self.to_record(&next, b)?),
             None => None,
         };
-        let tx = StrictTx::begin(&self.raw, &[PAYMENTS_STORE])?;
+        let tx = StrictTx::begin(&self.db, &[PAYMENTS_STORE])?;
         let store = tx.store(PAYMENTS_STORE)?;
         let current = match store.get(&JsValue::from_str(&header.id)) {
             Ok(req) => idb::request(&req).await,
-            Err(e) => Err(idb::storage_error(&e)),
+            Err(e) => Err(storage_error(&e)),
         };
         let current = match current {
             Ok(c) => c,
             Err(e) => {
                 tx.abort().await;
-                return Err(e);
+                return Err(e.into());
             }
         };
         // Same state and same last update: nobody moved it since we read it (this holds even
@@ -281,9 +285,13 @@ impl Store {
                 current
             }
         };
-        if let Err(e) = store.put(&record) {
+        let put = match store.put(&record) {
+            Ok(req) => idb::request(&req).await,
+            Err(e) => Err(storage_error(&e)),
+        };
+        if let Err(e) = put {
             tx.abort().await;
-            return Err(idb::storage_error(&e));
+            return Err(e.into());
         }
         tx.commit().await?;
         Ok(Some(next))
@@ -291,30 +299,36 @@ impl Store {
 
     pub async fn save_config(&self, config: &PersistedConfig) -> Result<(), PosError> {
         let sealed = self.vault.seal_json(CONFIG_ID, config)?;
-        let tx = StrictTx::begin(&self.raw, &[KEYS_STORE])?;
+        let tx = StrictTx::begin(&self.db, &[KEYS_STORE])?;
         let store = tx.store(KEYS_STORE)?;
-        if let Err(e) = store.put_with_key(
+        let put = match store.put_with_key(
             &Uint8Array::from(&sealed[..]),
             &JsValue::from_str(CONFIG_ID),
         ) {
+            Ok(req) => idb::request(&req).await,
+            Err(e) => Err(storage_error(&e)),
+        };
+        if let Err(e) = put {
             tx.abort().await;
-            return Err(idb::storage_error(&e));
+            return Err(e.into());
         }
-        tx.commit().await
+        Ok(tx.commit().await?)
     }
 
     pub async fn load_config(&self) -> Result<Option<PersistedConfig>, PosError> {
-        let (_tx, store) = self.read(KEYS_STORE)?;
-        let value = store.get(CONFIG_ID.into()).await.map_err(rexie_err)?;
-        match value.and_then(|v| v.dyn_into::<Uint8Array>().ok()) {
-            Some(bytes) => self.vault.open_json(CONFIG_ID, &bytes.to_vec()).map(Some),
-            None => Ok(None),
+        let (_tx, store) = self.db.read(KEYS_STORE)?;
+        let req = store
+            .get(&JsValue::from_str(CONFIG_ID))
+            .map_err(|e| storage_error(&e))?;
+        match idb::request(&req).await?.dyn_into::<Uint8Array>() {
+            Ok(bytes) => self.vault.open_json(CONFIG_ID, &bytes.to_vec()).map(Some),
+            Err(_) => Ok(None),
         }
     }
 
     /// The durability a strict transaction really gets in this browser (for tests).
     pub fn probe_durability(&self) -> Result<String, PosError> {
-        let tx = StrictTx::begin(&self.raw, &[PAYMENTS_STORE])?;
+        let tx = StrictTx::begin(&self.db, &[PAYMENTS_STORE])?;
         let d = tx.durability();
         let _ = tx; // ends with no requests: commits nothing
         Ok(d)

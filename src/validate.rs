@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use iso_currency::Currency;
+
 use crate::error::PosError;
 
 /// Largest amount accepted, in minor units (as Stripe: 999,999.99 in a two-decimal currency).
@@ -9,15 +11,6 @@ pub const MAX_AMOUNT: u64 = 99_999_999;
 pub const MAX_METADATA_KEYS: usize = 50;
 pub const MAX_METADATA_KEY_CHARS: usize = 40;
 pub const MAX_METADATA_VALUE_CHARS: usize = 500;
-
-/// ISO 4217 codes in use (lowercase, as the API takes them).
-const ISO_CURRENCIES: &str = "aed afn all amd ang aoa ars aud awg azn bam bbd bdt bgn bhd bif bmd bnd \
-bob brl bsd btn bwp byn bzd cad cdf chf clp cny cop crc cup cve czk djf dkk dop dzd egp ern etb eur \
-fjd fkp gbp gel ghs gip gmd gnf gtq gyd hkd hnl htg huf idr ils inr iqd irr isk jmd jod jpy kes kgs \
-khr kmf kpw krw kwd kyd kzt lak lbp lkr lrd lsl lyd mad mdl mga mkd mmk mnt mop mru mur mvr mwk mxn \
-myr mzn nad ngn nio nok npr nzd omr pab pen pgk php pkr pln pyg qar ron rsd rub rwf sar sbd scr sdg \
-sek sgd shp sle sll sos srd ssp stn svc syp szl thb tjs tmt tnd top try ttd twd tzs uah ugx usd uyu \
-uzs ves vnd vuv wst xaf xcd xof xpf yer zar zmw zwl";
 
 /// An amount from JS (a number) as minor units.
 pub fn amount(value: f64) -> Result<u64, PosError> {
@@ -34,15 +27,42 @@ pub fn amount(value: f64) -> Result<u64, PosError> {
     Ok(value as u64)
 }
 
-/// A currency: a lowercase ISO 4217 code.
+/// A currency: a lowercase ISO 4217 code of a currency in use (not a fund, a metal or a
+/// superseded code), from the `iso_currency` tables.
 pub fn currency(code: &str) -> Result<String, PosError> {
     let well_formed = code.len() == 3 && code.bytes().all(|b| b.is_ascii_lowercase());
-    if !well_formed || !ISO_CURRENCIES.split_ascii_whitespace().any(|c| c == code) {
-        return Err(PosError::InvalidCurrency(format!(
-            "currency must be a lowercase ISO 4217 code such as \"usd\", got {code:?}"
-        )));
+    let known = well_formed
+        .then(|| Currency::from_code(&code.to_ascii_uppercase()))
+        .flatten()
+        .filter(|c| c.exponent().is_some() && c.is_superseded().is_none() && !c.is_fund());
+    match known {
+        Some(_) => Ok(code.to_string()),
+        None => Err(PosError::InvalidCurrency(format!(
+            "currency must be a lowercase ISO 4217 code in use, such as \"usd\", got {code:?}"
+        ))),
     }
-    Ok(code.to_string())
+}
+
+/// How many decimals the currency's minor unit has (JPY 0, USD 2, BHD 3); 2 if unknown.
+pub fn minor_units(code: &str) -> u32 {
+    Currency::from_code(&code.to_ascii_uppercase())
+        .and_then(Currency::exponent)
+        .map_or(2, u32::from)
+}
+
+/// An amount in minor units written in major units for messages: 1250 usd → "12.50 usd".
+pub fn display_amount(amount: u64, currency: &str) -> String {
+    let units = minor_units(currency);
+    if units == 0 {
+        return format!("{amount} {currency}");
+    }
+    let scale = 10u64.pow(units);
+    format!(
+        "{}.{:0width$} {currency}",
+        amount / scale,
+        amount % scale,
+        width = units as usize
+    )
 }
 
 /// Metadata: at most 50 keys of at most 40 characters, values of at most 500.
@@ -101,13 +121,27 @@ mod tests {
     fn currencies() {
         assert_eq!(currency("usd").unwrap(), "usd");
         assert_eq!(currency("eur").unwrap(), "eur");
-        for bad in ["USD", "us", "usdd", "xyz", "", "u$d"] {
+        // Current codes are known, withdrawn and non-currency ones are not.
+        assert_eq!(currency("zwg").unwrap(), "zwg");
+        assert_eq!(currency("xcg").unwrap(), "xcg");
+        for bad in ["USD", "us", "usdd", "xyz", "", "u$d", "zwl", "xau", "bov"] {
             assert_eq!(
                 currency(bad).unwrap_err().code(),
                 "invalid_currency",
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn minor_units_follow_iso() {
+        assert_eq!(minor_units("jpy"), 0);
+        assert_eq!(minor_units("usd"), 2);
+        assert_eq!(minor_units("bhd"), 3);
+        assert_eq!(display_amount(1250, "usd"), "12.50 usd");
+        assert_eq!(display_amount(1250, "jpy"), "1250 jpy");
+        assert_eq!(display_amount(1250, "bhd"), "1.250 bhd");
+        assert_eq!(display_amount(5, "eur"), "0.05 eur");
     }
 
     #[test]

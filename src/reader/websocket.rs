@@ -18,7 +18,7 @@ use wasm_bindgen::JsCast;
 use web_sys::{CloseEvent, Event, MessageEvent, WebSocket};
 
 use super::{HEARTBEAT_MS, SILENCE_LIMIT_MS};
-use crate::error::PosError;
+use crate::error::{PosError, ReaderError};
 use crate::js;
 
 const HELLO_KEY: &str = "\u{0}hello";
@@ -83,7 +83,7 @@ async fn with_timeout<T>(
 ) -> Result<T, PosError> {
     match select(rx, TimeoutFuture::new(ms)).await {
         Either::Left((Ok(reply), _)) => reply,
-        Either::Left((Err(_canceled), _)) => Err(PosError::ReaderDisconnected),
+        Either::Left((Err(_canceled), _)) => Err(PosError::Reader(ReaderError::Disconnected)),
         Either::Right(_) => Err(on_timeout),
     }
 }
@@ -101,7 +101,9 @@ impl WsConnection {
             )));
         }
         let ws = WebSocket::new(url).map_err(|e| {
-            PosError::ReaderConnectionFailed(crate::error::js_error_name(&e).unwrap_or_default())
+            PosError::from(ReaderError::ConnectionFailed(
+                crate::js::js_error_name(&e).unwrap_or_default(),
+            ))
         })?;
         let shared = Rc::new(RefCell::new(Shared {
             last_seen: js::now_ms(),
@@ -146,12 +148,12 @@ impl WsConnection {
         with_timeout(
             open_rx,
             timeout_ms,
-            PosError::ReaderConnectionFailed(format!("{url} did not open in time")),
+            ReaderError::ConnectionFailed(format!("{url} did not open in time")).into(),
         )
         .await
         .map_err(|e| match e {
-            PosError::ReaderDisconnected => {
-                PosError::ReaderConnectionFailed(format!("{url} refused the connection"))
+            PosError::Reader(ReaderError::Disconnected) => {
+                ReaderError::ConnectionFailed(format!("{url} refused the connection")).into()
             }
             other => other,
         })?;
@@ -172,17 +174,18 @@ impl WsConnection {
             }
             ReaderMessage::HelloAck {
                 protocol_version, ..
-            } => Err(PosError::ReaderProtocol(format!(
+            } => Err(ReaderError::Protocol(format!(
                 "reader speaks protocol {protocol_version}, this SDK {PROTOCOL_VERSION}"
-            ))),
-            ReaderMessage::Error { code, message, .. } => Err(PosError::Reader {
-                code: code.as_str().to_string(),
-                message,
-            }),
-            other => Err(PosError::ReaderProtocol(format!(
+            ))
+            .into()),
+            ReaderMessage::Error { code, message, .. } => {
+                Err(ReaderError::Reported { code, message }.into())
+            }
+            other => Err(ReaderError::Protocol(format!(
                 "expected hello_ack, got {}",
                 other.kind()
-            ))),
+            ))
+            .into()),
         }
     }
 
@@ -214,11 +217,11 @@ impl WsConnection {
 
     pub fn send(&self, msg: &PosMessage) -> Result<(), PosError> {
         if self.shared.borrow().closed {
-            return Err(PosError::ReaderDisconnected);
+            return Err(PosError::Reader(ReaderError::Disconnected));
         }
         self.ws
             .send_with_str(&to_frame(msg))
-            .map_err(|_| PosError::ReaderDisconnected)
+            .map_err(|_| PosError::Reader(ReaderError::Disconnected))
     }
 
     /// Sends `msg` and waits for the reply tagged with `key` (its request id).
@@ -232,7 +235,7 @@ impl WsConnection {
         {
             let mut s = self.shared.borrow_mut();
             if s.closed {
-                return Err(PosError::ReaderDisconnected);
+                return Err(PosError::Reader(ReaderError::Disconnected));
             }
             s.waiters.insert(key.to_string(), tx);
         }
@@ -242,11 +245,13 @@ impl WsConnection {
         }
         match timeout_ms {
             Some(ms) => {
-                let r = with_timeout(rx, ms, PosError::ReaderTimeout).await;
+                let r = with_timeout(rx, ms, PosError::Reader(ReaderError::Timeout)).await;
                 self.shared.borrow_mut().waiters.remove(key);
                 r
             }
-            None => rx.await.unwrap_or(Err(PosError::ReaderDisconnected)),
+            None => rx
+                .await
+                .unwrap_or(Err(PosError::Reader(ReaderError::Disconnected))),
         }
     }
 
@@ -332,7 +337,7 @@ fn on_closed(shared: &Rc<RefCell<Shared>>) {
             return;
         }
         s.closed = true;
-        s.fail_all(PosError::ReaderDisconnected);
+        s.fail_all(PosError::Reader(ReaderError::Disconnected));
         if s.closing_on_purpose {
             None
         } else {
@@ -340,6 +345,6 @@ fn on_closed(shared: &Rc<RefCell<Shared>>) {
         }
     };
     if let Some(mut hook) = hook {
-        hook(PosError::ReaderDisconnected);
+        hook(PosError::Reader(ReaderError::Disconnected));
     }
 }

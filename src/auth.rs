@@ -1,0 +1,213 @@
+//! Connection tokens: fetched from the caller's source, cached, saved sealed (so readers
+//! pair and a service worker forwards while the page is gone), and refreshed once when the
+//! backend or a reader refuses one.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use pos_protocol::reader::ReaderErrorCode;
+
+use crate::error::{BackendError, PosError};
+
+pub type TokenFuture = Pin<Box<dyn Future<Output = Result<String, PosError>>>>;
+
+/// Where fresh connection tokens come from (the page's `fetchConnectionToken`).
+pub trait TokenSource {
+    fn fetch_token(&self) -> TokenFuture;
+}
+
+impl<F: Fn() -> TokenFuture> TokenSource for F {
+    fn fetch_token(&self) -> TokenFuture {
+        self()
+    }
+}
+
+/// A token is sent in an Authorization header and to readers: visible ASCII only, bounded.
+pub fn check_token(token: String) -> Result<String, PosError> {
+    if !token.is_empty() && token.len() <= 4096 && token.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(token)
+    } else {
+        Err(PosError::ConnectionToken(
+            "fetchConnectionToken must resolve to a non-empty string of visible ASCII".into(),
+        ))
+    }
+}
+
+/// True when `e` says the credentials were refused (by the backend, or by a reader that
+/// does not accept this token for pairing).
+pub fn is_refused_token(e: &PosError) -> bool {
+    matches!(e, PosError::Backend(BackendError::Unauthorized(_)))
+        || e.reader_code() == Some(ReaderErrorCode::NotPaired)
+}
+
+/// Runs `op` with the current token; when `refused` says the token was refused, once more
+/// with a fresh one. `token(refresh)` gives the token.
+pub async fn with_token_retry<T, Tok, TokFut, Op, OpFut>(
+    token: Tok,
+    op: Op,
+    refused: impl Fn(&T) -> bool,
+) -> Result<T, PosError>
+where
+    Tok: Fn(bool) -> TokFut,
+    TokFut: Future<Output = Result<String, PosError>>,
+    Op: Fn(String) -> OpFut,
+    OpFut: Future<Output = T>,
+{
+    let first = op(token(false).await?).await;
+    if !refused(&first) {
+        return Ok(first);
+    }
+    Ok(op(token(true).await?).await)
+}
+
+#[cfg(target_arch = "wasm32")]
+pub use browser::Auth;
+
+#[cfg(target_arch = "wasm32")]
+mod browser {
+    use std::cell::RefCell;
+    use std::future::Future;
+    use std::rc::Rc;
+
+    use super::{check_token, is_refused_token, with_token_retry, TokenSource};
+    use crate::error::PosError;
+    use crate::store::{PersistedConfig, Store};
+
+    /// The token of one terminal: cached, persisted sealed beside its backend URL.
+    pub struct Auth {
+        source: Rc<dyn TokenSource>,
+        cached: RefCell<Option<String>>,
+        store: Rc<Store>,
+        backend_url: String,
+    }
+
+    impl Auth {
+        pub fn new(
+            source: Rc<dyn TokenSource>,
+            saved: Option<String>,
+            store: Rc<Store>,
+            backend_url: String,
+        ) -> Self {
+            Self {
+                source,
+                cached: RefCell::new(saved),
+                store,
+                backend_url,
+            }
+        }
+
+        /// The cached token unless `refresh`; else a fresh one, saved sealed.
+        pub async fn token(&self, refresh: bool) -> Result<String, PosError> {
+            if !refresh {
+                if let Some(t) = self.cached.borrow().clone() {
+                    return Ok(t);
+                }
+            }
+            let token = check_token(self.source.fetch_token().await?)?;
+            *self.cached.borrow_mut() = Some(token.clone());
+            self.store
+                .save_config(&PersistedConfig {
+                    backend_url: self.backend_url.clone(),
+                    connection_token: Some(token.clone()),
+                })
+                .await?;
+            Ok(token)
+        }
+
+        /// `op` with the token, once more with a fresh token if the first was refused.
+        pub async fn retry<T, Op, Fut>(&self, op: Op) -> Result<T, PosError>
+        where
+            Op: Fn(String) -> Fut,
+            Fut: Future<Output = Result<T, PosError>>,
+        {
+            let refused = |r: &Result<T, PosError>| matches!(r, Err(e) if is_refused_token(e));
+            with_token_retry(|refresh| self.token(refresh), op, refused).await?
+        }
+
+        /// Like `retry`, with the caller saying what counts as a refusal.
+        pub async fn retry_when<T, Op, Fut>(
+            &self,
+            op: Op,
+            refused: impl Fn(&T) -> bool,
+        ) -> Result<T, PosError>
+        where
+            Op: Fn(String) -> Fut,
+            Fut: Future<Output = T>,
+        {
+            with_token_retry(|refresh| self.token(refresh), op, refused).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    fn block_on<F: Future>(f: F) -> F::Output {
+        futures_executor::block_on(f)
+    }
+
+    #[test]
+    fn a_refused_token_is_refreshed_once() {
+        let asked = RefCell::new(Vec::new());
+        let token = |refresh: bool| {
+            asked.borrow_mut().push(refresh);
+            let t = if refresh { "fresh" } else { "stale" };
+            async move { Ok(t.to_string()) }
+        };
+        let op = |t: String| async move {
+            if t == "stale" {
+                Err(PosError::from(BackendError::Unauthorized("expired".into())))
+            } else {
+                Ok(t)
+            }
+        };
+        let refused = |r: &Result<String, PosError>| matches!(r, Err(e) if is_refused_token(e));
+        let out = block_on(with_token_retry(token, op, refused)).unwrap();
+        assert_eq!(out.unwrap(), "fresh");
+        assert_eq!(*asked.borrow(), [false, true]);
+    }
+
+    #[test]
+    fn other_failures_are_not_retried_and_a_second_refusal_stands() {
+        let calls = RefCell::new(0);
+        let token = |_refresh: bool| async { Ok("t".to_string()) };
+        let op = |_t: String| {
+            *calls.borrow_mut() += 1;
+            async { Err::<(), _>(PosError::TerminalClosed) }
+        };
+        let refused = |r: &Result<(), PosError>| matches!(r, Err(e) if is_refused_token(e));
+        let out = block_on(with_token_retry(token, op, refused)).unwrap();
+        assert_eq!(out.unwrap_err(), PosError::TerminalClosed);
+        assert_eq!(*calls.borrow(), 1);
+
+        let always_refused = |_t: String| async {
+            Err::<(), _>(PosError::from(BackendError::Unauthorized(String::new())))
+        };
+        let out = block_on(with_token_retry(token, always_refused, refused)).unwrap();
+        assert!(is_refused_token(&out.unwrap_err()));
+    }
+
+    #[test]
+    fn a_reader_that_does_not_know_the_token_counts_as_a_refusal() {
+        let e = PosError::from(crate::error::ReaderError::Reported {
+            code: ReaderErrorCode::NotPaired,
+            message: String::new(),
+        });
+        assert!(is_refused_token(&e));
+        assert!(!is_refused_token(&PosError::TerminalClosed));
+    }
+
+    #[test]
+    fn tokens_are_checked() {
+        assert!(check_token("sk_abc".into()).is_ok());
+        for bad in ["", "has space", "new\nline"] {
+            assert_eq!(
+                check_token(bad.into()).unwrap_err().code(),
+                "connection_token_failed"
+            );
+        }
+        assert!(check_token("x".repeat(4097)).is_err());
+    }
+}

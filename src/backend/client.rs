@@ -1,0 +1,120 @@
+//! The browser side of the backend API: `fetch` with a timeout, answers read as text and
+//! classified by `super`.
+
+use gloo_timers::callback::Timeout;
+use pos_protocol::backend::{PaymentBody, IDEMPOTENCY_HEADER};
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{AbortController, Headers, Request, RequestInit, Response};
+
+use super::{classify_payment_answer, PaymentOutcome};
+use crate::error::BackendError;
+use crate::js::{self, describe_js, js_error_name};
+
+/// One backend: its base URL and how long a request may take.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    base: String,
+    timeout_ms: u32,
+}
+
+impl Backend {
+    pub fn new(base: &str, timeout_ms: u32) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_string(),
+            timeout_ms,
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// `GET /v1/health` answered 2xx within the timeout.
+    pub async fn health(&self) -> Result<(), BackendError> {
+        self.health_within(self.timeout_ms.min(5_000)).await
+    }
+
+    pub async fn health_within(&self, timeout_ms: u32) -> Result<(), BackendError> {
+        let (status, _) = self
+            .send(
+                "GET",
+                "/v1/health",
+                &[],
+                None,
+                timeout_ms.min(self.timeout_ms),
+            )
+            .await?;
+        if (200..300).contains(&status) {
+            Ok(())
+        } else {
+            Err(BackendError::status(status, "health check failed".into()))
+        }
+    }
+
+    pub async fn create_payment(
+        &self,
+        token: &str,
+        body: &PaymentBody,
+    ) -> Result<PaymentOutcome, BackendError> {
+        let json = serde_json::to_string(body).map_err(|e| BackendError::NotSent(e.to_string()))?;
+        let auth = format!("Bearer {token}");
+        let headers = [
+            ("Content-Type", "application/json"),
+            ("Authorization", auth.as_str()),
+            (IDEMPOTENCY_HEADER, body.id.as_str()),
+        ];
+        let (status, text) = self
+            .send(
+                "POST",
+                "/v1/payments",
+                &headers,
+                Some(&json),
+                self.timeout_ms,
+            )
+            .await?;
+        classify_payment_answer(status, &text)
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+        timeout_ms: u32,
+    ) -> Result<(u16, String), BackendError> {
+        // Until `fetch` is called nothing has left the device: failures are `NotSent`.
+        let not_sent = |e: wasm_bindgen::JsValue| BackendError::NotSent(describe_js(&e));
+        let controller = AbortController::new().map_err(not_sent)?;
+        let init = RequestInit::new();
+        init.set_method(method);
+        init.set_signal(Some(&controller.signal()));
+        init.set_cache(web_sys::RequestCache::NoStore);
+        let h = Headers::new().map_err(not_sent)?;
+        for (k, v) in headers {
+            h.set(k, v).map_err(not_sent)?;
+        }
+        init.set_headers(&h);
+        if let Some(b) = body {
+            init.set_body(&b.into());
+        }
+        let url = format!("{}{}", self.base, path);
+        let request = Request::new_with_str_and_init(&url, &init).map_err(not_sent)?;
+
+        let abort = controller.clone();
+        let _timer = Timeout::new(timeout_ms, move || abort.abort());
+        let map_err = |e: wasm_bindgen::JsValue| match js_error_name(&e).as_deref() {
+            Some("AbortError") => BackendError::Timeout(timeout_ms),
+            _ => BackendError::Unreachable(describe_js(&e)),
+        };
+        let response: Response = JsFuture::from(js::fetch(&request)?)
+            .await
+            .map_err(map_err)?
+            .unchecked_into();
+        let status = response.status();
+        let text_promise = response.text().map_err(map_err)?;
+        let text = JsFuture::from(text_promise).await.map_err(map_err)?;
+        Ok((status, text.as_string().unwrap_or_default()))
+    }
+}

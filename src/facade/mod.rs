@@ -1,0 +1,291 @@
+//! The JS API: `Terminal` and the service worker's `forwardStoredPayments`. Each method
+//! converts its arguments, delegates to the Rust core (`crate::terminal`, `crate::scheduler`)
+//! and converts the result; every error becomes a JS `Error` with a stable `code` here.
+
+mod events;
+pub mod types;
+
+use std::future::Future;
+use std::rc::Rc;
+
+use js_sys::{Function, Promise};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::{future_to_promise, JsFuture};
+
+use crate::auth::{Auth, TokenFuture};
+use crate::backend::Backend;
+use crate::error::{BackendError, PosError};
+use crate::events::{Events, NoEvents};
+use crate::js;
+use crate::options::{self, Settings, TerminalOptions};
+use crate::payment::{CollectedView, PaymentRequest};
+use crate::reader::{CartInput, ReaderView};
+use crate::scheduler;
+use crate::store::Store;
+use crate::terminal;
+use events::JsEvents;
+use types::{from_js, to_js, CollectedRef, DiscoveryConfig, ListFilter, ReaderRef, WorkerOptions};
+
+/// A JS `Error` with `.code` (and `.declineCode`), named `PosTerminalError`.
+pub fn error_to_js(e: &PosError) -> JsValue {
+    let err = js_sys::Error::new(&e.to_string());
+    err.set_name("PosTerminalError");
+    js::set(&err, "code", &e.code().into());
+    if let Some(dc) = e.decline_code() {
+        js::set(&err, "declineCode", &dc.into());
+    }
+    err.into()
+}
+
+fn promise<F>(fut: F) -> Promise
+where
+    F: Future<Output = Result<JsValue, PosError>> + 'static,
+{
+    future_to_promise(async move { fut.await.map_err(|e| error_to_js(&e)) })
+}
+
+fn optional(value: Option<JsValue>) -> Option<JsValue> {
+    value.filter(|v| !v.is_undefined() && !v.is_null())
+}
+
+/// `fetchConnectionToken` as the core's token source.
+fn token_source(f: Function) -> Rc<dyn crate::auth::TokenSource> {
+    Rc::new(move || -> TokenFuture {
+        let f = f.clone();
+        Box::pin(async move {
+            let failed = |e: JsValue| PosError::ConnectionToken(js::describe_js(&e));
+            let value = f.call0(&JsValue::NULL).map_err(failed)?;
+            let value = match value.dyn_into::<Promise>() {
+                Ok(p) => JsFuture::from(p).await.map_err(failed)?,
+                Err(v) => v,
+            };
+            value.as_string().ok_or_else(|| {
+                PosError::ConnectionToken("fetchConnectionToken must resolve to a string".into())
+            })
+        })
+    })
+}
+
+/// A point-of-sale terminal: readers, payments, and the offline store of this browser.
+#[wasm_bindgen(js_name = Terminal)]
+pub struct JsTerminal {
+    core: Rc<terminal::Terminal>,
+}
+
+#[wasm_bindgen(js_class = Terminal)]
+impl JsTerminal {
+    /// Opens the offline store (creating its keys on first use), starts page forwarding
+    /// (now, on `online`, and on a timer while anything is pending) and returns the terminal.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Terminal>")]
+    pub fn create(
+        #[wasm_bindgen(unchecked_param_type = "TerminalOptions")] options: JsValue,
+    ) -> Promise {
+        promise(async move {
+            if !options.is_object() {
+                return Err(PosError::InvalidArgument(
+                    "options must be an object".into(),
+                ));
+            }
+            let settings =
+                Settings::from_options(from_js::<TerminalOptions>(options.clone(), "options")?)?;
+            let tokens = token_source(JsEvents::token_callback(&options)?);
+            let events: Rc<dyn Events> = Rc::new(JsEvents::from_options(&options)?);
+            let core = terminal::Terminal::create(settings, tokens, events).await?;
+            Ok(JsTerminal {
+                core: Rc::new(core),
+            }
+            .into())
+        })
+    }
+
+    #[wasm_bindgen(js_name = discoverReaders, unchecked_return_type = "Promise<Reader[]>")]
+    pub fn discover_readers(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "DiscoveryConfig")] config: JsValue,
+    ) -> Promise {
+        let core = self.core.clone();
+        promise(async move {
+            let config: DiscoveryConfig = from_js(config, "discovery config")?;
+            if config.method != "websocket" {
+                return Err(PosError::Unsupported(format!(
+                    "discovery method {:?} is not supported yet; use \"websocket\"",
+                    config.method
+                )));
+            }
+            let found = core.discover_readers(&config.urls).await?;
+            to_js(&found.iter().map(ReaderView::from).collect::<Vec<_>>())
+        })
+    }
+
+    #[wasm_bindgen(js_name = connectReader, unchecked_return_type = "Promise<Reader>")]
+    pub fn connect_reader(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Reader")] reader: JsValue,
+    ) -> Promise {
+        let core = self.core.clone();
+        promise(async move {
+            let target: ReaderRef = from_js(reader, "reader")?;
+            to_js(&ReaderView::from(&core.connect_reader(&target.url).await?))
+        })
+    }
+
+    #[wasm_bindgen(js_name = disconnectReader, unchecked_return_type = "Promise<void>")]
+    pub fn disconnect_reader(&self) -> Promise {
+        let core = self.core.clone();
+        promise(async move {
+            core.disconnect_reader();
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    #[wasm_bindgen(js_name = setReaderDisplay, unchecked_return_type = "Promise<void>")]
+    pub fn set_reader_display(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Cart")] cart: JsValue,
+    ) -> Promise {
+        let core = self.core.clone();
+        promise(async move {
+            core.set_reader_display(from_js::<CartInput>(cart, "cart")?)
+                .await?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    #[wasm_bindgen(js_name = clearReaderDisplay, unchecked_return_type = "Promise<void>")]
+    pub fn clear_reader_display(&self) -> Promise {
+        let core = self.core.clone();
+        promise(async move {
+            core.clear_reader_display().await?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Asks the reader for a card. Resolves with the card's summary; the card data itself
+    /// stays inside the SDK, encrypted for the backend.
+    #[wasm_bindgen(js_name = collectPaymentMethod, unchecked_return_type = "Promise<CollectedPayment>")]
+    pub fn collect_payment_method(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "PaymentRequest")] request: JsValue,
+    ) -> Promise {
+        let core = self.core.clone();
+        promise(async move {
+            let request: PaymentRequest = from_js(request, "payment request")?;
+            to_js(&CollectedView::from(
+                &core.collect_payment_method(request).await?,
+            ))
+        })
+    }
+
+    #[wasm_bindgen(js_name = cancelCollectPaymentMethod, unchecked_return_type = "Promise<void>")]
+    pub fn cancel_collect_payment_method(&self) -> Promise {
+        let core = self.core.clone();
+        promise(async move {
+            core.cancel_collect_payment_method()?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Sends the payment to the backend, or stores it offline (see `offlineBehavior`).
+    #[wasm_bindgen(js_name = processPayment, unchecked_return_type = "Promise<PaymentResult>")]
+    pub fn process_payment(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "CollectedPayment")] collected: JsValue,
+    ) -> Promise {
+        let core = self.core.clone();
+        promise(async move {
+            let r: CollectedRef = from_js(collected, "collected payment")?;
+            to_js(&core.process_payment(&r.id).await?)
+        })
+    }
+
+    #[wasm_bindgen(js_name = offlineStatus, unchecked_return_type = "Promise<OfflineStatus>")]
+    pub fn offline_status(&self) -> Promise {
+        let core = self.core.clone();
+        promise(async move { to_js(&core.offline_status().await?) })
+    }
+
+    /// Typed in `types.rs` (an optional parameter needs a hand-written signature).
+    #[wasm_bindgen(js_name = listStoredPayments, skip_typescript)]
+    pub fn list_stored_payments(&self, filter: Option<JsValue>) -> Promise {
+        let core = self.core.clone();
+        promise(async move {
+            let filter: ListFilter = match optional(filter) {
+                Some(f) => from_js(f, "filter")?,
+                None => ListFilter::default(),
+            };
+            to_js(&core.list_stored_payments(filter.state).await?)
+        })
+    }
+
+    /// Forwards every stored payment now, ignoring backoff.
+    #[wasm_bindgen(js_name = forwardStoredPayments, unchecked_return_type = "Promise<ForwardReport>")]
+    pub fn forward_stored_payments(&self) -> Promise {
+        let core = self.core.clone();
+        promise(async move { to_js(&core.forward_stored_payments().await?) })
+    }
+
+    /// Stops timers and listeners and disconnects the reader. Stored payments stay.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn close(&self) -> Promise {
+        let core = self.core.clone();
+        promise(async move {
+            core.close();
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+}
+
+/// For a service worker (or any script without a `Terminal`): forwards what is stored, with
+/// the backend URL and token the page saved (sealed) in the same database. Typed in `types.rs`.
+#[wasm_bindgen(js_name = forwardStoredPayments, skip_typescript)]
+pub fn forward_stored_payments(options: Option<JsValue>) -> Promise {
+    promise(async move {
+        let options: WorkerOptions = match optional(options) {
+            Some(o) if o.is_object() => from_js(o, "options")?,
+            _ => WorkerOptions::default(),
+        };
+        let db_name = options::database_name(options.database_name)?;
+        to_js(&forward_saved(&db_name).await?)
+    })
+}
+
+/// Forwards with the configuration saved in `db_name`; the core of the worker entry point.
+pub async fn forward_saved(
+    db_name: &str,
+) -> Result<crate::forward_policy::ForwardReport, PosError> {
+    let store = Rc::new(Store::open(db_name).await?);
+    let result = async {
+        let config = store.load_config().await?.ok_or_else(|| {
+            PosError::InvalidArgument(
+                "no backend configuration is stored; create a Terminal in a page first".into(),
+            )
+        })?;
+        let token = config.connection_token.ok_or_else(|| {
+            PosError::from(BackendError::Unauthorized(
+                "no connection token is stored yet".into(),
+            ))
+        })?;
+        // No page, so no way to fetch a fresh token: a refused one ends the run.
+        let no_refresh: Rc<dyn crate::auth::TokenSource> = Rc::new(|| -> TokenFuture {
+            Box::pin(async {
+                Err(PosError::from(BackendError::Unauthorized(
+                    "the stored connection token was refused; open the POS page to refresh it"
+                        .into(),
+                )))
+            })
+        });
+        let auth = Auth::new(
+            no_refresh,
+            Some(token),
+            store.clone(),
+            config.backend_url.clone(),
+        );
+        let backend = Rc::new(Backend::new(&config.backend_url, 8_000));
+        let events: Rc<dyn Events> = Rc::new(NoEvents);
+        scheduler::forward_once(&store, &backend, &auth, &events).await
+    }
+    .await;
+    store.close();
+    result
+}

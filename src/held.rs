@@ -1,0 +1,84 @@
+//! Collected payments waiting for `processPayment`: taken out while one is processed (so a
+//! double click gets `payment_not_collected`), put back when the answer was not final (so a
+//! retry reuses the same id and cannot charge twice).
+
+use crate::error::PosError;
+use crate::payment::Collected;
+
+/// How many collected, unprocessed payments a terminal keeps.
+pub const MAX_HELD: usize = 16;
+
+#[derive(Default)]
+pub struct Held {
+    payments: Vec<Collected>,
+}
+
+impl Held {
+    /// Keeps a newly collected payment; the oldest goes when `MAX_HELD` are held.
+    pub fn hold(&mut self, c: Collected) {
+        if self.payments.len() >= MAX_HELD {
+            self.payments.remove(0);
+        }
+        self.payments.push(c);
+    }
+
+    pub fn take(&mut self, id: &str) -> Result<Collected, PosError> {
+        let at = self
+            .payments
+            .iter()
+            .position(|c| c.id == id)
+            .ok_or(PosError::PaymentNotCollected)?;
+        Ok(self.payments.remove(at))
+    }
+
+    /// Puts a payment back after an answer that was not final.
+    pub fn put_back(&mut self, c: Collected) {
+        self.hold(c);
+    }
+
+    /// True when the result of processing is final: the payment must not be processed again.
+    pub fn is_final<T>(result: &Result<T, PosError>) -> bool {
+        matches!(result, Ok(_) | Err(PosError::CardDeclined { .. }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payment::tests::collected;
+
+    #[test]
+    fn a_payment_is_processed_once_unless_put_back() {
+        let mut held = Held::default();
+        let c = collected("pay_1");
+        held.hold(c.clone());
+        assert_eq!(held.take("pay_1").unwrap(), c);
+        assert_eq!(
+            held.take("pay_1").unwrap_err(),
+            PosError::PaymentNotCollected
+        );
+        held.put_back(c.clone());
+        assert_eq!(held.take("pay_1").unwrap().id, "pay_1");
+    }
+
+    #[test]
+    fn only_success_and_declines_are_final() {
+        assert!(Held::is_final(&Ok::<(), PosError>(())));
+        assert!(Held::is_final::<()>(&Err(PosError::CardDeclined {
+            decline_code: "x".into()
+        })));
+        assert!(!Held::is_final::<()>(&Err(PosError::OutcomeUnknown(
+            "x".into()
+        ))));
+    }
+
+    #[test]
+    fn keeps_at_most_max_held() {
+        let mut held = Held::default();
+        for i in 0..=MAX_HELD {
+            held.hold(collected(&format!("pay_{i}")));
+        }
+        assert!(held.take("pay_0").is_err(), "the oldest went");
+        assert!(held.take(&format!("pay_{MAX_HELD}")).is_ok());
+    }
+}

@@ -1,0 +1,179 @@
+//! `TerminalOptions` as one serde struct (the callbacks are taken apart by the facade), and
+//! the settings the core runs with once every value was checked.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::error::PosError;
+use crate::limits::OfflineLimits;
+use crate::validate;
+
+pub const DEFAULT_DB: &str = "pos-terminal";
+
+/// The data fields of `TerminalOptions` (unknown fields, such as the callbacks, are ignored
+/// here).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TerminalOptions {
+    pub backend_url: Option<String>,
+    pub database_name: Option<String>,
+    pub request_timeout_ms: Option<f64>,
+    pub forward_interval_ms: Option<f64>,
+    pub offline: Option<OfflineOptions>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OfflineOptions {
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub transaction_limit: BTreeMap<String, f64>,
+    #[serde(default)]
+    pub stored_amount_limit: BTreeMap<String, f64>,
+    pub max_stored_payments: Option<f64>,
+}
+
+/// What a terminal runs with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub backend_url: String,
+    pub db_name: String,
+    pub offline_enabled: bool,
+    pub limits: OfflineLimits,
+    pub request_timeout_ms: u32,
+    pub forward_interval_ms: u32,
+}
+
+fn integer(
+    value: Option<f64>,
+    name: &str,
+    default: u32,
+    min: u32,
+    max: u32,
+) -> Result<u32, PosError> {
+    match value {
+        None => Ok(default),
+        Some(n) if n.fract() == 0.0 && n >= f64::from(min) && n <= f64::from(max) => Ok(n as u32),
+        Some(_) => Err(PosError::InvalidArgument(format!(
+            "{name} must be an integer between {min} and {max}"
+        ))),
+    }
+}
+
+fn limit_map(map: BTreeMap<String, f64>, what: &str) -> Result<BTreeMap<String, u64>, PosError> {
+    map.into_iter()
+        .map(|(currency, v)| {
+            let currency = validate::currency(&currency)?;
+            if !(v.is_finite() && v.fract() == 0.0 && (0.0..=1e15).contains(&v)) {
+                return Err(PosError::InvalidArgument(format!(
+                    "offline.{what}.{currency} must be a non-negative integer"
+                )));
+            }
+            Ok((currency, v as u64))
+        })
+        .collect()
+}
+
+/// A database name: 1 to 64 characters, `pos-terminal` if absent.
+pub fn database_name(name: Option<String>) -> Result<String, PosError> {
+    match name {
+        None => Ok(DEFAULT_DB.to_string()),
+        Some(n) if !n.is_empty() && n.chars().count() <= 64 => Ok(n),
+        Some(_) => Err(PosError::InvalidArgument(
+            "databaseName must be a string of 1 to 64 characters".into(),
+        )),
+    }
+}
+
+impl Settings {
+    pub fn from_options(o: TerminalOptions) -> Result<Settings, PosError> {
+        let backend_url = o
+            .backend_url
+            .ok_or_else(|| PosError::InvalidArgument("backendUrl is required".into()))
+            .and_then(|u| validate::backend_url(&u))?;
+        let offline = o.offline.unwrap_or_default();
+        Ok(Settings {
+            backend_url,
+            db_name: database_name(o.database_name)?,
+            offline_enabled: offline.enabled.unwrap_or(true),
+            limits: OfflineLimits {
+                transaction_limit: limit_map(offline.transaction_limit, "transactionLimit")?,
+                stored_amount_limit: limit_map(offline.stored_amount_limit, "storedAmountLimit")?,
+                max_stored_payments: offline
+                    .max_stored_payments
+                    .map(|n| integer(Some(n), "offline.maxStoredPayments", 0, 0, 1_000_000))
+                    .transpose()?,
+            },
+            request_timeout_ms: integer(
+                o.request_timeout_ms,
+                "requestTimeoutMs",
+                8_000,
+                100,
+                120_000,
+            )?,
+            forward_interval_ms: integer(
+                o.forward_interval_ms,
+                "forwardIntervalMs",
+                10_000,
+                500,
+                3_600_000,
+            )?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<Settings, PosError> {
+        let o: TerminalOptions =
+            serde_json::from_str(json).map_err(|e| PosError::InvalidArgument(e.to_string()))?;
+        Settings::from_options(o)
+    }
+
+    #[test]
+    fn defaults() {
+        let s = parse(r#"{"backendUrl":"https://pos.example.com/"}"#).unwrap();
+        assert_eq!(s.backend_url, "https://pos.example.com");
+        assert_eq!(s.db_name, "pos-terminal");
+        assert!(s.offline_enabled);
+        assert_eq!(s.request_timeout_ms, 8_000);
+        assert_eq!(s.forward_interval_ms, 10_000);
+        assert_eq!(s.limits, OfflineLimits::default());
+    }
+
+    #[test]
+    fn offline_limits_are_checked() {
+        let s = parse(
+            r#"{"backendUrl":"http://127.0.0.1:1","offline":{"enabled":false,
+                "transactionLimit":{"jpy":10000},"maxStoredPayments":3}}"#,
+        )
+        .unwrap();
+        assert!(!s.offline_enabled);
+        assert_eq!(s.limits.transaction_limit.get("jpy"), Some(&10_000));
+        assert_eq!(s.limits.max_stored_payments, Some(3));
+        for bad in [
+            r#"{"backendUrl":"http://x","offline":{"transactionLimit":{"USD":1}}}"#,
+            r#"{"backendUrl":"http://x","offline":{"transactionLimit":{"usd":1.5}}}"#,
+            r#"{"backendUrl":"http://x","offline":{"maxStoredPayments":-1}}"#,
+            r#"{"backendUrl":"http://x","offline":{"unknownLimit":1}}"#,
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bad_values_are_invalid_arguments() {
+        for bad in [
+            r#"{}"#,
+            r#"{"backendUrl":"ftp://x"}"#,
+            r#"{"backendUrl":"http://x","requestTimeoutMs":5}"#,
+            r#"{"backendUrl":"http://x","forwardIntervalMs":1.5}"#,
+            r#"{"backendUrl":"http://x","databaseName":""}"#,
+        ] {
+            assert_eq!(parse(bad).unwrap_err().code(), "invalid_argument", "{bad}");
+        }
+    }
+}

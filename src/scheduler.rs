@@ -1,0 +1,205 @@
+//! When and how forwarding runs: confirm the backend with `/v1/health`, take the Web Lock,
+//! run the forwarder with the current token (once more with a fresh one if it was refused).
+//! A terminal runs it now, on `online`, and on a timer while anything is pending; a service
+//! worker runs it once.
+
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
+
+use gloo_timers::callback::Interval;
+use wasm_bindgen_futures::spawn_local;
+
+use crate::auth::Auth;
+use crate::backend::Backend;
+use crate::connectivity::{Connectivity, OnlineListeners};
+use crate::error::{BackendError, PosError};
+use crate::events::Events;
+use crate::forward_policy::{ForwardReport, Stop};
+use crate::forwarder::{Forwarder, RunOutcome};
+use crate::status::{NetworkStatus, StatusReporter};
+use crate::store::Store;
+use crate::weblock;
+
+/// The Web Lock every forwarder (tabs, service worker) takes.
+pub const LOCK_NAME: &str = "pos-terminal-forward";
+
+pub struct Scheduler {
+    pub store: Rc<Store>,
+    pub backend: Rc<Backend>,
+    pub auth: Rc<Auth>,
+    pub connectivity: Rc<Connectivity>,
+    pub status: Rc<StatusReporter>,
+    pub events: Rc<dyn Events>,
+    timer: RefCell<Option<Interval>>,
+    listeners: RefCell<Option<OnlineListeners>>,
+}
+
+/// One forwarding run under the Web Lock, with one token refresh if the backend refused it.
+async fn run_locked(
+    store: &Rc<Store>,
+    backend: &Rc<Backend>,
+    auth: &Auth,
+    events: &Rc<dyn Events>,
+    force: bool,
+) -> Result<RunOutcome, PosError> {
+    let total = Rc::new(RefCell::new(ForwardReport::default()));
+    let round = |token: String| {
+        let (store, backend, events, total) = (
+            store.clone(),
+            backend.clone(),
+            events.clone(),
+            total.clone(),
+        );
+        async move {
+            let outcome = weblock::with_lock(LOCK_NAME, move || async move {
+                Forwarder {
+                    store: &store,
+                    backend: &backend,
+                    events: events.as_ref(),
+                }
+                .run(&token, force)
+                .await
+            })
+            .await;
+            if let Ok(o) = &outcome {
+                total.borrow_mut().add(o.report);
+            }
+            outcome
+        }
+    };
+    let refused =
+        |r: &Result<RunOutcome, PosError>| matches!(r, Ok(o) if o.stop == Some(Stop::Unauthorized));
+    let last = auth.retry_when(round, refused).await??;
+    if last.stop == Some(Stop::Unauthorized) {
+        return Err(BackendError::Unauthorized(
+            "the backend refused a fresh connection token".into(),
+        )
+        .into());
+    }
+    let report = *total.borrow();
+    Ok(RunOutcome {
+        report,
+        stop: last.stop,
+    })
+}
+
+/// Forwards once, for a context without a terminal (a service worker). Errors if the
+/// backend is not reachable.
+pub async fn forward_once(
+    store: &Rc<Store>,
+    backend: &Rc<Backend>,
+    auth: &Auth,
+    events: &Rc<dyn Events>,
+) -> Result<ForwardReport, PosError> {
+    backend.health().await?;
+    Ok(run_locked(store, backend, auth, events, true).await?.report)
+}
+
+impl Scheduler {
+    pub fn new(
+        store: Rc<Store>,
+        backend: Rc<Backend>,
+        auth: Rc<Auth>,
+        connectivity: Rc<Connectivity>,
+        status: Rc<StatusReporter>,
+        events: Rc<dyn Events>,
+    ) -> Self {
+        Self {
+            store,
+            backend,
+            auth,
+            connectivity,
+            status,
+            events,
+            timer: RefCell::new(None),
+            listeners: RefCell::new(None),
+        }
+    }
+
+    /// Forwards now (after the first tick), on `online`, and every `interval_ms` while
+    /// anything is pending or the backend was not seen online.
+    pub fn start(this: &Rc<Self>, interval_ms: u32) {
+        let weak: Weak<Self> = Rc::downgrade(this);
+        let interval = Interval::new(interval_ms, move || {
+            if let Some(s) = weak.upgrade() {
+                spawn_local(async move { s.tick().await });
+            }
+        });
+        *this.timer.borrow_mut() = Some(interval);
+        let (on_online, on_offline) = (Rc::downgrade(this), Rc::downgrade(this));
+        let listeners = OnlineListeners::install(
+            move || {
+                if let Some(s) = on_online.upgrade() {
+                    spawn_local(async move {
+                        let _ = s.forward(true).await;
+                    });
+                }
+            },
+            move || {
+                if let Some(s) = on_offline.upgrade() {
+                    s.connectivity.set(NetworkStatus::Offline);
+                    spawn_local(async move { s.status.publish().await });
+                }
+            },
+        );
+        *this.listeners.borrow_mut() = Some(listeners);
+        let first = this.clone();
+        spawn_local(async move {
+            let _ = first.forward(false).await;
+        });
+    }
+
+    pub fn stop(&self) {
+        self.timer.borrow_mut().take();
+        self.listeners.borrow_mut().take();
+    }
+
+    async fn tick(&self) {
+        if self.status.is_forwarding() {
+            return;
+        }
+        let pending = match self.status.current().await {
+            Ok(s) => s.pending_count,
+            Err(_) => return,
+        };
+        if pending > 0 || self.connectivity.get() != NetworkStatus::Online {
+            let _ = self.forward(false).await;
+        }
+    }
+
+    /// Confirms connectivity with `/v1/health`, then forwards under the Web Lock. `force`
+    /// ignores backoff and reports an unreachable backend as an error.
+    pub async fn forward(&self, force: bool) -> Result<ForwardReport, PosError> {
+        self.status.set_forwarding(true).await;
+        let result = self.forward_inner(force).await;
+        self.status.set_forwarding(false).await;
+        result
+    }
+
+    async fn forward_inner(&self, force: bool) -> Result<ForwardReport, PosError> {
+        if let Err(e) = self.backend.health().await {
+            self.connectivity.set(NetworkStatus::Offline);
+            if force {
+                return Err(match e {
+                    BackendError::Unreachable(_) | BackendError::Timeout(_) => e.into(),
+                    other => BackendError::Unreachable(other.to_string()).into(),
+                });
+            }
+            let remaining = self.status.outstanding().await?.count;
+            return Ok(ForwardReport {
+                remaining,
+                ..ForwardReport::default()
+            });
+        }
+        self.connectivity.set(NetworkStatus::Online);
+        if self.status.outstanding().await?.count == 0 {
+            return Ok(ForwardReport::default());
+        }
+        let outcome =
+            run_locked(&self.store, &self.backend, &self.auth, &self.events, force).await?;
+        if let Some(Stop::NetworkDown(_)) = outcome.stop {
+            self.connectivity.set(NetworkStatus::Offline);
+        }
+        Ok(outcome.report)
+    }
+}

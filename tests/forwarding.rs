@@ -1,0 +1,115 @@
+//! In a real browser against a running pos-sim: stored payments are forwarded exactly once,
+//! a tampered record is quarantined without blocking the others, and a timed-out online
+//! attempt is stored under the same key and charged once.
+#![cfg(target_arch = "wasm32")]
+
+mod common;
+
+use common::*;
+use pos_terminal::payment::{OfflineBehavior, ResultStatus, StoredState};
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+#[wasm_bindgen_test]
+async fn forwarding_against_pos_sim_is_exactly_once_and_quarantines_tampering() {
+    let (api, url) = sim_addrs();
+    let db = unique_db("forward");
+    let (terminal, events) = connected_terminal(options(api, &db), "rdr_sim_2").await;
+
+    let mut ids = Vec::new();
+    for amount in [4_321.0, 4_322.0] {
+        let result = pay(
+            &terminal,
+            request(amount, Some(OfflineBehavior::ForceOffline)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(result.status, ResultStatus::StoredOffline);
+        ids.push(result.id);
+    }
+    // Tamper with the second one below the SDK: it must be quarantined, not block the first.
+    call(
+        &tamper_fn(),
+        &[db.clone().into(), ids[1].clone().into(), 5.into()],
+    )
+    .await;
+
+    let report = terminal.forward_stored_payments().await.unwrap();
+    assert_eq!(report.forwarded, 1);
+    assert_eq!(report.failed, 1);
+    assert_eq!(report.remaining, 0);
+
+    let list = terminal.list_stored_payments(None).await.unwrap();
+    let state_of = |id: &str| list.iter().find(|p| p.id == id).map(|p| p.state);
+    assert_eq!(state_of(&ids[0]), Some(StoredState::Forwarded));
+    assert_eq!(state_of(&ids[1]), Some(StoredState::Quarantined));
+    assert!(events.forwarded.borrow().iter().any(|p| p.id == ids[0]));
+    assert!(events
+        .failures
+        .borrow()
+        .iter()
+        .any(|f| f.payment.id == ids[1] && f.code == "record_tampered"));
+
+    // A second forward sends nothing again.
+    let again = terminal.forward_stored_payments().await.unwrap();
+    assert_eq!(again.forwarded, 0);
+
+    let mine = received(url, &ids[0]).await.expect("the backend has it");
+    assert_eq!(get(&mine, "requests").as_f64(), Some(1.0));
+    assert_eq!(get(&mine, "amount").as_f64(), Some(4_321.0));
+    assert_eq!(get(&mine, "offline").as_bool(), Some(true));
+    assert!(
+        received(url, &ids[1]).await.is_none(),
+        "a quarantined record is never sent"
+    );
+    terminal.close();
+}
+
+#[wasm_bindgen_test]
+async fn a_timed_out_online_attempt_is_stored_with_the_same_key_and_charged_once() {
+    let (api, url) = sim_addrs();
+    let db = unique_db("timeout");
+    let mut opts = options(api, &db);
+    opts.request_timeout_ms = Some(300.0);
+    let (terminal, _events) = connected_terminal(opts, "rdr_sim_1").await;
+
+    // The backend records the payment, then answers after the SDK stopped waiting.
+    fetch_json(
+        &format!("{url}/_sim/network"),
+        "POST",
+        Some(r#"{"down":false,"latency_ms":1500}"#),
+    )
+    .await;
+    let result = pay(&terminal, request(7_700.0, None)).await;
+    fetch_json(
+        &format!("{url}/_sim/network"),
+        "POST",
+        Some(r#"{"down":false,"latency_ms":0}"#),
+    )
+    .await;
+    let result = result.unwrap();
+    assert_eq!(result.status, ResultStatus::StoredOffline);
+
+    let report = terminal.forward_stored_payments().await.unwrap();
+    assert_eq!(report.forwarded, 1);
+
+    let mine = received(url, &result.id)
+        .await
+        .expect("one payment at the backend");
+    assert_eq!(get(&mine, "requests").as_f64(), Some(2.0), "tried twice");
+    assert_eq!(
+        get(&mine, "offline").as_bool(),
+        Some(false),
+        "the first attempt counted"
+    );
+
+    // The stored record ends with the backend's first answer: the same payment intent.
+    let list = terminal.list_stored_payments(None).await.unwrap();
+    assert_eq!(list[0].state, StoredState::Forwarded);
+    assert_eq!(
+        list[0].payment_intent_id,
+        get(&mine, "payment_intent").as_string()
+    );
+    terminal.close();
+}

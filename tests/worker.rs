@@ -1,0 +1,37 @@
+//! In a real browser against a running pos-sim: the entry point a service worker calls
+//! forwards with the configuration the page saved, and refuses clearly without one.
+#![cfg(target_arch = "wasm32")]
+
+mod common;
+
+use common::*;
+use pos_terminal::facade::forward_saved;
+use pos_terminal::payment::OfflineBehavior;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+#[wasm_bindgen_test]
+async fn the_worker_entry_point_forwards_with_the_saved_configuration() {
+    let (api, url) = sim_addrs();
+    let db = unique_db("worker");
+    let (terminal, _events) = connected_terminal(options(api, &db), "rdr_sim_2").await;
+    let result = pay(
+        &terminal,
+        request(3_300.0, Some(OfflineBehavior::ForceOffline)),
+    )
+    .await
+    .unwrap();
+    // The page goes away; what a service worker would call remains.
+    terminal.close();
+
+    let report = forward_saved(&db).await.unwrap();
+    assert_eq!(report.forwarded, 1);
+    assert_eq!(report.remaining, 0);
+    let mine = received(url, &result.id).await.expect("forwarded");
+    assert_eq!(get(&mine, "requests").as_f64(), Some(1.0));
+
+    // Without a saved configuration it refuses clearly.
+    let err = forward_saved(&unique_db("none")).await.unwrap_err();
+    assert_eq!(err.code(), "invalid_argument");
+}
