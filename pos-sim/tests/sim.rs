@@ -699,13 +699,24 @@ fn help_and_bad_arguments() {
     let out = Command::new(BIN).arg("--help").output().expect("run");
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("pos-sim serve"));
+    // The e2e tests look for this flag in `serve --help`.
+    let out = Command::new(BIN)
+        .args(["serve", "--help"])
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--tap-delay-ms"));
+    // No subcommand: the usage, on stderr so stdout stays for the READY line.
     let out = Command::new(BIN).output().expect("run");
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("USAGE"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Usage: pos-sim"));
+    assert!(out.stdout.is_empty());
     let out = Command::new(BIN)
         .args(["serve", "--readers", "x"])
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty(), "no READY line on bad arguments");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("'x'") && err.contains("--readers"), "{err}");
 }
