@@ -60,7 +60,7 @@ fn cors() -> CorsLayer {
 }
 
 async fn health() -> Response {
-    json_text(StatusCode::OK, String::from(r#"{"ok":true}"#))
+    json(StatusCode::OK, &serde_json::json!({ "ok": true }))
 }
 
 async fn not_found() -> Response {

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 
 use crate::admin::{self, AdminState, SimConfig};
 use crate::api::{self, ApiState};
-use crate::cli::ServeArgs;
+use crate::cli::ServeConfig;
 use crate::logging::log_requests;
 use crate::network::{self, Network};
 use crate::readers::{self, ReaderAddress, Readers};
@@ -52,7 +52,7 @@ async fn bind(port: u16) -> Result<TcpListener, AppError> {
 }
 
 /// Runs `pos-sim serve` until SIGINT or SIGTERM.
-pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
+pub async fn serve(args: ServeConfig) -> Result<(), AppError> {
     let store = Store::open(&args.db).map_err(|source| AppError::Store {
         path: args.db.display().to_string(),
         source,

@@ -1,42 +1,78 @@
-//! Command-line arguments.
+//! Command-line arguments (clap), resolved against the current directory.
 
 use std::path::{Path, PathBuf};
 
-pub const USAGE: &str = "\
-pos-sim: payments backend, simulated internet smart readers and demo file server, in one process
-
-USAGE:
-    pos-sim serve [OPTIONS]
-    pos-sim --help
-
-OPTIONS (serve):
-    --port P           POS port: www/, pkg/, readers, /_sim admin (default 8787; 0 = any free)
-    --api-port Q       backend API port (default P+1, or any free when P is 0; 0 = any free)
-    --readers N        number of simulated readers (default 2)
-    --db PATH          SQLite file (default pos-sim.db in the current directory)
-    --www DIR          demo files (default ./www if it exists, else the repository's www/)
-    --pkg DIR          npm package served at /pkg/ (default ./pkg if it exists, else the repository's pkg/)
-    --tap-delay-ms MS  time between collect_started and card_read (default 400)
-
-Binds 127.0.0.1 only. When both ports listen, prints one line to stdout:
-    POS_SIM_READY {\"url\":\"http://127.0.0.1:P/\",\"api\":\"http://127.0.0.1:Q\",\"readers\":[...]}
-Logs go to stderr.
-";
+use clap::builder::RangedU64ValueParser;
+use clap::{Args, Parser, Subcommand};
 
 pub const DEFAULT_PORT: u16 = 8787;
 pub const DEFAULT_READERS: usize = 2;
-pub const MAX_READERS: usize = 64;
+pub const MAX_READERS: u64 = 64;
 pub const DEFAULT_TAP_DELAY_MS: u64 = 400;
 
-/// What the command line asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+const SERVE_AFTER_HELP: &str = "\
+Binds 127.0.0.1 only. When both ports listen, prints one line to stdout:
+    POS_SIM_READY {\"url\":\"http://127.0.0.1:P/\",\"api\":\"http://127.0.0.1:Q\",\"readers\":[...]}
+Logs go to stderr.";
+
+/// pos-sim: payments backend, simulated internet smart readers and demo file server, in one process
+#[derive(Debug, Parser)]
+#[command(
+    name = "pos-sim",
+    arg_required_else_help = true,
+    after_help = "Run `pos-sim serve --help` for the options of serve."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum Command {
-    Help,
+    /// Serve the demo, the backend API and the readers until SIGINT or SIGTERM
+    #[command(after_help = SERVE_AFTER_HELP)]
     Serve(ServeArgs),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `serve` as typed; [`ServeArgs::resolve`] turns it into what the app runs with.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct ServeArgs {
+    /// POS port: www/, pkg/, readers, /_sim admin (0 = any free)
+    #[arg(long, value_name = "P", default_value_t = DEFAULT_PORT)]
+    pub port: u16,
+    /// Backend API port [default: P+1, or any free when P is 0; 0 = any free]
+    #[arg(long, value_name = "Q")]
+    pub api_port: Option<u16>,
+    /// Number of simulated readers (at most 64)
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = DEFAULT_READERS,
+        value_parser = RangedU64ValueParser::<usize>::new().range(0..=MAX_READERS)
+    )]
+    pub readers: usize,
+    /// SQLite file, relative to the current directory
+    #[arg(long, value_name = "PATH", default_value = "pos-sim.db")]
+    pub db: PathBuf,
+    /// Demo files [default: ./www if it exists, else the repository's www/]
+    #[arg(long, value_name = "DIR")]
+    pub www: Option<PathBuf>,
+    /// npm package served at /pkg/ [default: ./pkg if it exists, else the repository's pkg/]
+    #[arg(long, value_name = "DIR")]
+    pub pkg: Option<PathBuf>,
+    /// Time between collect_started and card_read
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = DEFAULT_TAP_DELAY_MS,
+        allow_negative_numbers = true
+    )]
+    pub tap_delay_ms: u64,
+}
+
+/// What `serve` runs with: paths made absolute, defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeConfig {
     pub port: u16,
     /// `None`: P+1, or any free port when P is 0.
     pub api_port: Option<u16>,
@@ -48,6 +84,25 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// Joins the paths to `cwd`, which also picks the default www/pkg dirs.
+    pub fn resolve(self, cwd: &Path) -> ServeConfig {
+        ServeConfig {
+            port: self.port,
+            api_port: self.api_port,
+            readers: self.readers,
+            db: cwd.join(self.db),
+            www: self
+                .www
+                .map_or_else(|| default_dir(cwd, "www"), |dir| cwd.join(dir)),
+            pkg: self
+                .pkg
+                .map_or_else(|| default_dir(cwd, "pkg"), |dir| cwd.join(dir)),
+            tap_delay_ms: self.tap_delay_ms,
+        }
+    }
+}
+
+impl ServeConfig {
     /// The API port to bind: explicit, else P+1, else 0 (any free).
     pub fn api_port(&self) -> u16 {
         match self.api_port {
@@ -56,109 +111,6 @@ impl ServeArgs {
             None => self.port.checked_add(1).unwrap_or(0),
         }
     }
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum CliError {
-    #[error("missing subcommand")]
-    MissingCommand,
-    #[error("unknown subcommand or argument `{0}`")]
-    Unknown(String),
-    #[error("`{0}` needs a value")]
-    MissingValue(String),
-    #[error("invalid value `{value}` for `{flag}`: {why}")]
-    InvalidValue {
-        flag: String,
-        value: String,
-        why: &'static str,
-    },
-}
-
-/// Parses arguments (without the program name). `cwd` picks the default www/pkg dirs.
-pub fn parse<I, S>(args: I, cwd: &Path) -> Result<Command, CliError>
-where
-    I: IntoIterator<Item = S>,
-    S: Into<String>,
-{
-    let mut args = args.into_iter().map(Into::into);
-    let Some(command) = args.next() else {
-        return Err(CliError::MissingCommand);
-    };
-    match command.as_str() {
-        "-h" | "--help" | "help" => return Ok(Command::Help),
-        "serve" => {}
-        other => return Err(CliError::Unknown(other.to_owned())),
-    }
-    let mut serve = ServeArgs {
-        port: DEFAULT_PORT,
-        api_port: None,
-        readers: DEFAULT_READERS,
-        db: cwd.join("pos-sim.db"),
-        www: default_dir(cwd, "www"),
-        pkg: default_dir(cwd, "pkg"),
-        tap_delay_ms: DEFAULT_TAP_DELAY_MS,
-    };
-    while let Some(flag) = args.next() {
-        if flag == "-h" || flag == "--help" {
-            return Ok(Command::Help);
-        }
-        // Both `--flag value` and `--flag=value`.
-        let (name, inline) = match flag.split_once('=') {
-            Some((name, value)) if name.starts_with("--") => {
-                (name.to_owned(), Some(value.to_owned()))
-            }
-            _ => (flag.clone(), None),
-        };
-        if !matches!(
-            name.as_str(),
-            "--port" | "--api-port" | "--readers" | "--db" | "--www" | "--pkg" | "--tap-delay-ms"
-        ) {
-            return Err(CliError::Unknown(flag));
-        }
-        let value = match inline.or_else(|| args.next()) {
-            Some(value) => value,
-            None => return Err(CliError::MissingValue(name)),
-        };
-        match name.as_str() {
-            "--port" => serve.port = number(&name, &value)?,
-            "--api-port" => serve.api_port = Some(number(&name, &value)?),
-            "--readers" => {
-                let n: usize = number(&name, &value)?;
-                if n > MAX_READERS {
-                    return Err(CliError::InvalidValue {
-                        flag: name,
-                        value,
-                        why: "at most 64 readers",
-                    });
-                }
-                serve.readers = n;
-            }
-            "--db" => serve.db = cwd.join(non_empty(&name, value)?),
-            "--www" => serve.www = cwd.join(non_empty(&name, value)?),
-            "--pkg" => serve.pkg = cwd.join(non_empty(&name, value)?),
-            _ => serve.tap_delay_ms = number(&name, &value)?,
-        }
-    }
-    Ok(Command::Serve(serve))
-}
-
-fn number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, CliError> {
-    value.parse().map_err(|_| CliError::InvalidValue {
-        flag: flag.to_owned(),
-        value: value.to_owned(),
-        why: "not a valid number",
-    })
-}
-
-fn non_empty(flag: &str, value: String) -> Result<String, CliError> {
-    if value.is_empty() {
-        return Err(CliError::InvalidValue {
-            flag: flag.to_owned(),
-            value,
-            why: "empty path",
-        });
-    }
-    Ok(value)
 }
 
 /// `<cwd>/<name>` when it exists, else the directory beside this crate in the repository.
@@ -172,15 +124,34 @@ fn default_dir(cwd: &Path, name: &str) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+    use clap::error::ErrorKind;
+    use clap::CommandFactory;
+
     use super::*;
 
-    fn serve(args: &[&str]) -> ServeArgs {
+    /// Parses `pos-sim <args>` and resolves `serve` against a cwd that does not exist.
+    fn parse(args: &[&str]) -> Result<ServeConfig, clap::Error> {
+        let cli = Cli::try_parse_from(std::iter::once("pos-sim").chain(args.iter().copied()))?;
+        let Command::Serve(serve) = cli.command;
+        Ok(serve.resolve(Path::new("/nonexistent-cwd")))
+    }
+
+    fn serve(args: &[&str]) -> ServeConfig {
         let mut all = vec!["serve"];
         all.extend_from_slice(args);
-        match parse(all, Path::new("/nonexistent-cwd")) {
-            Ok(Command::Serve(s)) => s,
-            other => panic!("expected serve, got {other:?}"),
+        parse(&all).unwrap_or_else(|e| panic!("{all:?}: {e}"))
+    }
+
+    fn error_kind(args: &[&str]) -> ErrorKind {
+        match parse(args) {
+            Ok(config) => panic!("{args:?} parsed: {config:?}"),
+            Err(e) => e.kind(),
         }
+    }
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
     }
 
     #[test]
@@ -194,6 +165,16 @@ mod tests {
         let repo_www = Path::new(env!("CARGO_MANIFEST_DIR")).join("../www");
         assert_eq!(s.www, repo_www);
         assert!(s.pkg.ends_with("../pkg"));
+    }
+
+    #[test]
+    fn default_dirs_prefer_the_current_directory() {
+        let cwd = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(cwd.path().join("www")).expect("mkdir");
+        let Command::Serve(args) = Cli::parse_from(["pos-sim", "serve"]).command;
+        let s = args.resolve(cwd.path());
+        assert_eq!(s.www, cwd.path().join("www"));
+        assert!(s.pkg.ends_with("../pkg"), "no ./pkg: the repository's");
     }
 
     #[test]
@@ -218,6 +199,8 @@ mod tests {
         assert_eq!(s.www, Path::new("/nonexistent-cwd/w"));
         assert_eq!(s.pkg, Path::new("/p"));
         assert_eq!(s.tap_delay_ms, 10);
+        assert_eq!(serve(&["--readers", "0"]).readers, 0);
+        assert_eq!(serve(&["--readers", "64"]).readers, 64);
         assert_eq!(serve(&["--port", "9000", "--api-port", "0"]).api_port(), 0);
         assert_eq!(
             serve(&["--port", "9000", "--api-port", "9100"]).api_port(),
@@ -227,34 +210,58 @@ mod tests {
     }
 
     #[test]
-    fn help_and_errors() {
-        let cwd = Path::new("/");
-        assert_eq!(parse(["--help"], cwd), Ok(Command::Help));
-        assert_eq!(parse(["serve", "--help"], cwd), Ok(Command::Help));
+    fn help() {
+        assert_eq!(error_kind(&["--help"]), ErrorKind::DisplayHelp);
+        assert_eq!(error_kind(&["help"]), ErrorKind::DisplayHelp);
+        assert_eq!(error_kind(&["serve", "--help"]), ErrorKind::DisplayHelp);
         assert_eq!(
-            parse(Vec::<String>::new(), cwd),
-            Err(CliError::MissingCommand)
+            error_kind(&[]),
+            ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
         );
-        assert!(matches!(parse(["run"], cwd), Err(CliError::Unknown(_))));
-        assert!(matches!(
-            parse(["serve", "--bogus", "1"], cwd),
-            Err(CliError::Unknown(_))
-        ));
-        assert!(matches!(
-            parse(["serve", "--port"], cwd),
-            Err(CliError::MissingValue(_))
-        ));
+        let top = Cli::command().render_help().to_string();
+        assert!(top.contains("pos-sim serve"), "{top}");
+        let mut cmd = Cli::command();
+        let serve = cmd.find_subcommand_mut("serve").expect("serve");
+        let help = serve.render_long_help().to_string();
+        // The e2e tests probe `serve --help` for this flag.
+        assert!(help.contains("--tap-delay-ms"), "{help}");
+        assert!(help.contains("POS_SIM_READY"), "{help}");
+    }
+
+    #[test]
+    fn errors() {
+        assert_eq!(error_kind(&["run"]), ErrorKind::InvalidSubcommand);
+        assert_eq!(
+            error_kind(&["serve", "--bogus", "1"]),
+            ErrorKind::UnknownArgument
+        );
+        assert_eq!(
+            error_kind(&["serve", "--port"]),
+            ErrorKind::InvalidValue,
+            "a flag without its value"
+        );
         for bad in [
             ["serve", "--port", "70000"],
             ["serve", "--port", "x"],
             ["serve", "--readers", "65"],
             ["serve", "--tap-delay-ms", "-1"],
-            ["serve", "--db", ""],
         ] {
-            assert!(
-                matches!(parse(bad, cwd), Err(CliError::InvalidValue { .. })),
-                "{bad:?}"
-            );
+            assert_eq!(error_kind(&bad), ErrorKind::ValueValidation, "{bad:?}");
         }
+        assert_eq!(
+            error_kind(&["serve", "--db", ""]),
+            ErrorKind::InvalidValue,
+            "empty path"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_flag_and_the_value() {
+        let e = parse(&["serve", "--readers", "65"])
+            .expect_err("65 readers")
+            .to_string();
+        assert!(e.contains("--readers") && e.contains("65"), "{e}");
+        let e = parse(&["serve", "--port", "x"]).expect_err("x").to_string();
+        assert!(e.contains("--port") && e.contains("'x'"), "{e}");
     }
 }

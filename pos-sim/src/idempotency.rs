@@ -14,12 +14,7 @@ pub fn fingerprint(body: &PaymentBody) -> String {
     canonical.offline = None;
     // Field order is fixed by the struct and metadata is a BTreeMap, so this is canonical.
     let json = serde_json::to_vec(&canonical).unwrap_or_default();
-    let digest = Sha256::digest(&json);
-    let mut hex = String::with_capacity(64);
-    for byte in digest {
-        hex.push_str(&format!("{byte:02x}"));
-    }
-    hex
+    format!("{:x}", Sha256::digest(&json))
 }
 
 #[cfg(test)]
@@ -89,6 +84,15 @@ mod tests {
         b.card_payload = "other".into();
         assert_ne!(base, fingerprint(&b));
         assert_eq!(base.len(), 64);
+    }
+
+    #[test]
+    fn fingerprint_is_lowercase_hex_sha256_of_the_canonical_json() {
+        // Pinned: fingerprints already stored in a pos-sim.db must keep matching.
+        assert_eq!(
+            fingerprint(&body(1000)),
+            "e9bdb1d1aed209bc7560d710a24db72a7dea86ebeed1e112346b3390938a6c89"
+        );
     }
 
     #[test]

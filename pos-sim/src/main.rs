@@ -19,7 +19,11 @@ mod util;
 
 use std::process::ExitCode;
 
+use clap::Parser;
+
 fn main() -> ExitCode {
+    // Help goes to stdout with status 0; errors and a missing subcommand to stderr with 2.
+    let cli::Command::Serve(args) = cli::Cli::parse().command;
     let cwd = match std::env::current_dir() {
         Ok(cwd) => cwd,
         Err(e) => {
@@ -27,21 +31,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let args = match cli::parse(std::env::args().skip(1), &cwd) {
-        Ok(cli::Command::Help) => {
-            print!("{}", cli::USAGE);
-            return ExitCode::SUCCESS;
-        }
-        Ok(cli::Command::Serve(args)) => args,
-        Err(cli::CliError::MissingCommand) => {
-            print!("{}", cli::USAGE);
-            return ExitCode::from(2);
-        }
-        Err(e) => {
-            eprintln!("pos-sim: {e}\n\n{}", cli::USAGE);
-            return ExitCode::from(2);
-        }
-    };
+    let config = args.resolve(&cwd);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -52,7 +42,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(app::serve(args));
+    let result = runtime.block_on(app::serve(config));
     // Sessions and connections still open are dropped here, without waiting for them.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     match result {

@@ -1,9 +1,10 @@
-//! Small helpers: wall clock and random ids.
+//! Small helpers: wall clock, calendar year and random ids.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rand::distributions::Alphanumeric;
 use rand::Rng;
+use time::OffsetDateTime;
 
 /// Milliseconds since the Unix epoch (0 if the clock is before 1970).
 pub fn now_ms() -> u64 {
@@ -15,25 +16,15 @@ pub fn now_ms() -> u64 {
 
 /// The current UTC calendar year.
 pub fn current_year() -> u16 {
-    let days = i64::try_from(now_ms() / 86_400_000).unwrap_or(0);
-    u16::try_from(year_of_days(days)).unwrap_or(2000)
+    year_of_ms(now_ms())
 }
 
-/// Gregorian year of a day count since 1970-01-01 (H. Hinnant's `civil_from_days`).
-fn year_of_days(days: i64) -> i64 {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400;
-    if month <= 2 {
-        year + 1
-    } else {
-        year
-    }
+/// The UTC calendar year `ms` milliseconds after the Unix epoch (2000 if out of range).
+fn year_of_ms(ms: u64) -> u16 {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| u16::try_from(t.year()).ok())
+        .unwrap_or(2000)
 }
 
 /// `n` random ASCII letters and digits.
@@ -50,14 +41,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn years_from_days() {
-        assert_eq!(year_of_days(0), 1970);
-        assert_eq!(year_of_days(364), 1970);
-        assert_eq!(year_of_days(365), 1971);
-        // 2024-12-31 and 2025-01-01.
-        assert_eq!(year_of_days(20_088), 2024);
-        assert_eq!(year_of_days(20_089), 2025);
-        assert!(current_year() >= 2024);
+    fn years_from_milliseconds() {
+        const DAY_MS: u64 = 86_400_000;
+        assert_eq!(year_of_ms(0), 1970);
+        assert_eq!(year_of_ms(365 * DAY_MS - 1), 1970);
+        assert_eq!(year_of_ms(365 * DAY_MS), 1971);
+        // 2024 is a leap year: its last millisecond, then 2025-01-01T00:00:00Z.
+        assert_eq!(year_of_ms(1_735_689_600_000 - 1), 2024);
+        assert_eq!(year_of_ms(1_735_689_600_000), 2025);
+        // 2100 is not a leap year: 2100-01-01 is 365 days after 2099-01-01.
+        assert_eq!(year_of_ms(4_102_444_800_000 - 1), 2099);
+        assert_eq!(year_of_ms(4_102_444_800_000), 2100);
+        // Past year 9999 `time` (without large-dates) has no date: the fallback.
+        assert_eq!(year_of_ms(u64::MAX), 2000);
+    }
+
+    #[test]
+    fn current_year_is_the_clocks() {
+        let before = OffsetDateTime::now_utc().year();
+        let year = i32::from(current_year());
+        let after = OffsetDateTime::now_utc().year();
+        assert!(year >= 2024);
+        assert!(
+            (before..=after).contains(&year),
+            "{before} <= {year} <= {after}"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
-//! Starts the real `pos-sim` binary and talks to it over real TCP: a blocking HTTP/1.1 client
-//! written here, and tungstenite for the readers.
+//! Starts the real `pos-sim` binary and talks to it over real TCP: ureq for HTTP, and
+//! tungstenite for the readers.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tungstenite::{Message, WebSocket};
+use ureq::http::{self, HeaderMap};
+use ureq::Agent;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pos-sim");
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -150,68 +152,35 @@ fn addr_of(url: &str) -> SocketAddr {
     rest.parse().expect("socket address")
 }
 
-/// One HTTP/1.1 request on a fresh connection (`Connection: close`). `Err` when the
-/// connection fails or no HTTP answer arrives.
+/// An HTTP answer: status, headers and body text.
+type Answer = (u16, HeaderMap, String);
+
+/// One HTTP/1.1 request on a fresh connection (no pooling, so a fault injected between two
+/// requests meets the second). Non-2xx statuses are answers; `Err` when the connection fails
+/// or no HTTP answer arrives.
 fn raw_request(
     addr: SocketAddr,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: &str,
-) -> std::io::Result<(u16, String, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
+) -> Result<Answer, ureq::Error> {
+    let agent: Agent = Agent::config_builder()
+        .http_status_as_error(false)
+        .max_idle_connections(0)
+        .timeout_global(Some(IO_TIMEOUT))
+        .build()
+        .into();
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
     }
-    req.push_str("\r\n");
-    req.push_str(body);
-    stream.write_all(req.as_bytes())?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    parse_response(&raw)
-}
-
-fn parse_response(raw: &[u8]) -> std::io::Result<(u16, String, String)> {
-    let bad = |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_owned());
-    let text = String::from_utf8_lossy(raw).into_owned();
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| bad("no HTTP response"))?;
-    let status: u16 = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad("no status line"))?;
-    let chunked = head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
-    let body = if chunked {
-        dechunk(body)
-    } else {
-        body.to_owned()
-    };
-    Ok((status, head.to_owned(), body))
-}
-
-fn dechunk(mut rest: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || after.len() < n {
-            break;
-        }
-        out.push_str(&after[..n]);
-        rest = after[n..].trim_start_matches("\r\n");
-    }
-    out
+    let request = request.body(body.to_owned())?;
+    let mut response = agent.run(request)?;
+    let text = response.body_mut().read_to_string()?;
+    Ok((response.status().as_u16(), response.headers().clone(), text))
 }
 
 fn request(
@@ -220,7 +189,7 @@ fn request(
     path: &str,
     headers: &[(&str, &str)],
     body: &str,
-) -> std::io::Result<(u16, Value)> {
+) -> Result<(u16, Value), ureq::Error> {
     let (status, _, body) = raw_request(addr, method, path, headers, body)?;
     let value = if body.is_empty() {
         Value::Null
@@ -228,6 +197,14 @@ fn request(
         serde_json::from_str(&body).unwrap_or(Value::String(body))
     };
     Ok((status, value))
+}
+
+/// A header's value as text, `""` when absent.
+fn header(headers: &HeaderMap, name: http::header::HeaderName) -> &str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
 }
 
 fn send(ws: &mut WebSocket<TcpStream>, msg: Value) {
@@ -663,17 +640,16 @@ fn static_files_and_sigterm() {
         ],
     );
     assert_eq!(sim.ready["readers"].as_array().expect("readers").len(), 3);
-    let (status, head, body) = raw_request(sim.pos, "GET", "/", &[], "").expect("index");
+    let (status, headers, body) = raw_request(sim.pos, "GET", "/", &[], "").expect("index");
     assert_eq!((status, body.as_str()), (200, "<title>POS</title>"));
-    let head = head.to_ascii_lowercase();
-    assert!(head.contains("content-type: text/html"), "{head}");
-    assert!(head.contains("cache-control: no-cache"), "{head}");
-    let (status, head, _) =
+    let content_type = header(&headers, http::header::CONTENT_TYPE);
+    assert!(content_type.starts_with("text/html"), "{headers:?}");
+    let cache_control = header(&headers, http::header::CACHE_CONTROL);
+    assert!(cache_control.starts_with("no-cache"), "{headers:?}");
+    let (status, headers, _) =
         raw_request(sim.pos, "GET", "/manifest.webmanifest", &[], "").expect("manifest");
     assert_eq!(status, 200);
-    assert!(head
-        .to_ascii_lowercase()
-        .contains("content-type: application/manifest+json"));
+    assert!(header(&headers, http::header::CONTENT_TYPE).starts_with("application/manifest+json"));
     let (status, ..) = raw_request(sim.pos, "GET", "/pkg/pos_terminal.js", &[], "").expect("pkg");
     assert_eq!(status, 404);
 
@@ -699,13 +675,24 @@ fn help_and_bad_arguments() {
     let out = Command::new(BIN).arg("--help").output().expect("run");
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("pos-sim serve"));
+    // The e2e tests look for this flag in `serve --help`.
+    let out = Command::new(BIN)
+        .args(["serve", "--help"])
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--tap-delay-ms"));
+    // No subcommand: the usage, on stderr so stdout stays for the READY line.
     let out = Command::new(BIN).output().expect("run");
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("USAGE"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Usage: pos-sim"));
+    assert!(out.stdout.is_empty());
     let out = Command::new(BIN)
         .args(["serve", "--readers", "x"])
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty(), "no READY line on bad arguments");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("'x'") && err.contains("--readers"), "{err}");
 }
