@@ -146,7 +146,8 @@ async function simFetch(sim, method, p, body) {
 
 export const simGet = (sim, p) => simFetch(sim, "GET", p);
 export const simPost = (sim, p, body = {}) => simFetch(sim, "POST", p, body);
-export const setNetwork = (sim, down) => simPost(sim, "/_sim/network", { down });
+export const setNetwork = (sim, down, latencyMs) =>
+  simPost(sim, "/_sim/network", latencyMs === undefined ? { down } : { down, latency_ms: latencyMs });
 export const presentCard = (sim, readerId, number) => simPost(sim, `/_sim/readers/${readerId}/card`, { number });
 
 // ---------------------------------------------------------------------------
@@ -155,13 +156,15 @@ export const presentCard = (sim, readerId, number) => simPost(sim, `/_sim/reader
 /**
  * Launches Chromium with a fresh persistent profile (IndexedDB survives reloads) and one page.
  * Records console errors, page errors and failed requests for failure reports.
+ * `backForwardCache: true` keeps Chromium's back/forward cache on (playwright turns it off).
  */
-export async function launchBrowser() {
+export async function launchBrowser({ backForwardCache = false } = {}) {
   const profileDir = await mkdtemp(path.join(tmpdir(), "pos-e2e-profile-"));
   const context = await chromium.launchPersistentContext(profileDir, {
     executablePath: CHROMIUM,
     headless: true,
     args: CHROMIUM_ARGS,
+    ignoreDefaultArgs: backForwardCache ? ["--disable-back-forward-cache"] : undefined,
     viewport: { width: 1280, height: 900 },
     locale: "en-US",
     timezoneId: "UTC",
