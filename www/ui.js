@@ -65,6 +65,7 @@ const state = {
   forwarding: false,
   resultSeq: 0,
   lastStatus: null,
+  heldCode: null, // the error code a payment is held for retry after
 };
 
 const events = [];
@@ -344,7 +345,9 @@ function updateControls() {
   el.keypad.querySelectorAll("button").forEach((b) => (b.disabled = !idle));
   el.currency.disabled = !idle;
   el.offlineBehavior.disabled = !idle;
-  el.payBtn.disabled = !terminal || !idle;
+  // An unknown outcome must not invite a second card: Charge waits for Retry or Dismiss.
+  const unknownHeld = !!pos?.held && state.heldCode === "payment_outcome_unknown";
+  el.payBtn.disabled = !terminal || !idle || unknownHeld;
   el.payBtn.textContent = idle
     ? amountMinor() > 0 ? `Charge ${formatMoney(amountMinor(), el.currency.value)}` : "Charge"
     : state.phase === "collecting" ? "Waiting for card…" : "Processing…";
@@ -526,13 +529,14 @@ function showError(err, context) {
 /** The Retry offer under the result, for a payment the SDK still holds. */
 function renderRetry(err) {
   const held = pos?.held;
+  state.heldCode = held ? errorInfo(err).code : null;
   if (held) {
-    const unknown = errorInfo(err).code === "payment_outcome_unknown";
     el.retryBox.dataset.paymentId = held.id;
-    el.retryBox.dataset.code = errorInfo(err).code;
-    el.retryText.textContent = unknown
+    el.retryBox.dataset.code = state.heldCode;
+    el.retryText.textContent = state.heldCode === "payment_outcome_unknown"
       ? `The backend may already have this payment. Retry sends the same payment (${held.id}) again; ` +
-        "the backend recognises its id, so the card is charged at most once. Do not ask for another card."
+        "the backend recognises its id, so the card is charged at most once. Do not ask for another card: " +
+        "Charge is locked until you retry or dismiss this payment."
       : `Retry processes the same payment (${held.id}, ${cardText(held.card)}) again, without a new tap.`;
   } else {
     delete el.retryBox.dataset.paymentId;

@@ -271,24 +271,28 @@ export async function enterAmount(page, digits) {
  * Enters an amount, picks the offline behaviour, presses Charge and waits for the next result.
  * Returns { status, code, text, paymentId }.
  */
-export async function pay(page, digits, { offlineBehavior = "prefer_online", currency = "usd" } = {}) {
+export async function pay(page, digits, { offlineBehavior = "prefer_online", currency = "usd", settled } = {}) {
   await page.selectOption("#currency", currency);
   await page.selectOption("#offline-behavior", offlineBehavior);
   await enterAmount(page, digits);
   const seq = Number(await page.locator("#last-result").getAttribute("data-seq"));
   await page.locator("#pay-btn:not([disabled])").waitFor();
   await page.click("#pay-btn");
-  return waitResult(page, seq);
+  return waitResult(page, seq, settled);
 }
 
-/** Waits until #last-result shows a result newer than `seq`; also waits for Charge to be usable again. */
-export async function waitResult(page, seq) {
+/**
+ * Waits until #last-result shows a result newer than `seq`; also waits for the page to settle:
+ * by default Charge usable again, or the `settled` selector (e.g. the Retry button when Charge
+ * stays locked after an unknown outcome).
+ */
+export async function waitResult(page, seq, settled = "#pay-btn:not([disabled])") {
   await page.waitForFunction(
     (s) => Number(document.querySelector("#last-result")?.dataset.seq) > s,
     seq,
     { timeout: WAIT_MS },
   );
-  await page.locator("#pay-btn:not([disabled])").waitFor();
+  await page.locator(settled).waitFor();
   return page.evaluate(() => {
     const r = document.querySelector("#last-result");
     return {

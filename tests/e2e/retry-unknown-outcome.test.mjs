@@ -53,7 +53,7 @@ describe("retry after payment_outcome_unknown", { timeout: 3 * 60_000 }, () => {
 
       // The backend records the payment, then answers 3 s late: beyond requestTimeoutMs.
       await setNetwork(sim, false, 3000);
-      const r = await pay(page, "1500");
+      const r = await pay(page, "1500", { settled: "#retry-btn:not([disabled])" });
       assert.equal(r.status, "error", r.text);
       assert.equal(r.code, "payment_outcome_unknown", r.text);
       assert.match(r.text, /Payment outcome unknown/);
@@ -65,6 +65,7 @@ describe("retry after payment_outcome_unknown", { timeout: 3 * 60_000 }, () => {
       assert.ok(id, "the retry box names the held payment");
       assert.match(await box.innerText(), /charged at most once/);
       assert.equal(await page.locator("#retry-btn").isDisabled(), false);
+      assert.equal(await page.locator("#pay-btn").isDisabled(), true, "Charge does not invite a second card");
       assert.equal((await storedRows(page)).length, 0, "nothing was stored offline");
 
       const reached = await eventually(
@@ -83,6 +84,7 @@ describe("retry after payment_outcome_unknown", { timeout: 3 * 60_000 }, () => {
       assert.equal(again.paymentId, id, "the retry is the same payment (same id)");
       assert.match(again.text, /\$15\.00/);
       assert.equal(await box.isVisible(), false, "nothing left to retry");
+      assert.equal(await page.locator("#pay-btn").isDisabled(), false, "Charge is usable again");
 
       const payments = await simGet(sim, "/_sim/payments");
       const charged = payments.filter((p) => p.amount === 1500);
@@ -93,6 +95,24 @@ describe("retry after payment_outcome_unknown", { timeout: 3 * 60_000 }, () => {
       assert.equal(payments.length, 2, "the warm-up and this one, nothing else");
       const retried = await page.evaluate(() => window.posDemo.events.filter((e) => e.type === "retry processPayment").length);
       assert.equal(retried, 1);
+    });
+  });
+
+  test("Dismiss gives up the retry and unlocks Charge", async () => {
+    await withDiagnostics("dismiss unknown outcome", { browser, sim }, async () => {
+      await setNetwork(sim, false, 3000);
+      const r = await pay(page, "1600", { settled: "#retry-btn:not([disabled])" });
+      assert.equal(r.code, "payment_outcome_unknown", r.text);
+      assert.equal(await page.locator("#pay-btn").isDisabled(), true);
+      await setNetwork(sim, false, 0);
+      await page.click("#discard-btn");
+      assert.equal(await page.locator("#retry-box").isVisible(), false);
+      assert.equal(await page.locator("#pay-btn").isDisabled(), false);
+      const next = await pay(page, "1700");
+      assert.equal(next.status, "succeeded", next.text);
+      const charged = (await simGet(sim, "/_sim/payments")).filter((p) => p.amount === 1600);
+      assert.equal(charged.length, 1, "the dismissed payment reached the backend once, and was not sent again");
+      assert.equal(charged[0].requests, 1);
     });
   });
 
