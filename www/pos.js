@@ -1,6 +1,6 @@
 // pos.js — the part of this demo to copy: everything that talks to the pos-terminal SDK.
 //
-// No DOM here. The page (ui.js) calls this small API and gets the SDK's events back:
+// No page markup here. The page (ui.js) calls this small API and gets the SDK's events back:
 //
 //   const pos = new Pos({ backendUrl, offline }, { onNetworkStatusChange, …, onTerminalReady });
 //   await pos.start();                       // load the wasm, Terminal.create
