@@ -146,7 +146,8 @@ async function simFetch(sim, method, p, body) {
 
 export const simGet = (sim, p) => simFetch(sim, "GET", p);
 export const simPost = (sim, p, body = {}) => simFetch(sim, "POST", p, body);
-export const setNetwork = (sim, down) => simPost(sim, "/_sim/network", { down });
+export const setNetwork = (sim, down, latencyMs) =>
+  simPost(sim, "/_sim/network", latencyMs === undefined ? { down } : { down, latency_ms: latencyMs });
 export const presentCard = (sim, readerId, number) => simPost(sim, `/_sim/readers/${readerId}/card`, { number });
 
 // ---------------------------------------------------------------------------
@@ -155,13 +156,15 @@ export const presentCard = (sim, readerId, number) => simPost(sim, `/_sim/reader
 /**
  * Launches Chromium with a fresh persistent profile (IndexedDB survives reloads) and one page.
  * Records console errors, page errors and failed requests for failure reports.
+ * `backForwardCache: true` keeps Chromium's back/forward cache on (playwright turns it off).
  */
-export async function launchBrowser() {
+export async function launchBrowser({ backForwardCache = false } = {}) {
   const profileDir = await mkdtemp(path.join(tmpdir(), "pos-e2e-profile-"));
   const context = await chromium.launchPersistentContext(profileDir, {
     executablePath: CHROMIUM,
     headless: true,
     args: CHROMIUM_ARGS,
+    ignoreDefaultArgs: backForwardCache ? ["--disable-back-forward-cache"] : undefined,
     viewport: { width: 1280, height: 900 },
     locale: "en-US",
     timezoneId: "UTC",
@@ -268,24 +271,28 @@ export async function enterAmount(page, digits) {
  * Enters an amount, picks the offline behaviour, presses Charge and waits for the next result.
  * Returns { status, code, text, paymentId }.
  */
-export async function pay(page, digits, { offlineBehavior = "prefer_online", currency = "usd" } = {}) {
+export async function pay(page, digits, { offlineBehavior = "prefer_online", currency = "usd", settled } = {}) {
   await page.selectOption("#currency", currency);
   await page.selectOption("#offline-behavior", offlineBehavior);
   await enterAmount(page, digits);
   const seq = Number(await page.locator("#last-result").getAttribute("data-seq"));
   await page.locator("#pay-btn:not([disabled])").waitFor();
   await page.click("#pay-btn");
-  return waitResult(page, seq);
+  return waitResult(page, seq, settled);
 }
 
-/** Waits until #last-result shows a result newer than `seq`; also waits for Charge to be usable again. */
-export async function waitResult(page, seq) {
+/**
+ * Waits until #last-result shows a result newer than `seq`; also waits for the page to settle:
+ * by default Charge usable again, or the `settled` selector (e.g. the Retry button when Charge
+ * stays locked after an unknown outcome).
+ */
+export async function waitResult(page, seq, settled = "#pay-btn:not([disabled])") {
   await page.waitForFunction(
     (s) => Number(document.querySelector("#last-result")?.dataset.seq) > s,
     seq,
     { timeout: WAIT_MS },
   );
-  await page.locator("#pay-btn:not([disabled])").waitFor();
+  await page.locator(settled).waitFor();
   return page.evaluate(() => {
     const r = document.querySelector("#last-result");
     return {

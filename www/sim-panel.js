@@ -1,0 +1,114 @@
+// sim-panel.js — the simulator's test controls. NOT part of the SDK and not something to
+// copy: it talks to pos-sim's admin endpoints (/_sim/*) to present test cards on the fake
+// readers and to cut the backend's network. A production page has none of this.
+
+/** The backend and reader URLs pos-sim serves the page with, or null when not under pos-sim. */
+export async function loadSimConfig() {
+  try {
+    const res = await fetch("/_sim/config", { cache: "no-store" });
+    if (!res.ok) return null;
+    const j = await res.json();
+    if (!j?.backend_url) return null;
+    return {
+      backendUrl: String(j.backend_url).replace(/\/+$/, ""),
+      readerUrls: (j.readers || []).map((r) => r.url).filter(Boolean),
+    };
+  } catch {
+    return null; // not running under pos-sim
+  }
+}
+
+async function simRequest(method, path, body) {
+  const res = await fetch(path, {
+    method,
+    headers: body ? { "content-type": "application/json" } : undefined,
+    body: body ? JSON.stringify(body) : undefined,
+    cache: "no-store",
+  });
+  if (!res.ok) {
+    const text = await res.text().catch(() => "");
+    throw new Error(`HTTP ${res.status} ${res.statusText}${text ? ` — ${text.slice(0, 200)}` : ""}`);
+  }
+  const type = res.headers.get("content-type") || "";
+  return type.includes("json") ? res.json() : res.text();
+}
+
+/**
+ * Shows the panel and wires its buttons. `readerId()` names the reader a test card goes to.
+ * Returns { sync() } to re-read the network switch (other tools may flip it too).
+ */
+export function mountSimPanel({ readerId }) {
+  const byId = (id) => document.getElementById(id);
+  const el = {
+    panel: byId("sim-panel"),
+    card: byId("sim-card"),
+    cardBtn: byId("sim-card-btn"),
+    networkToggle: byId("sim-network-toggle"),
+    networkLabel: byId("sim-network-label"),
+    status: byId("sim-status"),
+  };
+  let networkDown = false;
+
+  function renderNetwork() {
+    el.networkToggle.dataset.down = String(networkDown);
+    el.networkToggle.textContent = networkDown ? "Restore network" : "Cut network";
+    el.networkToggle.classList.toggle("btn-danger-outline", !networkDown);
+    el.networkLabel.textContent = networkDown ? "Backend network: cut (outage)" : "Backend network: reachable";
+  }
+
+  function message(text, level = "info") {
+    el.status.textContent = text;
+    el.status.dataset.level = level;
+  }
+
+  el.cardBtn.addEventListener("click", async () => {
+    const id = readerId();
+    if (!id) {
+      message("Pick a reader first.", "error");
+      return;
+    }
+    el.cardBtn.disabled = true;
+    const label = el.card.selectedOptions[0]?.textContent || "";
+    try {
+      await simRequest("POST", `/_sim/readers/${encodeURIComponent(id)}/card`, { number: el.card.value });
+      message(`${id} will present ${label.split(" — ")[0]} on the next tap.`);
+    } catch (err) {
+      message(`Could not set the test card — ${err.message}`, "error");
+    } finally {
+      el.cardBtn.disabled = false;
+    }
+  });
+
+  el.networkToggle.addEventListener("click", async () => {
+    el.networkToggle.disabled = true;
+    const down = !networkDown;
+    try {
+      const now = await simRequest("POST", "/_sim/network", { down });
+      networkDown = typeof now?.down === "boolean" ? now.down : down;
+      renderNetwork();
+      message(down ? "Backend network cut: payments will be stored offline." : "Backend network restored.");
+    } catch (err) {
+      message(`Could not change the network — ${err.message}`, "error");
+    } finally {
+      el.networkToggle.disabled = false;
+    }
+  });
+
+  async function sync() {
+    // GET /_sim/network → { down, latency_ms }
+    try {
+      const res = await fetch("/_sim/network", { cache: "no-store" });
+      if (res.ok && (res.headers.get("content-type") || "").includes("json")) {
+        const j = await res.json();
+        if (typeof j?.down === "boolean") networkDown = j.down;
+      }
+    } catch {
+      /* keep the last known state */
+    }
+    if (!el.networkToggle.disabled) renderNetwork();
+  }
+
+  el.panel.hidden = false;
+  setInterval(sync, 3000);
+  return { sync };
+}

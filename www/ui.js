@@ -1,0 +1,768 @@
+// ui.js — the Counter POS page: cart amount + keypad, reader picker, network banner,
+// offline payments table, event log. Everything the SDK does goes through pos.js; the
+// simulator's test controls live in sim-panel.js and are mounted only under pos-sim.
+//
+// Test hooks: window.posDemo = { terminal, events, ready } (ready resolves after
+// Terminal.create, reader discovery and the first render of the stored payments;
+// terminal is the current one, also after a back/forward-cache restore).
+
+import { Pos, MAX_AMOUNT, DEFAULT_OFFLINE, errorInfo } from "./pos.js";
+import { loadSimConfig, mountSimPanel } from "./sim-panel.js";
+import { LOCALE, formatMoney, formatAmounts, formatTime, formatFullTime, cardText, shortId, plain, h, escapeHtml } from "./format.js";
+
+const LOG_LIMIT = 300;
+
+const $ = (sel) => document.querySelector(sel);
+
+const el = {
+  banner: $("#network-banner"),
+  networkText: $("#network-text"),
+  networkPending: $("#network-pending"),
+  configError: $("#config-error"),
+  paymentStatus: $("#payment-status"),
+  readerSelect: $("#reader-select"),
+  discoverBtn: $("#discover-btn"),
+  connectBtn: $("#connect-btn"),
+  readerStatus: $("#reader-status"),
+  readerDetail: $("#reader-detail"),
+  amountBox: $("#amount-box"),
+  amount: $("#amount"),
+  amountHint: $("#amount-hint"),
+  prompt: $("#payment-prompt"),
+  keypad: $("#keypad"),
+  currency: $("#currency"),
+  offlineBehavior: $("#offline-behavior"),
+  payBtn: $("#pay-btn"),
+  cancelBtn: $("#cancel-btn"),
+  lastResult: $("#last-result"),
+  retryBox: $("#retry-box"),
+  retryText: $("#retry-text"),
+  retryBtn: $("#retry-btn"),
+  discardBtn: $("#discard-btn"),
+  pendingCount: $("#pending-count"),
+  forwardBtn: $("#forward-btn"),
+  forwardReport: $("#forward-report"),
+  storedBody: $("#stored-body"),
+  storedEmpty: $("#stored-empty"),
+  eventLog: $("#event-log"),
+  clearLogBtn: $("#clear-log-btn"),
+};
+
+// ---------------------------------------------------------------------------
+// State
+
+/** @type {Pos | null} */
+let pos = null;
+let sim = null; // the simulator panel, under pos-sim only
+
+const state = {
+  config: null, // { backendUrl, readerUrls }
+  readers: new Map(), // id -> Reader
+  connectionStatus: "not_connected",
+  connectBusy: false,
+  digits: "",
+  phase: "idle", // idle | collecting | processing
+  forwarding: false,
+  resultSeq: 0,
+  lastStatus: null,
+  heldCode: null, // the error code a payment is held for retry after
+};
+
+const events = [];
+let resolveReady;
+let rejectReady;
+const ready = new Promise((resolve, reject) => {
+  resolveReady = resolve;
+  rejectReady = reject;
+});
+ready.catch(() => {}); // reported on the page; tests observe the rejection themselves
+
+window.posDemo = {
+  get terminal() {
+    return pos?.terminal ?? null;
+  },
+  events,
+  ready,
+};
+
+const hasTerminal = () => !!pos?.terminal;
+
+function errorLabel(err) {
+  const { code, declineCode } = errorInfo(err);
+  return declineCode ? `${code} (${declineCode})` : code;
+}
+
+// ---------------------------------------------------------------------------
+// Event log
+
+function logEvent(type, payload, level = "info") {
+  const data = plain(payload);
+  events.push({ type, payload: data, at: Date.now() });
+  const json = data === undefined ? "" : JSON.stringify(data, null, 1);
+  const li = h(
+    "li",
+    { class: `log-entry log-${level}`, "data-type": type },
+    h("div", { class: "log-head" },
+      h("span", { class: "log-type", text: type }),
+      h("time", { class: "log-time", text: formatTime(Date.now()) })),
+    json && json !== "null" ? h("pre", { class: "log-payload", text: json }) : null,
+  );
+  el.eventLog.prepend(li);
+  while (el.eventLog.children.length > LOG_LIMIT) el.eventLog.lastElementChild.remove();
+}
+
+el.clearLogBtn.addEventListener("click", () => el.eventLog.replaceChildren());
+
+window.addEventListener("unhandledrejection", (e) => {
+  logEvent("unhandledrejection", errorInfo(e.reason), "error");
+});
+
+// ---------------------------------------------------------------------------
+// Network banner + offline status
+
+const NETWORK_TEXT = {
+  online: "Online",
+  offline: "Offline — payments are stored on this device and sent when the connection returns",
+  unknown: "Checking connection…",
+};
+
+function setNetworkStatus(status) {
+  const s = NETWORK_TEXT[status] ? status : "unknown";
+  el.banner.dataset.status = s;
+  el.networkText.textContent = NETWORK_TEXT[s];
+}
+
+function renderOfflineStatus(status) {
+  if (!status) return;
+  status = plain(status);
+  state.lastStatus = status;
+  if (status.networkStatus) setNetworkStatus(status.networkStatus);
+  const n = Number(status.pendingCount) || 0;
+  const amounts = formatAmounts(status.pendingAmounts);
+  let text = "";
+  if (n > 0) {
+    text = `${n} payment${n === 1 ? "" : "s"} waiting to be sent${amounts ? ` (${amounts})` : ""}`;
+    if (status.forwarding) text += " · sending…";
+  } else if (status.forwarding) {
+    text = "Sending stored payments…";
+  }
+  el.networkPending.textContent = text;
+  el.banner.dataset.pending = String(n);
+  el.banner.classList.toggle("has-pending", n > 0);
+}
+
+// ---------------------------------------------------------------------------
+// Stored payments table
+
+const STATE_LABEL = {
+  pending: "Pending",
+  forwarding: "Sending",
+  forwarded: "Forwarded",
+  declined: "Declined",
+  failed: "Failed",
+  quarantined: "Quarantined",
+};
+
+let refreshRunning = null;
+let refreshAgain = false;
+
+/** Re-reads stored payments + offline status; concurrent calls are coalesced. */
+function refreshStored() {
+  if (!hasTerminal()) return Promise.resolve();
+  if (refreshRunning) {
+    refreshAgain = true;
+    return refreshRunning;
+  }
+  refreshRunning = (async () => {
+    do {
+      refreshAgain = false;
+      await refreshOnce();
+    } while (refreshAgain);
+  })().finally(() => {
+    refreshRunning = null;
+  });
+  return refreshRunning;
+}
+
+async function refreshOnce() {
+  if (!hasTerminal()) return; // hidden in the back/forward cache
+  try {
+    const { list, status } = await pos.stored();
+    renderStored(list);
+    renderOfflineStatus(status);
+  } catch (err) {
+    logEvent("refresh failed", errorInfo(err), "error");
+  }
+}
+
+function renderStored(list) {
+  const rows = [...list].sort((a, b) => Number(b.storedAt) - Number(a.storedAt));
+  el.storedBody.replaceChildren(
+    ...rows.map((p) => {
+      const err = p.lastError;
+      const errText = p.declineCode
+        ? `${err?.code || "card_declined"} (${p.declineCode})`
+        : err
+          ? `${err.code}${err.message ? `: ${err.message}` : ""}`
+          : "—";
+      const attempts = Number(p.attempts ?? 0);
+      const waiting = p.state === "pending" || p.state === "forwarding";
+      return h(
+        "tr",
+        {
+          "data-id": p.id,
+          "data-state": p.state,
+          "data-decline-code": p.declineCode || null,
+          "data-payment-intent": p.paymentIntentId || null,
+        },
+        h("td", {},
+          h("span", { class: `badge badge-${p.state}`, text: STATE_LABEL[p.state] || p.state }),
+          h("div", { class: "muted small", text: `${attempts} ${attempts === 1 ? "attempt" : "attempts"}` })),
+        h("td", { class: "num" },
+          h("div", { class: "strong", text: formatMoney(p.amount, p.currency) }),
+          h("div", { class: "muted small", text: cardText(p.card) })),
+        h("td", { text: formatTime(p.storedAt, { seconds: false }), title: formatFullTime(p.storedAt) }),
+        h("td", { class: "detail-cell" },
+          p.state === "forwarded" && p.paymentIntentId
+            ? h("div", { class: "mono", text: shortId(p.paymentIntentId), title: p.paymentIntentId })
+            : err || p.declineCode
+              ? h("div", {
+                  class: waiting ? "warn-text" : "err-text",
+                  text: waiting ? `Last try: ${errText}` : errText,
+                  title: err?.message || null,
+                })
+              : h("div", { class: "muted", text: p.state === "quarantined" ? "unreadable record" : "not sent yet" }),
+          h("div", { class: "mono muted small", text: shortId(p.id), title: p.id })),
+      );
+    }),
+  );
+  el.storedEmpty.hidden = rows.length > 0;
+  const waiting = rows.filter((p) => p.state === "pending" || p.state === "forwarding").length;
+  el.pendingCount.textContent = String(waiting);
+  el.pendingCount.closest(".count-badge")?.classList.toggle("is-active", waiting > 0);
+}
+
+el.forwardBtn.addEventListener("click", async () => {
+  if (!hasTerminal() || state.forwarding) return;
+  state.forwarding = true;
+  updateControls();
+  el.forwardReport.textContent = "Sending stored payments…";
+  el.forwardReport.dataset.status = "running";
+  try {
+    const report = plain(await pos.forward());
+    el.forwardReport.textContent =
+      `Forwarded ${report.forwarded} · declined ${report.declined} · failed ${report.failed} · remaining ${report.remaining}`;
+    el.forwardReport.dataset.status = "done";
+    logEvent("forwardStoredPayments", report);
+  } catch (err) {
+    const e = errorInfo(err);
+    el.forwardReport.textContent = `Forwarding failed — ${e.code}: ${e.message}`;
+    el.forwardReport.dataset.status = "error";
+    logEvent("forwardStoredPayments failed", e, "error");
+  } finally {
+    state.forwarding = false;
+    updateControls();
+    refreshStored();
+  }
+});
+
+// ---------------------------------------------------------------------------
+// Amount + keypad: at most MAX_AMOUNT minor units, the SDK's own limit
+
+function setDigits(d) {
+  state.digits = d.replace(/^0+/, "");
+  renderAmount();
+}
+
+function amountMinor() {
+  return state.digits ? parseInt(state.digits, 10) : 0;
+}
+
+function renderAmount() {
+  el.amount.textContent = formatMoney(amountMinor(), el.currency.value);
+  el.amount.dataset.amount = String(amountMinor());
+}
+
+/** Says why a key did nothing: the amount would pass the SDK's maximum. */
+function showAmountLimit(show) {
+  el.amountHint.hidden = !show;
+  el.amountBox.dataset.limit = show ? "reached" : "";
+  if (show) {
+    el.amountHint.textContent =
+      `Maximum ${formatMoney(MAX_AMOUNT, el.currency.value)} per payment ` +
+      `(the SDK accepts 1 to ${MAX_AMOUNT.toLocaleString(LOCALE)} minor units).`;
+  }
+}
+
+function pressKey(key) {
+  if (state.phase !== "idle") return;
+  if (key === "clear") setDigits("");
+  else if (key === "backspace") setDigits(state.digits.slice(0, -1));
+  else if (/^\d+$/.test(key)) {
+    const next = (state.digits + key).replace(/^0+/, "");
+    if (next && Number(next) > MAX_AMOUNT) {
+      showAmountLimit(true);
+      return;
+    }
+    setDigits(next);
+  }
+  showAmountLimit(false);
+  updateControls();
+}
+
+el.keypad.addEventListener("click", (e) => {
+  const btn = e.target.closest("button[data-key]");
+  if (btn) pressKey(btn.dataset.key);
+});
+
+document.addEventListener("keydown", (e) => {
+  const t = e.target;
+  if (t instanceof HTMLElement && (t.matches("input, select, textarea") || t.isContentEditable)) return;
+  if (e.ctrlKey || e.metaKey || e.altKey) return;
+  if (/^\d$/.test(e.key)) pressKey(e.key);
+  else if (e.key === "Backspace") pressKey("backspace");
+  else if (e.key === "Escape") {
+    if (state.phase === "collecting") cancelCollect();
+    else pressKey("clear");
+  } else if (e.key === "Enter" && !el.payBtn.disabled && !(t instanceof HTMLButtonElement)) pay();
+  else return;
+  e.preventDefault();
+});
+
+el.currency.addEventListener("change", () => {
+  renderAmount();
+  if (!el.amountHint.hidden) showAmountLimit(true);
+});
+
+// ---------------------------------------------------------------------------
+// Controls enable/disable in one place, so nothing stays stuck
+
+function updateControls() {
+  const terminal = hasTerminal();
+  const idle = state.phase === "idle";
+  const connected = state.connectionStatus === "connected" && !!pos?.reader;
+
+  el.keypad.querySelectorAll("button").forEach((b) => (b.disabled = !idle));
+  el.currency.disabled = !idle;
+  el.offlineBehavior.disabled = !idle;
+  // An unknown outcome must not invite a second card: Charge waits for Retry or Dismiss.
+  const unknownHeld = !!pos?.held && state.heldCode === "payment_outcome_unknown";
+  el.payBtn.disabled = !terminal || !idle || unknownHeld;
+  el.payBtn.textContent = idle
+    ? amountMinor() > 0 ? `Charge ${formatMoney(amountMinor(), el.currency.value)}` : "Charge"
+    : state.phase === "collecting" ? "Waiting for card…" : "Processing…";
+  el.cancelBtn.disabled = state.phase !== "collecting";
+
+  el.readerSelect.disabled = !terminal || state.connectBusy || connected || state.readers.size === 0 || !idle;
+  el.discoverBtn.disabled = !terminal || state.connectBusy || connected || !idle;
+  el.connectBtn.disabled = !terminal || state.connectBusy || !idle || (!connected && !el.readerSelect.value);
+  el.connectBtn.textContent = state.connectBusy
+    ? connected ? "Disconnecting…" : "Connecting…"
+    : connected ? "Disconnect" : "Connect";
+  el.connectBtn.classList.toggle("btn-danger-outline", connected && !state.connectBusy);
+
+  el.forwardBtn.disabled = !terminal || state.forwarding;
+  el.forwardBtn.textContent = state.forwarding ? "Forwarding…" : "Forward now";
+  el.amountBox.dataset.state = state.phase;
+
+  const held = pos?.held;
+  el.retryBox.hidden = !held;
+  el.retryBtn.disabled = !held || !idle || !terminal;
+  el.discardBtn.disabled = !held || !idle;
+}
+
+// ---------------------------------------------------------------------------
+// Readers
+
+function setReaderStatus(status) {
+  const s = ["connecting", "connected", "not_connected"].includes(status) ? status : "not_connected";
+  state.connectionStatus = s;
+  el.readerStatus.dataset.status = s;
+  el.readerStatus.textContent = { connecting: "Connecting…", connected: "Connected", not_connected: "Not connected" }[s];
+  const r = pos?.reader;
+  if (s === "connected" && r) {
+    el.readerDetail.textContent = [r.serialNumber || r.id, r.deviceType, r.firmwareVersion && `fw ${r.firmwareVersion}`]
+      .filter(Boolean)
+      .join(" · ");
+  } else if (s !== "connecting") {
+    el.readerDetail.textContent = "";
+  }
+  updateControls();
+}
+
+async function discover() {
+  const urls = state.config?.readerUrls || [];
+  state.readers.clear();
+  if (urls.length === 0) {
+    el.readerSelect.replaceChildren(h("option", { value: "", text: "No reader URLs configured" }));
+    updateControls();
+    return;
+  }
+  el.readerSelect.replaceChildren(h("option", { value: "", text: "Looking for readers…" }));
+  el.discoverBtn.disabled = true;
+  try {
+    const found = await pos.discover(urls);
+    for (const r of found) state.readers.set(r.id, r);
+    logEvent("discoverReaders", found.map((r) => ({ id: r.id, label: r.label, url: r.url })));
+    if (found.length === 0) {
+      el.readerSelect.replaceChildren(h("option", { value: "", text: "No readers reachable" }));
+    } else {
+      const remembered = localStorage.getItem("posDemo.reader");
+      el.readerSelect.replaceChildren(
+        ...found.map((r) => h("option", { value: r.id, text: r.label || r.id, title: r.serialNumber || null })),
+      );
+      if (remembered && state.readers.has(remembered)) el.readerSelect.value = remembered;
+    }
+  } catch (err) {
+    const e = errorInfo(err);
+    el.readerSelect.replaceChildren(h("option", { value: "", text: `Discovery failed: ${e.code}` }));
+    logEvent("discoverReaders failed", e, "error");
+  } finally {
+    updateControls();
+  }
+}
+
+el.discoverBtn.addEventListener("click", () => discover());
+el.readerSelect.addEventListener("change", () => updateControls());
+
+el.connectBtn.addEventListener("click", async () => {
+  if (!hasTerminal() || state.connectBusy) return;
+  const wasConnected = state.connectionStatus === "connected" && pos.reader;
+  state.connectBusy = true;
+  updateControls();
+  try {
+    if (wasConnected) {
+      await pos.disconnect();
+      setReaderStatus("not_connected");
+      logEvent("disconnectReader", null);
+    } else {
+      const reader = state.readers.get(el.readerSelect.value);
+      if (!reader) throw Object.assign(new Error("Choose a reader first"), { code: "no_reader_selected" });
+      setReaderStatus("connecting");
+      const connected = await pos.connect(reader);
+      localStorage.setItem("posDemo.reader", connected.id);
+      setReaderStatus("connected");
+      logEvent("connectReader", connected);
+    }
+  } catch (err) {
+    const e = errorInfo(err);
+    if (!wasConnected) setReaderStatus("not_connected");
+    el.readerDetail.textContent = `${e.code}: ${e.message}`;
+    logEvent(wasConnected ? "disconnectReader failed" : "connectReader failed", e, "error");
+  } finally {
+    state.connectBusy = false;
+    updateControls();
+  }
+});
+
+// ---------------------------------------------------------------------------
+// Payment
+
+function setPhase(phase, prompt = "") {
+  state.phase = phase;
+  el.prompt.textContent = prompt;
+  updateControls();
+}
+
+function showResult(status, body) {
+  state.resultSeq += 1;
+  el.lastResult.dataset.status = status;
+  el.lastResult.dataset.seq = String(state.resultSeq);
+  el.lastResult.replaceChildren(...body.flat().filter(Boolean));
+}
+
+function showPaymentResult(r) {
+  const titles = {
+    succeeded: "Approved",
+    requires_capture: "Authorized — capture pending",
+    stored_offline: "Stored offline",
+  };
+  const subs = {
+    stored_offline: "Saved on this device; it will be sent automatically when the connection returns.",
+    requires_capture: "The card is authorized; capture it from your back office.",
+  };
+  el.lastResult.dataset.code = "";
+  el.lastResult.dataset.paymentId = r.id;
+  showResult(r.status, [
+    h("div", { class: "result-head" },
+      h("span", { class: "result-icon", "aria-hidden": "true", text: r.status === "stored_offline" ? "⇣" : "✓" }),
+      h("strong", { class: "result-title", text: titles[r.status] || r.status }),
+      h("span", { class: "result-amount", text: formatMoney(r.amount, r.currency) })),
+    subs[r.status] ? h("p", { class: "result-sub", text: subs[r.status] }) : null,
+    h("dl", { class: "result-grid" },
+      h("dt", { text: "Card" }), h("dd", { class: "result-card", text: cardText(r.card) }),
+      h("dt", { text: "Payment" }), h("dd", { class: "mono result-id", text: r.id }),
+      r.paymentIntentId ? [h("dt", { text: "Intent" }), h("dd", { class: "mono", text: r.paymentIntentId })] : null,
+      r.offlineDetails
+        ? [h("dt", { text: "Stored" }), h("dd", { text: formatTime(r.offlineDetails.storedAt) })]
+        : null),
+  ]);
+}
+
+const FRIENDLY_ERROR = {
+  card_declined: "Card declined",
+  collect_canceled: "Payment canceled",
+  backend_unreachable: "Payment backend unreachable",
+  backend_timeout: "Payment backend did not answer",
+  payment_outcome_unknown: "Payment outcome unknown",
+  reader_not_connected: "No reader connected",
+  offline_limit_exceeded: "Offline limit reached",
+  offline_disabled: "Offline payments are disabled",
+  invalid_amount: "Invalid amount",
+  invalid_currency: "Invalid currency",
+  storage_failed: "Could not store the payment on this device",
+};
+
+function showError(err, context) {
+  const e = errorInfo(err);
+  el.lastResult.dataset.code = e.code;
+  delete el.lastResult.dataset.paymentId;
+  showResult("error", [
+    h("div", { class: "result-head" },
+      h("span", { class: "result-icon", "aria-hidden": "true", text: "!" }),
+      h("strong", { class: "result-title", text: FRIENDLY_ERROR[e.code] || (context ? `${context} failed` : "Error") })),
+    h("p", { class: "result-error" },
+      h("code", { class: "result-code", text: errorLabel(err) }), ": ", e.message),
+  ]);
+}
+
+/** The Retry offer under the result, for a payment the SDK still holds. */
+function renderRetry(err) {
+  const held = pos?.held;
+  state.heldCode = held ? errorInfo(err).code : null;
+  if (held) {
+    el.retryBox.dataset.paymentId = held.id;
+    el.retryBox.dataset.code = state.heldCode;
+    el.retryText.textContent = state.heldCode === "payment_outcome_unknown"
+      ? `The backend may already have this payment. Retry sends the same payment (${held.id}) again; ` +
+        "the backend recognises its id, so the card is charged at most once. Do not ask for another card: " +
+        "Charge is locked until you retry or dismiss this payment."
+      : `Retry processes the same payment (${held.id}, ${cardText(held.card)}) again, without a new tap.`;
+  } else {
+    delete el.retryBox.dataset.paymentId;
+    delete el.retryBox.dataset.code;
+  }
+  updateControls();
+}
+
+function nextOrderNumber() {
+  const n = (parseInt(localStorage.getItem("posDemo.order") || "0", 10) || 0) + 1;
+  localStorage.setItem("posDemo.order", String(n));
+  return n;
+}
+
+/** Runs one payment call (pay or retry) with the phases, result and retry offer around it. */
+async function runPayment(call) {
+  let error = null;
+  try {
+    const result = await call();
+    logEvent("processPayment", result);
+    showPaymentResult(result);
+    setDigits("");
+  } catch (err) {
+    error = err;
+    logEvent("payment failed", errorInfo(err), "error");
+    showError(err, "Payment");
+  } finally {
+    setPhase("idle");
+    renderRetry(error);
+    refreshStored();
+  }
+}
+
+async function pay() {
+  if (!hasTerminal() || state.phase !== "idle") return;
+  const amount = amountMinor();
+  const currency = el.currency.value;
+  const offlineBehavior = el.offlineBehavior.value;
+  if (amount <= 0) {
+    showError(Object.assign(new Error("Enter an amount on the keypad first"), { code: "invalid_amount" }));
+    return;
+  }
+  setPhase("collecting", "Preparing reader…");
+  const metadata = { order: String(nextOrderNumber()) };
+  const onStep = (step, collected) => {
+    if (step === "collect") {
+      setPhase("collecting", `Tap or insert card — ${formatMoney(amount, currency)}`);
+    } else {
+      logEvent("collectPaymentMethod", collected);
+      setPhase("processing", "Processing…");
+    }
+  };
+  await runPayment(() => pos.pay({ amount, currency, offlineBehavior, metadata }, onStep));
+}
+
+async function retry() {
+  if (!hasTerminal() || state.phase !== "idle" || !pos.held) return;
+  logEvent("retry processPayment", { id: pos.held.id });
+  setPhase("processing", "Processing again…");
+  await runPayment(() => pos.retry());
+}
+
+async function cancelCollect() {
+  if (!hasTerminal() || state.phase !== "collecting") return;
+  el.cancelBtn.disabled = true;
+  el.prompt.textContent = "Canceling…";
+  try {
+    await pos.cancel();
+  } catch (err) {
+    logEvent("cancelCollectPaymentMethod failed", errorInfo(err), "error");
+    if (state.phase === "collecting") el.cancelBtn.disabled = false;
+  }
+}
+
+el.payBtn.addEventListener("click", () => pay());
+el.cancelBtn.addEventListener("click", () => cancelCollect());
+el.retryBtn.addEventListener("click", () => retry());
+el.discardBtn.addEventListener("click", () => {
+  pos?.discardHeld();
+  renderRetry(null);
+});
+
+// ---------------------------------------------------------------------------
+// Configuration + start-up
+
+/** The backend without pos-sim: ?backend=https://…&readers=wss://…,wss://… */
+function configFromUrl() {
+  const q = new URLSearchParams(location.search);
+  const backend = q.get("backend");
+  if (!backend) return null;
+  return {
+    backendUrl: backend.replace(/\/+$/, ""),
+    readerUrls: (q.get("readers") || "").split(",").map((s) => s.trim()).filter(Boolean),
+  };
+}
+
+// TEST KNOBS — URL parameters for tests and experiments, not settings a real page exposes:
+//   ?db=NAME                  IndexedDB database name (a fresh store per test)
+//   ?requestTimeoutMs=N       the SDK's backend request timeout (small → provoke timeouts)
+//   ?forwardIntervalMs=N      the SDK's forwarding timer
+//   ?offlineTransactionLimit=N  offline per-payment limit (minor units, every currency)
+function testKnobs() {
+  const q = new URLSearchParams(location.search);
+  const number = (name) => {
+    const v = q.get(name);
+    const n = v == null ? NaN : Number(v);
+    return Number.isFinite(n) && n > 0 ? n : undefined;
+  };
+  const knobs = {
+    databaseName: q.get("db") || undefined,
+    requestTimeoutMs: number("requestTimeoutMs"),
+    forwardIntervalMs: number("forwardIntervalMs"),
+  };
+  const limit = number("offlineTransactionLimit");
+  if (limit) {
+    const each = (n) => Object.fromEntries(Object.keys(DEFAULT_OFFLINE.transactionLimit).map((c) => [c, n]));
+    knobs.offline = { ...DEFAULT_OFFLINE, transactionLimit: each(limit) };
+  }
+  return knobs;
+}
+
+function showConfigError(html) {
+  el.configError.innerHTML = html;
+  el.configError.hidden = false;
+}
+
+/** The SDK's events, rendered. */
+const handlers = {
+  onNetworkStatusChange(status) {
+    logEvent("onNetworkStatusChange", status);
+    setNetworkStatus(status);
+    sim?.sync();
+  },
+  onOfflineStatusChange(status) {
+    logEvent("onOfflineStatusChange", status);
+    const s = plain(status);
+    const changed = JSON.stringify(s) !== JSON.stringify(state.lastStatus);
+    renderOfflineStatus(s);
+    if (changed) refreshStored();
+  },
+  onPaymentForwarded(payment) {
+    logEvent("onPaymentForwarded", payment);
+    refreshStored();
+  },
+  onForwardingFailure(failure) {
+    logEvent("onForwardingFailure", failure, "error");
+    refreshStored();
+  },
+  onUnexpectedReaderDisconnect(error) {
+    logEvent("onUnexpectedReaderDisconnect", error, "error");
+    setReaderStatus("not_connected");
+    el.readerDetail.textContent = `Reader disconnected — ${errorLabel(error)}`;
+  },
+  onConnectionStatusChange(status) {
+    logEvent("onConnectionStatusChange", status);
+    setReaderStatus(status);
+  },
+  onPaymentStatusChange(status) {
+    logEvent("onPaymentStatusChange", status);
+    el.paymentStatus.dataset.status = status;
+    el.paymentStatus.textContent =
+      { not_ready: "Not ready", ready: "Ready", waiting_for_input: "Waiting for card", processing: "Processing" }[status] || status;
+  },
+  onTerminalReady(terminal, { restored }) {
+    if (!restored) return;
+    // Back from the back/forward cache with a new terminal (and the reader reconnected).
+    logEvent("terminal restored", { reader: pos.reader?.id ?? null });
+    setReaderStatus(pos.reader ? "connected" : "not_connected");
+    renderRetry(null);
+    refreshStored();
+  },
+  onWarning(what, err) {
+    logEvent(what, errorInfo(err), "warn");
+  },
+};
+
+window.addEventListener("pagehide", (e) => logEvent("pagehide", { persisted: e.persisted }));
+window.addEventListener("pageshow", (e) => {
+  if (e.persisted) logEvent("pageshow", { persisted: true });
+});
+
+async function start() {
+  renderAmount();
+  updateControls();
+
+  const simConfig = await loadSimConfig();
+  const config = simConfig ?? configFromUrl();
+  if (!config) {
+    showConfigError(
+      "<strong>No payment backend configured.</strong> Open this page from <code>pos-sim</code> " +
+        "(<code>cargo xtask demo</code>), or add <code>?backend=https://…&amp;readers=wss://…,wss://…</code> to the URL.",
+    );
+    setNetworkStatus("unknown");
+    throw Object.assign(new Error("no backend configured"), { code: "no_config" });
+  }
+  state.config = config;
+
+  pos = new Pos({ backendUrl: config.backendUrl, ...testKnobs() }, handlers);
+  try {
+    await pos.start();
+  } catch (err) {
+    const e = errorInfo(err);
+    const what = e.code === "sdk_unavailable" ? "The payment SDK could not be loaded" : "The terminal could not start";
+    showConfigError(`<strong>${what}</strong> — <code>${escapeHtml(e.code)}</code>: ${escapeHtml(e.message)}`);
+    throw err;
+  }
+  logEvent("Terminal.create", { backendUrl: config.backendUrl, readers: config.readerUrls.length, simulator: !!simConfig });
+
+  if (simConfig) {
+    sim = mountSimPanel({ readerId: () => pos.reader?.id || el.readerSelect.value });
+    await sim.sync();
+  }
+
+  updateControls();
+  await Promise.all([refreshStored(), discover()]);
+}
+
+start().then(
+  () => resolveReady(true),
+  (err) => {
+    logEvent("startup failed", errorInfo(err), "error");
+    if (!hasTerminal()) {
+      el.networkText.textContent = "Payments unavailable — see the message below";
+      el.readerSelect.replaceChildren(h("option", { value: "", text: "Unavailable" }));
+    }
+    updateControls();
+    rejectReady(err);
+  },
+);
