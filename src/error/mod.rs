@@ -1,177 +1,12 @@
 //! Every failure the SDK reports. Each area has its own typed error (reader, backend,
-//! storage); `PosError` gathers them and `code()` derives the stable snake_case code once.
+//! storage: `area`); `PosError` gathers them and `code()` derives the stable snake_case
+//! code once.
 //! The JS `Error` is built from it at the JS edge (`facade`).
 
+mod area;
+
+pub use area::{BackendError, DomErrorName, HttpClass, ReaderError, StorageError};
 use pos_protocol::reader::ReaderErrorCode;
-
-/// Failures talking to a reader.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ReaderError {
-    #[error("no reader is connected")]
-    NotConnected,
-    #[error("a reader is already connected; disconnect it first")]
-    AlreadyConnected,
-    #[error("could not connect to the reader: {0}")]
-    ConnectionFailed(String),
-    #[error("the reader sent something this SDK does not accept: {0}")]
-    Protocol(String),
-    /// The reader answered with an error of the reader protocol.
-    #[error("the reader reported `{}`: {message}", code.as_str())]
-    Reported {
-        code: ReaderErrorCode,
-        message: String,
-    },
-    #[error("the reader disconnected")]
-    Disconnected,
-    #[error("the reader did not answer in time")]
-    Timeout,
-}
-
-/// The class of an HTTP status the backend answered with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HttpClass {
-    /// 4xx other than those with a meaning of their own (401/403, 402, 409, 429).
-    Client,
-    /// 429: slow down; the request may be sent again.
-    TooManyRequests,
-    /// 5xx: the request may be sent again.
-    Server,
-    /// Anything else (1xx, 3xx): unexpected.
-    Other,
-}
-
-impl HttpClass {
-    pub fn of(status: u16) -> Self {
-        match status {
-            429 => Self::TooManyRequests,
-            400..=499 => Self::Client,
-            500..=599 => Self::Server,
-            _ => Self::Other,
-        }
-    }
-}
-
-/// Failures talking to the backend.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum BackendError {
-    /// The request could not be sent or no answer came back (network error, reset, CORS).
-    #[error("the backend could not be reached: {0}")]
-    Unreachable(String),
-    /// This browser refused to build or send the request: nothing left the device.
-    #[error("the request could not be sent from this browser: {0}")]
-    NotSent(String),
-    #[error("the backend did not answer within {0} ms")]
-    Timeout(u32),
-    #[error("the backend answered {status}: {message}")]
-    Status {
-        status: u16,
-        class: HttpClass,
-        message: String,
-    },
-    #[error("the backend sent an answer this SDK cannot read: {0}")]
-    InvalidResponse(String),
-    #[error("the backend refused the credentials: {0}")]
-    Unauthorized(String),
-    #[error("the payment id was already used for a different payment")]
-    IdempotencyConflict,
-}
-
-impl BackendError {
-    pub fn status(status: u16, message: String) -> Self {
-        Self::Status {
-            status,
-            class: HttpClass::of(status),
-            message,
-        }
-    }
-
-    /// True when the backend may not have processed the request, so sending it again with
-    /// the same idempotency key is the right move (and an offline fallback is safe).
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            Self::Unreachable(_)
-            | Self::NotSent(_)
-            | Self::Timeout(_)
-            | Self::InvalidResponse(_) => true,
-            Self::Status { class, .. } => {
-                matches!(class, HttpClass::Server | HttpClass::TooManyRequests)
-            }
-            Self::Unauthorized(_) | Self::IdempotencyConflict => false,
-        }
-    }
-
-    /// True when the request may have reached the backend (so its outcome is unknown when
-    /// no answer was read).
-    pub fn may_have_arrived(&self) -> bool {
-        !matches!(self, Self::NotSent(_))
-    }
-
-    /// No answer at all: the backend looks down from here.
-    pub fn is_no_answer(&self) -> bool {
-        matches!(
-            self,
-            Self::Unreachable(_) | Self::Timeout(_) | Self::NotSent(_)
-        )
-    }
-}
-
-/// The `name` of a DOMException that IndexedDB reported, as far as the SDK tells them apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DomErrorName {
-    QuotaExceeded,
-    Version,
-    Constraint,
-    Abort,
-    InvalidState,
-    TransactionInactive,
-    NotFound,
-    Data,
-    Unknown,
-    /// A name this SDK does not single out.
-    Other,
-}
-
-impl DomErrorName {
-    /// From a DOMException's `name` (its stable identifier; never from the message).
-    pub fn from_name(name: &str) -> Self {
-        match name {
-            "QuotaExceededError" => Self::QuotaExceeded,
-            "VersionError" => Self::Version,
-            "ConstraintError" => Self::Constraint,
-            "AbortError" => Self::Abort,
-            "InvalidStateError" => Self::InvalidState,
-            "TransactionInactiveError" => Self::TransactionInactive,
-            "NotFoundError" => Self::NotFound,
-            "DataError" => Self::Data,
-            "UnknownError" => Self::Unknown,
-            _ => Self::Other,
-        }
-    }
-}
-
-/// Failures of IndexedDB.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum StorageError {
-    #[error("IndexedDB is not available: {0}")]
-    Unavailable(String),
-    #[error("IndexedDB failed: {message}")]
-    Dom { name: DomErrorName, message: String },
-    /// The stored data is not as this SDK left it (for example half a key pair).
-    #[error("the stored data is inconsistent: {0}")]
-    Inconsistent(String),
-}
-
-impl StorageError {
-    pub fn name(&self) -> Option<DomErrorName> {
-        match self {
-            Self::Dom { name, .. } => Some(*name),
-            _ => None,
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -434,7 +269,7 @@ mod tests {
 
     #[test]
     fn the_readme_code_table_is_exact() {
-        let readme = include_str!("../README.md");
+        let readme = include_str!("../../README.md");
         let mut documented = std::collections::BTreeSet::new();
         for line in readme.lines().filter(|l| l.starts_with("| `")) {
             let first_cell = line.split('|').nth(1).unwrap_or_default();

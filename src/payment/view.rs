@@ -1,0 +1,183 @@
+//! The views of payments the caller gets (camelCase when serialized for JS): the card
+//! summary, a collected payment, a payment's result, a stored payment.
+
+use std::collections::BTreeMap;
+
+use pos_protocol::backend::{CaptureMethod, PaymentOk, PaymentStatus};
+use pos_protocol::CardSummary;
+use serde::{Deserialize, Serialize};
+
+use super::{Collected, Entry, ErrorInfo, Header, OfflineBehavior, StoredState};
+
+/// A card summary as the caller sees it (brand, last 4, expiry: for receipts).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CardView {
+    pub brand: String,
+    pub last4: String,
+    pub exp_month: u8,
+    pub exp_year: u16,
+}
+
+impl From<&CardSummary> for CardView {
+    fn from(c: &CardSummary) -> Self {
+        Self {
+            brand: c.brand.clone(),
+            last4: c.last4.clone(),
+            exp_month: c.exp_month,
+            exp_year: c.exp_year,
+        }
+    }
+}
+
+impl CardView {
+    fn unknown() -> Self {
+        Self {
+            brand: "unknown".into(),
+            last4: "0000".into(),
+            exp_month: 1,
+            exp_year: 2000,
+        }
+    }
+}
+
+/// A collected payment as the caller sees it: everything but the card payload.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CollectedView {
+    pub id: String,
+    pub amount: u64,
+    pub currency: String,
+    pub capture_method: CaptureMethod,
+    pub offline_behavior: OfflineBehavior,
+    pub metadata: BTreeMap<String, String>,
+    pub reader_id: String,
+    pub card: CardView,
+}
+
+impl From<&Collected> for CollectedView {
+    fn from(c: &Collected) -> Self {
+        Self {
+            id: c.id.clone(),
+            amount: c.amount,
+            currency: c.currency.clone(),
+            capture_method: c.capture_method,
+            offline_behavior: c.offline_behavior,
+            metadata: c.metadata.clone(),
+            reader_id: c.reader_id.clone(),
+            card: (&c.card).into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResultStatus {
+    Succeeded,
+    RequiresCapture,
+    StoredOffline,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OfflineDetails {
+    pub stored_at: f64,
+    pub requires_upload: bool,
+}
+
+/// What `processPayment` resolves with.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentResult {
+    pub id: String,
+    pub status: ResultStatus,
+    pub payment_intent_id: Option<String>,
+    pub amount: u64,
+    pub currency: String,
+    pub card: CardView,
+    pub offline_details: Option<OfflineDetails>,
+}
+
+impl PaymentResult {
+    pub fn online(c: &Collected, ok: &PaymentOk) -> Self {
+        Self {
+            id: c.id.clone(),
+            status: match ok.status {
+                PaymentStatus::Succeeded => ResultStatus::Succeeded,
+                PaymentStatus::RequiresCapture => ResultStatus::RequiresCapture,
+            },
+            payment_intent_id: Some(ok.payment_intent.clone()),
+            amount: c.amount,
+            currency: c.currency.clone(),
+            card: (&c.card).into(),
+            offline_details: None,
+        }
+    }
+
+    pub fn stored(c: &Collected, header: &Header) -> Self {
+        Self {
+            id: c.id.clone(),
+            status: ResultStatus::StoredOffline,
+            payment_intent_id: None,
+            amount: c.amount,
+            currency: c.currency.clone(),
+            card: (&c.card).into(),
+            offline_details: Some(OfflineDetails {
+                stored_at: header.stored_at,
+                requires_upload: true,
+            }),
+        }
+    }
+}
+
+/// A stored payment as the caller sees it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredPayment {
+    pub id: String,
+    pub state: StoredState,
+    pub amount: u64,
+    pub currency: String,
+    pub stored_at: f64,
+    pub attempts: u32,
+    pub payment_intent_id: Option<String>,
+    pub last_error: Option<ErrorInfo>,
+    pub decline_code: Option<String>,
+    pub card: CardView,
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl From<&Entry> for StoredPayment {
+    fn from(e: &Entry) -> Self {
+        let h = &e.header;
+        match &e.body {
+            Ok(b) => Self {
+                id: h.id.clone(),
+                state: h.state,
+                amount: b.amount,
+                currency: b.currency.clone(),
+                stored_at: h.stored_at,
+                attempts: b.attempts,
+                payment_intent_id: b.payment_intent_id.clone(),
+                last_error: b.last_error.clone(),
+                decline_code: b.decline_code.clone(),
+                card: (&b.card).into(),
+                metadata: b.metadata.clone(),
+            },
+            // Unreadable: what is known in the clear, and why the rest is not.
+            Err(err) => Self {
+                id: h.id.clone(),
+                state: h.state,
+                amount: 0,
+                currency: String::new(),
+                stored_at: h.stored_at,
+                attempts: 0,
+                payment_intent_id: None,
+                last_error: Some(ErrorInfo::of(err)),
+                decline_code: None,
+                card: CardView::unknown(),
+                metadata: BTreeMap::new(),
+            },
+        }
+    }
+}
