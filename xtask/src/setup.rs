@@ -207,7 +207,7 @@ fn npm(ctx: &Ctx) -> Result {
 }
 
 /// binaryen's `wasm-opt`, from the npm package (a devDependency, so `npm ci` installs it):
-/// Debian's binaryen 108 made the gzipped module bigger, the npm release makes it smaller.
+/// release 132 makes the gzipped module 1 % smaller than Debian's release 108 does.
 fn wasm_opt(ctx: &Ctx) -> Result<PathBuf> {
     step("binaryen wasm-opt (npm devDependency)");
     let path = ctx.root.join("node_modules").join(".bin").join("wasm-opt");
