@@ -177,7 +177,7 @@ fn mtime(path: &Path) -> Option<SystemTime> {
 }
 
 fn npm(ctx: &Ctx) -> Result {
-    step("npm packages for the browser tests");
+    step("npm packages: binaryen, TypeScript, Playwright");
     let node = output(Command::new("node").arg("--version"))
         .map_err(|e| format!("Node.js 20+ with npm is required: {e}"))?;
     let major: u32 = node
