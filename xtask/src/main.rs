@@ -1,39 +1,61 @@
 //! `cargo xtask <command>`: set up the machine, build the npm package, run the demo and
-//! every test. Std-only on purpose so it compiles in a few seconds on a fresh checkout.
+//! every test. The tooling is libraries (clap, serde_json) and tools the set-up installs
+//! (wasm-bindgen-cli, binaryen, the TypeScript compiler), not hand-written parsers.
 
-mod dts;
-mod json;
-mod lockfile;
+mod metadata;
 mod pkg;
 mod setup;
 mod sim;
 mod stages;
-mod wasm_strip;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use json::Json;
+use clap::{Parser, Subcommand};
+
+use metadata::Metadata;
 
 pub type Result<T = ()> = std::result::Result<T, String>;
 
-const USAGE: &str = "\
-usage: cargo xtask <command>
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "Set up the machine, build the npm package, run the demo and every test",
+    arg_required_else_help = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
 
-commands:
-  setup                      add the wasm32 target, install wasm-bindgen-cli (locked version),
-                             Chromium + chromedriver, and the npm packages the browser tests use
-  build                      setup, then build pkg/ (the npm package) and pos-sim
-  demo [--port P]            build, then start pos-sim on port P (default 8787) and print the URL
-  test [--only native|types|wasm|e2e]
-                             build, then run native tests, wasm tests in headless Chromium,
-                             and the end-to-end browser tests (or only one of those stages)
-";
+#[derive(Debug, PartialEq, Subcommand)]
+enum Cmd {
+    /// Add the wasm32 target, wasm-bindgen-cli (the locked version), Chromium, chromedriver
+    /// and the npm packages (binaryen, TypeScript, Playwright); skips what is there
+    Setup,
+    /// Set up, then build pkg/ (the npm package, through wasm-opt) and pos-sim
+    Build,
+    /// Build, then start pos-sim and print the demo POS URL
+    Demo {
+        /// Port of the demo POS (0 picks a free one)
+        #[arg(long, default_value_t = 8787)]
+        port: u16,
+    },
+    /// Build, then run the native, types, wasm (headless Chromium) and e2e tests; stops at
+    /// the first failure
+    Test {
+        /// Run only this stage
+        #[arg(long, value_enum)]
+        only: Option<stages::Stage>,
+    },
+}
 
 fn main() {
-    let code = match run_cli(std::env::args().skip(1).collect()) {
+    let cli = Cli::parse();
+    let code = match run_cli(cli.command) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("xtask: error: {e}");
@@ -44,109 +66,31 @@ fn main() {
     std::process::exit(code);
 }
 
-fn run_cli(args: Vec<String>) -> Result<i32> {
-    let Some((cmd, rest)) = args.split_first() else {
-        eprint!("{USAGE}");
-        return Ok(2);
-    };
+fn run_cli(command: Cmd) -> Result<i32> {
     let started = Instant::now();
-    match cmd.as_str() {
-        "setup" => {
-            no_more_args(rest)?;
-            let ctx = Ctx::new()?;
-            setup::setup(&ctx)?;
-            println!(
-                "xtask setup: done in {:.1}s",
-                started.elapsed().as_secs_f64()
-            );
+    let ctx = Ctx::new()?;
+    let done = |what: &str| {
+        println!(
+            "xtask {what}: done in {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+    };
+    if command == Cmd::Setup {
+        setup::setup(&ctx)?;
+        done("setup");
+        return Ok(0);
+    }
+    let tools = setup::setup(&ctx)?;
+    pkg::build(&ctx, &tools)?;
+    match command {
+        Cmd::Setup => unreachable!("handled above"),
+        Cmd::Build => {
+            done("build");
             Ok(0)
         }
-        "build" => {
-            no_more_args(rest)?;
-            let ctx = Ctx::new()?;
-            let tools = setup::setup(&ctx)?;
-            pkg::build(&ctx, &tools)?;
-            println!(
-                "xtask build: done in {:.1}s",
-                started.elapsed().as_secs_f64()
-            );
-            Ok(0)
-        }
-        "demo" => {
-            let port = parse_demo_args(rest)?;
-            let ctx = Ctx::new()?;
-            let tools = setup::setup(&ctx)?;
-            pkg::build(&ctx, &tools)?;
-            sim::demo(&ctx, port)
-        }
-        "test" => {
-            let only = parse_test_args(rest)?;
-            let ctx = Ctx::new()?;
-            let tools = setup::setup(&ctx)?;
-            pkg::build(&ctx, &tools)?;
-            Ok(stages::run_all(&ctx, &tools, only))
-        }
-        "help" | "-h" | "--help" => {
-            print!("{USAGE}");
-            Ok(0)
-        }
-        other => Err(format!("unknown command `{other}`\n{USAGE}")),
+        Cmd::Demo { port } => sim::demo(&ctx, port),
+        Cmd::Test { only } => Ok(stages::run_all(&ctx, &tools, only)),
     }
-}
-
-fn no_more_args(rest: &[String]) -> Result {
-    match rest.first() {
-        None => Ok(()),
-        Some(a) => Err(format!("unexpected argument `{a}`\n{USAGE}")),
-    }
-}
-
-/// `--name value` or `--name=value`.
-fn flag_value(args: &[String], i: &mut usize, name: &str) -> Result<Option<String>> {
-    let arg = &args[*i];
-    if arg == name {
-        *i += 1;
-        return args
-            .get(*i)
-            .cloned()
-            .map(Some)
-            .ok_or_else(|| format!("`{name}` needs a value"));
-    }
-    Ok(arg
-        .strip_prefix(name)
-        .and_then(|r| r.strip_prefix('='))
-        .map(str::to_string))
-}
-
-fn parse_demo_args(args: &[String]) -> Result<u16> {
-    let mut port = 8787;
-    let mut i = 0;
-    while i < args.len() {
-        match flag_value(args, &mut i, "--port")? {
-            Some(v) => port = v.parse().map_err(|_| format!("bad --port `{v}`"))?,
-            None => return Err(format!("unexpected argument `{}`\n{USAGE}", args[i])),
-        }
-        i += 1;
-    }
-    Ok(port)
-}
-
-fn parse_test_args(args: &[String]) -> Result<Option<stages::Stage>> {
-    let mut only = None;
-    let mut i = 0;
-    while i < args.len() {
-        match flag_value(args, &mut i, "--only")? {
-            Some(v) => {
-                only = Some(
-                    stages::Stage::from_name(&v)
-                        .ok_or_else(|| format!("bad --only `{v}`: use native, wasm or e2e"))?,
-                )
-            }
-            None => return Err(format!("unexpected argument `{}`\n{USAGE}", args[i])),
-        }
-        i += 1;
-    }
-    Ok(only)
 }
 
 /// Where things are, found once per run.
@@ -156,8 +100,8 @@ pub struct Ctx {
     pub pkg: PathBuf,
     pub target_dir: PathBuf,
     pub cargo: OsString,
-    /// `cargo metadata --no-deps` output (workspace packages, resolved `*.workspace` fields).
-    pub metadata: Json,
+    /// `cargo metadata` output: packages with resolved `*.workspace` fields and versions.
+    pub metadata: Metadata,
 }
 
 impl Ctx {
@@ -167,16 +111,8 @@ impl Ctx {
             .ok_or("xtask has no parent directory")?
             .to_path_buf();
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut cmd = Command::new(&cargo);
-        cmd.args(["metadata", "--format-version", "1", "--no-deps"])
-            .current_dir(&root);
-        let metadata = json::parse(&output(&mut cmd)?)
-            .map_err(|e| format!("cannot read `cargo metadata` output: {e}"))?;
-        let target_dir = metadata
-            .get("target_directory")
-            .and_then(Json::as_str)
-            .map(PathBuf::from)
-            .ok_or("`cargo metadata` did not report target_directory")?;
+        let metadata = Metadata::load(Command::new(&cargo).current_dir(&root))?;
+        let target_dir = metadata.target_directory.clone();
         Ok(Ctx {
             www: root.join("www"),
             pkg: root.join("pkg"),
@@ -268,32 +204,60 @@ pub fn output(cmd: &mut Command) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
-    fn args(s: &str) -> Vec<String> {
-        s.split_whitespace().map(str::to_string).collect()
+    fn parse(line: &str) -> std::result::Result<Cmd, clap::Error> {
+        Cli::try_parse_from(std::iter::once("cargo xtask").chain(line.split_whitespace()))
+            .map(|cli| cli.command)
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn commands_without_arguments() {
+        assert_eq!(parse("setup").unwrap(), Cmd::Setup);
+        assert_eq!(parse("build").unwrap(), Cmd::Build);
+        assert!(parse("build --port 1").is_err());
+        assert!(parse("bench").is_err());
+        assert!(parse("").is_err());
     }
 
     #[test]
     fn demo_port_forms() {
-        assert_eq!(parse_demo_args(&args("")).unwrap(), 8787);
-        assert_eq!(parse_demo_args(&args("--port 9000")).unwrap(), 9000);
-        assert_eq!(parse_demo_args(&args("--port=0")).unwrap(), 0);
-        assert!(parse_demo_args(&args("--port")).is_err());
-        assert!(parse_demo_args(&args("--port x")).is_err());
-        assert!(parse_demo_args(&args("--portal 1")).is_err());
+        assert_eq!(parse("demo").unwrap(), Cmd::Demo { port: 8787 });
+        assert_eq!(parse("demo --port 9000").unwrap(), Cmd::Demo { port: 9000 });
+        assert_eq!(parse("demo --port=0").unwrap(), Cmd::Demo { port: 0 });
+        assert!(parse("demo --port").is_err());
+        assert!(parse("demo --port x").is_err());
+        assert!(parse("demo --port 70000").is_err());
+        assert!(parse("demo --portal 1").is_err());
     }
 
     #[test]
     fn test_only_forms() {
-        assert_eq!(parse_test_args(&args("")).unwrap(), None);
+        assert_eq!(parse("test").unwrap(), Cmd::Test { only: None });
         assert_eq!(
-            parse_test_args(&args("--only wasm")).unwrap(),
-            Some(stages::Stage::Wasm)
+            parse("test --only wasm").unwrap(),
+            Cmd::Test {
+                only: Some(stages::Stage::Wasm)
+            }
         );
         assert_eq!(
-            parse_test_args(&args("--only=e2e")).unwrap(),
-            Some(stages::Stage::E2e)
+            parse("test --only=e2e").unwrap(),
+            Cmd::Test {
+                only: Some(stages::Stage::E2e)
+            }
         );
-        assert!(parse_test_args(&args("--only unit")).is_err());
+        assert_eq!(
+            parse("test --only types").unwrap(),
+            Cmd::Test {
+                only: Some(stages::Stage::Types)
+            }
+        );
+        let err = parse("test --only unit").unwrap_err().to_string();
+        assert!(err.contains("native, types, wasm, e2e"), "{err}");
     }
 }

@@ -6,7 +6,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::json::{self, Json};
+use serde_json::Value;
+
 use crate::{display_cmd, step, Ctx, Result};
 
 const READY_PREFIX: &str = "POS_SIM_READY ";
@@ -15,7 +16,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// A running pos-sim; dropping it kills the process and reaps it.
 pub struct PosSim {
     child: Child,
-    pub ready: Json,
+    pub ready: Value,
 }
 
 impl PosSim {
@@ -55,7 +56,7 @@ impl PosSim {
         // Owned by the guard from here on, so every early return below kills the child.
         let mut sim = PosSim {
             child,
-            ready: Json::Null,
+            ready: Value::Null,
         };
         let line = match rx.recv_timeout(READY_TIMEOUT) {
             Ok(line) => line,
@@ -79,7 +80,7 @@ impl PosSim {
                 ));
             }
         };
-        sim.ready = json::parse(&line)
+        sim.ready = serde_json::from_str(&line)
             .map_err(|e| format!("pos-sim's ready line is not JSON ({e}): {line}"))?;
         Ok(sim)
     }
@@ -88,14 +89,9 @@ impl PosSim {
     pub fn field(&self, key: &str) -> Result<String> {
         self.ready
             .get(key)
-            .and_then(Json::as_str)
+            .and_then(Value::as_str)
             .map(str::to_string)
-            .ok_or_else(|| {
-                format!(
-                    "pos-sim's ready line has no string `{key}`: {}",
-                    self.ready.to_compact()
-                )
-            })
+            .ok_or_else(|| format!("pos-sim's ready line has no string `{key}`: {}", self.ready))
     }
 
     pub fn wait(&mut self) -> Result<std::process::ExitStatus> {
@@ -139,18 +135,18 @@ pub fn demo(ctx: &Ctx, port: u16) -> Result<i32> {
 }
 
 /// Reader URLs from the ready JSON: `readers` as strings, or objects with a `url`.
-fn reader_urls(ready: &Json) -> Vec<String> {
-    ready
-        .get("readers")
-        .and_then(Json::as_array)
-        .unwrap_or(&[])
+fn reader_urls(ready: &Value) -> Vec<String> {
+    let Some(readers) = ready.get("readers").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    readers
         .iter()
         .map(|r| match r {
-            Json::String(s) => s.clone(),
+            Value::String(s) => s.clone(),
             other => other
                 .get("url")
-                .and_then(Json::as_str)
-                .map_or_else(|| other.to_compact(), str::to_string),
+                .and_then(Value::as_str)
+                .map_or_else(|| other.to_string(), str::to_string),
         })
         .collect()
 }
@@ -182,7 +178,7 @@ mod tests {
 
     #[test]
     fn reader_urls_accept_strings_and_objects() {
-        let ready = json::parse(
+        let ready: Value = serde_json::from_str(
             r#"{"url":"http://127.0.0.1:1/","readers":["ws://a/1",{"id":"r2","url":"ws://a/2"},{"id":"r3"}]}"#,
         )
         .unwrap();

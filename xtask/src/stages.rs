@@ -1,16 +1,19 @@
 //! `cargo xtask test`: native tests, the package's TypeScript types, wasm tests in headless
 //! Chromium, end-to-end tests.
 
+use std::fmt;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use clap::ValueEnum;
+
 use crate::setup::Tools;
 use crate::sim::{tail, PosSim};
 use crate::{note, run, step, Ctx, Result};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Stage {
     Native,
     Types,
@@ -18,20 +21,10 @@ pub enum Stage {
     E2e,
 }
 
-impl Stage {
-    const ALL: [Stage; 4] = [Stage::Native, Stage::Types, Stage::Wasm, Stage::E2e];
-
-    pub fn from_name(name: &str) -> Option<Stage> {
-        Stage::ALL.into_iter().find(|s| s.name() == name)
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Stage::Native => "native",
-            Stage::Types => "types",
-            Stage::Wasm => "wasm",
-            Stage::E2e => "e2e",
-        }
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let value = self.to_possible_value().expect("no stage is skipped");
+        f.pad(value.get_name())
     }
 }
 
@@ -45,7 +38,7 @@ enum Outcome {
 pub fn run_all(ctx: &Ctx, tools: &Tools, only: Option<Stage>) -> i32 {
     let stages: Vec<Stage> = match only {
         Some(s) => vec![s],
-        None => Stage::ALL.to_vec(),
+        None => Stage::value_variants().to_vec(),
     };
     let mut outcomes = Vec::new();
     let mut failed = false;
@@ -65,7 +58,7 @@ pub fn run_all(ctx: &Ctx, tools: &Tools, only: Option<Stage>) -> i32 {
         match result {
             Ok(()) => outcomes.push((stage, Outcome::Passed(secs))),
             Err(e) => {
-                eprintln!("xtask: {} tests failed: {e}", stage.name());
+                eprintln!("xtask: {stage} tests failed: {e}");
                 failed = true;
                 outcomes.push((stage, Outcome::Failed(secs, e)));
             }
@@ -89,7 +82,7 @@ pub fn run_all(ctx: &Ctx, tools: &Tools, only: Option<Stage>) -> i32 {
                 "skipped (an earlier stage failed)".to_string()
             }
         };
-        note(&format!("{:<7} {line}", stage.name()));
+        note(&format!("{stage:<7} {line}"));
     }
     let skipped = if skipped > 0 {
         format!(", {skipped} skipped")
@@ -229,9 +222,20 @@ fn e2e_test_files(dir: &Path, base: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Compiles `tests/types/consumer.ts` against the built `pkg/` with `tsc --strict`: the
-/// package's declarations must type a real caller's code, with no `any` leaking through.
+/// The package's declarations: no `any` in the public surface (a TypeScript compiler API
+/// walk, `tests/types/no-any.mjs`, whose own tests run first), and `tests/types/consumer.ts`
+/// compiled against `pkg/` with `tsc --strict`, so they type a real caller's code.
 fn types(ctx: &Ctx) -> Result {
+    let node = |args: &[&str]| {
+        run(Command::new("node")
+            .args(args)
+            .current_dir(&ctx.root)
+            .stdin(Stdio::null()))
+    };
+    step("package types: the `any` gate's own tests (node --test tests/types/no-any.test.mjs)");
+    node(&["--test", "tests/types/no-any.test.mjs"])?;
+    step("package types: no `any` in pkg/pos_terminal.d.ts");
+    node(&["tests/types/no-any.mjs", "pkg/pos_terminal.d.ts"])?;
     step("package types: tsc --strict on tests/types against pkg/");
     let tsc = ctx.root.join("node_modules").join(".bin").join("tsc");
     run(Command::new(tsc)
@@ -267,11 +271,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stage_names_round_trip() {
-        for s in Stage::ALL {
-            assert_eq!(Stage::from_name(s.name()), Some(s));
+    fn stage_names_round_trip_in_run_order() {
+        let names: Vec<String> = Stage::value_variants()
+            .iter()
+            .map(Stage::to_string)
+            .collect();
+        assert_eq!(names, ["native", "types", "wasm", "e2e"]);
+        for s in Stage::value_variants() {
+            assert_eq!(Stage::from_str(&s.to_string(), false), Ok(*s));
         }
-        assert_eq!(Stage::from_name("all"), None);
+        assert!(Stage::from_str("all", false).is_err());
     }
 
     #[test]
