@@ -155,8 +155,8 @@ function renderOfflineStatus(status) {
   let text = "";
   if (n > 0) {
     text = `${n} payment${n === 1 ? "" : "s"} waiting to be sent${amounts ? ` (${amounts})` : ""}`;
-    if (status.forwarding) text += " · sending…";
-  } else if (status.forwarding) {
+    if (status.forwarding || state.workerForwarding) text += " · sending…";
+  } else if (status.forwarding || state.workerForwarding) {
     text = "Sending stored payments…";
   }
   el.networkPending.textContent = text;
@@ -332,7 +332,10 @@ function renderStored(list) {
                   text: waiting ? `Last try: ${errText}` : errText,
                   title: err?.message || null,
                 })
-              : h("div", { class: "muted", text: p.state === "quarantined" ? "unreadable record" : "not sent yet" }),
+              : h("div", {
+                  class: "muted",
+                  text: { quarantined: "unreadable record", forwarding: "sending now…" }[p.state] || "not sent yet",
+                }),
           h("div", { class: "mono muted small", text: shortId(p.id), title: p.id })),
       );
     }),
