@@ -2,26 +2,16 @@
 // "pos-terminal-forward", so each stored payment is sent by exactly one of them, once.
 // The backend answers slowly so the two runs really overlap.
 
-import { describe, test, before, after } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { startSim, launchBrowser, withDiagnostics, openPos, connectReader, pay, setNetwork, eventually } from "./helpers.mjs";
-import { waitControlled, assertEachOnce, storedStates } from "./sw-helpers.mjs";
+import { withDiagnostics, openPos, connectReader, pay, setNetwork, eventually } from "./helpers.mjs";
+import { simAndBrowser, waitControlled, assertEachOnce, storedStates } from "./sw-helpers.mjs";
 
 describe("page and service worker forwarding at once", { timeout: 4 * 60_000 }, () => {
-  let sim;
-  let browser;
-
-  before(async () => {
-    sim = await startSim({ readers: 1 });
-    browser = await launchBrowser();
-  });
-
-  after(async () => {
-    await browser?.close();
-    await sim?.stop();
-  });
+  const env = simAndBrowser();
 
   test("each key is charged once, each payment sent by one of them", async () => {
+    const { sim, browser } = env;
     await withDiagnostics("page and sw at once", { browser, sim }, async () => {
       const { page } = browser;
       await openPos(page, sim, "?forwardIntervalMs=3600000");

@@ -3,26 +3,16 @@
 // the DevTools protocol from an about:blank page) makes the worker — the package
 // initialised inside it — forward them. pos-sim must receive each key exactly once.
 
-import { describe, test, before, after } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { startSim, launchBrowser, withDiagnostics, openPos, connectReader, pay, setNetwork, eventually } from "./helpers.mjs";
-import { waitControlled, dispatchSync, requestsByKey, assertEachOnce, storedStates } from "./sw-helpers.mjs";
+import { withDiagnostics, openPos, connectReader, pay, setNetwork, eventually } from "./helpers.mjs";
+import { simAndBrowser, waitControlled, dispatchSync, requestsByKey, assertEachOnce, storedStates } from "./sw-helpers.mjs";
 
 describe("service worker forwarding with no page open", { timeout: 4 * 60_000 }, () => {
-  let sim;
-  let browser;
-
-  before(async () => {
-    sim = await startSim({ readers: 1 });
-    browser = await launchBrowser();
-  });
-
-  after(async () => {
-    await browser?.close();
-    await sim?.stop();
-  });
+  const env = simAndBrowser();
 
   test("stored offline, pages closed, network back: the worker alone forwards each payment once", async () => {
+    const { sim, browser } = env;
     await withDiagnostics("sw forwards with no page", { browser, sim }, async () => {
       const { page, context } = browser;
       // No page timer racing the worker: the page's own forwarding is not under test here.

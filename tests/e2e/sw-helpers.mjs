@@ -5,9 +5,27 @@
 
 import net from "node:net";
 import assert from "node:assert/strict";
-import { simGet, eventually, WAIT_MS } from "./helpers.mjs";
+import { before, after } from "node:test";
+import { startSim, launchBrowser, simGet, eventually, WAIT_MS } from "./helpers.mjs";
 
 export const SYNC_TAG = "pos-terminal-forward";
+
+/**
+ * For a describe block: pos-sim with one reader (plus `simOptions`) and a browser with a
+ * persistent profile, started before its tests and stopped after. Returns { sim, browser }.
+ */
+export function simAndBrowser(simOptions = {}) {
+  const env = { sim: null, browser: null };
+  before(async () => {
+    env.sim = await startSim({ readers: 1, ...simOptions });
+    env.browser = await launchBrowser();
+  });
+  after(async () => {
+    await env.browser?.close();
+    await env.sim?.stop();
+  });
+  return env;
+}
 
 /** Waits until the page is controlled by an activated service worker. */
 export async function waitControlled(page) {
