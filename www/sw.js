@@ -85,9 +85,9 @@ function errorInfo(err) {
 
 /** One forwarding run for `databaseName` (null: the default), reported to open pages. */
 async function forward(databaseName, reason) {
-  await ready();
-  await tellPages({ type: "forward-started", reason, databaseName });
   try {
+    await ready();
+    await tellPages({ type: "forward-started", reason, databaseName });
     const report = await forwardStoredPayments(databaseName ? { databaseName } : undefined);
     await tellPages({ type: "forward-finished", reason, databaseName, report });
     return report;
