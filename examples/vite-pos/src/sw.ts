@@ -4,10 +4,13 @@
 // the page saved (sealed) in IndexedDB, under the same Web Lock the page takes.
 import init, { forwardStoredPayments } from "pos-terminal";
 import type { ForwardReport } from "pos-terminal";
+// Vite emits the package's .wasm with a hashed name and gives its URL here.
+import wasmUrl from "pos-terminal/pos_terminal_bg.wasm?url";
 
 declare const self: ServiceWorkerGlobalScope;
 
 const FORWARD_SYNC_TAG = "pos-terminal-forward";
+const WASM_CACHE = "pos-terminal-wasm";
 
 /** Background Sync's event is Chromium-only and not in TypeScript's WebWorker library. */
 interface SyncEvent extends ExtendableEvent {
@@ -22,7 +25,8 @@ function isSyncEvent(event: Event): event is SyncEvent {
 let ready: Promise<unknown> | null = null;
 
 async function forward(): Promise<ForwardReport> {
-  ready ??= init();
+  // A worker restarted with no network can only load the copy cached at install.
+  ready ??= caches.match(wasmUrl).then((cached) => init({ module_or_path: cached ?? wasmUrl }));
   await ready;
   return forwardStoredPayments();
 }
@@ -38,7 +42,12 @@ self.addEventListener("sync", (event: Event) => {
 });
 
 self.addEventListener("install", (event: ExtendableEvent) => {
-  event.waitUntil(self.skipWaiting());
+  event.waitUntil(
+    caches
+      .open(WASM_CACHE)
+      .then((cache) => cache.add(wasmUrl))
+      .then(() => self.skipWaiting()),
+  );
 });
 
 self.addEventListener("activate", (event: ExtendableEvent) => {
