@@ -3,6 +3,8 @@
 //! state and times in the clear; the rest is sealed by the vault. Nothing is deleted: a
 //! record only changes state.
 
+use std::cell::RefCell;
+
 use js_sys::{Array, Object, Uint8Array};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
@@ -33,6 +35,9 @@ pub struct PersistedConfig {
 pub struct Store {
     db: Database,
     vault: Vault,
+    /// The backend this store works for (`bind_backend`): sealed into every new record, and
+    /// records sealed for another backend are left out of every read.
+    backend: RefCell<Option<String>>,
 }
 
 /// Creates what version 1 has; only adds, so a store added by a later version survives a
@@ -68,7 +73,17 @@ impl Store {
             })?;
         let mut key = keystore::load_or_create(&db).await?;
         let vault = Vault::from_key(&mut key, name);
-        Ok(Store { db, vault })
+        Ok(Store {
+            db,
+            vault,
+            backend: RefCell::new(None),
+        })
+    }
+
+    /// Binds the store to `backend_url`: new records are sealed for it, and payments taken
+    /// for another backend stay stored but are neither listed, counted nor forwarded here.
+    pub fn bind_backend(&self, backend_url: &str) {
+        *self.backend.borrow_mut() = Some(backend_url.to_owned());
     }
 
     /// Closes the connection; later calls fail with a storage error.
@@ -138,6 +153,11 @@ impl Store {
             self.vault
                 .open_json::<SealedBody>(&Self::seal_context(&header), &sealed)
         };
+        if let Ok(b) = &body {
+            if !b.belongs_to(self.backend.borrow().as_deref()) {
+                return None;
+            }
+        }
         Some(Entry { header, body })
     }
 
@@ -152,8 +172,12 @@ impl Store {
             updated_at: now,
             next_attempt_at: now,
         };
+        let body = SealedBody {
+            backend_url: self.backend.borrow().clone(),
+            ..SealedBody::from_collected(c)
+        };
         // Seal before the transaction opens: an await inside it would let it auto-commit.
-        let record = self.to_record(&header, &SealedBody::from_collected(c))?;
+        let record = self.to_record(&header, &body)?;
         let tx = StrictTx::begin(&self.db, &[PAYMENTS_STORE])?;
         let store = tx.store(PAYMENTS_STORE)?;
         let added = match store.add(&record) {

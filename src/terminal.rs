@@ -45,6 +45,7 @@ impl Terminal {
         events: Rc<dyn Events>,
     ) -> Result<Terminal, PosError> {
         let store = Rc::new(Store::open(&settings.db_name).await?);
+        store.bind_backend(&settings.backend_url);
         // A token saved for this backend lets readers pair while the backend is down.
         let saved = store.load_config().await.ok().flatten();
         let token = saved

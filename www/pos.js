@@ -12,6 +12,12 @@
 //
 // It also keeps the terminal working across the back/forward cache: closed on `pagehide`,
 // created again (and the reader reconnected) on a restored `pageshow`.
+//
+// And it wires the service worker (www/sw.js) that forwards stored payments with no page
+// open: `settings.serviceWorker` is its URL; the page registers the Background Sync tag
+// FORWARD_SYNC_TAG whenever a payment is stored offline and on `online`. Where Background
+// Sync is missing (Firefox, Safari) nothing is lost: the Terminal forwards from the page on
+// load, on `online` and on its timer. Both take the SDK's Web Lock, so never at once.
 
 const SDK_URL = "/pkg/pos_terminal.js";
 
@@ -41,6 +47,16 @@ export function errorInfo(err) {
   return { code: "error", message: String(err), declineCode: null };
 }
 
+/**
+ * The Background Sync tag www/sw.js forwards on: this for the default database,
+ * `${FORWARD_SYNC_TAG}:${databaseName}` for another one.
+ */
+export const FORWARD_SYNC_TAG = "pos-terminal-forward";
+
+export function forwardSyncTag(databaseName) {
+  return databaseName ? `${FORWARD_SYNC_TAG}:${databaseName}` : FORWARD_SYNC_TAG;
+}
+
 function codedError(code, message) {
   return Object.assign(new Error(message), { code });
 }
@@ -56,13 +72,17 @@ export class Pos {
   #held = null; // a collected payment processPayment may be retried with
   #collect = null; // null | { started: boolean, cancelRequested: boolean }
   #lifecycleBound = false;
+  #registration = null; // the service worker's registration, once registered
 
   /**
-   * @param settings { backendUrl, databaseName?, requestTimeoutMs?, forwardIntervalMs?, offline? }
+   * @param settings { backendUrl, databaseName?, requestTimeoutMs?, forwardIntervalMs?, offline?,
+   *   serviceWorker? (its URL, e.g. "/sw.js") }
    * @param handlers the SDK's callbacks (onNetworkStatusChange, onOfflineStatusChange,
    *   onPaymentForwarded, onForwardingFailure, onUnexpectedReaderDisconnect,
    *   onConnectionStatusChange, onPaymentStatusChange), plus
-   *   onTerminalReady(terminal, { restored }) and onWarning(what, error).
+   *   onTerminalReady(terminal, { restored }), onWarning(what, error),
+   *   onServiceWorkerState({ state, controlled, backgroundSync }) and
+   *   onServiceWorkerMessage(message) (the worker's forward-started/-finished/-failed).
    */
   constructor(settings, handlers = {}) {
     this.#settings = settings;
@@ -97,8 +117,77 @@ export class Pos {
       window.addEventListener("pageshow", (event) => {
         if (event.persisted) this.#resume();
       });
+      window.addEventListener("online", () => this.#requestBackgroundForward());
     }
     this.#handlers.onTerminalReady?.(this.#terminal, { restored: false });
+    if (this.#settings.serviceWorker) {
+      // Not awaited: the till works without it; its state is reported as it changes.
+      this.#registerServiceWorker(this.#settings.serviceWorker).catch((err) => {
+        this.#handlers.onServiceWorkerState?.({ state: "error", controlled: false, backgroundSync: false, error: errorInfo(err) });
+      });
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Service worker
+
+  async #registerServiceWorker(url) {
+    const h = this.#handlers;
+    if (!("serviceWorker" in navigator)) {
+      h.onServiceWorkerState?.({ state: "unsupported", controlled: false, backgroundSync: false });
+      return;
+    }
+    const container = navigator.serviceWorker;
+    container.addEventListener("message", (event) => {
+      if (event.data?.source === "pos-sw") h.onServiceWorkerMessage?.(event.data);
+    });
+    // A module worker: it imports the package statically (import() is refused in workers).
+    const registration = await container.register(url, { type: "module" });
+    this.#registration = registration;
+    const report = () => {
+      const state = registration.active ? "active" : registration.installing || registration.waiting ? "installing" : "none";
+      h.onServiceWorkerState?.({ state, controlled: !!container.controller, backgroundSync: "sync" in registration });
+    };
+    registration.addEventListener("updatefound", () => {
+      report();
+      registration.installing?.addEventListener("statechange", report);
+    });
+    registration.installing?.addEventListener("statechange", report);
+    container.addEventListener("controllerchange", report);
+    report();
+    // Payments stored before the worker existed (or while it was being replaced).
+    await this.#requestBackgroundForward();
+  }
+
+  /**
+   * Asks the browser to run the worker's forwarding when it is online: now if it is, and
+   * again later (with no page open too) while the worker's run fails. Without Background
+   * Sync this does nothing: the page's Terminal keeps forwarding on its own.
+   */
+  async #requestBackgroundForward() {
+    const registration = this.#registration;
+    if (!registration || !("sync" in registration)) return false;
+    try {
+      await registration.sync.register(forwardSyncTag(this.#settings.databaseName));
+      return true;
+    } catch (err) {
+      this.#handlers.onWarning?.("Background Sync registration failed", err);
+      return false;
+    }
+  }
+
+  /** Has the service worker forward now (message); resolves with its ForwardReport. */
+  async forwardInWorker() {
+    const registration = this.#registration ?? (await navigator.serviceWorker?.ready);
+    const worker = registration?.active;
+    if (!worker) throw codedError("service_worker_unavailable", "no active service worker");
+    const channel = new MessageChannel();
+    const answer = new Promise((resolve, reject) => {
+      channel.port1.onmessage = ({ data }) =>
+        data.ok ? resolve(data.report) : reject(codedError(data.error.code, data.error.message));
+    });
+    worker.postMessage({ type: "pos-forward", databaseName: this.#settings.databaseName ?? null }, [channel.port2]);
+    return answer;
   }
 
   async #create() {
@@ -227,7 +316,10 @@ export class Pos {
     this.#held = null;
     onStep("process", collected);
     try {
-      return await terminal.processPayment(collected);
+      const result = await terminal.processPayment(collected);
+      // Lets the service worker send it when the backend is back, even with this page closed.
+      if (result.status === "stored_offline") this.#requestBackgroundForward();
+      return result;
     } catch (err) {
       // The SDK keeps the payment after any non-final answer (payment_outcome_unknown above
       // all): processing it again reuses its id, which the backend deduplicates on.

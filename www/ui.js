@@ -2,9 +2,11 @@
 // offline payments table, event log. Everything the SDK does goes through pos.js; the
 // simulator's test controls live in sim-panel.js and are mounted only under pos-sim.
 //
-// Test hooks: window.posDemo = { terminal, events, ready } (ready resolves after
-// Terminal.create, reader discovery and the first render of the stored payments;
-// terminal is the current one, also after a back/forward-cache restore).
+// Test hooks: window.posDemo = { terminal, events, ready, serviceWorker, forwardInWorker() }
+// (ready resolves after Terminal.create, reader discovery and the first render of the stored
+// payments; terminal is the current one, also after a back/forward-cache restore;
+// serviceWorker is the worker's last reported state; forwardInWorker() has the service
+// worker forward now and resolves with its report).
 
 import { Pos, MAX_AMOUNT, DEFAULT_OFFLINE, errorInfo } from "./pos.js";
 import { loadSimConfig, mountSimPanel } from "./sim-panel.js";
@@ -20,6 +22,10 @@ const el = {
   networkPending: $("#network-pending"),
   configError: $("#config-error"),
   paymentStatus: $("#payment-status"),
+  swStatus: $("#sw-status"),
+  progress: $("#forward-progress"),
+  progressText: $("#forward-progress-text"),
+  progressBar: $("#forward-progress-bar"),
   readerSelect: $("#reader-select"),
   discoverBtn: $("#discover-btn"),
   connectBtn: $("#connect-btn"),
@@ -66,6 +72,9 @@ const state = {
   resultSeq: 0,
   lastStatus: null,
   heldCode: null, // the error code a payment is held for retry after
+  serviceWorker: { state: "checking", controlled: false, backgroundSync: false },
+  workerForwarding: false, // the service worker is running a forwarding pass
+  progressTotal: 0, // payments waiting when the current forwarding began (the N of "x of N")
 };
 
 const events = [];
@@ -83,6 +92,10 @@ window.posDemo = {
   },
   events,
   ready,
+  get serviceWorker() {
+    return state.serviceWorker;
+  },
+  forwardInWorker: () => pos.forwardInWorker(),
 };
 
 const hasTerminal = () => !!pos?.terminal;
@@ -142,13 +155,101 @@ function renderOfflineStatus(status) {
   let text = "";
   if (n > 0) {
     text = `${n} payment${n === 1 ? "" : "s"} waiting to be sent${amounts ? ` (${amounts})` : ""}`;
-    if (status.forwarding) text += " · sending…";
-  } else if (status.forwarding) {
+    if (status.forwarding || state.workerForwarding) text += " · sending…";
+  } else if (status.forwarding || state.workerForwarding) {
     text = "Sending stored payments…";
   }
   el.networkPending.textContent = text;
   el.banner.dataset.pending = String(n);
   el.banner.classList.toggle("has-pending", n > 0);
+  renderProgress();
+}
+
+// ---------------------------------------------------------------------------
+// Forwarding progress: "Sending x of N", whoever forwards (this page or the service worker)
+
+function forwardingNow() {
+  return !!state.lastStatus?.forwarding || state.forwarding || state.workerForwarding;
+}
+
+function renderProgress() {
+  const pending = Number(state.lastStatus?.pendingCount) || 0;
+  if (!forwardingNow() || (pending === 0 && state.progressTotal === 0)) {
+    state.progressTotal = 0;
+    el.progress.hidden = true;
+    el.progress.dataset.active = "false";
+    return;
+  }
+  state.progressTotal = Math.max(state.progressTotal, pending);
+  const total = state.progressTotal;
+  const done = Math.min(total, total - pending);
+  const who = state.workerForwarding && !state.lastStatus?.forwarding && !state.forwarding ? " (service worker)" : "";
+  el.progress.hidden = false;
+  el.progress.dataset.active = "true";
+  el.progress.dataset.done = String(done);
+  el.progress.dataset.total = String(total);
+  el.progressText.textContent = done < total
+    ? `Sending ${done + 1} of ${total}${who}…`
+    : `Sent ${total} of ${total}${who}`;
+  el.progressBar.max = total;
+  el.progressBar.value = done;
+}
+
+// ---------------------------------------------------------------------------
+// Service worker state and its forwarding runs
+
+const SW_TEXT = {
+  checking: "Offline app: checking…",
+  installing: "Offline app: installing…",
+  active: "Offline app ready",
+  forwarding: "Service worker sending…",
+  none: "No service worker",
+  unsupported: "No service worker (browser)",
+  error: "Service worker failed",
+};
+
+function renderServiceWorker() {
+  const sw = state.serviceWorker;
+  const shown = sw.state === "active" && state.workerForwarding ? "forwarding" : sw.state;
+  el.swStatus.dataset.status = shown;
+  el.swStatus.dataset.controlled = String(!!sw.controlled);
+  el.swStatus.textContent = SW_TEXT[shown] || shown;
+  el.swStatus.title = [
+    sw.state === "active"
+      ? `Service worker active${sw.controlled ? " and serving this page" : " (serves this page from the next load)"}`
+      : `Service worker: ${sw.state}${sw.error ? ` — ${sw.error.code}: ${sw.error.message}` : ""}`,
+    sw.backgroundSync
+      ? "Background Sync: stored payments are sent even with this page closed."
+      : "No Background Sync in this browser: stored payments are sent while this page is open.",
+  ].join("\n");
+}
+
+let workerPoll = null;
+
+function onServiceWorkerMessage(msg) {
+  if (msg.type === "forward-started") {
+    state.workerForwarding = true;
+    logEvent("service worker: forwarding", { reason: msg.reason, version: msg.version });
+    // The worker reports only start and end: follow its progress in the shared store.
+    workerPoll ??= setInterval(() => refreshStored(), 400);
+  } else {
+    state.workerForwarding = false;
+    clearInterval(workerPoll);
+    workerPoll = null;
+    if (msg.type === "forward-finished") {
+      const r = msg.report;
+      if (r.forwarded + r.declined + r.failed > 0 || r.remaining > 0) {
+        el.forwardReport.textContent =
+          `Service worker: forwarded ${r.forwarded} · declined ${r.declined} · failed ${r.failed} · remaining ${r.remaining}`;
+        el.forwardReport.dataset.status = "done";
+      }
+      logEvent("service worker: forwarded", { reason: msg.reason, ...r });
+    } else {
+      logEvent("service worker: forwarding failed", { reason: msg.reason, ...msg.error }, "warn");
+    }
+  }
+  renderServiceWorker();
+  refreshStored();
 }
 
 // ---------------------------------------------------------------------------
@@ -231,7 +332,10 @@ function renderStored(list) {
                   text: waiting ? `Last try: ${errText}` : errText,
                   title: err?.message || null,
                 })
-              : h("div", { class: "muted", text: p.state === "quarantined" ? "unreadable record" : "not sent yet" }),
+              : h("div", {
+                  class: "muted",
+                  text: { quarantined: "unreadable record", forwarding: "sending now…" }[p.state] || "not sent yet",
+                }),
           h("div", { class: "mono muted small", text: shortId(p.id), title: p.id })),
       );
     }),
@@ -248,6 +352,7 @@ el.forwardBtn.addEventListener("click", async () => {
   updateControls();
   el.forwardReport.textContent = "Sending stored payments…";
   el.forwardReport.dataset.status = "running";
+  renderProgress();
   try {
     const report = plain(await pos.forward());
     el.forwardReport.textContent =
@@ -658,6 +763,17 @@ function testKnobs() {
   return knobs;
 }
 
+const SAVED_CONFIG_KEY = "posDemo.config";
+
+function savedConfig() {
+  try {
+    const c = JSON.parse(localStorage.getItem(SAVED_CONFIG_KEY) || "null");
+    return c?.backendUrl ? { backendUrl: String(c.backendUrl), readerUrls: (c.readerUrls || []).map(String) } : null;
+  } catch {
+    return null;
+  }
+}
+
 function showConfigError(html) {
   el.configError.innerHTML = html;
   el.configError.hidden = false;
@@ -711,6 +827,12 @@ const handlers = {
   onWarning(what, err) {
     logEvent(what, errorInfo(err), "warn");
   },
+  onServiceWorkerState(sw) {
+    state.serviceWorker = sw;
+    logEvent("service worker", sw);
+    renderServiceWorker();
+  },
+  onServiceWorkerMessage,
 };
 
 window.addEventListener("pagehide", (e) => logEvent("pagehide", { persisted: e.persisted }));
@@ -720,10 +842,15 @@ window.addEventListener("pageshow", (e) => {
 
 async function start() {
   renderAmount();
+  renderServiceWorker();
   updateControls();
 
   const simConfig = await loadSimConfig();
-  const config = simConfig ?? configFromUrl();
+  // With no network the page comes from the service worker's cache and pos-sim's config
+  // endpoint is unreachable: use the configuration of the last start.
+  const saved = simConfig || configFromUrl() ? null : savedConfig();
+  const config = simConfig ?? configFromUrl() ?? saved;
+  if (simConfig) localStorage.setItem(SAVED_CONFIG_KEY, JSON.stringify({ ...simConfig, simulator: true }));
   if (!config) {
     showConfigError(
       "<strong>No payment backend configured.</strong> Open this page from <code>pos-sim</code> " +
@@ -734,7 +861,7 @@ async function start() {
   }
   state.config = config;
 
-  pos = new Pos({ backendUrl: config.backendUrl, ...testKnobs() }, handlers);
+  pos = new Pos({ backendUrl: config.backendUrl, serviceWorker: "./sw.js", ...testKnobs() }, handlers);
   try {
     await pos.start();
   } catch (err) {
@@ -743,7 +870,7 @@ async function start() {
     showConfigError(`<strong>${what}</strong> — <code>${escapeHtml(e.code)}</code>: ${escapeHtml(e.message)}`);
     throw err;
   }
-  logEvent("Terminal.create", { backendUrl: config.backendUrl, readers: config.readerUrls.length, simulator: !!simConfig });
+  logEvent("Terminal.create", { backendUrl: config.backendUrl, readers: config.readerUrls.length, simulator: !!simConfig, savedConfig: !!saved });
 
   if (simConfig) {
     sim = mountSimPanel({ readerId: () => pos.reader?.id || el.readerSelect.value });

@@ -261,6 +261,8 @@ pub async fn forward_saved(
                 "no backend configuration is stored; create a Terminal in a page first".into(),
             )
         })?;
+        // Only the payments taken for the saved backend are sent to it.
+        store.bind_backend(&config.backend_url);
         let token = config.connection_token.ok_or_else(|| {
             PosError::from(BackendError::Unauthorized(
                 "no connection token is stored yet".into(),

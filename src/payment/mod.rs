@@ -174,9 +174,22 @@ pub struct SealedBody {
     pub payment_intent_id: Option<String>,
     pub last_error: Option<ErrorInfo>,
     pub decline_code: Option<String>,
+    /// The backend the payment was taken for (invariant 7): only a forwarder for that backend
+    /// sends it. `None` in records sealed before this field existed: any backend.
+    #[serde(default)]
+    pub backend_url: Option<String>,
 }
 
 impl SealedBody {
+    /// Whether a forwarder (or terminal) for `backend` may see this payment: a payment sealed
+    /// for backend A is never listed for, counted against, or sent to backend B.
+    pub fn belongs_to(&self, backend: Option<&str>) -> bool {
+        match (self.backend_url.as_deref(), backend) {
+            (Some(mine), Some(theirs)) => mine == theirs,
+            _ => true,
+        }
+    }
+
     pub fn from_collected(c: &Collected) -> Self {
         Self {
             amount: c.amount,
@@ -190,6 +203,7 @@ impl SealedBody {
             payment_intent_id: None,
             last_error: None,
             decline_code: None,
+            backend_url: None,
         }
     }
 }
@@ -250,7 +264,23 @@ pub(crate) mod tests {
             payment_intent_id: None,
             last_error: None,
             decline_code: None,
+            backend_url: None,
         }
+    }
+
+    #[test]
+    fn a_payment_belongs_only_to_the_backend_it_was_sealed_for() {
+        let mut body = sealed_body();
+        body.backend_url = Some("https://a.example".into());
+        assert!(body.belongs_to(Some("https://a.example")));
+        assert!(!body.belongs_to(Some("https://b.example")));
+        assert!(body.belongs_to(None), "an unbound store sees everything");
+        // A record sealed before the binding existed reads as unbound.
+        let mut legacy = serde_json::to_value(sealed_body()).unwrap();
+        legacy.as_object_mut().unwrap().remove("backend_url");
+        let legacy: SealedBody = serde_json::from_value(legacy).unwrap();
+        assert_eq!(legacy.backend_url, None);
+        assert!(legacy.belongs_to(Some("https://b.example")));
     }
 
     #[test]

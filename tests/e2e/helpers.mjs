@@ -43,10 +43,10 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // pos-sim
 
 /**
- * Starts pos-sim on ephemeral ports with its own SQLite file.
+ * Starts pos-sim on ephemeral ports with its own SQLite file (`www`: serve another copy of www/).
  * Returns { url, api, readers, dir, stderrTail(), stop() }.
  */
-export async function startSim({ readers = 2, extraArgs = [], readyTimeoutMs = 30_000 } = {}) {
+export async function startSim({ readers = 2, extraArgs = [], readyTimeoutMs = 30_000, www } = {}) {
   if (!existsSync(POS_SIM_BIN)) {
     throw new Error(`pos-sim binary not found at ${POS_SIM_BIN} (build it with \`cargo build -p pos-sim\` or set POS_SIM_BIN)`);
   }
@@ -57,7 +57,7 @@ export async function startSim({ readers = 2, extraArgs = [], readyTimeoutMs = 3
     "--api-port", "0",
     "--readers", String(readers),
     "--db", path.join(dir, "sim.db"),
-    "--www", process.env.POS_SIM_WWW || path.join(REPO_ROOT, "www"),
+    "--www", www || process.env.POS_SIM_WWW || path.join(REPO_ROOT, "www"),
     "--pkg", process.env.POS_SIM_PKG || path.join(REPO_ROOT, "pkg"),
     ...extraArgs,
   ];

@@ -241,6 +241,22 @@ fn types(ctx: &Ctx) -> Result {
     run(Command::new(tsc)
         .args(["-p", "tests/types/tsconfig.json"])
         .current_dir(&ctx.root)
+        .stdin(Stdio::null()))?;
+    example(ctx)
+}
+
+/// Builds `examples/vite-pos` (its own package.json and lock) against `pkg/`: a team's
+/// Vite + strict TypeScript page and service worker importing the package.
+fn example(ctx: &Ctx) -> Result {
+    step("example: npm ci && npm run build in examples/vite-pos");
+    let dir = ctx.root.join("examples").join("vite-pos");
+    run(Command::new("npm")
+        .args(["ci", "--prefer-offline", "--no-audit", "--no-fund"])
+        .current_dir(&dir)
+        .stdin(Stdio::null()))?;
+    run(Command::new("npm")
+        .args(["run", "build"])
+        .current_dir(&dir)
         .stdin(Stdio::null()))
 }
 
