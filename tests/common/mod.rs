@@ -9,6 +9,7 @@ use std::rc::Rc;
 
 use js_sys::{Array, Function, Promise, Reflect, Uint8Array};
 use pos_protocol::backend::CaptureMethod;
+use pos_protocol::reader::ReaderErrorCode;
 use pos_protocol::CardSummary;
 use pos_terminal::auth::TokenFuture;
 use pos_terminal::events::Events;
@@ -210,7 +211,16 @@ pub async fn connected_terminal(opts: TerminalOptions, reader: &str) -> (Termina
         .await
         .unwrap();
     assert_eq!(found.len(), 1, "the simulated reader is discovered");
-    terminal.connect_reader(&found[0].url).await.unwrap();
+    // A reader released by a terminal closed a moment ago may still be busy on pos-sim's side.
+    for attempt in 0.. {
+        match terminal.connect_reader(&found[0].url).await {
+            Ok(_) => break,
+            Err(e) if e.reader_code() == Some(ReaderErrorCode::Busy) && attempt < 20 => {
+                gloo_timers::future::TimeoutFuture::new(250).await;
+            }
+            Err(e) => panic!("connecting {reader}: {e}"),
+        }
+    }
     (terminal, events)
 }
 
