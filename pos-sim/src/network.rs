@@ -21,6 +21,7 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::Router;
+use futures_util::StreamExt;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use serde::{Deserialize, Serialize};
@@ -47,9 +48,9 @@ pub enum Fault {
     },
     /// Record the payment, then answer only after `ms`.
     Delay { ms: u64 },
-    /// Reset the connection without recording anything.
+    /// Cut the connection mid-answer without recording anything.
     ResetBefore,
-    /// Record the payment, then reset the connection instead of answering.
+    /// Record the payment, then cut the connection mid-answer.
     ResetAfter,
     /// Never answer (until the client gives up); nothing is recorded.
     Hang,
@@ -141,12 +142,20 @@ pub async fn latency(State(network): State<Network>, request: Request, next: Nex
     response
 }
 
-/// A body that fails at once: hyper aborts the connection, the client sees a network error.
-fn reset_response() -> Response {
-    let failing = futures_util::stream::once(async {
-        Err::<Bytes, std::io::Error>(std::io::Error::other("scripted reset"))
+/// `response` with its body cut: the status line, the headers and a first chunk go out, then
+/// hyper aborts the connection. The client has an answer's start, so it does not resend the
+/// request (browsers resend one that got no bytes at all on a reused connection), and then a
+/// network error (fetch `TypeError`).
+fn cut(response: Response) -> Response {
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let first = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"{"))]);
+    // The pause lets hyper flush the head and the first chunk before the body fails.
+    let then_fail = futures_util::stream::once(async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Err(std::io::Error::other("scripted reset"))
     });
-    Response::new(Body::from_stream(failing))
+    Response::from_parts(parts, Body::from_stream(first.chain(then_fail)))
 }
 
 /// A response made here, outside the API router's CORS layer: readable by the page.
@@ -190,11 +199,8 @@ async fn apply(fault: Fault, request: Request, next: Next) -> Response {
             tokio::time::sleep(Duration::from_millis(ms)).await;
             response
         }
-        Fault::ResetBefore => reset_response(),
-        Fault::ResetAfter => {
-            let _recorded = next.run(request).await;
-            reset_response()
-        }
+        Fault::ResetBefore => cut(readable(StatusCode::OK, "application/json", "")),
+        Fault::ResetAfter => cut(next.run(request).await),
         Fault::Hang => std::future::pending().await,
         Fault::Html200 => readable(
             StatusCode::OK,
