@@ -183,7 +183,7 @@ pub fn offline_limits(json: &str) -> Option<OfflineOptions> {
 }
 
 /// Connection tokens from pos-sim, as a merchant's server would hand them out.
-fn tokens(api: &str) -> Rc<dyn pos_terminal::auth::TokenSource> {
+pub fn tokens(api: &str) -> Rc<dyn pos_terminal::auth::TokenSource> {
     let api = api.to_string();
     Rc::new(move || -> TokenFuture {
         let api = api.clone();
@@ -210,8 +210,14 @@ pub async fn connected_terminal(opts: TerminalOptions, reader: &str) -> (Termina
         .await
         .unwrap();
     assert_eq!(found.len(), 1, "the simulated reader is discovered");
-    terminal.connect_reader(&found[0].url).await.unwrap();
-    (terminal, events)
+    // A reader still serving a terminal closed a moment ago answers "busy" for a while.
+    for _ in 0..50 {
+        if terminal.connect_reader(&found[0].url).await.is_ok() {
+            return (terminal, events);
+        }
+        gloo_timers::future::TimeoutFuture::new(100).await;
+    }
+    panic!("reader {reader} stayed busy");
 }
 
 pub fn request(amount: f64, behavior: Option<OfflineBehavior>) -> PaymentRequest {
