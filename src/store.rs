@@ -9,7 +9,7 @@ use js_sys::{Array, Object, Uint8Array};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use web_sys::{IdbDatabase, IdbIndexParameters, IdbKeyRange, IdbTransaction};
+use web_sys::{IdbDatabase, IdbIndexParameters, IdbKeyRange, IdbObjectStore, IdbTransaction};
 
 use crate::error::{DomErrorName, PosError};
 use crate::idb::{self, Database, StrictTx};
@@ -282,28 +282,18 @@ impl Store {
                 return Ok(ledger);
             }
         }
-        let index = tx
-            .store(PAYMENTS_STORE)?
-            .index(STATE_INDEX)
-            .map_err(|e| storage_error(&e))?;
         let mut ledger = Ledger::default();
-        for state in [StoredState::Pending, StoredState::Forwarding] {
-            let range = IdbKeyRange::only(&state.as_str().into()).map_err(|e| storage_error(&e))?;
-            let req = index
-                .get_all_with_key(&range)
-                .map_err(|e| storage_error(&e))?;
-            let records: Array = idb::request(&req).await?.unchecked_into();
-            for entry in records.iter().filter_map(|r| self.entry_of(&r)) {
-                if let Ok(body) = entry.body {
-                    ledger.entries.insert(
-                        entry.header.id,
-                        LedgerEntry {
-                            currency: body.currency,
-                            amount: body.amount,
-                            stored_at: entry.header.stored_at,
-                        },
-                    );
-                }
+        let records = outstanding_records(&tx.store(PAYMENTS_STORE)?).await?;
+        for entry in records.iter().filter_map(|r| self.entry_of(r)) {
+            if let Ok(body) = entry.body {
+                ledger.entries.insert(
+                    entry.header.id,
+                    LedgerEntry {
+                        currency: body.currency,
+                        amount: body.amount,
+                        stored_at: entry.header.stored_at,
+                    },
+                );
             }
         }
         Ok(ledger)
@@ -351,17 +341,8 @@ impl Store {
     /// read through the `state` index so the cost does not grow with the history.
     pub async fn outstanding(&self) -> Result<Vec<Entry>, PosError> {
         let (_tx, store) = self.db.read(PAYMENTS_STORE)?;
-        let index = store.index(STATE_INDEX).map_err(|e| storage_error(&e))?;
-        let mut all = Vec::new();
-        for state in [StoredState::Pending, StoredState::Forwarding] {
-            let range = IdbKeyRange::only(&state.as_str().into()).map_err(|e| storage_error(&e))?;
-            let req = index
-                .get_all_with_key(&range)
-                .map_err(|e| storage_error(&e))?;
-            let records: Array = idb::request(&req).await?.unchecked_into();
-            all.extend(records.iter());
-        }
-        Ok(self.entries_of(all.into_iter()))
+        let records = outstanding_records(&store).await?;
+        Ok(self.entries_of(records.into_iter()))
     }
 
     /// Moves every record whose clear header cannot be read (and so cannot be compared and
@@ -662,6 +643,21 @@ impl Store {
         let _ = tx; // ends with no requests: commits nothing
         Ok(d)
     }
+}
+
+/// The raw records in `pending` and `forwarding`, through the `state` index of `payments`.
+async fn outstanding_records(payments: &IdbObjectStore) -> Result<Vec<JsValue>, PosError> {
+    let index = payments.index(STATE_INDEX).map_err(|e| storage_error(&e))?;
+    let mut all = Vec::new();
+    for state in [StoredState::Pending, StoredState::Forwarding] {
+        let range = IdbKeyRange::only(&state.as_str().into()).map_err(|e| storage_error(&e))?;
+        let req = index
+            .get_all_with_key(&range)
+            .map_err(|e| storage_error(&e))?;
+        let records: Array = idb::request(&req).await?.unchecked_into();
+        all.extend(records.iter());
+    }
+    Ok(all)
 }
 
 /// Ends `tx` after its requests ran: commits when `work` asks to keep its writes
