@@ -50,21 +50,29 @@ fn fallback_applies(e: &PosError) -> bool {
     }
 }
 
+/// True when the request may have reached the backend. A fetch `TypeError` is no proof of
+/// the opposite: a connection reset after the backend committed, or an answer without CORS
+/// headers, look the same from here. Only what never left this browser is certain.
+fn may_have_arrived(e: &PosError) -> bool {
+    match e {
+        PosError::Backend(b) => b.may_have_arrived(),
+        _ => false,
+    }
+}
+
 pub fn after_online_failure(e: PosError, offline_allowed: bool) -> AfterFailure {
     if !fallback_applies(&e) {
         return AfterFailure::Fail(e);
     }
+    let may_have_arrived = may_have_arrived(&e);
     if offline_allowed {
-        let may_have_arrived = !matches!(
-            e,
-            PosError::Backend(BackendError::Unreachable(_) | BackendError::NotSent(_))
-                | PosError::ConnectionToken(_)
-        );
         return AfterFailure::StoreOffline { may_have_arrived };
     }
-    AfterFailure::Fail(match e {
-        PosError::Backend(BackendError::Unreachable(_) | BackendError::Timeout(_)) => e,
-        other => BackendError::Unreachable(other.to_string()).into(),
+    AfterFailure::Fail(if may_have_arrived {
+        // Never "not charged": that invites a second card.
+        PosError::OutcomeUnknown(format!("{}: {e}", e.code()))
+    } else {
+        BackendError::Unreachable(e.to_string()).into()
     })
 }
 
@@ -132,20 +140,34 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_connection_never_arrived() {
-        let e = PosError::from(BackendError::Unreachable("refused".into()));
+    fn a_network_error_may_have_arrived_only_what_was_not_sent_did_not() {
+        // A reset after the backend committed looks like a refused connection.
+        let e = PosError::from(BackendError::Unreachable(
+            "TypeError: Failed to fetch".into(),
+        ));
         assert_eq!(
             after_online_failure(e.clone(), true),
             AfterFailure::StoreOffline {
-                may_have_arrived: false
+                may_have_arrived: true
             }
         );
         let stored = PosError::OfflineLimitExceeded("full".into());
         assert_eq!(
-            after_store_failure(stored, &e, false).code(),
-            "offline_limit_exceeded"
+            after_store_failure(stored.clone(), &e, true).code(),
+            "payment_outcome_unknown"
         );
         assert!(means_offline(&e));
+        let not_sent = PosError::from(BackendError::NotSent("offline".into()));
+        assert_eq!(
+            after_online_failure(not_sent.clone(), true),
+            AfterFailure::StoreOffline {
+                may_have_arrived: false
+            }
+        );
+        assert_eq!(
+            after_store_failure(stored, &not_sent, false).code(),
+            "offline_limit_exceeded"
+        );
     }
 
     #[test]
@@ -163,17 +185,27 @@ mod tests {
     }
 
     #[test]
-    fn require_online_reports_the_backend_as_unreachable() {
-        let busy = PosError::from(BackendError::status(503, "busy".into()));
-        let AfterFailure::Fail(e) = after_online_failure(busy, false) else {
-            panic!("must fail")
-        };
-        assert_eq!(e.code(), "backend_unreachable");
-        let timeout = PosError::from(BackendError::Timeout(1));
-        assert_eq!(
-            after_online_failure(timeout.clone(), false),
-            AfterFailure::Fail(timeout)
-        );
+    fn require_online_reports_every_failure_after_sending_as_unknown() {
+        for sent in [
+            BackendError::status(503, "busy".into()),
+            BackendError::Timeout(1),
+            BackendError::Unreachable("reset".into()),
+            BackendError::InvalidResponse("<html>".into()),
+        ] {
+            let AfterFailure::Fail(e) = after_online_failure(sent.into(), false) else {
+                panic!("must fail")
+            };
+            assert_eq!(e.code(), "payment_outcome_unknown");
+        }
+        for unsent in [
+            PosError::from(BackendError::NotSent("offline".into())),
+            PosError::ConnectionToken("down".into()),
+        ] {
+            let AfterFailure::Fail(e) = after_online_failure(unsent, false) else {
+                panic!("must fail")
+            };
+            assert_eq!(e.code(), "backend_unreachable");
+        }
         assert!(!means_offline(&PosError::from(BackendError::status(
             503,
             String::new()

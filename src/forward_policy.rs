@@ -9,8 +9,23 @@ use crate::backoff;
 use crate::error::{BackendError, PosError};
 use crate::payment::{ErrorInfo, SealedBody, StoredPayment, StoredState};
 
-/// Tries after which an unreadable 2xx answer ends the record as `failed`.
+/// Unreadable answers in a row after which a record ends as `failed`.
 pub const MAX_UNREADABLE_ANSWERS: u32 = 5;
+
+/// How long a `forwarding` record belongs to the context that marked it (its lease, kept in
+/// `next_attempt_at`), where no Web Lock says who forwards. A try that outlives it may be
+/// sent twice, with the same key: the backend replays its first answer.
+pub const FORWARDING_LEASE_MS: f64 = 60_000.0;
+
+/// How long an intent may belong to a live online attempt: beyond the longest request
+/// (120 s) twice over (a token refresh retries once), with room to spare.
+pub const INTENT_GRACE_MS: f64 = 5.0 * 60_000.0;
+
+/// True when an intent last touched at `updated_at` was left by an attempt that ended
+/// without settling it (an unknown outcome, a tab killed mid-request).
+pub fn intent_abandoned(updated_at: f64, now: f64) -> bool {
+    now - updated_at >= INTENT_GRACE_MS
+}
 
 /// What one forwarding run did.
 #[derive(Debug, Clone, Copy, Serialize, Default, PartialEq, Eq)]
@@ -22,7 +37,19 @@ pub struct ForwardReport {
     pub remaining: u32,
 }
 
+/// Requests in flight at once while draining, by default.
+pub const DEFAULT_CONCURRENCY: usize = 3;
+
 impl ForwardReport {
+    /// Adds every count of `other` (two parts of one run).
+    pub fn merge(&mut self, other: ForwardReport) {
+        self.forwarded += other.forwarded;
+        self.declined += other.declined;
+        self.failed += other.failed;
+        self.remaining += other.remaining;
+    }
+
+    /// Adds a later run's counts; `remaining` is the later run's.
     pub fn add(&mut self, other: ForwardReport) {
         self.forwarded += other.forwarded;
         self.declined += other.declined;
@@ -63,6 +90,8 @@ pub enum Next {
     Retry {
         error: ErrorInfo,
         network_down: bool,
+        /// The backend's `Retry-After`: no try before it.
+        retry_after_ms: Option<u64>,
     },
     RetryAfterAuth,
 }
@@ -80,6 +109,7 @@ pub fn next_after(answer: &Result<PaymentOutcome, BackendError>) -> Next {
             error: ErrorInfo::of(&PosError::from(e.clone())),
             // No answer at all (or nothing left this browser): stop the run here.
             network_down: e.is_no_answer(),
+            retry_after_ms: e.retry_after_ms(),
         },
         Err(e) => Next::Failed(ErrorInfo::of(&PosError::from(e.clone()))),
     }
@@ -117,6 +147,13 @@ pub fn settle(
         notify,
         stop: None,
     };
+    let unreadable =
+        matches!(&next, Next::Retry { error, .. } if error.code == "backend_invalid_response");
+    body.unreadable = if unreadable {
+        body.unreadable.saturating_add(1)
+    } else {
+        0
+    };
     match next {
         Next::Forwarded { payment_intent } => {
             body.payment_intent_id = Some(payment_intent);
@@ -140,10 +177,7 @@ pub fn settle(
                 },
             )
         }
-        Next::Retry { error, .. }
-            if error.code == "backend_invalid_response"
-                && body.attempts >= MAX_UNREADABLE_ANSWERS =>
-        {
+        Next::Retry { error, .. } if unreadable && body.unreadable >= MAX_UNREADABLE_ANSWERS => {
             // The backend keeps replaying an answer this SDK can't read: stop retrying, keep
             // the payload (sealed) so support can recover the payment.
             body.last_error = Some(error);
@@ -159,13 +193,15 @@ pub fn settle(
         Next::Retry {
             error,
             network_down,
+            retry_after_ms,
         } => {
             let stop = network_down.then(|| Stop::NetworkDown(error.message.clone()));
             body.last_error = Some(error);
             report.remaining += 1;
+            let backoff = backoff::delay_ms(body.attempts, jitter);
             Settled {
                 state: StoredState::Pending,
-                next_attempt_at: now + backoff::delay_ms(body.attempts, jitter),
+                next_attempt_at: now + backoff.max(retry_after_ms.unwrap_or(0) as f64),
                 notify: Notify::Nothing,
                 stop,
             }
@@ -266,6 +302,7 @@ mod tests {
                 message: "reset".into(),
             },
             network_down: true,
+            retry_after_ms: None,
         };
         let s = settle(retry, &mut body, 1_000.0, 0.0, &mut report);
         assert_eq!(s.state, StoredState::Pending);
@@ -311,19 +348,54 @@ mod tests {
                 message: "garbage".into(),
             },
             network_down: false,
+            retry_after_ms: None,
+        };
+        let timeout = || Next::Retry {
+            error: ErrorInfo {
+                code: "backend_timeout".into(),
+                message: "slow".into(),
+            },
+            network_down: true,
+            retry_after_ms: None,
         };
         let mut report = ForwardReport::default();
         let mut body = sealed_body();
-        body.attempts = 1;
+        // Many tries that timed out, then one captive portal page: not final.
+        body.attempts = 6;
         assert_eq!(
             settle(unreadable(), &mut body, 0.0, 0.0, &mut report).state,
             StoredState::Pending
         );
-        body.attempts = MAX_UNREADABLE_ANSWERS;
+        for _ in 1..MAX_UNREADABLE_ANSWERS - 1 {
+            settle(unreadable(), &mut body, 0.0, 0.0, &mut report);
+        }
+        // A readable failure in between starts the count again.
+        settle(timeout(), &mut body, 0.0, 0.0, &mut report);
+        assert_eq!(body.unreadable, 0);
+        for _ in 1..MAX_UNREADABLE_ANSWERS {
+            settle(unreadable(), &mut body, 0.0, 0.0, &mut report);
+        }
         assert_eq!(
             settle(unreadable(), &mut body, 0.0, 0.0, &mut report).state,
-            StoredState::Failed
+            StoredState::Failed,
+            "{MAX_UNREADABLE_ANSWERS} in a row"
         );
         assert!(body.card_payload.is_some(), "kept for support");
+        assert!(intent_abandoned(0.0, INTENT_GRACE_MS));
+        assert!(!intent_abandoned(1.0, INTENT_GRACE_MS));
+    }
+
+    #[test]
+    fn retry_after_is_honoured() {
+        let busy = Err(BackendError::status(503, String::new()).with_retry_after(Some(30_000)));
+        let next = next_after(&busy);
+        let mut body = sealed_body();
+        body.attempts = 1;
+        let s = settle(next, &mut body, 1_000.0, 0.0, &mut ForwardReport::default());
+        assert_eq!(s.state, StoredState::Pending);
+        assert!(s.next_attempt_at >= 31_000.0, "{}", s.next_attempt_at);
+        // A 400 carries no Retry-After even if the header was there.
+        let bad = BackendError::status(400, String::new()).with_retry_after(Some(5));
+        assert_eq!(bad.retry_after_ms(), None);
     }
 }

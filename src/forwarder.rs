@@ -4,17 +4,20 @@
 //! back to `pending` with a backoff; nothing is deleted. It knows nothing of the page: what
 //! happens is told through `Events`.
 
+use futures_util::future::join_all;
 use pos_protocol::backend::{OfflineInfo, PaymentBody};
 
 use crate::backend::Backend;
 use crate::error::PosError;
 use crate::events::Events;
 use crate::forward_policy::{
-    next_after, settle, ForwardReport, ForwardingFailure, Next, Notify, Stop,
+    intent_abandoned, next_after, settle, ForwardReport, ForwardingFailure, Next, Notify, Stop,
+    FORWARDING_LEASE_MS,
 };
 use crate::js;
 use crate::payment::{Entry, ErrorInfo, Header, SealedBody, StoredPayment, StoredState};
 use crate::store::Store;
+use crate::weblock;
 
 /// What one run did, and why it stopped early if it did.
 #[derive(Debug, Clone, Default)]
@@ -27,6 +30,8 @@ pub struct Forwarder<'a> {
     pub store: &'a Store,
     pub backend: &'a Backend,
     pub events: &'a dyn Events,
+    /// Requests in flight at once while draining.
+    pub concurrency: usize,
 }
 
 fn body_for(header: &Header, body: &SealedBody) -> Option<PaymentBody> {
@@ -50,6 +55,28 @@ impl Forwarder<'_> {
     /// Must run under the Web Lock `scheduler::LOCK_NAME`.
     pub async fn run(&self, token: &str, force: bool) -> Result<RunOutcome, PosError> {
         let mut out = RunOutcome::default();
+        for id in self.store.quarantine_unreadable().await? {
+            let err = PosError::RecordTampered;
+            let payment = StoredPayment::from(&Entry {
+                header: Header {
+                    id,
+                    version: 0,
+                    state: StoredState::Quarantined,
+                    stored_at: 0.0,
+                    updated_at: js::now_ms(),
+                    next_attempt_at: 0.0,
+                },
+                body: Err(err.clone()),
+            });
+            self.events.forwarding_failure(&ForwardingFailure {
+                payment,
+                code: err.code().into(),
+                message: "the record's clear header is unreadable".into(),
+                decline_code: None,
+            });
+            out.report.failed += 1;
+        }
+        let mut todo = Vec::new();
         for entry in self.store.all().await? {
             let state = entry.header.state;
             if state == StoredState::Quarantined {
@@ -59,19 +86,50 @@ impl Forwarder<'_> {
                 self.quarantine(entry, &mut out).await?;
                 continue;
             }
-            if !state.is_outstanding() {
+            // An intent is an online attempt in progress (in this tab or another) until it
+            // is old enough to have been abandoned; then it is forwarded like `pending`.
+            let abandoned = state == StoredState::Intent
+                && intent_abandoned(entry.header.updated_at, js::now_ms());
+            if !state.is_outstanding() && !abandoned {
                 continue;
             }
-            if out.stop.is_some() {
-                out.report.remaining += 1;
-                continue;
-            }
-            self.forward_one(entry, token, force, &mut out).await?;
+            todo.push(entry);
         }
+        // A few requests in flight at once; a wave that finds the backend gone stops the run
+        // (the scheduler probed `/v1/health` before it), the rest stays pending.
+        let mut todo = todo.into_iter();
+        while out.stop.is_none() {
+            let wave: Vec<Entry> = todo.by_ref().take(self.concurrency.max(1)).collect();
+            if wave.is_empty() {
+                break;
+            }
+            let sent = wave
+                .into_iter()
+                .map(|entry| self.forward_one(entry, token, force));
+            for one in join_all(sent).await {
+                let one = one?;
+                out.report.merge(one.report);
+                if one.stop.is_some() {
+                    out.stop = one.stop;
+                }
+            }
+        }
+        out.report.remaining += todo.len() as u32;
         Ok(out)
     }
 
     async fn forward_one(
+        &self,
+        entry: Entry,
+        token: &str,
+        force: bool,
+    ) -> Result<RunOutcome, PosError> {
+        let mut out = RunOutcome::default();
+        self.forward_entry(entry, token, force, &mut out).await?;
+        Ok(out)
+    }
+
+    async fn forward_entry(
         &self,
         entry: Entry,
         token: &str,
@@ -95,7 +153,15 @@ impl Forwarder<'_> {
             }
         };
         let now = js::now_ms();
-        if !force && header.state == StoredState::Pending && header.next_attempt_at > now {
+        let backing_off =
+            !force && header.state == StoredState::Pending && header.next_attempt_at > now;
+        // Under the Web Lock a `forwarding` record is a crashed try, taken at once; without
+        // Web Locks another context may be sending it, so it is taken only once its lease
+        // ran out.
+        let leased = header.state == StoredState::Forwarding
+            && !weblock::available()
+            && header.next_attempt_at > now;
+        if backing_off || leased {
             out.report.remaining += 1;
             return Ok(());
         }
@@ -104,7 +170,12 @@ impl Forwarder<'_> {
         body.attempts = body.attempts.saturating_add(1);
         let Some(in_flight) = self
             .store
-            .transition(&header, StoredState::Forwarding, Some(&body), now)
+            .transition(
+                &header,
+                StoredState::Forwarding,
+                Some(&body),
+                now + FORWARDING_LEASE_MS,
+            )
             .await?
         else {
             return Ok(());

@@ -8,32 +8,47 @@ use crate::payment::Collected;
 /// How many collected, unprocessed payments a terminal keeps.
 pub const MAX_HELD: usize = 16;
 
+/// A held payment; `unknown` ones (their outcome is unknown) are never dropped: they are the
+/// cashier's only way to retry with the same id.
+struct Slot {
+    payment: Collected,
+    unknown: bool,
+}
+
 #[derive(Default)]
 pub struct Held {
-    payments: Vec<Collected>,
+    payments: Vec<Slot>,
 }
 
 impl Held {
-    /// Keeps a newly collected payment; the oldest goes when `MAX_HELD` are held.
+    /// Keeps a newly collected payment; the oldest whose outcome is known goes when
+    /// `MAX_HELD` are held.
     pub fn hold(&mut self, c: Collected) {
+        self.keep(c, false);
+    }
+
+    fn keep(&mut self, payment: Collected, unknown: bool) {
         if self.payments.len() >= MAX_HELD {
-            self.payments.remove(0);
+            if let Some(at) = self.payments.iter().position(|s| !s.unknown) {
+                self.payments.remove(at);
+            }
         }
-        self.payments.push(c);
+        self.payments.push(Slot { payment, unknown });
     }
 
     pub fn take(&mut self, id: &str) -> Result<Collected, PosError> {
         let at = self
             .payments
             .iter()
-            .position(|c| c.id == id)
+            .position(|s| s.payment.id == id)
             .ok_or(PosError::PaymentNotCollected)?;
-        Ok(self.payments.remove(at))
+        Ok(self.payments.remove(at).payment)
     }
 
-    /// Puts a payment back after an answer that was not final.
-    pub fn put_back(&mut self, c: Collected) {
-        self.hold(c);
+    /// Puts a payment back after an answer that was not final; `unknown` when its outcome
+    /// is unknown.
+    pub fn put_back(&mut self, c: Collected, unknown: bool) {
+        self.keep(c, unknown);
     }
 
     /// True when the result of processing is final: the payment must not be processed again.
@@ -57,7 +72,7 @@ mod tests {
             held.take("pay_1").unwrap_err(),
             PosError::PaymentNotCollected
         );
-        held.put_back(c.clone());
+        held.put_back(c.clone(), false);
         assert_eq!(held.take("pay_1").unwrap().id, "pay_1");
     }
 
@@ -80,5 +95,22 @@ mod tests {
         }
         assert!(held.take("pay_0").is_err(), "the oldest went");
         assert!(held.take(&format!("pay_{MAX_HELD}")).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod unknown_tests {
+    use super::*;
+    use crate::payment::tests::collected;
+
+    #[test]
+    fn an_unknown_outcome_is_never_dropped() {
+        let mut held = Held::default();
+        held.put_back(collected("pay_unknown"), true);
+        for i in 0..3 * MAX_HELD {
+            held.hold(collected(&format!("pay_{i}")));
+        }
+        assert!(held.take("pay_unknown").is_ok(), "still retryable");
+        assert!(held.payments.len() < MAX_HELD);
     }
 }

@@ -14,7 +14,7 @@ use web_sys::{
     IdbTransactionDurability, IdbTransactionMode, IdbTransactionOptions,
 };
 
-use crate::error::StorageError;
+use crate::error::{DomErrorName, StorageError};
 use crate::js::{self, storage_error};
 
 pub fn factory() -> Result<IdbFactory, StorageError> {
@@ -230,8 +230,30 @@ impl StrictTx {
     }
 
     /// Aborts; the browser rolls back every write of this transaction.
-    pub async fn abort(mut self) {
+    pub async fn abort(self) {
+        let _ = self.outcome_after_abort().await;
+    }
+
+    /// Aborts after a request failed with `e`, and returns the better reason: a request that
+    /// failed with `AbortError` because the transaction aborted (say for lack of quota) hides
+    /// the cause, which the transaction's own error names.
+    pub async fn fail(self, e: StorageError) -> StorageError {
+        let cause = self.outcome_after_abort().await;
+        match (e.name(), cause) {
+            (Some(DomErrorName::Abort), Some(cause))
+                if cause.name() != Some(DomErrorName::Abort) =>
+            {
+                cause
+            }
+            _ => e,
+        }
+    }
+
+    async fn outcome_after_abort(mut self) -> Option<StorageError> {
         let _ = self.tx.abort();
-        let _ = (&mut self.done).await;
+        match (&mut self.done).await {
+            Ok(Err(e)) => Some(storage_error(&e)),
+            _ => None,
+        }
     }
 }

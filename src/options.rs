@@ -6,10 +6,13 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use crate::error::PosError;
+use crate::forward_policy::DEFAULT_CONCURRENCY;
 use crate::limits::OfflineLimits;
 use crate::validate;
 
 pub const DEFAULT_DB: &str = "pos-terminal";
+/// Finished records are kept as history for 30 days by default.
+pub const DEFAULT_RETENTION_MS: u32 = 30 * 24 * 3_600 * 1_000;
 
 /// The data fields of `TerminalOptions` (unknown fields, such as the callbacks, are ignored
 /// here).
@@ -20,6 +23,8 @@ pub struct TerminalOptions {
     pub database_name: Option<String>,
     pub request_timeout_ms: Option<f64>,
     pub forward_interval_ms: Option<f64>,
+    /// Forwarding requests in flight at once (1 to 16).
+    pub forward_concurrency: Option<f64>,
     pub offline: Option<OfflineOptions>,
 }
 
@@ -32,6 +37,12 @@ pub struct OfflineOptions {
     #[serde(default)]
     pub stored_amount_limit: BTreeMap<String, f64>,
     pub max_stored_payments: Option<f64>,
+    /// Refuse storing while the oldest stored payment is older than this (ms).
+    pub max_stored_age_ms: Option<f64>,
+    /// Refuse storing offline unless the browser granted persistent storage.
+    pub require_persistent_storage: Option<bool>,
+    /// How long finished (forwarded, declined) records are kept as history (ms).
+    pub retention_ms: Option<f64>,
 }
 
 /// What a terminal runs with.
@@ -40,9 +51,12 @@ pub struct Settings {
     pub backend_url: String,
     pub db_name: String,
     pub offline_enabled: bool,
+    pub require_persistent_storage: bool,
+    pub retention_ms: u32,
     pub limits: OfflineLimits,
     pub request_timeout_ms: u32,
     pub forward_interval_ms: u32,
+    pub forward_concurrency: usize,
 }
 
 fn integer(
@@ -97,12 +111,27 @@ impl Settings {
             backend_url,
             db_name: database_name(o.database_name)?,
             offline_enabled: offline.enabled.unwrap_or(true),
+            require_persistent_storage: offline.require_persistent_storage.unwrap_or(false),
+            retention_ms: integer(
+                offline.retention_ms,
+                "offline.retentionMs",
+                DEFAULT_RETENTION_MS,
+                60_000,
+                u32::MAX,
+            )?,
             limits: OfflineLimits {
                 transaction_limit: limit_map(offline.transaction_limit, "transactionLimit")?,
                 stored_amount_limit: limit_map(offline.stored_amount_limit, "storedAmountLimit")?,
                 max_stored_payments: offline
                     .max_stored_payments
                     .map(|n| integer(Some(n), "offline.maxStoredPayments", 0, 0, 1_000_000))
+                    .transpose()?,
+                max_stored_age_ms: offline
+                    .max_stored_age_ms
+                    .map(|n| {
+                        integer(Some(n), "offline.maxStoredAgeMs", 0, 60_000, u32::MAX)
+                            .map(u64::from)
+                    })
                     .transpose()?,
             },
             request_timeout_ms: integer(
@@ -119,6 +148,13 @@ impl Settings {
                 500,
                 3_600_000,
             )?,
+            forward_concurrency: integer(
+                o.forward_concurrency,
+                "forwardConcurrency",
+                DEFAULT_CONCURRENCY as u32,
+                1,
+                16,
+            )? as usize,
         })
     }
 }
@@ -141,6 +177,8 @@ mod tests {
         assert!(s.offline_enabled);
         assert_eq!(s.request_timeout_ms, 8_000);
         assert_eq!(s.forward_interval_ms, 10_000);
+        assert_eq!(s.retention_ms, DEFAULT_RETENTION_MS);
+        assert_eq!(s.forward_concurrency, 3);
         assert_eq!(s.limits, OfflineLimits::default());
     }
 
@@ -154,6 +192,14 @@ mod tests {
         assert!(!s.offline_enabled);
         assert_eq!(s.limits.transaction_limit.get("jpy"), Some(&10_000));
         assert_eq!(s.limits.max_stored_payments, Some(3));
+        let s = parse(
+            r#"{"backendUrl":"http://x","offline":{"maxStoredAgeMs":86400000,
+                "requirePersistentStorage":true}}"#,
+        )
+        .unwrap();
+        assert_eq!(s.limits.max_stored_age_ms, Some(86_400_000));
+        assert!(s.require_persistent_storage);
+        assert!(parse(r#"{"backendUrl":"http://x","offline":{"maxStoredAgeMs":5}}"#).is_err());
         for bad in [
             r#"{"backendUrl":"http://x","offline":{"transactionLimit":{"USD":1}}}"#,
             r#"{"backendUrl":"http://x","offline":{"transactionLimit":{"usd":1.5}}}"#,
@@ -172,6 +218,7 @@ mod tests {
             r#"{"backendUrl":"http://x","requestTimeoutMs":5}"#,
             r#"{"backendUrl":"http://x","forwardIntervalMs":1.5}"#,
             r#"{"backendUrl":"http://x","databaseName":""}"#,
+            r#"{"backendUrl":"http://x","forwardConcurrency":0}"#,
         ] {
             assert_eq!(parse(bad).unwrap_err().code(), "invalid_argument", "{bad}");
         }

@@ -14,14 +14,24 @@ use crate::backend::Backend;
 use crate::connectivity::{Connectivity, OnlineListeners};
 use crate::error::{BackendError, PosError};
 use crate::events::Events;
-use crate::forward_policy::{ForwardReport, Stop};
+use crate::forward_policy::{ForwardReport, Stop, DEFAULT_CONCURRENCY};
 use crate::forwarder::{Forwarder, RunOutcome};
+use crate::js;
 use crate::status::{NetworkStatus, StatusReporter};
 use crate::store::Store;
 use crate::weblock;
 
 /// The Web Lock every forwarder (tabs, service worker) takes.
 pub const LOCK_NAME: &str = "pos-terminal-forward";
+
+/// How a terminal drains its store.
+#[derive(Debug, Clone, Copy)]
+pub struct Drain {
+    /// Finished records older than this are pruned before each run.
+    pub retention_ms: f64,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+}
 
 pub struct Scheduler {
     pub store: Rc<Store>,
@@ -30,6 +40,7 @@ pub struct Scheduler {
     pub connectivity: Rc<Connectivity>,
     pub status: Rc<StatusReporter>,
     pub events: Rc<dyn Events>,
+    pub drain: Drain,
     timer: RefCell<Option<Interval>>,
     listeners: RefCell<Option<OnlineListeners>>,
 }
@@ -41,6 +52,7 @@ async fn run_locked(
     auth: &Auth,
     events: &Rc<dyn Events>,
     force: bool,
+    concurrency: usize,
 ) -> Result<RunOutcome, PosError> {
     let total = Rc::new(RefCell::new(ForwardReport::default()));
     let round = |token: String| {
@@ -56,6 +68,7 @@ async fn run_locked(
                     store: &store,
                     backend: &backend,
                     events: events.as_ref(),
+                    concurrency,
                 }
                 .run(&token, force)
                 .await
@@ -92,7 +105,11 @@ pub async fn forward_once(
     events: &Rc<dyn Events>,
 ) -> Result<ForwardReport, PosError> {
     backend.health().await?;
-    Ok(run_locked(store, backend, auth, events, true).await?.report)
+    Ok(
+        run_locked(store, backend, auth, events, true, DEFAULT_CONCURRENCY)
+            .await?
+            .report,
+    )
 }
 
 impl Scheduler {
@@ -103,6 +120,7 @@ impl Scheduler {
         connectivity: Rc<Connectivity>,
         status: Rc<StatusReporter>,
         events: Rc<dyn Events>,
+        drain: Drain,
     ) -> Self {
         Self {
             store,
@@ -111,6 +129,7 @@ impl Scheduler {
             connectivity,
             status,
             events,
+            drain,
             timer: RefCell::new(None),
             listeners: RefCell::new(None),
         }
@@ -158,11 +177,10 @@ impl Scheduler {
         if self.status.is_forwarding() {
             return;
         }
-        let pending = match self.status.current().await {
-            Ok(s) => s.pending_count,
-            Err(_) => return,
+        let Ok(work) = self.store.needs_forwarding().await else {
+            return;
         };
-        if pending > 0 || self.connectivity.get() != NetworkStatus::Online {
+        if work || self.connectivity.get() != NetworkStatus::Online {
             let _ = self.forward(false).await;
         }
     }
@@ -177,6 +195,14 @@ impl Scheduler {
     }
 
     async fn forward_inner(&self, force: bool) -> Result<ForwardReport, PosError> {
+        // History is kept for the retention, so it never fills the disk.
+        if let Err(e) = self
+            .store
+            .prune_finished(js::now_ms() - self.drain.retention_ms)
+            .await
+        {
+            web_sys::console::warn_1(&format!("pos-terminal: pruning failed: {e}").into());
+        }
         if let Err(e) = self.backend.health().await {
             self.connectivity.set(NetworkStatus::Offline);
             if force {
@@ -192,11 +218,18 @@ impl Scheduler {
             });
         }
         self.connectivity.set(NetworkStatus::Online);
-        if self.status.outstanding().await?.count == 0 {
+        if !self.store.needs_forwarding().await? {
             return Ok(ForwardReport::default());
         }
-        let outcome =
-            run_locked(&self.store, &self.backend, &self.auth, &self.events, force).await?;
+        let outcome = run_locked(
+            &self.store,
+            &self.backend,
+            &self.auth,
+            &self.events,
+            force,
+            self.drain.concurrency,
+        )
+        .await?;
         if let Some(Stop::NetworkDown(_)) = outcome.stop {
             self.connectivity.set(NetworkStatus::Offline);
         }

@@ -24,6 +24,8 @@ pub struct OfflineStatus {
     pub pending_amounts: BTreeMap<String, u64>,
     pub oldest_stored_at: Option<f64>,
     pub forwarding: bool,
+    /// Whether the browser granted persistent storage (`null` where it cannot say).
+    pub persisted: Option<bool>,
 }
 
 /// Count and amounts per currency of outstanding records (those whose body opened).
@@ -41,7 +43,7 @@ pub fn outstanding(entries: &[Entry]) -> Outstanding {
 /// The status from the outstanding records, the network as last seen and whether a
 /// forwarding run is under way.
 pub fn compute(entries: &[Entry], network: NetworkStatus, forwarding: bool) -> OfflineStatus {
-    let Outstanding { count, amounts } = outstanding(entries);
+    let Outstanding { count, amounts, .. } = outstanding(entries);
     OfflineStatus {
         network_status: network,
         pending_count: count,
@@ -51,6 +53,7 @@ pub fn compute(entries: &[Entry], network: NetworkStatus, forwarding: bool) -> O
             .map(|e| e.header.stored_at)
             .min_by(f64::total_cmp),
         forwarding,
+        persisted: None,
     }
 }
 
@@ -75,6 +78,7 @@ mod reporter {
         connectivity: Rc<Connectivity>,
         events: Rc<dyn Events>,
         forwarding: Cell<u32>,
+        persisted: Cell<Option<bool>>,
         last: RefCell<Option<OfflineStatus>>,
     }
 
@@ -89,8 +93,17 @@ mod reporter {
                 connectivity,
                 events,
                 forwarding: Cell::new(0),
+                persisted: Cell::new(None),
                 last: RefCell::new(None),
             }
+        }
+
+        pub fn set_persisted(&self, persisted: Option<bool>) {
+            self.persisted.set(persisted);
+        }
+
+        pub fn persisted(&self) -> Option<bool> {
+            self.persisted.get()
         }
 
         pub async fn outstanding(&self) -> Result<Outstanding, PosError> {
@@ -99,11 +112,10 @@ mod reporter {
 
         pub async fn current(&self) -> Result<OfflineStatus, PosError> {
             let entries = self.store.outstanding().await?;
-            Ok(compute(
-                &entries,
-                self.connectivity.get(),
-                self.forwarding.get() > 0,
-            ))
+            Ok(OfflineStatus {
+                persisted: self.persisted.get(),
+                ..compute(&entries, self.connectivity.get(), self.forwarding.get() > 0)
+            })
         }
 
         pub fn is_forwarding(&self) -> bool {
@@ -185,5 +197,6 @@ mod tests {
         assert_eq!(json["networkStatus"], "unknown");
         assert_eq!(json["pendingCount"], 0);
         assert!(json["oldestStoredAt"].is_null());
+        assert!(json["persisted"].is_null());
     }
 }

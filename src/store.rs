@@ -1,7 +1,9 @@
 //! The offline payment store in IndexedDB (through `idb`): every write in a strict
 //! transaction, every state change a compare-and-set. A record keeps id, schema version,
-//! state and times in the clear; the rest is sealed by the vault. Nothing is deleted: a
-//! record only changes state.
+//! state and times in the clear; the rest is sealed by the vault. Nothing is deleted before
+//! the backend answered: a record only changes state. The sealed ledger of outstanding
+//! payments (`limits::Ledger`) changes in the same transaction as the records it sums, so
+//! offline limits are checked and the write they allow happens in one transaction.
 
 use std::cell::RefCell;
 
@@ -9,18 +11,23 @@ use js_sys::{Array, Object, Uint8Array};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use web_sys::{IdbDatabase, IdbIndexParameters, IdbKeyRange, IdbTransaction};
+use web_sys::{IdbDatabase, IdbIndexParameters, IdbKeyRange, IdbObjectStore, IdbTransaction};
 
 use crate::error::{DomErrorName, PosError};
 use crate::idb::{self, Database, StrictTx};
 use crate::js::{self, storage_error};
 use crate::keystore::{self, KEYS_STORE};
+use crate::limits::{Ledger, LedgerEntry, OfflineLimits};
 use crate::payment::{Collected, Entry, Header, SealedBody, StoredState, SCHEMA_VERSION};
 use crate::vault::Vault;
 
 pub const PAYMENTS_STORE: &str = "payments";
 const STATE_INDEX: &str = "state";
 const CONFIG_ID: &str = "config";
+/// Key of the sealed ledger in the keys store.
+const LEDGER_ID: &str = "ledger";
+/// Layout version of the sealed config and ledger (apart from the records' schema).
+const SEALED_META_VERSION: u32 = 1;
 /// Database version (object stores and indexes); records carry `SCHEMA_VERSION`.
 const DB_VERSION: u32 = 1;
 
@@ -29,6 +36,37 @@ const DB_VERSION: u32 = 1;
 pub struct PersistedConfig {
     pub backend_url: String,
     pub connection_token: Option<String>,
+}
+
+/// Free space the origin must keep before a payment that may be stored is collected.
+pub const STORAGE_MARGIN_BYTES: f64 = 4.0 * 1024.0 * 1024.0;
+
+/// `navigator.storage`, where this context has it.
+fn storage_manager() -> Option<JsValue> {
+    let nav = js::get(&js::global(), "navigator");
+    let storage = js::get(&nav, "storage");
+    (!storage.is_undefined() && !storage.is_null()).then_some(storage)
+}
+
+async fn call_storage(method: &str) -> Option<JsValue> {
+    let storage = storage_manager()?;
+    let f: js_sys::Function = js::get(&storage, method).dyn_into().ok()?;
+    let promise: js_sys::Promise = f.call0(&storage).ok()?.dyn_into().ok()?;
+    wasm_bindgen_futures::JsFuture::from(promise).await.ok()
+}
+
+/// Asks for persistent storage (`navigator.storage.persist()`), so the browser does not evict
+/// stored payments under disk pressure; `None` where the browser cannot say.
+pub async fn request_persistence() -> Option<bool> {
+    call_storage("persist").await?.as_bool()
+}
+
+/// Bytes the origin may still write (`quota - usage` of `navigator.storage.estimate()`).
+pub async fn storage_headroom() -> Option<f64> {
+    let estimate = call_storage("estimate").await?;
+    let quota = js::get(&estimate, "quota").as_f64()?;
+    let usage = js::get(&estimate, "usage").as_f64()?;
+    Some(quota - usage)
 }
 
 /// The payments store of one database, with its vault.
@@ -98,7 +136,9 @@ impl Store {
     }
 
     fn to_record(&self, header: &Header, body: &SealedBody) -> Result<JsValue, PosError> {
-        let sealed = self.vault.seal_json(&Self::seal_context(header), body)?;
+        let sealed = self
+            .vault
+            .seal_json(&Self::seal_context(header), header.version, body)?;
         let obj = Object::new();
         js::set(&obj, "id", &header.id.as_str().into());
         js::set(&obj, "v", &header.version.into());
@@ -147,11 +187,15 @@ impl Store {
                 });
             }
         };
-        let body = if header.version != SCHEMA_VERSION {
+        // Opened under the version it was sealed with: older records stay readable.
+        let body = if header.version == 0 || header.version > SCHEMA_VERSION {
             Err(PosError::UnknownSchemaVersion(header.version))
         } else {
-            self.vault
-                .open_json::<SealedBody>(&Self::seal_context(&header), &sealed)
+            self.vault.open_json::<SealedBody>(
+                &Self::seal_context(&header),
+                header.version,
+                &sealed,
+            )
         };
         if let Ok(b) = &body {
             if !b.belongs_to(self.backend.borrow().as_deref()) {
@@ -161,13 +205,50 @@ impl Store {
         Some(Entry { header, body })
     }
 
-    /// Stores a collected payment as `pending`. Returns only after the strict transaction
-    /// completed. A second call for the same id returns the first record's header.
-    pub async fn add_pending(&self, c: &Collected, now: f64) -> Result<Header, PosError> {
+    /// Stores a collected payment as `pending`, if `limits` allow it, in one strict
+    /// transaction with the ledger. Returns only after the transaction completed. A second
+    /// call for the same id returns the first record's header.
+    pub async fn add_pending(
+        &self,
+        c: &Collected,
+        now: f64,
+        limits: &OfflineLimits,
+    ) -> Result<Header, PosError> {
+        self.add(c, StoredState::Pending, SCHEMA_VERSION, now, Some(limits))
+            .await
+    }
+
+    /// `add_pending` as an SDK of schema `version` wrote it (for upgrade tests).
+    #[doc(hidden)]
+    pub async fn add_pending_as_schema(
+        &self,
+        c: &Collected,
+        now: f64,
+        version: u32,
+    ) -> Result<Header, PosError> {
+        self.add(c, StoredState::Pending, version, now, None).await
+    }
+
+    /// Writes the intent of an online attempt (sealed, strict) before it is sent: a tab that
+    /// dies during the request leaves a record to forward with the same key. Not counted
+    /// against offline limits until it is stored offline.
+    pub async fn add_intent(&self, c: &Collected, now: f64) -> Result<Header, PosError> {
+        self.add(c, StoredState::Intent, SCHEMA_VERSION, now, None)
+            .await
+    }
+
+    async fn add(
+        &self,
+        c: &Collected,
+        state: StoredState,
+        version: u32,
+        now: f64,
+        limits: Option<&OfflineLimits>,
+    ) -> Result<Header, PosError> {
         let header = Header {
             id: c.id.clone(),
-            version: SCHEMA_VERSION,
-            state: StoredState::Pending,
+            version,
+            state,
             stored_at: now,
             updated_at: now,
             next_attempt_at: now,
@@ -178,30 +259,91 @@ impl Store {
         };
         // Seal before the transaction opens: an await inside it would let it auto-commit.
         let record = self.to_record(&header, &body)?;
-        let tx = StrictTx::begin(&self.db, &[PAYMENTS_STORE])?;
-        let store = tx.store(PAYMENTS_STORE)?;
-        let added = match store.add(&record) {
-            Ok(req) => idb::request(&req).await,
-            Err(e) => Err(storage_error(&e)),
-        };
-        match added {
-            Ok(_) => {
-                tx.commit().await?;
-                Ok(header)
+        let tx = StrictTx::begin(&self.db, &[PAYMENTS_STORE, KEYS_STORE])?;
+        let added = async {
+            let payments = tx.store(PAYMENTS_STORE)?;
+            let existing = idb::request(
+                &payments
+                    .count_with_key(&header.id.as_str().into())
+                    .map_err(|e| storage_error(&e))?,
+            )
+            .await?;
+            if existing.as_f64().unwrap_or(0.0) > 0.0 {
+                return Ok(None);
             }
-            // Read the failed request's own error: engines differ on the transaction's.
-            Err(e) if e.name() == Some(DomErrorName::Constraint) => {
-                tx.abort().await;
-                match self.get(&c.id).await? {
-                    Some(existing) => Ok(existing.header),
-                    None => Err(e.into()),
-                }
+            let ledger = self.ledger_in(&tx).await?;
+            if let Some(changed) = ledger_change(&ledger, &header, None, state, &body, limits, now)?
+            {
+                self.put_ledger(&tx, &changed).await?;
             }
-            Err(e) => {
-                tx.abort().await;
-                Err(e.into())
+            let req = payments.add(&record).map_err(|e| storage_error(&e))?;
+            idb::request(&req).await?;
+            Ok::<_, PosError>(Some(()))
+        }
+        .await;
+        if end_tx(tx, added).await?.is_some() {
+            return Ok(header);
+        }
+        match self.get(&c.id).await? {
+            Some(existing) => Ok(existing.header),
+            None => Err(PosError::Internal("a record vanished".into())),
+        }
+    }
+
+    /// The ledger as stored, or rebuilt from the outstanding records when it is missing
+    /// (a database from before it existed) or does not open; inside `tx`.
+    async fn ledger_in(&self, tx: &StrictTx) -> Result<Ledger, PosError> {
+        let keys = tx.store(KEYS_STORE)?;
+        let req = keys
+            .get(&JsValue::from_str(LEDGER_ID))
+            .map_err(|e| storage_error(&e))?;
+        if let Ok(bytes) = idb::request(&req).await?.dyn_into::<Uint8Array>() {
+            if let Ok(ledger) =
+                self.vault
+                    .open_json::<Ledger>(LEDGER_ID, SEALED_META_VERSION, &bytes.to_vec())
+            {
+                return Ok(ledger);
             }
         }
+        let mut ledger = Ledger::default();
+        let records = outstanding_records(&tx.store(PAYMENTS_STORE)?).await?;
+        for entry in records.iter().filter_map(|r| self.entry_of(r)) {
+            if let Ok(body) = entry.body {
+                ledger.entries.insert(
+                    entry.header.id,
+                    LedgerEntry {
+                        currency: body.currency,
+                        amount: body.amount,
+                        stored_at: entry.header.stored_at,
+                    },
+                );
+            }
+        }
+        Ok(ledger)
+    }
+
+    async fn put_ledger(&self, tx: &StrictTx, ledger: &Ledger) -> Result<(), PosError> {
+        // Sealing is synchronous (AES-GCM in Rust): the transaction stays active.
+        let sealed = self
+            .vault
+            .seal_json(LEDGER_ID, SEALED_META_VERSION, ledger)?;
+        let req = tx
+            .store(KEYS_STORE)?
+            .put_with_key(
+                &Uint8Array::from(&sealed[..]),
+                &JsValue::from_str(LEDGER_ID),
+            )
+            .map_err(|e| storage_error(&e))?;
+        idb::request(&req).await?;
+        Ok(())
+    }
+
+    /// The outstanding payments as the ledger sums them (one record read).
+    pub async fn ledger(&self) -> Result<Ledger, PosError> {
+        let tx = StrictTx::begin(&self.db, &[PAYMENTS_STORE, KEYS_STORE])?;
+        let ledger = self.ledger_in(&tx).await;
+        tx.abort().await;
+        ledger
     }
 
     fn entries_of(&self, records: impl Iterator<Item = JsValue>) -> Vec<Entry> {
@@ -222,17 +364,94 @@ impl Store {
     /// read through the `state` index so the cost does not grow with the history.
     pub async fn outstanding(&self) -> Result<Vec<Entry>, PosError> {
         let (_tx, store) = self.db.read(PAYMENTS_STORE)?;
-        let index = store.index(STATE_INDEX).map_err(|e| storage_error(&e))?;
-        let mut all = Vec::new();
-        for state in [StoredState::Pending, StoredState::Forwarding] {
-            let range = IdbKeyRange::only(&state.as_str().into()).map_err(|e| storage_error(&e))?;
-            let req = index
-                .get_all_with_key(&range)
-                .map_err(|e| storage_error(&e))?;
+        let records = outstanding_records(&store).await?;
+        Ok(self.entries_of(records.into_iter()))
+    }
+
+    /// Moves every record whose clear header cannot be read (and so cannot be compared and
+    /// set) to `quarantined`, so it stops counting as pending; returns their ids.
+    pub async fn quarantine_unreadable(&self) -> Result<Vec<String>, PosError> {
+        let tx = StrictTx::begin(&self.db, &[PAYMENTS_STORE])?;
+        let moved = async {
+            let store = tx.store(PAYMENTS_STORE)?;
+            let req = store.get_all().map_err(|e| storage_error(&e))?;
             let records: Array = idb::request(&req).await?.unchecked_into();
-            all.extend(records.iter());
+            let mut moved = Vec::new();
+            for record in records.iter() {
+                let quarantined = js::get(&record, "state").as_string().as_deref()
+                    == Some(StoredState::Quarantined.as_str());
+                if quarantined || Self::header_of(&record).is_some() {
+                    continue;
+                }
+                let Some(id) = js::get(&record, "id").as_string() else {
+                    continue;
+                };
+                js::set(&record, "state", &StoredState::Quarantined.as_str().into());
+                js::set(&record, "updatedAt", &js::now_ms().into());
+                let req = store.put(&record).map_err(|e| storage_error(&e))?;
+                idb::request(&req).await?;
+                moved.push(id);
+            }
+            Ok::<_, PosError>((!moved.is_empty()).then_some(moved))
         }
-        Ok(self.entries_of(all.into_iter()))
+        .await;
+        Ok(end_tx(tx, moved).await?.unwrap_or_default())
+    }
+
+    /// Deletes the finished records (`forwarded`, `declined`: their card payload is already
+    /// erased) last changed before `before`. `failed` and `quarantined` records are kept:
+    /// support may still recover them. Returns how many went.
+    pub async fn prune_finished(&self, before: f64) -> Result<u32, PosError> {
+        let tx = StrictTx::begin(&self.db, &[PAYMENTS_STORE])?;
+        let pruned = async {
+            let store = tx.store(PAYMENTS_STORE)?;
+            let index = store.index(STATE_INDEX).map_err(|e| storage_error(&e))?;
+            let mut pruned = 0u32;
+            for state in [StoredState::Forwarded, StoredState::Declined] {
+                let range =
+                    IdbKeyRange::only(&state.as_str().into()).map_err(|e| storage_error(&e))?;
+                let req = index
+                    .get_all_with_key(&range)
+                    .map_err(|e| storage_error(&e))?;
+                let records: Array = idb::request(&req).await?.unchecked_into();
+                for record in records.iter() {
+                    let old = js::get(&record, "updatedAt")
+                        .as_f64()
+                        .is_some_and(|t| t < before);
+                    if !old {
+                        continue;
+                    }
+                    let req = store
+                        .delete(&js::get(&record, "id"))
+                        .map_err(|e| storage_error(&e))?;
+                    idb::request(&req).await?;
+                    pruned += 1;
+                }
+            }
+            Ok::<_, PosError>((pruned > 0).then_some(pruned))
+        }
+        .await;
+        Ok(end_tx(tx, pruned).await?.unwrap_or(0))
+    }
+
+    /// True when anything may need forwarding: outstanding payments or intents (some of
+    /// which may have been abandoned), counted through the `state` index.
+    pub async fn needs_forwarding(&self) -> Result<bool, PosError> {
+        let (_tx, store) = self.db.read(PAYMENTS_STORE)?;
+        let index = store.index(STATE_INDEX).map_err(|e| storage_error(&e))?;
+        for state in [
+            StoredState::Pending,
+            StoredState::Forwarding,
+            StoredState::Intent,
+        ] {
+            let req = index
+                .count_with_key(&state.as_str().into())
+                .map_err(|e| storage_error(&e))?;
+            if idb::request(&req).await?.as_f64().unwrap_or(0.0) > 0.0 {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<Entry>, PosError> {
@@ -257,6 +476,20 @@ impl Store {
         body: Option<&SealedBody>,
         next_attempt_at: f64,
     ) -> Result<Option<Header>, PosError> {
+        self.transition_within(header, to, body, next_attempt_at, None)
+            .await
+    }
+
+    /// `transition`, refused with `offline_limit_exceeded` when the record starts counting
+    /// against offline limits (an intent stored offline) and `limits` do not allow it.
+    pub async fn transition_within(
+        &self,
+        header: &Header,
+        to: StoredState,
+        body: Option<&SealedBody>,
+        next_attempt_at: f64,
+        limits: Option<&OfflineLimits>,
+    ) -> Result<Option<Header>, PosError> {
         if !header.state.can_move_to(to) {
             return Err(PosError::Internal(format!(
                 "refused state change {} -> {} (a bug: callers check first)",
@@ -269,60 +502,79 @@ impl Store {
             state: to,
             updated_at: now,
             next_attempt_at,
+            // Re-sealed records take the current schema; quarantined bytes keep theirs.
+            version: if body.is_some() {
+                SCHEMA_VERSION
+            } else {
+                header.version
+            },
             ..header.clone()
         };
         let new_record = match body {
             Some(b) => Some(self.to_record(&next, b)?),
             None => None,
         };
-        let tx = StrictTx::begin(&self.db, &[PAYMENTS_STORE])?;
-        let store = tx.store(PAYMENTS_STORE)?;
-        let current = match store.get(&JsValue::from_str(&header.id)) {
-            Ok(req) => idb::request(&req).await,
-            Err(e) => Err(storage_error(&e)),
-        };
-        let current = match current {
-            Ok(c) => c,
-            Err(e) => {
-                tx.abort().await;
-                return Err(e.into());
+        let tx = StrictTx::begin(&self.db, &[PAYMENTS_STORE, KEYS_STORE])?;
+        let moved = async {
+            let store = tx.store(PAYMENTS_STORE)?;
+            let req = store
+                .get(&JsValue::from_str(&header.id))
+                .map_err(|e| storage_error(&e))?;
+            let current = idb::request(&req).await?;
+            // Same state and same last update: nobody moved it since we read it (this holds
+            // even where Web Locks are missing and two forwarders race).
+            let current_state = js::get(&current, "state").as_string();
+            let current_updated = js::get(&current, "updatedAt").as_f64();
+            if current.is_undefined()
+                || current_state.as_deref() != Some(header.state.as_str())
+                || current_updated != Some(header.updated_at)
+            {
+                return Ok(None);
             }
-        };
-        // Same state and same last update: nobody moved it since we read it (this holds even
-        // where Web Locks are missing and two forwarders race).
-        let current_state = js::get(&current, "state").as_string();
-        let current_updated = js::get(&current, "updatedAt").as_f64();
-        if current.is_undefined()
-            || current_state.as_deref() != Some(header.state.as_str())
-            || current_updated != Some(header.updated_at)
-        {
-            tx.abort().await;
-            return Ok(None);
-        }
-        let record = match new_record {
-            Some(r) => r,
-            None => {
-                // Quarantine keeps the sealed bytes as they are, for inspection.
-                js::set(&current, "state", &to.as_str().into());
-                js::set(&current, "updatedAt", &now.into());
-                js::set(&current, "nextAttemptAt", &next_attempt_at.into());
-                current
+            // The ledger is read only when the record starts or stops counting.
+            if counts(header.state) != counts(to) {
+                let ledger = self.ledger_in(&tx).await?;
+                let changed = match body {
+                    Some(b) => {
+                        ledger_change(&ledger, header, Some(header.state), to, b, limits, now)?
+                    }
+                    None if counts(to) => {
+                        return Err(PosError::Internal(
+                            "a record starts counting without its body".into(),
+                        ))
+                    }
+                    None => {
+                        let mut ledger = ledger;
+                        ledger.entries.remove(&header.id);
+                        Some(ledger)
+                    }
+                };
+                if let Some(changed) = changed {
+                    self.put_ledger(&tx, &changed).await?;
+                }
             }
-        };
-        let put = match store.put(&record) {
-            Ok(req) => idb::request(&req).await,
-            Err(e) => Err(storage_error(&e)),
-        };
-        if let Err(e) = put {
-            tx.abort().await;
-            return Err(e.into());
+            let record = match new_record {
+                Some(r) => r,
+                None => {
+                    // Quarantine keeps the sealed bytes as they are, for inspection.
+                    js::set(&current, "state", &to.as_str().into());
+                    js::set(&current, "updatedAt", &now.into());
+                    js::set(&current, "nextAttemptAt", &next_attempt_at.into());
+                    current
+                }
+            };
+            let req = store.put(&record).map_err(|e| storage_error(&e))?;
+            idb::request(&req).await?;
+            Ok::<_, PosError>(Some(()))
         }
-        tx.commit().await?;
-        Ok(Some(next))
+        .await;
+        Ok(end_tx(tx, moved).await?.map(|()| next))
     }
 
     pub async fn save_config(&self, config: &PersistedConfig) -> Result<(), PosError> {
-        let sealed = self.vault.seal_json(CONFIG_ID, config)?;
+        let sealed = self
+            .vault
+            .seal_json(CONFIG_ID, SEALED_META_VERSION, config)?;
         let tx = StrictTx::begin(&self.db, &[KEYS_STORE])?;
         let store = tx.store(KEYS_STORE)?;
         let put = match store.put_with_key(
@@ -345,9 +597,66 @@ impl Store {
             .get(&JsValue::from_str(CONFIG_ID))
             .map_err(|e| storage_error(&e))?;
         match idb::request(&req).await?.dyn_into::<Uint8Array>() {
-            Ok(bytes) => self.vault.open_json(CONFIG_ID, &bytes.to_vec()).map(Some),
+            Ok(bytes) => self
+                .vault
+                .open_json(CONFIG_ID, SEALED_META_VERSION, &bytes.to_vec())
+                .map(Some),
             Err(_) => Ok(None),
         }
+    }
+
+    /// Support's way out of `failed`: back to `pending` under the same id (the same
+    /// idempotency key), forwarded on the next run.
+    pub async fn requeue(&self, id: &str) -> Result<Entry, PosError> {
+        let entry = self
+            .get(id)
+            .await?
+            .ok_or_else(|| PosError::InvalidArgument(format!("no stored payment {id}")))?;
+        if entry.header.state != StoredState::Failed {
+            return Err(PosError::InvalidArgument(format!(
+                "payment {id} is {}, only a failed payment can be requeued",
+                entry.header.state.as_str()
+            )));
+        }
+        let mut body = entry.body?;
+        body.unreadable = 0;
+        let now = js::now_ms();
+        let header = self
+            .transition(&entry.header, StoredState::Pending, Some(&body), now)
+            .await?
+            .ok_or_else(|| PosError::InvalidArgument(format!("payment {id} changed meanwhile")))?;
+        Ok(Entry {
+            header,
+            body: Ok(body),
+        })
+    }
+
+    /// Deletes an intent once the backend gave its final answer to the online attempt (or it
+    /// never left this browser), if it is still as `header` describes it.
+    pub async fn discard_intent(&self, header: &Header) -> Result<(), PosError> {
+        if header.state != StoredState::Intent {
+            return Err(PosError::Internal("only an intent may be discarded".into()));
+        }
+        let tx = StrictTx::begin(&self.db, &[PAYMENTS_STORE])?;
+        let deleted = async {
+            let store = tx.store(PAYMENTS_STORE)?;
+            let req = store
+                .get(&JsValue::from_str(&header.id))
+                .map_err(|e| storage_error(&e))?;
+            let current = idb::request(&req).await?;
+            if js::get(&current, "state").as_string().as_deref() != Some("intent")
+                || js::get(&current, "updatedAt").as_f64() != Some(header.updated_at)
+            {
+                return Ok(None);
+            }
+            let req = store
+                .delete(&JsValue::from_str(&header.id))
+                .map_err(|e| storage_error(&e))?;
+            idb::request(&req).await?;
+            Ok::<_, PosError>(Some(()))
+        }
+        .await;
+        end_tx(tx, deleted).await.map(drop)
     }
 
     /// The durability a strict transaction really gets in this browser (for tests).
@@ -357,4 +666,78 @@ impl Store {
         let _ = tx; // ends with no requests: commits nothing
         Ok(d)
     }
+}
+
+/// The raw records in `pending` and `forwarding`, through the `state` index of `payments`.
+async fn outstanding_records(payments: &IdbObjectStore) -> Result<Vec<JsValue>, PosError> {
+    let index = payments.index(STATE_INDEX).map_err(|e| storage_error(&e))?;
+    let mut all = Vec::new();
+    for state in [StoredState::Pending, StoredState::Forwarding] {
+        let range = IdbKeyRange::only(&state.as_str().into()).map_err(|e| storage_error(&e))?;
+        let req = index
+            .get_all_with_key(&range)
+            .map_err(|e| storage_error(&e))?;
+        let records: Array = idb::request(&req).await?.unchecked_into();
+        all.extend(records.iter());
+    }
+    Ok(all)
+}
+
+/// Ends `tx` after its requests ran: commits when `work` asks to keep its writes
+/// (`Ok(Some)`), aborts otherwise, and names a failure by its real cause.
+async fn end_tx<T>(tx: StrictTx, work: Result<Option<T>, PosError>) -> Result<Option<T>, PosError> {
+    match work {
+        Ok(Some(value)) => {
+            tx.commit().await?;
+            Ok(Some(value))
+        }
+        Ok(None) => {
+            tx.abort().await;
+            Ok(None)
+        }
+        Err(PosError::Storage(e)) => Err(tx.fail(e).await.into()),
+        Err(e) => {
+            tx.abort().await;
+            Err(e)
+        }
+    }
+}
+
+/// True for the states the ledger sums (stored offline, not yet answered).
+fn counts(state: StoredState) -> bool {
+    state.is_outstanding()
+}
+
+/// The ledger after a record with `body` moves from `from` (`None`: new) to `to`, or `None`
+/// when it does not change. Entering the ledger with `limits` checks them first.
+fn ledger_change(
+    ledger: &Ledger,
+    header: &Header,
+    from: Option<StoredState>,
+    to: StoredState,
+    body: &SealedBody,
+    limits: Option<&OfflineLimits>,
+    now: f64,
+) -> Result<Option<Ledger>, PosError> {
+    let (was, will) = (from.is_some_and(counts), counts(to));
+    if was == will {
+        return Ok(None);
+    }
+    let mut next = ledger.clone();
+    if will {
+        if let Some(limits) = limits {
+            limits.check(body.amount, &body.currency, &ledger.outstanding(), now)?;
+        }
+        next.entries.insert(
+            header.id.clone(),
+            LedgerEntry {
+                currency: body.currency.clone(),
+                amount: body.amount,
+                stored_at: header.stored_at,
+            },
+        );
+    } else {
+        next.entries.remove(&header.id);
+    }
+    Ok(Some(next))
 }

@@ -21,7 +21,7 @@ use crate::payment::{
 };
 use crate::reader::session::ReaderSession;
 use crate::reader::{CartInput, Discovered};
-use crate::scheduler::Scheduler;
+use crate::scheduler::{Drain, Scheduler};
 use crate::status::{OfflineStatus, StatusReporter};
 use crate::store::{PersistedConfig, Store};
 use crate::validate;
@@ -51,12 +51,16 @@ impl Terminal {
         let token = saved
             .filter(|c| c.backend_url == settings.backend_url)
             .and_then(|c| c.connection_token);
-        store
+        // The config only helps a service worker: a full disk must not stop the terminal.
+        if let Err(e) = store
             .save_config(&PersistedConfig {
                 backend_url: settings.backend_url.clone(),
                 connection_token: token.clone(),
             })
-            .await?;
+            .await
+        {
+            web_sys::console::warn_1(&format!("pos-terminal: config not saved: {e}").into());
+        }
         let backend = Rc::new(Backend::new(
             &settings.backend_url,
             settings.request_timeout_ms,
@@ -80,9 +84,16 @@ impl Terminal {
             connectivity.clone(),
             status.clone(),
             events.clone(),
+            Drain {
+                retention_ms: f64::from(settings.retention_ms),
+                concurrency: settings.forward_concurrency,
+            },
         ));
+        // Without it the browser may evict stored payments under disk pressure.
+        status.set_persisted(crate::store::request_persistence().await);
         let checkout = Checkout {
             offline_enabled: settings.offline_enabled,
+            require_persistent_storage: settings.require_persistent_storage,
             limits: settings.limits.clone(),
             store: store.clone(),
             backend,
@@ -150,6 +161,8 @@ impl Terminal {
         let currency = validate::currency(&req.currency)?;
         let metadata = req.metadata.unwrap_or_default();
         validate::metadata(&metadata)?;
+        let behavior = req.offline_behavior.unwrap_or_default();
+        self.checkout.check_headroom(behavior).await?;
         let id = new_payment_id()?;
         let read = self.reader.collect(&id, amount, &currency).await?;
         let collected = Collected {
@@ -157,7 +170,7 @@ impl Terminal {
             amount,
             currency,
             capture_method: req.capture_method.unwrap_or(CaptureMethod::Automatic),
-            offline_behavior: req.offline_behavior.unwrap_or_default(),
+            offline_behavior: behavior,
             metadata,
             reader_id: read.reader_id,
             card: read.card,
@@ -184,7 +197,7 @@ impl Terminal {
         self.status.current().await
     }
 
-    /// Every stored payment, oldest first; `state` filters.
+    /// Every stored payment, oldest first; `state` filters (intents only when asked for).
     pub async fn list_stored_payments(
         &self,
         state: Option<StoredState>,
@@ -194,7 +207,11 @@ impl Terminal {
             .all()
             .await?
             .iter()
-            .filter(|e| state.is_none_or(|s| e.header.state == s))
+            // An intent is an online attempt, not a stored payment: listed only when asked for.
+            .filter(|e| match state {
+                Some(s) => e.header.state == s,
+                None => e.header.state != StoredState::Intent,
+            })
             .map(StoredPayment::from)
             .collect())
     }
@@ -203,6 +220,15 @@ impl Terminal {
     pub async fn forward_stored_payments(&self) -> Result<ForwardReport, PosError> {
         self.check_open()?;
         self.scheduler.forward(true).await
+    }
+
+    /// Support's way out of `failed`: the payment goes back to `pending` under the same id
+    /// (the same idempotency key) and is forwarded on the next run.
+    pub async fn requeue_payment(&self, id: &str) -> Result<StoredPayment, PosError> {
+        self.check_open()?;
+        let entry = self.store.requeue(id).await?;
+        self.status.publish().await;
+        Ok(StoredPayment::from(&entry))
     }
 
     /// Stops timers and listeners and disconnects the reader. Stored payments stay.

@@ -1,13 +1,13 @@
 //! Sealing of stored records: AES-256-GCM, a random 96-bit nonce per seal, and associated
-//! data binding the database name, the record id and the schema version, so a record cannot
-//! be swapped for another or replayed into another database.
+//! data binding the database name, the record id and the schema version the record was
+//! written under (its own, not this SDK's: a record sealed by version N stays readable by
+//! N+1), so a record cannot be swapped for another or replayed into another database.
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::PosError;
-use crate::payment::SCHEMA_VERSION;
 
 pub const NONCE_LEN: usize = 12;
 pub const KEY_LEN: usize = 32;
@@ -28,15 +28,20 @@ impl Vault {
         }
     }
 
-    fn aad(&self, record_id: &str) -> Vec<u8> {
-        format!("{}|{}|{}", self.db_name, record_id, SCHEMA_VERSION).into_bytes()
+    fn aad(&self, record_id: &str, version: u32) -> Vec<u8> {
+        format!("{}|{}|{}", self.db_name, record_id, version).into_bytes()
     }
 
-    /// `nonce || ciphertext || tag`.
-    pub fn seal(&self, record_id: &str, plaintext: &[u8]) -> Result<Vec<u8>, PosError> {
+    /// `nonce || ciphertext || tag`, bound to `record_id` and the schema `version`.
+    pub fn seal(
+        &self,
+        record_id: &str,
+        version: u32,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, PosError> {
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::getrandom(&mut nonce).map_err(|e| PosError::Crypto(e.to_string()))?;
-        let aad = self.aad(record_id);
+        let aad = self.aad(record_id, version);
         let ct = self
             .cipher
             .encrypt(
@@ -54,12 +59,17 @@ impl Vault {
     }
 
     /// Fails with `record_tampered` on any change to nonce, ciphertext, tag, id or database.
-    pub fn open(&self, record_id: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, PosError> {
+    pub fn open(
+        &self,
+        record_id: &str,
+        version: u32,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, PosError> {
         if sealed.len() < NONCE_LEN + 16 {
             return Err(PosError::RecordTampered);
         }
         let (nonce, ct) = sealed.split_at(NONCE_LEN);
-        let aad = self.aad(record_id);
+        let aad = self.aad(record_id, version);
         self.cipher
             .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: &aad })
             .map(Zeroizing::new)
@@ -69,20 +79,22 @@ impl Vault {
     pub fn seal_json<T: serde::Serialize>(
         &self,
         record_id: &str,
+        version: u32,
         value: &T,
     ) -> Result<Vec<u8>, PosError> {
         let plain = Zeroizing::new(
             serde_json::to_vec(value).map_err(|e| PosError::Internal(e.to_string()))?,
         );
-        self.seal(record_id, &plain)
+        self.seal(record_id, version, &plain)
     }
 
     pub fn open_json<T: serde::de::DeserializeOwned>(
         &self,
         record_id: &str,
+        version: u32,
         sealed: &[u8],
     ) -> Result<T, PosError> {
-        let plain = self.open(record_id, sealed)?;
+        let plain = self.open(record_id, version, sealed)?;
         // Authentic but unreadable means a newer writer: same handling as tampering.
         serde_json::from_slice(&plain).map_err(|_| PosError::RecordTampered)
     }
@@ -102,34 +114,38 @@ mod tests {
     #[test]
     fn round_trip_with_fresh_nonces() {
         let v = vault("pos-terminal");
-        let a = v.seal("pay_1", b"amount=1234").unwrap();
-        let b = v.seal("pay_1", b"amount=1234").unwrap();
+        let a = v.seal("pay_1", 1, b"amount=1234").unwrap();
+        let b = v.seal("pay_1", 1, b"amount=1234").unwrap();
         assert_ne!(a, b, "a nonce is never reused");
-        assert_eq!(&v.open("pay_1", &a).unwrap()[..], b"amount=1234");
+        assert_eq!(&v.open("pay_1", 1, &a).unwrap()[..], b"amount=1234");
         assert!(!a.windows(4).any(|w| w == b"1234"));
     }
 
     #[test]
     fn any_flipped_byte_is_detected() {
         let v = vault("pos-terminal");
-        let sealed = v.seal("pay_1", b"secret payload").unwrap();
+        let sealed = v.seal("pay_1", 1, b"secret payload").unwrap();
         for i in 0..sealed.len() {
             let mut bad = sealed.clone();
             bad[i] ^= 0x01;
             assert_eq!(
-                v.open("pay_1", &bad),
+                v.open("pay_1", 1, &bad),
                 Err(PosError::RecordTampered),
                 "byte {i}"
             );
         }
-        assert!(v.open("pay_1", &sealed[..10]).is_err());
+        assert!(v.open("pay_1", 1, &sealed[..10]).is_err());
     }
 
     #[test]
     fn records_are_bound_to_id_and_database() {
         let v = vault("pos-terminal");
-        let sealed = v.seal("pay_1", b"x").unwrap();
-        assert!(v.open("pay_2", &sealed).is_err());
-        assert!(vault("other-db").open("pay_1", &sealed).is_err());
+        let sealed = v.seal("pay_1", 1, b"x").unwrap();
+        assert!(v.open("pay_2", 1, &sealed).is_err());
+        assert!(vault("other-db").open("pay_1", 1, &sealed).is_err());
+        assert!(
+            v.open("pay_1", 2, &sealed).is_err(),
+            "and to its schema version"
+        );
     }
 }

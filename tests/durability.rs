@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use js_sys::{Array, Function};
+use pos_terminal::limits::OfflineLimits;
 use pos_terminal::payment::StoredState;
 use pos_terminal::store::Store;
 use wasm_bindgen::prelude::*;
@@ -33,7 +34,10 @@ async fn writes_use_strict_durability() {
     let name = unique_db("durability");
     let store = Store::open(&name).await.unwrap();
     let c = collected(4_200);
-    let header = store.add_pending(&c, 1.0).await.unwrap();
+    let header = store
+        .add_pending(&c, 1.0, &OfflineLimits::default())
+        .await
+        .unwrap();
     store
         .transition(&header, StoredState::Forwarding, None, 0.0)
         .await

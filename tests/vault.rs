@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use js_sys::{Array, Object, Uint8Array};
+use pos_terminal::limits::OfflineLimits;
 use pos_terminal::payment::StoredState;
 use pos_terminal::store::Store;
 use pos_terminal::PosError;
@@ -20,7 +21,10 @@ async fn vault_round_trip_through_indexeddb() {
     let name = unique_db("roundtrip");
     let store = Store::open(&name).await.unwrap();
     let c = collected(12_345);
-    let header = store.add_pending(&c, 1_000.0).await.unwrap();
+    let header = store
+        .add_pending(&c, 1_000.0, &OfflineLimits::default())
+        .await
+        .unwrap();
     assert_eq!(header.state, StoredState::Pending);
     store.close();
     drop(store);
@@ -44,7 +48,10 @@ async fn vault_round_trip_through_indexeddb() {
     );
 
     // Storing the same payment twice keeps one record.
-    reopened.add_pending(&c, 2_000.0).await.unwrap();
+    reopened
+        .add_pending(&c, 2_000.0, &OfflineLimits::default())
+        .await
+        .unwrap();
     assert_eq!(reopened.all().await.unwrap().len(), 1);
 }
 
@@ -54,8 +61,14 @@ async fn flipped_ciphertext_byte_is_detected() {
     let store = Store::open(&name).await.unwrap();
     let good = collected(500);
     let bad = collected(600);
-    store.add_pending(&good, 1.0).await.unwrap();
-    store.add_pending(&bad, 2.0).await.unwrap();
+    store
+        .add_pending(&good, 1.0, &OfflineLimits::default())
+        .await
+        .unwrap();
+    store
+        .add_pending(&bad, 2.0, &OfflineLimits::default())
+        .await
+        .unwrap();
     call(
         &tamper_fn(),
         &[name.clone().into(), bad.id.clone().into(), 20.into()],
@@ -63,7 +76,10 @@ async fn flipped_ciphertext_byte_is_detected() {
     .await;
     // The clear state is bound into the seal too: pending → forwarded is detected.
     let flipped = collected(700);
-    store.add_pending(&flipped, 3.0).await.unwrap();
+    store
+        .add_pending(&flipped, 3.0, &OfflineLimits::default())
+        .await
+        .unwrap();
     let set_state = js_sys::Function::new_with_args(
         "name, id",
         r#"return new Promise((res, rej) => {
@@ -101,7 +117,10 @@ async fn flipped_ciphertext_byte_is_detected() {
 async fn no_raw_key_and_no_plaintext_in_indexeddb() {
     let name = unique_db("atrest");
     let store = Store::open(&name).await.unwrap();
-    store.add_pending(&collected(987_654), 1.0).await.unwrap();
+    store
+        .add_pending(&collected(987_654), 1.0, &OfflineLimits::default())
+        .await
+        .unwrap();
     store.close();
 
     let raw = call(&dump_fn(), &[name.clone().into()]).await;

@@ -14,7 +14,7 @@ use tower_http::cors::{Any, CorsLayer};
 
 use crate::card_crypto::is_card_number;
 use crate::http_util::{error, json};
-use crate::network::Network;
+use crate::network::{Fault, Network};
 use crate::readers::{ReaderAddress, Readers};
 use crate::store::Store;
 
@@ -41,6 +41,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/_sim/readers/{id}/disconnect", post(disconnect))
         .route("/_sim/network", get(get_network).post(set_network))
         .route("/_sim/payments", get(payments))
+        .route("/_sim/faults", get(get_faults).post(set_faults))
         // Test pages served from other loopback origins (wasm-bindgen-test's) drive it too.
         .layer(
             CorsLayer::new()
@@ -133,15 +134,63 @@ async fn set_network(State(state): State<AdminState>, body: Bytes) -> Response {
     json(StatusCode::OK, &now)
 }
 
-async fn payments(State(state): State<AdminState>) -> Response {
-    match state.store.list_payments() {
-        Ok(list) => json(StatusCode::OK, &list),
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaultsRequest {
+    faults: Vec<Fault>,
+}
+
+#[derive(Serialize)]
+struct FaultsView {
+    faults: Vec<Fault>,
+}
+
+async fn get_faults(State(state): State<AdminState>) -> Response {
+    json(
+        StatusCode::OK,
+        &FaultsView {
+            faults: state.network.faults(),
+        },
+    )
+}
+
+/// `POST /_sim/faults {"faults":[{"kind":"status","status":503,"retry_after":2}, …]}`
+/// replaces the script the next `POST /v1/payments` requests follow, one fault each.
+async fn set_faults(State(state): State<AdminState>, body: Bytes) -> Response {
+    let request = match serde_json::from_slice::<FaultsRequest>(&body) {
+        Ok(r) => r,
         Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                &format!("body must be {{\"faults\":[{{\"kind\":…}}]}}: {e}"),
+            )
+        }
+    };
+    eprintln!("[pos-sim] faults: {:?}", request.faults);
+    state.network.set_faults(request.faults);
+    get_faults(State(state)).await
+}
+
+async fn payments(State(state): State<AdminState>) -> Response {
+    let store = state.store.clone();
+    let listed = tokio::task::spawn_blocking(move || store.list_payments()).await;
+    match listed {
+        Ok(Ok(list)) => json(StatusCode::OK, &list),
+        Ok(Err(e)) => {
             eprintln!("[pos-sim] admin: listing payments failed: {e}");
             error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
                 "storage failed",
+            )
+        }
+        Err(e) => {
+            eprintln!("[pos-sim] admin: listing payments failed: {e}");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "listing failed",
             )
         }
     }

@@ -21,8 +21,9 @@ use crate::idempotency::fingerprint;
 use crate::store::{Idempotent, NewPayment, PaymentOutcome, Store, StoredAnswer};
 use crate::util::{now_ms, random_alnum};
 
-/// Largest request body the API reads.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Largest request body the API reads: the SDK's largest body (50 metadata values of 500
+/// characters, each up to 6 bytes once JSON-escaped, 150 KB) with room to spare.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
 pub const MAX_AMOUNT: u64 = 99_999_999;
 pub const MAX_METADATA_KEYS: usize = 50;
 pub const MAX_ID_CHARS: usize = 64;
@@ -56,6 +57,8 @@ fn cors() -> CorsLayer {
             header::CONTENT_TYPE,
             HeaderName::from_static("idempotency-key"),
         ])
+        // A merchant backend's 429/503 carry it; the SDK honours it.
+        .expose_headers([header::RETRY_AFTER])
         .max_age(std::time::Duration::from_secs(600))
 }
 
@@ -77,8 +80,19 @@ async fn method_not_allowed() -> Response {
 
 async fn connection_tokens(State(state): State<ApiState>) -> Response {
     let secret = format!("{TOKEN_PREFIX}{}", random_alnum(32));
-    match state.store.insert_token(&secret, now_ms()) {
-        Ok(()) => json(StatusCode::OK, &ConnectionToken { secret }),
+    let (store, stored) = (state.store.clone(), secret.clone());
+    // SQLite blocks (fsync): off the async workers.
+    let inserted = tokio::task::spawn_blocking(move || store.insert_token(&stored, now_ms())).await;
+    match inserted {
+        Ok(Ok(())) => json(StatusCode::OK, &ConnectionToken { secret }),
+        Ok(Err(e)) => {
+            eprintln!("[pos-sim] api: storing a token failed: {e}");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "storage failed",
+            )
+        }
         Err(e) => {
             eprintln!("[pos-sim] api: storing a token failed: {e}");
             error(
@@ -97,11 +111,22 @@ async fn payments(State(state): State<ApiState>, headers: HeaderMap, body: Body)
             return error(
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
-                "request body unreadable or larger than 64 KiB",
+                "request body unreadable or larger than 256 KiB",
             )
         }
     };
-    let answer = handle_payment(&state, &headers, &bytes);
+    // SQLite blocks (fsync, the connection's mutex): off the async workers.
+    let answer = tokio::task::spawn_blocking(move || handle_payment(&state, &headers, &bytes))
+        .await
+        .unwrap_or_else(|e| {
+            eprintln!("[pos-sim] api: payment handler failed: {e}");
+            Refusal {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                code: "internal",
+                message: String::from("handler failed"),
+            }
+            .into_answer()
+        });
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     json_text(status, answer.body)
 }
@@ -603,6 +628,29 @@ mod tests {
         assert_eq!(h.requests_for("pay_v"), 0);
         // The good body still works afterwards.
         assert_eq!(h.pay("pay_v", &good).await.0, 200);
+    }
+
+    #[tokio::test]
+    async fn the_largest_body_the_sdk_sends_fits() {
+        let h = harness().await;
+        let mut b = h.body("pay_big", 1000, "4242424242424242");
+        // 50 values of 500 four-byte characters, keys of 40: what the SDK allows at most.
+        let many: serde_json::Map<String, Value> = (0..50)
+            .map(|i| (format!("{i:0>40}"), json!("\u{1F600}".repeat(500))))
+            .collect();
+        b["metadata"] = Value::Object(many);
+        assert!(b.to_string().len() > 64 * 1024);
+        let (status, resp) = h.pay("pay_big", &b).await;
+        assert_eq!(status, 200, "{resp}");
+    }
+
+    #[tokio::test]
+    async fn a_poisoned_lock_does_not_fail_later_requests() {
+        let h = harness().await;
+        h.state.store.poison();
+        let b = h.body("pay_after_panic", 1000, "4242424242424242");
+        assert_eq!(h.pay("pay_after_panic", &b).await.0, 200);
+        assert_eq!(h.requests_for("pay_after_panic"), 1);
     }
 
     #[tokio::test]

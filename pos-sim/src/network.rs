@@ -5,15 +5,23 @@
 //!   browser sees a network error (fetch `TypeError`), never an HTTP answer.
 //! * `latency_ms`: the request is processed (a payment is recorded) and only then does the
 //!   answer wait, as when a request reached the backend but its answer came too late.
+//! * scripted faults (`POST /_sim/faults`): each of the next `POST /v1/payments` requests
+//!   takes the next fault of the script: an error status (with `Retry-After`), a late
+//!   answer, a reset before or after the payment is recorded, a hang, a captive portal's
+//!   HTML 200, a proxy's non-JSON 404.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::Router;
+use futures_util::StreamExt;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use serde::{Deserialize, Serialize};
@@ -27,10 +35,36 @@ pub struct NetworkState {
     pub latency_ms: u64,
 }
 
-/// The shared fault switch. Cloning shares it.
+/// One scripted fault for one `POST /v1/payments` request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Fault {
+    /// Answer `status` with an error body (and `Retry-After: retry_after` seconds); nothing
+    /// is recorded.
+    Status {
+        status: u16,
+        #[serde(default)]
+        retry_after: Option<u64>,
+    },
+    /// Record the payment, then answer only after `ms`.
+    Delay { ms: u64 },
+    /// Cut the connection mid-answer without recording anything.
+    ResetBefore,
+    /// Record the payment, then cut the connection mid-answer.
+    ResetAfter,
+    /// Never answer (until the client gives up); nothing is recorded.
+    Hang,
+    /// A captive portal's page: `200 text/html`; nothing is recorded.
+    Html200,
+    /// A proxy's `404 text/plain`; nothing is recorded.
+    NotJson404,
+}
+
+/// The shared fault switch and fault script. Cloning shares them.
 #[derive(Clone)]
 pub struct Network {
     tx: Arc<watch::Sender<NetworkState>>,
+    script: Arc<Mutex<VecDeque<Fault>>>,
 }
 
 impl Default for Network {
@@ -42,7 +76,29 @@ impl Default for Network {
 impl Network {
     pub fn new() -> Self {
         let (tx, _rx) = watch::channel(NetworkState::default());
-        Self { tx: Arc::new(tx) }
+        Self {
+            tx: Arc::new(tx),
+            script: Arc::default(),
+        }
+    }
+
+    /// Replaces the fault script.
+    pub fn set_faults(&self, faults: Vec<Fault>) {
+        // A panic elsewhere must not disable fault injection for the rest of the run.
+        *self.script.lock().unwrap_or_else(PoisonError::into_inner) = faults.into();
+    }
+
+    /// The faults not yet used.
+    pub fn faults(&self) -> Vec<Fault> {
+        let script = self.script.lock().unwrap_or_else(PoisonError::into_inner);
+        script.iter().cloned().collect()
+    }
+
+    fn next_fault(&self) -> Option<Fault> {
+        self.script
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop_front()
     }
 
     pub fn get(&self) -> NetworkState {
@@ -65,17 +121,94 @@ impl Network {
     }
 }
 
-/// Middleware on the API router: answer a POST only after `latency_ms`, once the handler has
-/// run. CORS preflights and health probes stay fast, so a late answer is what a client sees,
-/// not a request that never left.
+/// Middleware on the API router: the next scripted fault for `POST /v1/payments`, then
+/// `latency_ms`: a POST is answered only after it, once the handler has run. CORS preflights
+/// and health probes stay fast, so a late answer is what a client sees, not a request that
+/// never left.
 pub async fn latency(State(network): State<Network>, request: Request, next: Next) -> Response {
-    let delayed = request.method() == axum::http::Method::POST;
-    let response = next.run(request).await;
+    let delayed = request.method() == Method::POST;
+    let scripted = delayed && request.uri().path() == "/v1/payments";
+    let response = match scripted.then(|| network.next_fault()).flatten() {
+        Some(fault) => {
+            eprintln!("[pos-sim] api: scripted fault {fault:?}");
+            apply(fault, request, next).await
+        }
+        None => next.run(request).await,
+    };
     let ms = network.get().latency_ms;
     if delayed && ms > 0 {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     response
+}
+
+/// `response` with its body cut: the status line, the headers and a first chunk go out, then
+/// hyper aborts the connection. The client has an answer's start, so it does not resend the
+/// request (browsers resend one that got no bytes at all on a reused connection), and then a
+/// network error (fetch `TypeError`).
+fn cut(response: Response) -> Response {
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let first = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"{"))]);
+    // The pause lets hyper flush the head and the first chunk before the body fails.
+    let then_fail = futures_util::stream::once(async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Err(std::io::Error::other("scripted reset"))
+    });
+    Response::from_parts(parts, Body::from_stream(first.chain(then_fail)))
+}
+
+/// A response made here, outside the API router's CORS layer: readable by the page.
+fn readable(status: StatusCode, content_type: &'static str, body: &'static str) -> Response {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("retry-after"),
+    );
+    response
+}
+
+async fn apply(fault: Fault, request: Request, next: Next) -> Response {
+    match fault {
+        Fault::Status {
+            status,
+            retry_after,
+        } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            let mut response = readable(
+                status,
+                "application/json",
+                r#"{"error":{"code":"sim_fault","message":"scripted by /_sim/faults"}}"#,
+            );
+            if let Some(secs) = retry_after {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            response
+        }
+        Fault::Delay { ms } => {
+            let response = next.run(request).await;
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            response
+        }
+        Fault::ResetBefore => cut(readable(StatusCode::OK, "application/json", "")),
+        Fault::ResetAfter => cut(next.run(request).await),
+        Fault::Hang => std::future::pending().await,
+        Fault::Html200 => readable(
+            StatusCode::OK,
+            "text/html",
+            "<!doctype html><title>Wi-Fi login</title><p>Sign in to continue</p>",
+        ),
+        Fault::NotJson404 => readable(StatusCode::NOT_FOUND, "text/plain", "Not Found"),
+    }
 }
 
 /// Serves `router` on `listener` forever, one task per connection, obeying `network`.

@@ -5,7 +5,7 @@
 //! runs while holding it, so two requests with the same key can never both be "first".
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -17,8 +17,6 @@ use crate::card_crypto::CardKey;
 pub enum StoreError {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("the database lock is poisoned")]
-    Poisoned,
     #[error("stored card key is {0} bytes, expected 32")]
     BadKey(usize),
 }
@@ -153,8 +151,21 @@ impl Store {
         })
     }
 
+    /// The connection. A panic while it was held poisons the mutex, but SQLite rolled back
+    /// whatever that request had open, so later requests go on instead of all failing.
     fn lock(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
-        self.conn.lock().map_err(|_| StoreError::Poisoned)
+        Ok(self.conn.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Panics while holding the connection, as a bug in a handler would (for tests).
+    #[cfg(test)]
+    pub fn poison(self: &std::sync::Arc<Self>) {
+        let store = self.clone();
+        let _ = std::thread::spawn(move || {
+            let _held = store.conn.lock();
+            panic!("a handler panicked while holding the database");
+        })
+        .join();
     }
 
     /// The card key shared by readers and backend: created on first use, then kept.

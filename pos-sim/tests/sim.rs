@@ -696,3 +696,72 @@ fn help_and_bad_arguments() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("'x'") && err.contains("--readers"), "{err}");
 }
+
+#[test]
+fn scripted_faults_meet_the_next_payment_requests_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = Sim::start(&dir.path().join("sim.db"));
+    let token = sim.token();
+    let mut ws = sim.paired_reader("rdr_sim_1", &token);
+    let read = collect(&mut ws, "pay_fault", 3100);
+    let body = payment_body("pay_fault", 3100, &read, "rdr_sim_1").to_string();
+    let (status, script) = sim.admin(
+        "POST",
+        "/_sim/faults",
+        r#"{"faults":[{"kind":"status","status":503,"retry_after":7},{"kind":"html200"},
+            {"kind":"not_json404"},{"kind":"reset_before"},{"kind":"reset_after"},
+            {"kind":"delay","ms":800},{"kind":"hang"}]}"#,
+    );
+    assert_eq!(status, 200, "{script}");
+    assert_eq!(script["faults"].as_array().map(Vec::len), Some(7));
+    let auth = format!("Bearer {token}");
+    let send = || {
+        raw_request(
+            sim.api,
+            "POST",
+            "/v1/payments",
+            &[("Authorization", &auth), ("Idempotency-Key", "pay_fault")],
+            &body,
+        )
+    };
+    let (status, headers, _) = send().expect("503 answer");
+    assert_eq!(status, 503);
+    assert_eq!(header(&headers, http::header::RETRY_AFTER), "7");
+    let (status, headers, text) = send().expect("html answer");
+    assert_eq!(status, 200);
+    assert!(header(&headers, http::header::CONTENT_TYPE).starts_with("text/html"));
+    assert!(text.contains("<title>"));
+    let (status, _, text) = send().expect("404 answer");
+    assert_eq!((status, text.as_str()), (404, "Not Found"));
+    assert!(payments(&sim).is_empty(), "nothing recorded so far");
+    assert!(send().is_err(), "reset before recording");
+    assert!(payments(&sim).is_empty());
+    assert!(send().is_err(), "reset after recording");
+    let list = payments(&sim);
+    assert_eq!(list.len(), 1, "recorded, then reset");
+    assert_eq!(list[0]["requests"], 1);
+    let started = Instant::now();
+    let (status, ..) = send().expect("late answer");
+    assert_eq!(status, 200, "the stored first answer");
+    assert!(started.elapsed() >= Duration::from_millis(800));
+    assert_eq!(payments(&sim)[0]["requests"], 2, "per-key request count");
+    // A hang: the client gives up, the backend never recorded it.
+    let agent: Agent = Agent::config_builder()
+        .timeout_global(Some(Duration::from_millis(700)))
+        .max_idle_connections(0)
+        .build()
+        .into();
+    let hung = agent
+        .post(format!("http://{}/v1/payments", sim.api))
+        .header("Authorization", &auth)
+        .header("Idempotency-Key", "pay_fault")
+        .send(body.as_str());
+    assert!(hung.is_err(), "no answer: {hung:?}");
+    assert_eq!(payments(&sim)[0]["requests"], 2);
+    let (_, script) = sim.admin("GET", "/_sim/faults", "");
+    assert_eq!(script["faults"], json!([]), "script used up");
+    let (status, ..) = send().expect("normal again");
+    assert_eq!(status, 200);
+    let (status, _) = sim.admin("POST", "/_sim/faults", r#"{"faults":[{"kind":"nope"}]}"#);
+    assert_eq!(status, 400);
+}

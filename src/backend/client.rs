@@ -7,9 +7,16 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{AbortController, Headers, Request, RequestInit, Response};
 
-use super::{classify_payment_answer, PaymentOutcome};
+use super::{classify_payment_answer, health_ok, retry_after_ms, PaymentOutcome};
 use crate::error::BackendError;
 use crate::js::{self, describe_js, js_error_name};
+
+/// An HTTP answer as read.
+struct Answer {
+    status: u16,
+    text: String,
+    retry_after_ms: Option<u64>,
+}
 
 /// One backend: its base URL and how long a request may take.
 #[derive(Debug, Clone)]
@@ -36,7 +43,7 @@ impl Backend {
     }
 
     pub async fn health_within(&self, timeout_ms: u32) -> Result<(), BackendError> {
-        let (status, _) = self
+        let answer = self
             .send(
                 "GET",
                 "/v1/health",
@@ -45,10 +52,17 @@ impl Backend {
                 timeout_ms.min(self.timeout_ms),
             )
             .await?;
-        if (200..300).contains(&status) {
+        if health_ok(answer.status, &answer.text) {
             Ok(())
+        } else if (200..300).contains(&answer.status) {
+            Err(BackendError::InvalidResponse(
+                "the health check answered without {\"ok\":true} (a captive portal?)".into(),
+            ))
         } else {
-            Err(BackendError::status(status, "health check failed".into()))
+            Err(BackendError::status(
+                answer.status,
+                "health check failed".into(),
+            ))
         }
     }
 
@@ -64,7 +78,7 @@ impl Backend {
             ("Authorization", auth.as_str()),
             (IDEMPOTENCY_HEADER, body.id.as_str()),
         ];
-        let (status, text) = self
+        let answer = self
             .send(
                 "POST",
                 "/v1/payments",
@@ -73,7 +87,8 @@ impl Backend {
                 self.timeout_ms,
             )
             .await?;
-        classify_payment_answer(status, &text)
+        classify_payment_answer(answer.status, &answer.text)
+            .map_err(|e| e.with_retry_after(answer.retry_after_ms))
     }
 
     async fn send(
@@ -83,7 +98,7 @@ impl Backend {
         headers: &[(&str, &str)],
         body: Option<&str>,
         timeout_ms: u32,
-    ) -> Result<(u16, String), BackendError> {
+    ) -> Result<Answer, BackendError> {
         // Until `fetch` is called nothing has left the device: failures are `NotSent`.
         let not_sent = |e: wasm_bindgen::JsValue| BackendError::NotSent(describe_js(&e));
         let controller = AbortController::new().map_err(not_sent)?;
@@ -91,6 +106,8 @@ impl Backend {
         init.set_method(method);
         init.set_signal(Some(&controller.signal()));
         init.set_cache(web_sys::RequestCache::NoStore);
+        // A redirect is never the backend's answer (a captive portal's, a proxy's).
+        js::set(&init, "redirect", &"error".into());
         let h = Headers::new().map_err(not_sent)?;
         for (k, v) in headers {
             h.set(k, v).map_err(not_sent)?;
@@ -113,8 +130,13 @@ impl Backend {
             .map_err(map_err)?
             .unchecked_into();
         let status = response.status();
+        let retry_after = response.headers().get("retry-after").ok().flatten();
         let text_promise = response.text().map_err(map_err)?;
         let text = JsFuture::from(text_promise).await.map_err(map_err)?;
-        Ok((status, text.as_string().unwrap_or_default()))
+        Ok(Answer {
+            status,
+            text: text.as_string().unwrap_or_default(),
+            retry_after_ms: retry_after_ms(retry_after.as_deref()),
+        })
     }
 }

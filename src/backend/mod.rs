@@ -18,21 +18,26 @@ pub enum PaymentOutcome {
 }
 
 /// Classifies an answer to `POST /v1/payments`. Errors that are `is_retryable` are the ones
-/// where the payment may be sent again with the same key.
+/// where the payment may be sent again with the same key. Only the backend's own error
+/// bodies (`ErrorBody` JSON) are final: a proxy's or captive portal's page is unreadable,
+/// retried with the same key.
 pub fn classify_payment_answer(status: u16, text: &str) -> Result<PaymentOutcome, BackendError> {
-    let error_message = || {
-        serde_json::from_str::<ErrorBody>(text)
-            .map(|b| format!("{}: {}", b.error.code, b.error.message))
-            .unwrap_or_else(|_| text.chars().take(200).collect())
+    let own = serde_json::from_str::<ErrorBody>(text).ok();
+    let unreadable = || {
+        BackendError::InvalidResponse(format!(
+            "{status} without the backend's error body: {}",
+            text.chars().take(200).collect::<String>()
+        ))
     };
     match status {
         200..=299 => serde_json::from_str::<PaymentOk>(text)
             .map(PaymentOutcome::Approved)
             .map_err(|e| BackendError::InvalidResponse(format!("{status}: {e}"))),
         402 => {
-            let decline_code = serde_json::from_str::<ErrorBody>(text)
-                .ok()
-                .and_then(|b| b.error.decline_code)
+            let body = own.ok_or_else(unreadable)?;
+            let decline_code = body
+                .error
+                .decline_code
                 .filter(|c| {
                     !c.is_empty()
                         && c.len() <= 64
@@ -41,10 +46,39 @@ pub fn classify_payment_answer(status: u16, text: &str) -> Result<PaymentOutcome
                 .unwrap_or_else(|| "generic_decline".to_string());
             Ok(PaymentOutcome::Declined { decline_code })
         }
-        401 | 403 => Err(BackendError::Unauthorized(error_message())),
-        409 => Err(BackendError::IdempotencyConflict),
-        _ => Err(BackendError::status(status, error_message())),
+        // Retried anyway (with new credentials, or with backoff): no body needed.
+        401 | 403 => Err(BackendError::Unauthorized(describe(own.as_ref(), text))),
+        429 | 500..=599 => Err(BackendError::status(status, describe(own.as_ref(), text))),
+        _ => {
+            let body = own.ok_or_else(unreadable)?;
+            if status == 409 {
+                return Err(BackendError::IdempotencyConflict);
+            }
+            Err(BackendError::status(status, describe(Some(&body), text)))
+        }
     }
+}
+
+fn describe(own: Option<&ErrorBody>, text: &str) -> String {
+    match own {
+        Some(b) => format!("{}: {}", b.error.code, b.error.message),
+        None => text.chars().take(200).collect(),
+    }
+}
+
+/// True when `GET /v1/health` answered as the backend does: 2xx with `{"ok":true}` (a
+/// captive portal answers 200 too).
+pub fn health_ok(status: u16, text: &str) -> bool {
+    (200..300).contains(&status)
+        && serde_json::from_str::<serde_json::Value>(text)
+            .is_ok_and(|v| v.get("ok") == Some(&serde_json::Value::Bool(true)))
+}
+
+/// `Retry-After` in milliseconds, from its delay-seconds form (an HTTP date is ignored),
+/// capped at an hour.
+pub fn retry_after_ms(header: Option<&str>) -> Option<u64> {
+    let secs: u64 = header?.trim().parse().ok()?;
+    Some(secs.min(3_600) * 1_000)
 }
 
 #[cfg(test)]
@@ -95,7 +129,11 @@ mod tests {
 
     #[test]
     fn errors_are_typed_and_retryability_is_right() {
-        let e = classify_payment_answer(409, "{}").unwrap_err();
+        let e = classify_payment_answer(
+            409,
+            r#"{"error":{"code":"idempotency_key_reused","message":"x"}}"#,
+        )
+        .unwrap_err();
         assert_eq!(e, BackendError::IdempotencyConflict);
         assert!(!e.is_retryable());
         let e = classify_payment_answer(401, "{}").unwrap_err();
@@ -119,5 +157,39 @@ mod tests {
         // A 2xx the SDK can't read: the backend may have charged; retrying with the key is safe.
         let e = classify_payment_answer(200, "garbage").unwrap_err();
         assert!(e.is_retryable());
+    }
+
+    #[test]
+    fn only_the_backends_own_error_bodies_are_final() {
+        // A proxy's 404 page, a portal's 402: unreadable, retried with the same key.
+        for (status, text) in [
+            (404, "Not Found"),
+            (402, "<html>pay for wifi</html>"),
+            (409, ""),
+        ] {
+            let e = classify_payment_answer(status, text).unwrap_err();
+            assert!(matches!(e, BackendError::InvalidResponse(_)), "{status}");
+            assert!(e.is_retryable(), "{status}");
+        }
+        let own = r#"{"error":{"code":"not_found","message":"no"}}"#;
+        assert!(!classify_payment_answer(404, own)
+            .unwrap_err()
+            .is_retryable());
+        assert_eq!(
+            classify_payment_answer(409, own).unwrap_err(),
+            BackendError::IdempotencyConflict
+        );
+    }
+
+    #[test]
+    fn health_needs_the_backends_body_and_retry_after_is_read() {
+        assert!(health_ok(200, r#"{"ok":true}"#));
+        assert!(!health_ok(200, "<html>Sign in</html>"), "a captive portal");
+        assert!(!health_ok(200, r#"{"ok":false}"#));
+        assert!(!health_ok(503, r#"{"ok":true}"#));
+        assert_eq!(retry_after_ms(Some(" 7 ")), Some(7_000));
+        assert_eq!(retry_after_ms(Some("Wed, 21 Oct 2015 07:28:00 GMT")), None);
+        assert_eq!(retry_after_ms(Some("999999")), Some(3_600_000));
+        assert_eq!(retry_after_ms(None), None);
     }
 }

@@ -68,6 +68,8 @@ pub enum BackendError {
         status: u16,
         class: HttpClass,
         message: String,
+        /// `Retry-After` of a 429 or 503, in ms.
+        retry_after_ms: Option<u64>,
     },
     #[error("the backend sent an answer this SDK cannot read: {0}")]
     InvalidResponse(String),
@@ -83,6 +85,33 @@ impl BackendError {
             status,
             class: HttpClass::of(status),
             message,
+            retry_after_ms: None,
+        }
+    }
+
+    /// The same error, with the answer's `Retry-After` if it is a status that may carry one.
+    pub fn with_retry_after(self, ms: Option<u64>) -> Self {
+        match self {
+            Self::Status {
+                status,
+                class,
+                message,
+                ..
+            } if matches!(class, HttpClass::TooManyRequests | HttpClass::Server) => Self::Status {
+                status,
+                class,
+                message,
+                retry_after_ms: ms,
+            },
+            other => other,
+        }
+    }
+
+    /// How long the backend asked to wait before the next try, if it did.
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        match self {
+            Self::Status { retry_after_ms, .. } => *retry_after_ms,
+            _ => None,
         }
     }
 

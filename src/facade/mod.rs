@@ -199,6 +199,13 @@ impl JsTerminal {
         })
     }
 
+    /// Support's way out of `failed`: back to `pending` under the same id (same key).
+    #[wasm_bindgen(js_name = requeuePayment, unchecked_return_type = "Promise<StoredPayment>")]
+    pub fn requeue_payment(&self, id: String) -> Promise {
+        let core = self.core.clone();
+        promise(async move { to_js(&core.requeue_payment(&id).await?) })
+    }
+
     #[wasm_bindgen(js_name = offlineStatus, unchecked_return_type = "Promise<OfflineStatus>")]
     pub fn offline_status(&self) -> Promise {
         let core = self.core.clone();

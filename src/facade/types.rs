@@ -14,7 +14,7 @@ export type ConnectionStatus = "connecting" | "connected" | "not_connected";
 export type PaymentStatus = "not_ready" | "ready" | "waiting_for_input" | "processing";
 export type OfflineBehavior = "prefer_online" | "require_online" | "force_offline";
 export type CaptureMethod = "automatic" | "manual";
-export type StoredState = "pending" | "forwarding" | "forwarded" | "declined" | "failed" | "quarantined";
+export type StoredState = "intent" | "pending" | "forwarding" | "forwarded" | "declined" | "failed" | "quarantined";
 
 export interface OfflineOptions {
   /** Default true. */
@@ -24,6 +24,12 @@ export interface OfflineOptions {
   /** Largest total stored and not yet forwarded, per currency. */
   storedAmountLimit?: Record<string, number>;
   maxStoredPayments?: number;
+  /** Refuse storing while the oldest stored payment is older than this (ms, at least 60000). */
+  maxStoredAgeMs?: number;
+  /** Refuse storing offline unless the browser granted persistent storage. Default false. */
+  requirePersistentStorage?: boolean;
+  /** How long forwarded and declined records are kept as history (ms). Default 30 days. */
+  retentionMs?: number;
 }
 
 export interface TerminalOptions {
@@ -35,6 +41,8 @@ export interface TerminalOptions {
   requestTimeoutMs?: number;
   /** Forwarding timer while payments are pending. Default 10000. */
   forwardIntervalMs?: number;
+  /** Forwarding requests in flight at once, 1 to 16. Default 3. */
+  forwardConcurrency?: number;
   offline?: OfflineOptions;
   onNetworkStatusChange?(status: NetworkStatus): void;
   onOfflineStatusChange?(status: OfflineStatus): void;
@@ -129,6 +137,8 @@ export interface OfflineStatus {
   pendingAmounts: Record<string, number>;
   oldestStoredAt: number | null;
   forwarding: boolean;
+  /** Whether the browser granted persistent storage; null where it cannot say. */
+  persisted: boolean | null;
 }
 
 export interface ForwardReport { forwarded: number; declined: number; failed: number; remaining: number; }

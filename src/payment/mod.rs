@@ -15,8 +15,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::PosError;
 
-/// Version of the stored record layout; bound into every record's associated data.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version of the stored record layout; bound into every record's associated data. 2 added
+/// the `intent` state and `SealedBody::unreadable`; records of version 1 open as they are
+/// and are re-sealed as 2 on their next change. An older SDK leaves version 2 records alone.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// A new payment id: `pay_` and 26 base32 characters (128 random bits). It is the
 /// idempotency key from the first online attempt on.
@@ -81,10 +83,13 @@ pub struct Collected {
     pub card_payload: String,
 }
 
-/// States of a stored payment. Only `pending` and `forwarding` still need the backend.
+/// States of a stored payment. Only `pending` and `forwarding` still need the backend; an
+/// `intent` is written before an online attempt and left behind only when that attempt's
+/// outcome is unknown (or the tab died during it): then it is forwarded like `pending`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StoredState {
+    Intent,
     Pending,
     Forwarding,
     Forwarded,
@@ -94,7 +99,8 @@ pub enum StoredState {
 }
 
 impl StoredState {
-    pub const ALL: [StoredState; 6] = [
+    pub const ALL: [StoredState; 7] = [
+        Self::Intent,
         Self::Pending,
         Self::Forwarding,
         Self::Forwarded,
@@ -105,6 +111,7 @@ impl StoredState {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Intent => "intent",
             Self::Pending => "pending",
             Self::Forwarding => "forwarding",
             Self::Forwarded => "forwarded",
@@ -133,6 +140,10 @@ impl StoredState {
         matches!(
             (self, next),
             (Pending, Forwarding)
+                | (Intent, Pending)
+                | (Intent, Forwarding)
+                // support's way out of `failed`: the same key again
+                | (Failed, Pending)
                 // `forwarding` found at start-up is a crashed try: it may be taken again.
                 | (Forwarding, Forwarding)
                 | (Forwarding, Pending)
@@ -178,6 +189,10 @@ pub struct SealedBody {
     /// sends it. `None` in records sealed before this field existed: any backend.
     #[serde(default)]
     pub backend_url: Option<String>,
+    /// Unreadable answers in a row (a captive portal's page, a proxy's error): counted apart
+    /// from `attempts`, so timeouts never make one odd answer final.
+    #[serde(default)]
+    pub unreadable: u32,
 }
 
 impl SealedBody {
@@ -204,6 +219,7 @@ impl SealedBody {
             last_error: None,
             decline_code: None,
             backend_url: None,
+            unreadable: 0,
         }
     }
 }
@@ -265,6 +281,7 @@ pub(crate) mod tests {
             last_error: None,
             decline_code: None,
             backend_url: None,
+            unreadable: 0,
         }
     }
 
@@ -307,6 +324,12 @@ pub(crate) mod tests {
             "must be marked in flight first"
         );
         assert!(!Forwarded.can_move_to(Pending));
+        assert!(Intent.can_move_to(Pending) && Intent.can_move_to(Forwarding));
+        assert!(Failed.can_move_to(Pending), "requeue");
+        assert!(
+            !Intent.is_outstanding(),
+            "an intent in progress is not stored offline"
+        );
         assert!(!Declined.can_move_to(Forwarding));
         assert!(!Quarantined.can_move_to(Pending));
         assert!(

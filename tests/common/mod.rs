@@ -184,7 +184,7 @@ pub fn offline_limits(json: &str) -> Option<OfflineOptions> {
 }
 
 /// Connection tokens from pos-sim, as a merchant's server would hand them out.
-fn tokens(api: &str) -> Rc<dyn pos_terminal::auth::TokenSource> {
+pub fn tokens(api: &str) -> Rc<dyn pos_terminal::auth::TokenSource> {
     let api = api.to_string();
     Rc::new(move || -> TokenFuture {
         let api = api.clone();

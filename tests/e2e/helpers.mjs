@@ -158,8 +158,9 @@ export const presentCard = (sim, readerId, number) => simPost(sim, `/_sim/reader
  * Records console errors, page errors and failed requests for failure reports.
  * `backForwardCache: true` keeps Chromium's back/forward cache on (playwright turns it off).
  */
-export async function launchBrowser({ backForwardCache = false } = {}) {
-  const profileDir = await mkdtemp(path.join(tmpdir(), "pos-e2e-profile-"));
+export async function launchBrowser({ backForwardCache = false, profileDir: reuse } = {}) {
+  // `profileDir` reopens a profile a killed browser left behind.
+  const profileDir = reuse ?? (await mkdtemp(path.join(tmpdir(), "pos-e2e-profile-")));
   const context = await chromium.launchPersistentContext(profileDir, {
     executablePath: CHROMIUM,
     headless: true,
