@@ -82,6 +82,7 @@ export class FakeUsbDevice {
       ws.onerror = () => reject(domError("NetworkError", "Unable to open device."));
     });
     ws.onmessage = (e) => {
+      if (this._ws !== ws) return; // a frame still in flight on a socket closed since
       this._queue.push({ bytes: frameBytes(String(e.data)), offset: 0 });
       this._wake();
     };
