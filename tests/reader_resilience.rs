@@ -8,26 +8,16 @@
 mod common;
 mod reader_kit;
 
-use std::rc::Rc;
-
 use common::*;
 use futures_util::future::join;
 use pos_protocol::reader::ReaderStatus;
 use pos_terminal::payment::{OfflineBehavior, ResultStatus, StoredState};
-use pos_terminal::reader::{default_usb_filters, Address, Discovery, Method, Timeouts};
+use pos_terminal::reader::{Address, Discovery, Method, Timeouts};
 use pos_terminal::terminal::Terminal;
 use reader_kit::*;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
-
-async fn terminal(prefix: &str) -> (Terminal, Rc<ReaderEvents>) {
-    let (api, _) = sim_addrs();
-    let events = Rc::new(ReaderEvents::default());
-    let terminal = terminal_with(options(api, &unique_db(prefix)), events.clone()).await;
-    shorten(&terminal);
-    (terminal, events)
-}
 
 fn ws(reader: &str) -> Address {
     Address {
@@ -281,18 +271,7 @@ async fn hostile_readers_over_usb_leave_the_sdk_usable() {
     let (terminal, events) = terminal("hostile-usb").await;
     let options = js_sys::JSON::parse(r#"{"maxTransfer": 512}"#).unwrap();
     let device = fake_usb_reader(&reader_ws_url("rdr_sim_2"), "USB-HOSTILE", &options);
-    let found = terminal
-        .discover_readers(&Discovery::Usb {
-            request_permission: false,
-            filters: default_usb_filters(),
-        })
-        .await
-        .unwrap();
-    let address = found
-        .into_iter()
-        .find(|r| r.info.serial_number == "USB-HOSTILE")
-        .unwrap()
-        .address;
+    let address = discover_usb(&terminal, "USB-HOSTILE").await.address;
     terminal.connect_reader(&address, false).await.unwrap();
     hostile_reader(&terminal, &events, "rdr_sim_2", &address).await;
     terminal.close();

@@ -10,8 +10,6 @@
 mod common;
 mod reader_kit;
 
-use std::rc::Rc;
-
 use common::*;
 use futures_util::future::join;
 use pos_terminal::events::ConnectionStatus;
@@ -27,14 +25,6 @@ wasm_bindgen_test_configure!(run_in_browser);
 const WS_READER: &str = "rdr_sim_1";
 const USB_READER: &str = "rdr_sim_2";
 
-async fn terminal(prefix: &str) -> (Terminal, Rc<ReaderEvents>) {
-    let (api, _) = sim_addrs();
-    let events = Rc::new(ReaderEvents::default());
-    let terminal = terminal_with(options(api, &unique_db(prefix)), events.clone()).await;
-    shorten(&terminal);
-    (terminal, events)
-}
-
 async fn discover_ws(terminal: &Terminal, reader: &str) -> Discovered {
     let found = terminal
         .discover_readers(&Discovery::WebSocket {
@@ -43,20 +33,6 @@ async fn discover_ws(terminal: &Terminal, reader: &str) -> Discovered {
         .await
         .unwrap();
     found.into_iter().next().expect("the reader answers")
-}
-
-async fn discover_usb(terminal: &Terminal, serial: &str) -> Discovered {
-    let found = terminal
-        .discover_readers(&Discovery::Usb {
-            request_permission: false,
-            filters: default_usb_filters(),
-        })
-        .await
-        .unwrap();
-    found
-        .into_iter()
-        .find(|r| r.info.serial_number == serial)
-        .expect("the permitted USB reader is listed")
 }
 
 fn cart() -> CartInput {

@@ -166,6 +166,11 @@ export class Pos {
     return (await this.#require().discoverReaders({ method: "websocket", urls })) || [];
   }
 
+  /** `{ method: "usb" }` (from a click: the browser's chooser) or `{ method: "simulated" }`. */
+  async discoverWith(config) {
+    return (await this.#require().discoverReaders(config)) || [];
+  }
+
   async connect(reader) {
     const connected = await this.#require().connectReader(reader);
     this.#reader = connected || reader;

@@ -14,7 +14,7 @@ use pos_protocol::CardSummary;
 
 use super::connection::{Connection, Paired};
 use super::simulated::{self, SimulatedTransport};
-use super::transport::{Inbound, Transport};
+use super::transport::Inbound;
 use super::usb::{self, UsbTransport};
 use super::websocket::WsTransport;
 use super::{
@@ -62,38 +62,16 @@ async fn open(
     simulator: &Rc<RefCell<SimulatorConfig>>,
 ) -> Result<Paired, PosError> {
     let url = address.url.clone();
-    match address.method {
-        Method::WebSocket => {
-            Connection::open(
-                |inbound: Inbound| async move { WsTransport::open(&url, inbound).await },
-                token,
-                intent,
-                timeouts,
-            )
-            .await
+    let method = address.method;
+    let simulator = simulator.clone();
+    let open_transport = move |inbound: Inbound| async move {
+        match method {
+            Method::WebSocket => WsTransport::open(&url, inbound).await,
+            Method::Usb => UsbTransport::open(&url, inbound).await,
+            Method::Simulated => Ok(SimulatedTransport::open(inbound, simulator)),
         }
-        Method::Usb => {
-            Connection::open(
-                |inbound: Inbound| async move { UsbTransport::open(&url, inbound).await },
-                token,
-                intent,
-                timeouts,
-            )
-            .await
-        }
-        Method::Simulated => {
-            let config = simulator.clone();
-            Connection::open(
-                |inbound: Inbound| async move {
-                    Ok::<Box<dyn Transport>, PosError>(SimulatedTransport::open(inbound, config))
-                },
-                token,
-                intent,
-                timeouts,
-            )
-            .await
-        }
-    }
+    };
+    Connection::open(open_transport, token, intent, timeouts).await
 }
 
 impl ReaderSession {

@@ -6,13 +6,15 @@
 use std::cell::RefCell;
 
 use gloo_timers::future::TimeoutFuture;
+use std::rc::Rc;
+
 use pos_terminal::events::{ConnectionStatus, Events, PaymentStatus};
-use pos_terminal::reader::Timeouts;
+use pos_terminal::reader::{default_usb_filters, Discovered, Discovery, Timeouts};
 use pos_terminal::terminal::Terminal;
 use pos_terminal::PosError;
 use wasm_bindgen::prelude::*;
 
-use crate::common::{fetch_json, get, sim_addrs};
+use crate::common::{fetch_json, get, options, sim_addrs, terminal_with, unique_db};
 
 #[wasm_bindgen(module = "/www/fake-usb.js")]
 extern "C" {
@@ -78,8 +80,28 @@ pub fn quick_timeouts() -> Timeouts {
     }
 }
 
-pub fn shorten(terminal: &Terminal) {
+/// A terminal on pos-sim's backend with a database of its own and quick reader timeouts.
+pub async fn terminal(prefix: &str) -> (Terminal, Rc<ReaderEvents>) {
+    let (api, _) = sim_addrs();
+    let events = Rc::new(ReaderEvents::default());
+    let terminal = terminal_with(options(api, &unique_db(prefix)), events.clone()).await;
     terminal.reader_session().set_timeouts(quick_timeouts());
+    (terminal, events)
+}
+
+/// The permitted USB reader with serial number `serial`.
+pub async fn discover_usb(terminal: &Terminal, serial: &str) -> Discovered {
+    let found = terminal
+        .discover_readers(&Discovery::Usb {
+            request_permission: false,
+            filters: default_usb_filters(),
+        })
+        .await
+        .unwrap();
+    found
+        .into_iter()
+        .find(|r| r.info.serial_number == serial)
+        .expect("the permitted USB reader is listed")
 }
 
 pub async fn sleep(ms: u32) {
