@@ -182,6 +182,13 @@ impl UsbTransport {
                     && d.serial_number().unwrap_or_default() == serial
             })
             .ok_or(ReaderError::Unplugged)?;
+        // A session of this page that just ended closes its device asynchronously.
+        for _ in 0..10 {
+            if !device.opened() {
+                break;
+            }
+            gloo_timers::future::TimeoutFuture::new(100).await;
+        }
         if device.opened() {
             return Err(ReaderError::Busy.into());
         }
