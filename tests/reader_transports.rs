@@ -12,7 +12,7 @@ mod reader_kit;
 
 use common::*;
 use futures_util::future::join;
-use pos_terminal::events::ConnectionStatus;
+use pos_terminal::events::{ConnectionStatus, PaymentStatus};
 use pos_terminal::payment::{OfflineBehavior, ResultStatus};
 use pos_terminal::reader::{default_usb_filters, CartInput, Discovered, Discovery, LineItemInput};
 use pos_terminal::terminal::Terminal;
@@ -87,6 +87,26 @@ async fn session_scenario(terminal: &Terminal, events: &ReaderEvents, reader: &s
     canceled.unwrap();
     assert_eq!(collected.unwrap_err().code(), "collect_canceled");
     assert_eq!(screen_kind(reader).await, "result");
+
+    // The customer cancels on the reader.
+    let (collected, ()) = join(
+        terminal.collect_payment_method(request(1_450.0, None)),
+        async {
+            sleep(100).await;
+            sim_post(&format!("/_sim/readers/{reader}/cancel"), "{}").await;
+        },
+    )
+    .await;
+    assert_eq!(collected.unwrap_err().code(), "collect_canceled");
+    let statuses = events.payment.borrow().clone();
+    for s in [
+        PaymentStatus::Ready,
+        PaymentStatus::WaitingForInput,
+        PaymentStatus::Processing,
+    ] {
+        assert!(statuses.contains(&s), "{s:?} in {statuses:?}");
+    }
+    assert_eq!(statuses.last(), Some(&PaymentStatus::Ready));
 
     // The reader dies mid-collection: a coded error, nothing stored, then it comes back.
     let stored_before = terminal.list_stored_payments(None).await.unwrap().len();
