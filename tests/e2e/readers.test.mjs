@@ -1,13 +1,14 @@
 // Readers in the demo page: a reader another tab holds is listed "in use" and refuses a
 // plain connect with reader_busy; the "simulate USB" switch gives a fake WebUSB reader
-// (www/fake-usb.js, bridged to pos-sim) that the picker connects and pays with; the in-page
+// (www/fake-usb.js, bridged to pos-sim) that the picker connects and pays with, and that
+// comes back by itself after its reader dies; the in-page
 // simulated reader takes a payment with no pos-sim reader.
 //
 // Run: node --test --test-concurrency=1 tests/e2e/
 
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startSim, launchBrowser, withDiagnostics, openPos, connectReader, pay, simGet, eventually } from "./helpers.mjs";
+import { startSim, launchBrowser, withDiagnostics, openPos, connectReader, pay, simGet, simPost, eventually } from "./helpers.mjs";
 
 const READER = "rdr_sim_1";
 
@@ -62,6 +63,18 @@ describe("reader picker: in use, USB, simulated", { timeout: 3 * 60_000 }, () =>
       // Read through the USB bridge by the pos-sim reader, which sealed it for the backend.
       const charged = (await simGet(sim, "/_sim/payments")).filter((p) => p.amount === 1234);
       assert.equal(charged.length, 1, JSON.stringify(charged));
+
+      // The reader behind the cable dies: the SDK reconnects by itself and the till goes on.
+      await simPost(sim, `/_sim/readers/${READER}/disconnect`);
+      await new Promise((r) => setTimeout(r, 300));
+      await eventually(
+        async () =>
+          (await simGet(sim, `/_sim/readers/${READER}`)).connected === true &&
+          (await second.locator("#reader-status").getAttribute("data-status")) === "connected",
+        "automatic reconnection",
+      );
+      const again = await pay(second, "1235");
+      assert.equal(again.status, "succeeded", again.text);
     });
   });
 
