@@ -20,7 +20,7 @@ use crate::payment::{
     new_payment_id, Collected, PaymentRequest, PaymentResult, StoredPayment, StoredState,
 };
 use crate::reader::session::ReaderSession;
-use crate::reader::{CartInput, Discovered};
+use crate::reader::{Address, CartInput, Discovered, Discovery, Timeouts};
 use crate::scheduler::{Drain, Scheduler};
 use crate::status::{OfflineStatus, StatusReporter};
 use crate::store::{PersistedConfig, Store};
@@ -104,7 +104,7 @@ impl Terminal {
         };
         let terminal = Terminal {
             store,
-            reader: Rc::new(ReaderSession::new(events.clone())),
+            reader: Rc::new(ReaderSession::new(events.clone(), Timeouts::default())),
             checkout,
             scheduler: scheduler.clone(),
             status,
@@ -124,20 +124,36 @@ impl Terminal {
         }
     }
 
-    pub async fn discover_readers(&self, urls: &[String]) -> Result<Vec<Discovered>, PosError> {
+    pub async fn discover_readers(
+        &self,
+        discovery: &Discovery,
+    ) -> Result<Vec<Discovered>, PosError> {
         self.check_open()?;
-        self.reader.discover(urls, &self.checkout.auth).await
+        self.reader.discover(discovery, &self.checkout.auth).await
     }
 
-    pub async fn connect_reader(&self, url: &str) -> Result<Discovered, PosError> {
+    /// Connects to the reader at `address`; `take_over` takes it from another POS.
+    pub async fn connect_reader(
+        &self,
+        address: &Address,
+        take_over: bool,
+    ) -> Result<Discovered, PosError> {
         self.check_open()?;
-        let reader = self.reader.connect(url, &self.checkout.auth).await?;
+        let reader = self
+            .reader
+            .connect(address, take_over, &self.checkout.auth)
+            .await?;
         if self.closed.get() {
             // `close()` ran while connecting: don't leave a reader attached.
             self.reader.disconnect();
             return Err(PosError::TerminalClosed);
         }
         Ok(reader)
+    }
+
+    /// The reader session: its timeouts and the in-page simulated reader's settings.
+    pub fn reader_session(&self) -> &Rc<ReaderSession> {
+        &self.reader
     }
 
     pub fn disconnect_reader(&self) {

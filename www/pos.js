@@ -68,6 +68,7 @@ export class Pos {
   #terminal = null;
   #generation = 0; // callbacks of a closed terminal are ignored
   #reader = null; // the connected reader
+  #lost = null; // the reader lost unexpectedly, which the SDK reconnects to by itself
   #resumeReader = null; // the reader to reconnect after a back/forward-cache restore
   #held = null; // a collected payment processPayment may be retried with
   #collect = null; // null | { started: boolean, cancelRequested: boolean }
@@ -228,11 +229,13 @@ export class Pos {
       onPaymentForwarded: current((p) => h.onPaymentForwarded?.(p)),
       onForwardingFailure: current((f) => h.onForwardingFailure?.(f)),
       onUnexpectedReaderDisconnect: current((e) => {
+        this.#lost = this.#reader ?? this.#lost;
         this.#reader = null;
         h.onUnexpectedReaderDisconnect?.(e);
       }),
       onConnectionStatusChange: current((s) => {
         if (s === "not_connected") this.#reader = null;
+        if (s === "connected" && !this.#reader) this.#reader = this.#lost;
         h.onConnectionStatusChange?.(s);
       }),
       onPaymentStatusChange: current((s) => h.onPaymentStatusChange?.(s)),
@@ -255,6 +258,11 @@ export class Pos {
     return (await this.#require().discoverReaders({ method: "websocket", urls })) || [];
   }
 
+  /** `{ method: "usb" }` (from a click: the browser's chooser) or `{ method: "simulated" }`. */
+  async discoverWith(config) {
+    return (await this.#require().discoverReaders(config)) || [];
+  }
+
   async connect(reader) {
     const connected = await this.#require().connectReader(reader);
     this.#reader = connected || reader;
@@ -264,6 +272,7 @@ export class Pos {
   async disconnect() {
     await this.#require().disconnectReader();
     this.#reader = null;
+    this.#lost = null;
   }
 
   // -------------------------------------------------------------------------

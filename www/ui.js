@@ -28,6 +28,9 @@ const el = {
   progressBar: $("#forward-progress-bar"),
   readerSelect: $("#reader-select"),
   discoverBtn: $("#discover-btn"),
+  usbBtn: $("#usb-btn"),
+  simulatedBtn: $("#simulated-btn"),
+  simulateUsb: $("#simulate-usb"),
   connectBtn: $("#connect-btn"),
   readerStatus: $("#reader-status"),
   readerDetail: $("#reader-detail"),
@@ -460,6 +463,7 @@ function updateControls() {
 
   el.readerSelect.disabled = !terminal || state.connectBusy || connected || state.readers.size === 0 || !idle;
   el.discoverBtn.disabled = !terminal || state.connectBusy || connected || !idle;
+  el.usbBtn.disabled = el.simulatedBtn.disabled = el.discoverBtn.disabled;
   el.connectBtn.disabled = !terminal || state.connectBusy || !idle || (!connected && !el.readerSelect.value);
   el.connectBtn.textContent = state.connectBusy
     ? connected ? "Disconnecting…" : "Connecting…"
@@ -514,7 +518,7 @@ async function discover() {
     } else {
       const remembered = localStorage.getItem("posDemo.reader");
       el.readerSelect.replaceChildren(
-        ...found.map((r) => h("option", { value: r.id, text: r.label || r.id, title: r.serialNumber || null })),
+        ...found.map((r) => h("option", { value: r.id, text: readerText(r), title: r.serialNumber || null })),
       );
       if (remembered && state.readers.has(remembered)) el.readerSelect.value = remembered;
     }
@@ -528,6 +532,36 @@ async function discover() {
 }
 
 el.discoverBtn.addEventListener("click", () => discover());
+
+const readerText = (r) => `${r.label || r.id}${r.method && r.method !== "websocket" ? ` (${r.method})` : ""}${r.status === "in_use" ? " — in use" : ""}`;
+
+/** Adds the readers `config` finds (USB, simulated) to the picker and selects the first. */
+async function discoverMore(config) {
+  try {
+    const found = await pos.discoverWith(config);
+    const fresh = found.filter((r) => !state.readers.has(r.id));
+    for (const r of found) state.readers.set(r.id, r);
+    if (state.readers.size === found.length) el.readerSelect.replaceChildren();
+    el.readerSelect.append(...fresh.map((r) => h("option", { value: r.id, text: readerText(r), title: r.serialNumber || null })));
+    if (found[0]) el.readerSelect.value = found[0].id;
+    logEvent("discoverReaders", found.map((r) => ({ id: r.id, method: r.method, status: r.status })));
+  } catch (err) {
+    logEvent("discoverReaders failed", errorInfo(err), "error");
+  } finally {
+    updateControls();
+  }
+}
+
+el.usbBtn.addEventListener("click", async () => {
+  // "simulate USB": a fake USB reader (www/fake-usb.js, not in the package) bridged to pos-sim.
+  const bridgeTo = state.config?.readerUrls?.[0];
+  if (el.simulateUsb.checked && bridgeTo && !state.fakeUsb) {
+    const { fakeUsbReader } = await import("./fake-usb.js");
+    state.fakeUsb = fakeUsbReader(bridgeTo, "DEMO-USB-1", { permitted: false, productName: "Demo USB reader" });
+  }
+  discoverMore({ method: "usb" });
+});
+el.simulatedBtn.addEventListener("click", () => discoverMore({ method: "simulated" }));
 el.readerSelect.addEventListener("change", () => updateControls());
 
 el.connectBtn.addEventListener("click", async () => {

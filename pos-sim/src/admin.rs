@@ -15,7 +15,7 @@ use tower_http::cors::{Any, CorsLayer};
 use crate::card_crypto::is_card_number;
 use crate::http_util::{error, json};
 use crate::network::{Fault, Network};
-use crate::readers::{ReaderAddress, Readers};
+use crate::readers::{Fault as ReaderFault, ReaderAddress, Readers};
 use crate::store::Store;
 
 #[derive(Clone)]
@@ -37,7 +37,10 @@ pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/_sim/config", get(config))
         .route("/_sim/readers", get(list_readers))
+        .route("/_sim/readers/{id}", get(show_reader))
         .route("/_sim/readers/{id}/card", post(set_card))
+        .route("/_sim/readers/{id}/fault", post(set_fault))
+        .route("/_sim/readers/{id}/cancel", post(customer_cancel))
         .route("/_sim/readers/{id}/disconnect", post(disconnect))
         .route("/_sim/network", get(get_network).post(set_network))
         .route("/_sim/payments", get(payments))
@@ -59,6 +62,58 @@ async fn config(State(state): State<AdminState>) -> Response {
 async fn list_readers(State(state): State<AdminState>) -> Response {
     let views: Vec<_> = state.readers.all().iter().map(|r| r.view()).collect();
     json(StatusCode::OK, &views)
+}
+
+/// `GET /_sim/readers/{id}`: one reader, with what its screen shows.
+async fn show_reader(State(state): State<AdminState>, Path(id): Path<String>) -> Response {
+    match state.readers.get(&id) {
+        Some(reader) => json(StatusCode::OK, &reader.view()),
+        None => error(StatusCode::NOT_FOUND, "not_found", "no such reader"),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaultRequest {
+    kind: ReaderFault,
+}
+
+/// `POST /_sim/readers/{id}/fault {"kind": …}`: the reader misbehaves once (tests).
+async fn set_fault(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Some(reader) = state.readers.get(&id) else {
+        return error(StatusCode::NOT_FOUND, "not_found", "no such reader");
+    };
+    let Ok(FaultRequest { kind }) = serde_json::from_slice(&body) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            r#"body must be {"kind":"garbage|truncated|huge|wrong_request|wrong_version|silent"}"#,
+        );
+    };
+    reader.set_fault(kind);
+    json(StatusCode::OK, &reader.view())
+}
+
+#[derive(Serialize)]
+struct Canceled {
+    sent: bool,
+}
+
+/// `POST /_sim/readers/{id}/cancel`: the customer presses cancel on the reader.
+async fn customer_cancel(State(state): State<AdminState>, Path(id): Path<String>) -> Response {
+    let Some(reader) = state.readers.get(&id) else {
+        return error(StatusCode::NOT_FOUND, "not_found", "no such reader");
+    };
+    json(
+        StatusCode::OK,
+        &Canceled {
+            sent: reader.customer_cancel(),
+        },
+    )
 }
 
 #[derive(Deserialize)]
@@ -294,10 +349,37 @@ mod tests {
         assert_eq!(
             list,
             json!([
-                {"id":"rdr_sim_1","label":"Simulated reader 1","url":"ws://127.0.0.1:1/readers/rdr_sim_1","connected":false,"display":null,"next_card":"0002"},
-                {"id":"rdr_sim_2","label":"Simulated reader 2","url":"ws://127.0.0.1:1/readers/rdr_sim_2","connected":false,"display":null,"next_card":"4242"}
+                {"id":"rdr_sim_1","label":"Simulated reader 1","url":"ws://127.0.0.1:1/readers/rdr_sim_1","connected":false,"display":null,"screen":{"kind":"idle"},"next_card":"0002","registration_code":"sim-1-register"},
+                {"id":"rdr_sim_2","label":"Simulated reader 2","url":"ws://127.0.0.1:1/readers/rdr_sim_2","connected":false,"display":null,"screen":{"kind":"idle"},"next_card":"4242","registration_code":"sim-2-register"}
             ])
         );
+        let (status, one) = send(&router, "GET", "/_sim/readers/rdr_sim_2", "").await;
+        assert_eq!((status, &one["screen"]), (200, &json!({"kind":"idle"})));
+        let (status, _) = send(&router, "GET", "/_sim/readers/rdr_sim_9", "").await;
+        assert_eq!(status, 404);
+    }
+
+    #[tokio::test]
+    async fn faults_and_customer_cancel_are_validated() {
+        let (router, _state) = app();
+        let (status, _) = send(
+            &router,
+            "POST",
+            "/_sim/readers/rdr_sim_1/fault",
+            r#"{"kind":"silent"}"#,
+        )
+        .await;
+        assert_eq!(status, 200);
+        let (status, _) = send(
+            &router,
+            "POST",
+            "/_sim/readers/rdr_sim_1/fault",
+            r#"{"kind":"meltdown"}"#,
+        )
+        .await;
+        assert_eq!(status, 400);
+        let (status, body) = send(&router, "POST", "/_sim/readers/rdr_sim_1/cancel", "").await;
+        assert_eq!((status, body), (200, json!({"sent": false})));
     }
 
     #[tokio::test]

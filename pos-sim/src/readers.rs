@@ -11,12 +11,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use pos_protocol::outcomes::brand_of;
 use pos_protocol::reader::{
-    parse_pos_frame, to_frame, Cart, PosMessage, ReaderErrorCode, ReaderInfo, ReaderMessage,
-    PROTOCOL_VERSION,
+    parse_pos_frame, to_frame, CancelSource, CardEventKind, Cart, HelloIntent, PosMessage,
+    ReaderErrorCode, ReaderInfo, ReaderMessage, ReaderStatus, PROTOCOL_VERSION,
 };
 use pos_protocol::CardSummary;
-use serde::Serialize;
-use tokio::sync::oneshot;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
 
 use crate::card_crypto::{self, CardData, CardKey};
@@ -38,6 +38,7 @@ pub struct Reader {
     pub label: String,
     pub serial: String,
     pub url: String,
+    pub registration_code: String,
     slot: Mutex<Slot>,
 }
 
@@ -46,16 +47,68 @@ struct Slot {
     /// The connected POS, if any.
     session: Option<SessionSlot>,
     display: Option<Cart>,
+    screen: Screen,
     /// One-shot card for the next read.
     next_card: Option<String>,
+    /// One-shot misbehaviour for tests (`POST /_sim/readers/{id}/fault`).
+    fault: Option<Fault>,
 }
 
 struct SessionSlot {
     id: u64,
-    kill: Option<oneshot::Sender<()>>,
+    control: mpsc::UnboundedSender<Control>,
 }
 
-/// A reader as `/_sim/readers` shows it.
+/// What the admin side (or a POS taking over) tells the session holding the reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Control {
+    /// Drop the socket without a close frame.
+    Kill,
+    /// Another POS took the reader: say `taken_over` and close.
+    TakenOver,
+    /// The customer pressed cancel on the reader.
+    CustomerCancel,
+}
+
+/// What the customer sees on the reader's screen.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Screen {
+    #[default]
+    Idle,
+    Cart {
+        cart: Cart,
+    },
+    WaitingForCard {
+        amount: u64,
+        currency: String,
+    },
+    /// The last collect's end: `card_read` (with the card's last 4), `canceled` or `failed`.
+    Result {
+        outcome: &'static str,
+        last4: Option<String>,
+    },
+}
+
+/// Ways a simulated reader misbehaves once, for the SDK's hostile-reader tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    /// At the next collect, first send bytes that are not JSON.
+    Garbage,
+    /// At the next collect, first send half a JSON object.
+    Truncated,
+    /// At the next collect, first send a 5 MB frame.
+    Huge,
+    /// At the next collect, first send a `card_read` for another request id.
+    WrongRequest,
+    /// The next `hello_ack` claims protocol version 99.
+    WrongVersion,
+    /// From the next collect on, answer nothing (not even pings) until the POS goes away.
+    Silent,
+}
+
+/// A reader as `/_sim/readers` and `/_sim/readers/{id}` show it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReaderView {
     pub id: String,
@@ -63,8 +116,12 @@ pub struct ReaderView {
     pub url: String,
     pub connected: bool,
     pub display: Option<Cart>,
+    /// What the customer sees now.
+    pub screen: Screen,
     /// Last four digits of the card the reader presents next.
     pub next_card: String,
+    /// The code this reader shows for registration (`hello.registration_code`).
+    pub registration_code: String,
 }
 
 /// A reader as the READY line and `/_sim/config` list it.
@@ -83,6 +140,7 @@ impl Reader {
             id,
             label: format!("Simulated reader {index}"),
             serial: format!("SIM-{index:04}"),
+            registration_code: format!("sim-{index}-register"),
             slot: Mutex::new(Slot::default()),
         }
     }
@@ -121,7 +179,9 @@ impl Reader {
             url: self.url.clone(),
             connected: slot.session.is_some(),
             display: slot.display.clone(),
+            screen: slot.screen.clone(),
             next_card: last4(next).to_owned(),
+            registration_code: self.registration_code.clone(),
         }
     }
 
@@ -130,12 +190,44 @@ impl Reader {
         self.slot().next_card = Some(number);
     }
 
+    /// Sets the one-shot misbehaviour.
+    pub fn set_fault(&self, fault: Fault) {
+        self.slot().fault = Some(fault);
+    }
+
+    fn take_fault_if(&self, pick: impl Fn(Fault) -> bool) -> Option<Fault> {
+        let mut slot = self.slot();
+        let fault = slot.fault.filter(|f| pick(*f))?;
+        slot.fault = None;
+        Some(fault)
+    }
+
+    fn tell(&self, control: Control) -> bool {
+        self.slot()
+            .session
+            .as_ref()
+            .is_some_and(|s| s.control.send(control).is_ok())
+    }
+
     /// Drops the connected POS's socket without a close frame. `false` if none was connected.
     pub fn kill_session(&self) -> bool {
-        let kill = self.slot().session.as_mut().and_then(|s| s.kill.take());
-        match kill {
-            Some(tx) => tx.send(()).is_ok(),
-            None => false,
+        self.tell(Control::Kill)
+    }
+
+    /// The customer presses cancel on the reader. `false` if no POS is connected.
+    pub fn customer_cancel(&self) -> bool {
+        self.tell(Control::CustomerCancel)
+    }
+
+    fn set_screen(&self, screen: Screen) {
+        self.slot().screen = screen;
+    }
+
+    fn status(&self) -> ReaderStatus {
+        if self.slot().session.is_some() {
+            ReaderStatus::InUse
+        } else {
+            ReaderStatus::Online
         }
     }
 
@@ -147,19 +239,28 @@ impl Reader {
     }
 
     fn set_display(&self, cart: Option<Cart>) {
-        self.slot().display = cart;
+        let mut slot = self.slot();
+        slot.screen = match &cart {
+            Some(cart) => Screen::Cart { cart: cart.clone() },
+            None => Screen::Idle,
+        };
+        slot.display = cart;
     }
 
-    /// Claims the reader for a new socket; `None` when another POS holds it.
-    fn claim(&self, session_id: u64) -> Option<oneshot::Receiver<()>> {
+    /// Claims the reader for a session; `None` when another POS holds it and `take_over` is
+    /// false. Taking over tells the holder `taken_over`.
+    fn claim(&self, session_id: u64, take_over: bool) -> Option<mpsc::UnboundedReceiver<Control>> {
         let mut slot = self.slot();
-        if slot.session.is_some() {
-            return None;
+        if let Some(holder) = &slot.session {
+            if !take_over {
+                return None;
+            }
+            let _ = holder.control.send(Control::TakenOver);
         }
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = mpsc::unbounded_channel();
         slot.session = Some(SessionSlot {
             id: session_id,
-            kill: Some(tx),
+            control: tx,
         });
         Some(rx)
     }
@@ -170,6 +271,7 @@ impl Reader {
             slot.session = None;
             // Back to the idle screen when the POS goes away.
             slot.display = None;
+            slot.screen = Screen::Idle;
         }
     }
 }
@@ -242,24 +344,9 @@ async fn run_socket(readers: Arc<Readers>, reader: Arc<Reader>, mut socket: WebS
     let session_id = readers
         .next_session
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let Some(kill) = reader.claim(session_id) else {
-        eprintln!(
-            "[pos-sim] reader {}: refused a second POS (busy)",
-            reader.id
-        );
-        let mut session = Session::new(&readers, &reader, &mut socket);
-        let _ = session
-            .send(&error_msg(
-                None,
-                ReaderErrorCode::Busy,
-                "reader is in use by another POS",
-            ))
-            .await;
-        close(&mut socket, 1013, "busy").await;
-        return;
-    };
-    eprintln!("[pos-sim] reader {}: POS connected", reader.id);
-    let end = Session::new(&readers, &reader, &mut socket).run(kill).await;
+    let end = Session::new(&readers, &reader, &mut socket, session_id)
+        .run()
+        .await;
     reader.release(session_id);
     match end {
         End::Closed => eprintln!("[pos-sim] reader {}: POS disconnected", reader.id),
@@ -306,32 +393,55 @@ struct Session<'a> {
     readers: &'a Readers,
     reader: &'a Reader,
     socket: &'a mut WebSocket,
+    id: u64,
     paired: bool,
+    /// Set once paired: what the admin side or a POS taking over tells this session.
+    control: Option<mpsc::UnboundedReceiver<Control>>,
     active: Option<ActiveCollect>,
     tap: Pin<Box<Sleep>>,
     ping_nonce: u64,
+    /// `Fault::Silent`: read the socket (to notice the POS leaving) but answer nothing.
+    silent: bool,
+}
+
+async fn next_control(control: &mut Option<mpsc::UnboundedReceiver<Control>>) -> Control {
+    match control {
+        // A closed channel (the reader was released) never wakes the session again.
+        Some(rx) => match rx.recv().await {
+            Some(c) => c,
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
 }
 
 impl<'a> Session<'a> {
-    fn new(readers: &'a Readers, reader: &'a Reader, socket: &'a mut WebSocket) -> Self {
+    fn new(readers: &'a Readers, reader: &'a Reader, socket: &'a mut WebSocket, id: u64) -> Self {
         Self {
             readers,
             reader,
             socket,
+            id,
             paired: false,
+            control: None,
             active: None,
             tap: Box::pin(tokio::time::sleep(Duration::ZERO)),
             ping_nonce: 0,
+            silent: false,
         }
     }
 
-    async fn run(mut self, mut kill: oneshot::Receiver<()>) -> End {
+    async fn run(mut self) -> End {
         let mut heartbeat = tokio::time::interval_at(Instant::now() + HEARTBEAT, HEARTBEAT);
         loop {
-            let collecting = self.active.is_some();
-            let paired = self.paired;
+            let collecting = self.active.is_some() && !self.silent;
+            let paired = self.paired && !self.silent;
             tokio::select! {
-                _ = &mut kill => return End::Killed,
+                control = next_control(&mut self.control) => {
+                    if let Step::End(end) = self.on_control(control).await {
+                        return end;
+                    }
+                }
                 incoming = self.socket.recv() => {
                     let step = match incoming {
                         None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return End::Closed,
@@ -369,7 +479,40 @@ impl<'a> Session<'a> {
         }
     }
 
+    async fn on_control(&mut self, control: Control) -> Step {
+        match control {
+            Control::Kill => Step::End(End::Killed),
+            Control::TakenOver => {
+                let _ = self
+                    .send(&error_msg(
+                        None,
+                        ReaderErrorCode::TakenOver,
+                        "another POS took this reader over",
+                    ))
+                    .await;
+                Step::End(End::Refused(1008, "taken_over"))
+            }
+            Control::CustomerCancel => {
+                let Some(active) = self.active.take() else {
+                    return Step::Continue;
+                };
+                self.reader.set_screen(Screen::Result {
+                    outcome: "canceled",
+                    last4: None,
+                });
+                self.send(&ReaderMessage::Canceled {
+                    request_id: active.request_id,
+                    by: CancelSource::Customer,
+                })
+                .await
+            }
+        }
+    }
+
     async fn on_text(&mut self, text: &str) -> Step {
+        if self.silent {
+            return Step::Continue;
+        }
         let msg = match parse_pos_frame(text) {
             Ok(msg) => msg,
             Err(e) => {
@@ -420,6 +563,8 @@ impl<'a> Session<'a> {
         let PosMessage::Hello {
             protocol_version,
             token,
+            intent,
+            registration_code,
             ..
         } = msg
         else {
@@ -453,22 +598,94 @@ impl<'a> Session<'a> {
                 false
             }
         };
-        if !issued {
+        let code_ok = registration_code
+            .as_ref()
+            .is_none_or(|code| *code == self.reader.registration_code);
+        if !issued || !code_ok {
             let _ = self
                 .send(&error_msg(
                     None,
                     ReaderErrorCode::NotPaired,
-                    "connection token was not issued by the backend",
+                    "connection token was not issued by the backend, or wrong registration code",
                 ))
                 .await;
             return Step::End(End::Refused(1008, "not_paired"));
         }
+        if intent == HelloIntent::Discover {
+            // Who the reader is and whether it is free; no pairing, the POS closes next.
+            return self
+                .send(&ReaderMessage::HelloAck {
+                    protocol_version: PROTOCOL_VERSION,
+                    reader: self.reader.info(),
+                    status: self.reader.status(),
+                })
+                .await;
+        }
+        let Some(control) = self.reader.claim(self.id, intent == HelloIntent::TakeOver) else {
+            eprintln!(
+                "[pos-sim] reader {}: refused a second POS (busy)",
+                self.reader.id
+            );
+            let _ = self
+                .send(&error_msg(
+                    None,
+                    ReaderErrorCode::Busy,
+                    "reader is in use by another POS",
+                ))
+                .await;
+            return Step::End(End::Refused(1013, "busy"));
+        };
+        eprintln!("[pos-sim] reader {}: POS connected", self.reader.id);
+        self.control = Some(control);
         self.paired = true;
+        let wrong = self.reader.take_fault_if(|f| f == Fault::WrongVersion);
         self.send(&ReaderMessage::HelloAck {
-            protocol_version: PROTOCOL_VERSION,
+            protocol_version: if wrong.is_some() {
+                99
+            } else {
+                PROTOCOL_VERSION
+            },
             reader: self.reader.info(),
+            status: ReaderStatus::Online,
         })
         .await
+    }
+
+    /// A one-shot fault set for the next collect, acted out before the collect proper.
+    async fn misbehave(&mut self, request_id: &str) -> Step {
+        let Some(fault) = self.reader.take_fault_if(|f| f != Fault::WrongVersion) else {
+            return Step::Continue;
+        };
+        eprintln!("[pos-sim] reader {}: fault {fault:?}", self.reader.id);
+        let text = match fault {
+            Fault::Silent => {
+                self.silent = true;
+                return Step::Continue;
+            }
+            Fault::Garbage => "\u{1}\u{2}not json at all \u{fffd}".to_owned(),
+            Fault::Truncated => {
+                format!(r#"{{"type":"card_read","request_id":"{request_id}","card":{{"brand""#)
+            }
+            Fault::Huge => format!(
+                r#"{{"type":"ping","nonce":1,"pad":"{}"}}"#,
+                "x".repeat(5_000_000)
+            ),
+            Fault::WrongRequest => to_frame(&ReaderMessage::CardRead {
+                request_id: String::from("pay_someone_else"),
+                card: CardSummary {
+                    brand: String::from("visa"),
+                    last4: String::from("4242"),
+                    exp_month: 12,
+                    exp_year: current_year().saturating_add(3),
+                },
+                card_payload: String::from("AAAA"),
+            }),
+            Fault::WrongVersion => return Step::Continue,
+        };
+        match self.socket.send(Message::Text(text.into())).await {
+            Ok(()) => Step::Continue,
+            Err(_) => Step::End(End::Closed),
+        }
     }
 
     async fn collect(&mut self, request_id: String, amount: u64, currency: &str) -> Step {
@@ -491,6 +708,16 @@ impl<'a> Session<'a> {
                 ))
                 .await;
         }
+        if let Step::End(end) = self.misbehave(&request_id).await {
+            return Step::End(end);
+        }
+        if self.silent {
+            return Step::Continue;
+        }
+        self.reader.set_screen(Screen::WaitingForCard {
+            amount,
+            currency: currency.to_owned(),
+        });
         self.active = Some(ActiveCollect {
             request_id: request_id.clone(),
         });
@@ -516,7 +743,15 @@ impl<'a> Session<'a> {
                 .await;
         }
         self.active = None;
-        self.send(&ReaderMessage::Canceled { request_id }).await
+        self.reader.set_screen(Screen::Result {
+            outcome: "canceled",
+            last4: None,
+        });
+        self.send(&ReaderMessage::Canceled {
+            request_id,
+            by: CancelSource::Pos,
+        })
+        .await
     }
 
     /// The tap delay is over: read the card and send it, encrypted for the backend.
@@ -536,8 +771,19 @@ impl<'a> Session<'a> {
             exp_month: card.exp_month,
             exp_year: card.exp_year,
         };
+        let tapped = ReaderMessage::CardEvent {
+            request_id: active.request_id.clone(),
+            event: CardEventKind::Tapped,
+        };
+        if let Step::End(end) = self.send(&tapped).await {
+            return Step::End(end);
+        }
         match card_crypto::encrypt(&self.readers.card_key, &self.reader.id, &card) {
             Ok(card_payload) => {
+                self.reader.set_screen(Screen::Result {
+                    outcome: "card_read",
+                    last4: Some(summary.last4.clone()),
+                });
                 self.send(&ReaderMessage::CardRead {
                     request_id: active.request_id,
                     card: summary,
@@ -546,6 +792,10 @@ impl<'a> Session<'a> {
                 .await
             }
             Err(e) => {
+                self.reader.set_screen(Screen::Result {
+                    outcome: "failed",
+                    last4: None,
+                });
                 self.send(&error_msg(
                     Some(active.request_id),
                     ReaderErrorCode::CardReadFailed,
@@ -605,8 +855,9 @@ fn describe_reader(msg: &ReaderMessage) -> (&'static str, Option<&str>) {
     match msg {
         ReaderMessage::HelloAck { .. } => ("hello_ack", None),
         ReaderMessage::CollectStarted { request_id } => ("collect_started", Some(request_id)),
+        ReaderMessage::CardEvent { request_id, .. } => ("card_event", Some(request_id)),
         ReaderMessage::CardRead { request_id, .. } => ("card_read", Some(request_id)),
-        ReaderMessage::Canceled { request_id } => ("canceled", Some(request_id)),
+        ReaderMessage::Canceled { request_id, .. } => ("canceled", Some(request_id)),
         ReaderMessage::Ack { request_id } => ("ack", Some(request_id)),
         ReaderMessage::Error {
             request_id, code, ..
@@ -624,6 +875,7 @@ fn error_kind(code: ReaderErrorCode) -> &'static str {
         ReaderErrorCode::InvalidMessage => "error(invalid_message)",
         ReaderErrorCode::CardReadFailed => "error(card_read_failed)",
         ReaderErrorCode::Timeout => "error(timeout)",
+        ReaderErrorCode::TakenOver => "error(taken_over)",
         ReaderErrorCode::Unknown => "error(unknown)",
     }
 }
@@ -667,23 +919,67 @@ mod tests {
     fn one_pos_at_a_time() {
         let r = readers();
         let reader = r.get("rdr_sim_1").expect("reader");
-        let _kill = reader.claim(1).expect("first claim");
-        assert!(reader.claim(2).is_none());
+        let _control = reader.claim(1, false).expect("first claim");
+        assert!(reader.claim(2, false).is_none());
         assert!(reader.view().connected);
+        assert_eq!(reader.status(), ReaderStatus::InUse);
         reader.release(2); // not the holder: no effect
         assert!(reader.view().connected);
         reader.release(1);
         assert!(!reader.view().connected);
-        assert!(reader.claim(3).is_some());
+        assert!(reader.claim(3, false).is_some());
     }
 
     #[test]
-    fn kill_reaches_the_session() {
+    fn taking_over_tells_the_holder() {
+        let r = readers();
+        let reader = r.get("rdr_sim_1").expect("reader");
+        let mut first = reader.claim(1, false).expect("first claim");
+        let _second = reader.claim(2, true).expect("take over");
+        assert_eq!(first.try_recv(), Ok(Control::TakenOver));
+        reader.release(1); // the old holder leaving does not free the new one's claim
+        assert!(reader.view().connected);
+    }
+
+    #[test]
+    fn kill_and_customer_cancel_reach_the_session() {
         let r = readers();
         let reader = r.get("rdr_sim_2").expect("reader");
         assert!(!reader.kill_session());
-        let mut kill = reader.claim(1).expect("claim");
+        let mut control = reader.claim(1, false).expect("claim");
         assert!(reader.kill_session());
-        assert!(kill.try_recv().is_ok());
+        assert!(reader.customer_cancel());
+        assert_eq!(control.try_recv(), Ok(Control::Kill));
+        assert_eq!(control.try_recv(), Ok(Control::CustomerCancel));
+    }
+
+    #[test]
+    fn the_screen_follows_display_and_release() {
+        let r = readers();
+        let reader = r.get("rdr_sim_1").expect("reader");
+        let _control = reader.claim(1, false).expect("claim");
+        let cart = Cart {
+            line_items: vec![],
+            tax: 0,
+            total: 100,
+            currency: "usd".into(),
+        };
+        reader.set_display(Some(cart.clone()));
+        assert_eq!(reader.view().screen, Screen::Cart { cart });
+        reader.release(1);
+        assert_eq!(reader.view().screen, Screen::Idle);
+    }
+
+    #[test]
+    fn faults_are_one_shot_and_picked_by_kind() {
+        let r = readers();
+        let reader = r.get("rdr_sim_1").expect("reader");
+        reader.set_fault(Fault::WrongVersion);
+        assert_eq!(reader.take_fault_if(|f| f != Fault::WrongVersion), None);
+        assert_eq!(
+            reader.take_fault_if(|f| f == Fault::WrongVersion),
+            Some(Fault::WrongVersion)
+        );
+        assert_eq!(reader.take_fault_if(|_| true), None);
     }
 }

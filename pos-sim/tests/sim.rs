@@ -257,6 +257,11 @@ fn collect(ws: &mut WebSocket<TcpStream>, request_id: &str, amount: u64) -> Valu
         started,
         json!({"type":"collect_started","request_id":request_id})
     );
+    let tapped = recv(ws);
+    assert_eq!(
+        tapped,
+        json!({"type":"card_event","request_id":request_id,"event":"tapped"})
+    );
     let read = recv(ws);
     assert_eq!(read["type"], "card_read", "{read}");
     assert_eq!(read["request_id"], request_id);
@@ -524,11 +529,32 @@ fn reader_protocol_errors_and_faults() {
     assert_eq!(recv(&mut ws)["code"], "unsupported_version");
     assert!(ends(&mut ws));
 
-    // Paired; a second POS is refused with busy.
+    // Paired; a second POS discovers it `in_use`, and its hello is refused with busy.
     let mut ws = sim.paired_reader("rdr_sim_1", &token);
     let mut other = sim.reader("rdr_sim_1");
+    send(
+        &mut other,
+        json!({"type":"hello","protocol_version":1,"client":"t","token":token,"intent":"discover"}),
+    );
+    let ack = recv(&mut other);
+    assert_eq!(
+        (&ack["type"], &ack["status"]),
+        (&json!("hello_ack"), &json!("in_use"))
+    );
+    let mut other = sim.reader("rdr_sim_1");
+    send(
+        &mut other,
+        json!({"type":"hello","protocol_version":1,"client":"t","token":token}),
+    );
     assert_eq!(recv(&mut other)["code"], "busy");
     assert!(ends(&mut other));
+    // A wrong registration code is refused like a forged token.
+    let mut other = sim.reader("rdr_sim_1");
+    send(
+        &mut other,
+        json!({"type":"hello","protocol_version":1,"client":"t","token":token,"registration_code":"nope"}),
+    );
+    assert_eq!(recv(&mut other)["code"], "not_paired");
 
     // Malformed, oversized and binary frames: error, connection kept.
     ws.send(Message::text("not json")).expect("send");
@@ -564,7 +590,10 @@ fn reader_protocol_errors_and_faults() {
         (&json!("busy"), &json!("c2"))
     );
     send(&mut ws, json!({"type":"cancel","request_id":"c1"}));
-    assert_eq!(recv(&mut ws), json!({"type":"canceled","request_id":"c1"}));
+    assert_eq!(
+        recv(&mut ws),
+        json!({"type":"canceled","request_id":"c1","by":"pos"})
+    );
     send(&mut ws, json!({"type":"cancel","request_id":"c1"}));
     let e = recv(&mut ws);
     assert_eq!(
@@ -589,6 +618,35 @@ fn reader_protocol_errors_and_faults() {
     }
     let mut ws = sim.paired_reader("rdr_sim_1", &token);
     collect(&mut ws, "c3", 100);
+    let screen = sim.admin("GET", "/_sim/readers/rdr_sim_1", "").1;
+    assert_eq!(screen["screen"]["kind"], "result", "{screen}");
+    assert_eq!(screen["screen"]["outcome"], "card_read");
+
+    // The customer cancels on the reader.
+    send(
+        &mut ws,
+        json!({"type":"collect","request_id":"c4","amount":100,"currency":"usd"}),
+    );
+    assert_eq!(recv(&mut ws)["type"], "collect_started");
+    let screen = sim.admin("GET", "/_sim/readers/rdr_sim_1", "").1;
+    assert_eq!(screen["screen"]["kind"], "waiting_for_card", "{screen}");
+    let (status, _) = sim.admin("POST", "/_sim/readers/rdr_sim_1/cancel", "");
+    assert_eq!(status, 200);
+    let canceled = recv(&mut ws);
+    assert_eq!(
+        canceled,
+        json!({"type":"canceled","request_id":"c4","by":"customer"})
+    );
+
+    // Another POS takes the reader over: the first is told `taken_over` and dropped.
+    let mut second = sim.reader("rdr_sim_1");
+    send(
+        &mut second,
+        json!({"type":"hello","protocol_version":1,"client":"t","token":token,"intent":"take_over"}),
+    );
+    assert_eq!(recv(&mut second)["type"], "hello_ack");
+    assert_eq!(recv(&mut ws)["code"], "taken_over");
+    assert!(ends(&mut ws));
 }
 
 #[test]

@@ -25,6 +25,24 @@ pub enum ReaderError {
     Disconnected,
     #[error("the reader did not answer in time")]
     Timeout,
+    /// Another POS holds the reader; connect with `takeOver: true` to take it.
+    #[error("the reader is in use by another POS; pass takeOver: true to take it over")]
+    Busy,
+    /// Another POS took the reader over; this session ended.
+    #[error("another POS took this reader over")]
+    TakenOver,
+    /// The USB reader was unplugged (or its device went away).
+    #[error("the USB reader was unplugged")]
+    Unplugged,
+    /// This browser has no WebUSB (Firefox, Safari), or the page is not a secure context.
+    #[error("WebUSB is not available in this browser: {0}")]
+    UsbUnavailable(String),
+    /// The user chose no device, or `requestDevice` ran outside a user gesture.
+    #[error("no permission to use a USB reader: {0}")]
+    UsbPermissionDenied(String),
+    /// The browser refuses to claim the interface (a protected class: `SecurityError`).
+    #[error("the browser refuses access to the reader's USB interface: {0}")]
+    UsbInterfaceProtected(String),
 }
 
 /// The class of an HTTP status the backend answered with.

@@ -25,7 +25,10 @@ use crate::scheduler;
 use crate::store::Store;
 use crate::terminal;
 use events::JsEvents;
-use types::{from_js, to_js, CollectedRef, DiscoveryConfig, ListFilter, ReaderRef, WorkerOptions};
+use types::{
+    from_js, to_js, CollectedRef, ConnectOptions, DiscoveryConfig, ListFilter, ReaderRef,
+    SimulatorInput, WorkerOptions,
+};
 
 /// A JS `Error` with `.code` (and `.declineCode`), named `PosTerminalError`.
 pub fn error_to_js(e: &PosError) -> JsValue {
@@ -107,27 +110,47 @@ impl JsTerminal {
         let core = self.core.clone();
         promise(async move {
             let config: DiscoveryConfig = from_js(config, "discovery config")?;
-            if config.method != "websocket" {
-                return Err(PosError::Unsupported(format!(
-                    "discovery method {:?} is not supported yet; use \"websocket\"",
-                    config.method
-                )));
-            }
-            let found = core.discover_readers(&config.urls).await?;
+            let found = core.discover_readers(&config.into_discovery()?).await?;
             to_js(&found.iter().map(ReaderView::from).collect::<Vec<_>>())
         })
     }
 
-    #[wasm_bindgen(js_name = connectReader, unchecked_return_type = "Promise<Reader>")]
-    pub fn connect_reader(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "Reader")] reader: JsValue,
-    ) -> Promise {
+    /// Typed in `types.rs` (an optional parameter needs a hand-written signature).
+    #[wasm_bindgen(js_name = connectReader, skip_typescript)]
+    pub fn connect_reader(&self, reader: JsValue, options: Option<JsValue>) -> Promise {
         let core = self.core.clone();
         promise(async move {
             let target: ReaderRef = from_js(reader, "reader")?;
-            to_js(&ReaderView::from(&core.connect_reader(&target.url).await?))
+            let options: ConnectOptions = match optional(options) {
+                Some(o) => from_js(o, "connect options")?,
+                None => ConnectOptions::default(),
+            };
+            let reader = core
+                .connect_reader(&target.address(), options.take_over)
+                .await?;
+            to_js(&ReaderView::from(&reader))
         })
+    }
+
+    /// Sets what the in-page simulated reader does (`discoverReaders({ method: "simulated" })`).
+    #[wasm_bindgen(js_name = setSimulatorConfiguration)]
+    pub fn set_simulator_configuration(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "SimulatorConfiguration")] config: JsValue,
+    ) -> Result<(), JsValue> {
+        let apply = || -> Result<(), PosError> {
+            let input: SimulatorInput = from_js(config, "simulator configuration")?;
+            let session = self.core.reader_session();
+            let mut sim = session.simulator().borrow_mut();
+            if let Some(number) = input.test_card_number {
+                sim.set_test_card(&number)?;
+            }
+            if let Some(ms) = input.tap_delay_ms {
+                sim.tap_delay_ms = ms.min(60_000);
+            }
+            Ok(())
+        };
+        apply().map_err(|e| error_to_js(&e))
     }
 
     #[wasm_bindgen(js_name = disconnectReader, unchecked_return_type = "Promise<void>")]

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
 use crate::error::PosError;
+use crate::reader::{default_usb_filters, Address, Discovery, Method, UsbFilter};
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = r#"
@@ -59,10 +60,22 @@ export interface PosTerminalError extends Error {
   declineCode?: string;
 }
 
+/** A WebUSB device filter; the default is vendor 0x1209, product 0x0001. */
+export interface UsbReaderFilter { vendorId: number; productId?: number; }
+
 export type DiscoveryConfig =
   | { method: "websocket"; urls: string[] }
-  | { method: "usb" }
+  /**
+   * Readers this origin may already use, plus the one picked in the browser's chooser
+   * (`requestPermission`, default true: needs a user gesture, so call it from a click handler).
+   */
+  | { method: "usb"; requestPermission?: boolean; filters?: UsbReaderFilter[] }
+  /** The SDK's in-page simulated reader (see `setSimulatorConfiguration`). */
   | { method: "simulated" };
+
+export type ReaderMethod = "websocket" | "usb" | "simulated";
+/** `in_use`: another POS holds the reader; connecting needs `takeOver: true`. */
+export type ReaderStatus = "online" | "in_use";
 
 export interface Reader {
   id: string;
@@ -70,8 +83,22 @@ export interface Reader {
   serialNumber: string;
   deviceType: string;
   firmwareVersion: string;
+  /** `ws://…`, `usb:VID:PID:SERIAL` or `simulated`. */
   url: string;
-  method: "websocket";
+  method: ReaderMethod;
+  status: ReaderStatus;
+}
+
+export interface ConnectOptions {
+  /** Connect even if another POS holds the reader; that POS gets `reader_taken_over`. */
+  takeOver?: boolean;
+}
+
+export interface SimulatorConfiguration {
+  /** A published test card number (e.g. "4000000000000002"); used by every later collect. */
+  testCardNumber?: string;
+  /** Time from collect to the simulated tap. Default 800. */
+  tapDelayMs?: number;
 }
 
 export interface CartLineItem { description: string; amount: number; quantity: number; }
@@ -146,6 +173,8 @@ export interface ForwardReport { forwarded: number; declined: number; failed: nu
 export interface Terminal {
   /** Every stored payment, oldest first; `state` filters. */
   listStoredPayments(filter?: { state?: StoredState }): Promise<StoredPayment[]>;
+  /** Connects a discovered reader; `options.takeOver` takes it from another POS. */
+  connectReader(reader: Reader, options?: ConnectOptions): Promise<Reader>;
 }
 
 /**
@@ -160,6 +189,30 @@ export function forwardStoredPayments(options?: { databaseName?: string }): Prom
 #[serde(rename_all = "camelCase")]
 pub struct ReaderRef {
     pub url: String,
+    /// Readers from before transports had names were WebSocket readers.
+    #[serde(default = "websocket")]
+    pub method: Method,
+}
+
+fn websocket() -> Method {
+    Method::WebSocket
+}
+
+impl ReaderRef {
+    pub fn address(self) -> Address {
+        Address {
+            method: self.method,
+            url: self.url,
+        }
+    }
+}
+
+/// The optional options of `connectReader`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConnectOptions {
+    #[serde(default)]
+    pub take_over: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -168,6 +221,41 @@ pub struct DiscoveryConfig {
     pub method: String,
     #[serde(default)]
     pub urls: Vec<String>,
+    #[serde(default)]
+    pub request_permission: Option<bool>,
+    #[serde(default)]
+    pub filters: Option<Vec<UsbFilter>>,
+}
+
+impl DiscoveryConfig {
+    pub fn into_discovery(self) -> Result<Discovery, PosError> {
+        let usb_only = self.request_permission.is_some() || self.filters.is_some();
+        match self.method.as_str() {
+            "websocket" if !usb_only => Ok(Discovery::WebSocket { urls: self.urls }),
+            "usb" if self.urls.is_empty() => Ok(Discovery::Usb {
+                request_permission: self.request_permission.unwrap_or(true),
+                filters: self.filters.unwrap_or_else(default_usb_filters),
+            }),
+            "simulated" if self.urls.is_empty() && !usb_only => Ok(Discovery::Simulated),
+            "websocket" | "usb" | "simulated" => Err(PosError::InvalidArgument(format!(
+                "discovery config: fields that do not belong to method {:?}",
+                self.method
+            ))),
+            other => Err(PosError::Unsupported(format!(
+                "discovery method {other:?} is not supported; use \"websocket\", \"usb\" or \"simulated\""
+            ))),
+        }
+    }
+}
+
+/// `setSimulatorConfiguration`'s argument.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SimulatorInput {
+    #[serde(default)]
+    pub test_card_number: Option<String>,
+    #[serde(default)]
+    pub tap_delay_ms: Option<u32>,
 }
 
 /// What `processPayment` needs from a `CollectedPayment` passed back: its id.

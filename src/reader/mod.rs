@@ -1,21 +1,111 @@
-//! Readers: discovery and sessions. A transport carries reader-protocol messages
-//! (`pos_protocol::reader`); WebSocket today, WebUSB (same JSON, length-framed) later.
+//! Readers: discovery and sessions. The session (`session`) and the protocol connection
+//! (`connection`: hello, request/reply by request id, heartbeat) are written once over a
+//! `transport::Transport` that carries text frames; WebSocket (`websocket`), WebUSB (`usb`,
+//! length-framed on bulk endpoints) and an in-page simulated reader (`simulated`) are the
+//! transports. Nothing above `transport` knows which one is in use.
 
+#[cfg(target_arch = "wasm32")]
+pub mod connection;
 #[cfg(target_arch = "wasm32")]
 pub mod session;
 #[cfg(target_arch = "wasm32")]
+pub mod simulated;
+#[cfg(target_arch = "wasm32")]
+pub mod transport;
+#[cfg(target_arch = "wasm32")]
+pub mod usb;
+#[cfg(target_arch = "wasm32")]
 pub mod websocket;
 
-use pos_protocol::reader::{Cart, LineItem, ReaderInfo};
+use pos_protocol::reader::{Cart, LineItem, ReaderInfo, ReaderStatus};
 use serde::{Deserialize, Serialize};
 
 use crate::error::PosError;
 
-/// A reader as discovered: what it said about itself and where it is.
+/// How a reader is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    #[serde(rename = "websocket")]
+    WebSocket,
+    Usb,
+    Simulated,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WebSocket => "websocket",
+            Self::Usb => "usb",
+            Self::Simulated => "simulated",
+        }
+    }
+}
+
+/// Where a reader is: its transport and its address on it (`ws://…`, `usb:VID:PID:SERIAL`,
+/// `simulated`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+    pub method: Method,
+    pub url: String,
+}
+
+/// What `discoverReaders` looks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Discovery {
+    WebSocket {
+        urls: Vec<String>,
+    },
+    /// Already-permitted devices, plus (with `request_permission`) the browser's chooser.
+    Usb {
+        request_permission: bool,
+        filters: Vec<UsbFilter>,
+    },
+    Simulated,
+}
+
+/// A WebUSB device filter (`navigator.usb.requestDevice({ filters })`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UsbFilter {
+    pub vendor_id: u16,
+    #[serde(default)]
+    pub product_id: Option<u16>,
+}
+
+/// The USB vendor id readers of this protocol use by default: pid.codes' shared id.
+pub const USB_VENDOR_ID: u16 = 0x1209;
+/// The default product id: pid.codes' test product 0x0001 (for development readers).
+pub const USB_PRODUCT_ID: u16 = 0x0001;
+/// The interface class a reader exposes its bulk endpoints on: vendor-specific.
+pub const USB_INTERFACE_CLASS: u8 = 0xff;
+
+pub fn default_usb_filters() -> Vec<UsbFilter> {
+    vec![UsbFilter {
+        vendor_id: USB_VENDOR_ID,
+        product_id: Some(USB_PRODUCT_ID),
+    }]
+}
+
+/// The address of a USB device: `usb:<vendor hex>:<product hex>:<serial>`.
+pub fn usb_address(vendor_id: u16, product_id: u16, serial: &str) -> String {
+    format!("usb:{vendor_id:04x}:{product_id:04x}:{serial}")
+}
+
+/// The parts of a `usb:` address, if it is one.
+pub fn parse_usb_address(url: &str) -> Option<(u16, u16, &str)> {
+    let mut parts = url.strip_prefix("usb:")?.splitn(3, ':');
+    let vendor = u16::from_str_radix(parts.next()?, 16).ok()?;
+    let product = u16::from_str_radix(parts.next()?, 16).ok()?;
+    Some((vendor, product, parts.next()?))
+}
+
+/// A reader as discovered: what it said about itself, where it is, and whether it is free.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Discovered {
     pub info: ReaderInfo,
-    pub url: String,
+    pub address: Address,
+    pub status: ReaderStatus,
 }
 
 /// A reader as the caller sees it.
@@ -29,6 +119,8 @@ pub struct ReaderView {
     pub firmware_version: String,
     pub url: String,
     pub method: &'static str,
+    /// `"online"` or `"in_use"` (another POS holds it).
+    pub status: &'static str,
 }
 
 impl From<&Discovered> for ReaderView {
@@ -39,21 +131,108 @@ impl From<&Discovered> for ReaderView {
             serial_number: d.info.serial_number.clone(),
             device_type: d.info.device_type.clone(),
             firmware_version: d.info.firmware_version.clone(),
-            url: d.url.clone(),
-            method: "websocket",
+            url: d.address.url.clone(),
+            method: d.address.method.as_str(),
+            status: d.status.as_str(),
         }
     }
 }
 
-/// How long to wait for a reader to open and answer `hello`.
-pub const CONNECT_TIMEOUT_MS: u32 = 5_000;
-/// How long a cancel may take before the SDK gives up waiting for the reader's `canceled`.
-pub const CANCEL_TIMEOUT_MS: u32 = 3_000;
-/// How long a display command may take.
-pub const COMMAND_TIMEOUT_MS: u32 = 5_000;
-/// Heartbeat period, and how long without any frame before the reader is considered gone.
-pub const HEARTBEAT_MS: u32 = 5_000;
-pub const SILENCE_LIMIT_MS: f64 = 20_000.0;
+/// How long each step of talking to a reader may take. One value per terminal; tests shorten
+/// them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timeouts {
+    /// Opening the transport and the `hello` exchange.
+    pub connect_ms: u32,
+    /// A display command.
+    pub command_ms: u32,
+    /// How long a cancel may take before the SDK ends the collect itself.
+    pub cancel_ms: u32,
+    /// Waiting for a card: then the SDK cancels and fails with `reader_timeout`.
+    pub collect_ms: u32,
+    /// Heartbeat period.
+    pub heartbeat_ms: u32,
+    /// Silence (no frame at all, pongs included) after which the reader counts as gone.
+    pub silence_ms: u32,
+    /// Reconnection attempts after an unexpected disconnect, and the first delay (doubling).
+    pub reconnect_attempts: u32,
+    pub reconnect_base_ms: u32,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect_ms: 5_000,
+            command_ms: 5_000,
+            cancel_ms: 3_000,
+            collect_ms: 120_000,
+            heartbeat_ms: 1_000,
+            // Three missed heartbeats and a margin: a dead reader is noticed within ~4 s.
+            silence_ms: 3_500,
+            reconnect_attempts: 5,
+            reconnect_base_ms: 500,
+        }
+    }
+}
+
+/// Delay before reconnection attempt `attempt` (1-based): doubling from `base`, capped at 8 s.
+pub fn reconnect_delay_ms(base_ms: u32, attempt: u32) -> u32 {
+    let doubled = u64::from(base_ms) << attempt.saturating_sub(1).min(16);
+    doubled.min(8_000) as u32
+}
+
+/// The in-page simulated reader's settings (`setSimulatorConfiguration`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimulatorConfig {
+    /// The test card the next collects read (Stripe's test numbers).
+    pub test_card_number: String,
+    /// Time between `collect` and the simulated tap.
+    pub tap_delay_ms: u32,
+}
+
+impl Default for SimulatorConfig {
+    fn default() -> Self {
+        Self {
+            test_card_number: "4242424242424242".into(),
+            tap_delay_ms: 800,
+        }
+    }
+}
+
+/// Test card numbers the simulated reader accepts: Stripe Terminal's published test cards.
+pub const SIMULATOR_TEST_CARDS: &[&str] = &[
+    "4242424242424242",
+    "4000056655665556",
+    "5555555555554444",
+    "2223003122003222",
+    "5200828282828210",
+    "378282246310005",
+    "6011111111111117",
+    "3056930009020004",
+    "3566002020360505",
+    "6200000000000005",
+    "4506445006931933",
+    "4000000000000002",
+    "4000000000009995",
+    "4000000000009987",
+    "4000000000009979",
+    "4000000000000069",
+    "4000000000000119",
+];
+
+impl SimulatorConfig {
+    /// Sets the test card, refusing anything but a published test number (no real PAN ever
+    /// enters the simulator).
+    pub fn set_test_card(&mut self, number: &str) -> Result<(), PosError> {
+        if !SIMULATOR_TEST_CARDS.contains(&number) {
+            return Err(PosError::InvalidArgument(
+                "testCardNumber must be one of the published test card numbers".into(),
+            ));
+        }
+        self.test_card_number = number.to_string();
+        Ok(())
+    }
+}
 
 /// At most this many line items on a reader's display.
 pub const MAX_CART_ITEMS: usize = 100;
@@ -115,6 +294,33 @@ impl CartInput {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usb_addresses_round_trip() {
+        let a = usb_address(0x1209, 0x0001, "SIM-0002");
+        assert_eq!(a, "usb:1209:0001:SIM-0002");
+        assert_eq!(parse_usb_address(&a), Some((0x1209, 1, "SIM-0002")));
+        assert_eq!(parse_usb_address("usb:zz:1:x"), None);
+        assert_eq!(parse_usb_address("ws://x"), None);
+    }
+
+    #[test]
+    fn reconnect_delays_double_then_cap() {
+        assert_eq!(reconnect_delay_ms(500, 1), 500);
+        assert_eq!(reconnect_delay_ms(500, 3), 2_000);
+        assert_eq!(reconnect_delay_ms(500, 40), 8_000);
+    }
+
+    #[test]
+    fn the_simulator_takes_only_test_cards() {
+        let mut c = SimulatorConfig::default();
+        c.set_test_card("4000000000000002").unwrap();
+        assert_eq!(c.test_card_number, "4000000000000002");
+        assert_eq!(
+            c.set_test_card("4111111111111112").unwrap_err().code(),
+            "invalid_argument"
+        );
+    }
 
     #[test]
     fn carts_are_bounded() {

@@ -1,17 +1,25 @@
-//! The reader session of one terminal: discovery, connect and disconnect, display commands,
-//! collecting a card and canceling it. It reports connection and payment status through
-//! `Events` and knows nothing of payments' storage or the backend.
+//! The reader session of one terminal: discovery, connect and disconnect (with automatic
+//! reconnection after an unexpected end), display commands, collecting a card and canceling
+//! it, one command at a time. It reports connection and payment status through `Events` and
+//! knows nothing of payments' storage, the backend, or which transport carries the frames.
 
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 
 use futures_util::future::join_all;
 use gloo_timers::callback::Timeout;
-use pos_protocol::reader::{Cart, PosMessage, ReaderMessage};
+use gloo_timers::future::TimeoutFuture;
+use pos_protocol::reader::{Cart, HelloIntent, PosMessage, ReaderMessage, ReaderStatus};
 use pos_protocol::CardSummary;
 
-use super::websocket::WsConnection;
-use super::{Discovered, CANCEL_TIMEOUT_MS, COMMAND_TIMEOUT_MS, CONNECT_TIMEOUT_MS};
+use super::connection::{Connection, Paired};
+use super::simulated::{self, SimulatedTransport};
+use super::transport::Inbound;
+use super::usb::{self, UsbTransport};
+use super::websocket::WsTransport;
+use super::{
+    reconnect_delay_ms, Address, Discovered, Discovery, Method, SimulatorConfig, Timeouts,
+};
 use crate::auth::{is_refused_token, Auth};
 use crate::error::{PosError, ReaderError};
 use crate::events::{ConnectionStatus, Events, PaymentStatus};
@@ -28,42 +36,85 @@ pub struct CardRead {
 }
 
 struct Connected {
-    conn: Rc<WsConnection>,
+    conn: Rc<Connection>,
     reader: Discovered,
 }
 
 pub struct ReaderSession {
     events: Rc<dyn Events>,
+    timeouts: Cell<Timeouts>,
+    simulator: Rc<RefCell<SimulatorConfig>>,
     connected: RefCell<Option<Connected>>,
     connecting: Cell<bool>,
     collecting: RefCell<Option<String>>,
+    /// A display command is waiting for its ack (one command at a time).
+    commanding: Cell<bool>,
+    /// Bumped by every connect and disconnect: a reconnection loop of an older one stops.
+    generation: Cell<u64>,
 }
 
-/// Opens each reader, pairs, reads what it says about itself and closes again.
-async fn probe(urls: &[String], token: &str) -> Vec<Result<Discovered, PosError>> {
-    let probes = urls.iter().map(|url| async move {
-        let (conn, info) = WsConnection::open(url, token, CONNECT_TIMEOUT_MS).await?;
-        conn.close();
-        Ok(Discovered {
-            info,
-            url: url.clone(),
-        })
-    });
-    join_all(probes).await
+/// Opens the transport for `address` and says `hello` with `intent`.
+async fn open(
+    address: &Address,
+    token: &str,
+    intent: HelloIntent,
+    timeouts: Timeouts,
+    simulator: &Rc<RefCell<SimulatorConfig>>,
+) -> Result<Paired, PosError> {
+    let url = address.url.clone();
+    let method = address.method;
+    let simulator = simulator.clone();
+    let open_transport = move |inbound: Inbound| async move {
+        match method {
+            Method::WebSocket => WsTransport::open(&url, inbound).await,
+            Method::Usb => UsbTransport::open(&url, inbound).await,
+            Method::Simulated => Ok(SimulatedTransport::open(inbound, simulator)),
+        }
+    };
+    Connection::open(open_transport, token, intent, timeouts).await
 }
 
 impl ReaderSession {
-    pub fn new(events: Rc<dyn Events>) -> Self {
+    pub fn new(events: Rc<dyn Events>, timeouts: Timeouts) -> Self {
         Self {
             events,
+            timeouts: Cell::new(timeouts),
+            simulator: Rc::new(RefCell::new(SimulatorConfig::default())),
             connected: RefCell::new(None),
             connecting: Cell::new(false),
             collecting: RefCell::new(None),
+            commanding: Cell::new(false),
+            generation: Cell::new(0),
         }
     }
 
-    /// The readers at `urls` that answered (pairing with a fresh token if one refused ours).
+    /// Changes the timeouts of later commands and connections (tests shorten them).
+    pub fn set_timeouts(&self, timeouts: Timeouts) {
+        self.timeouts.set(timeouts);
+    }
+
+    /// The in-page simulated reader's settings.
+    pub fn simulator(&self) -> &Rc<RefCell<SimulatorConfig>> {
+        &self.simulator
+    }
+
+    /// Every reader found, each with its status (`in_use` when another POS holds it).
     pub async fn discover(
+        &self,
+        discovery: &Discovery,
+        auth: &Auth,
+    ) -> Result<Vec<Discovered>, PosError> {
+        match discovery {
+            Discovery::WebSocket { urls } => self.discover_websocket(urls, auth).await,
+            Discovery::Usb {
+                request_permission,
+                filters,
+            } => usb::discover(*request_permission, filters).await,
+            Discovery::Simulated => Ok(vec![simulated::discovered()]),
+        }
+    }
+
+    async fn discover_websocket(
         &self,
         urls: &[String],
         auth: &Auth,
@@ -73,14 +124,44 @@ impl ReaderSession {
                 "urls must list 1 to {MAX_DISCOVERY_URLS} reader addresses"
             )));
         }
+        let timeouts = self.timeouts.get();
+        let simulator = self.simulator.clone();
+        let probe = |token: String| {
+            let simulator = simulator.clone();
+            async move {
+                let probes = urls.iter().map(|url| {
+                    let token = token.clone();
+                    let simulator = simulator.clone();
+                    async move {
+                        let address = Address {
+                            method: Method::WebSocket,
+                            url: url.clone(),
+                        };
+                        let paired = open(
+                            &address,
+                            &token,
+                            HelloIntent::Discover,
+                            timeouts,
+                            &simulator,
+                        )
+                        .await?;
+                        paired.conn.close();
+                        Ok::<_, PosError>(Discovered {
+                            info: paired.info,
+                            address,
+                            status: paired.status,
+                        })
+                    }
+                });
+                join_all(probes).await
+            }
+        };
         let refused = |found: &Vec<Result<Discovered, PosError>>| {
             found
                 .iter()
                 .any(|r| matches!(r, Err(e) if is_refused_token(e)))
         };
-        let found = auth
-            .retry_when(|token| async move { probe(urls, &token).await }, refused)
-            .await?;
+        let found = auth.retry_when(probe, refused).await?;
         Ok(found.into_iter().filter_map(Result::ok).collect())
     }
 
@@ -88,50 +169,138 @@ impl ReaderSession {
         self.connected.borrow().is_some()
     }
 
-    /// Connects to the reader at `url`; `Events` hear of an unexpected disconnect later.
-    pub async fn connect(self: &Rc<Self>, url: &str, auth: &Auth) -> Result<Discovered, PosError> {
+    /// Connects to the reader at `address`; with `take_over`, even if another POS holds it.
+    pub async fn connect(
+        self: &Rc<Self>,
+        address: &Address,
+        take_over: bool,
+        auth: &Rc<Auth>,
+    ) -> Result<Discovered, PosError> {
         if self.is_connected() || self.connecting.get() {
             return Err(ReaderError::AlreadyConnected.into());
         }
+        self.generation.set(self.generation.get() + 1);
         self.connecting.set(true);
         self.events.connection_status(ConnectionStatus::Connecting);
+        let intent = if take_over {
+            HelloIntent::TakeOver
+        } else {
+            HelloIntent::Connect
+        };
+        let timeouts = self.timeouts.get();
+        let simulator = self.simulator.clone();
         let opened = auth
-            .retry(|token| async move { WsConnection::open(url, &token, CONNECT_TIMEOUT_MS).await })
+            .retry(|token| {
+                let simulator = simulator.clone();
+                async move { open(address, &token, intent, timeouts, &simulator).await }
+            })
             .await;
         self.connecting.set(false);
-        let (conn, info) = match opened {
-            Ok(o) => o,
+        match opened {
+            Ok(paired) => Ok(self.attach(paired, address.clone(), auth.clone())),
             Err(e) => {
                 self.events
                     .connection_status(ConnectionStatus::NotConnected);
-                return Err(e);
+                Err(e)
             }
-        };
+        }
+    }
+
+    /// Keeps `paired` as the connected reader and watches for its unexpected end.
+    fn attach(self: &Rc<Self>, paired: Paired, address: Address, auth: Rc<Auth>) -> Discovered {
         let weak: Weak<Self> = Rc::downgrade(self);
-        conn.on_disconnect(Box::new(move |err: PosError| {
+        let generation = self.generation.get();
+        let again = address.clone();
+        paired.conn.on_disconnect(Box::new(move |err: PosError| {
             if let Some(session) = weak.upgrade() {
-                session.connected.borrow_mut().take();
-                session
-                    .events
-                    .connection_status(ConnectionStatus::NotConnected);
-                session.events.payment_status(PaymentStatus::NotReady);
-                session.events.unexpected_reader_disconnect(&err);
+                session.on_lost(err, generation, again, auth);
             }
         }));
         let reader = Discovered {
-            info,
-            url: url.to_string(),
+            info: paired.info,
+            address,
+            status: ReaderStatus::Online,
         };
         *self.connected.borrow_mut() = Some(Connected {
-            conn,
+            conn: paired.conn,
             reader: reader.clone(),
         });
         self.events.connection_status(ConnectionStatus::Connected);
         self.events.payment_status(PaymentStatus::Ready);
-        Ok(reader)
+        reader
+    }
+
+    fn on_lost(self: &Rc<Self>, err: PosError, generation: u64, address: Address, auth: Rc<Auth>) {
+        if self.generation.get() != generation {
+            return;
+        }
+        self.connected.borrow_mut().take();
+        self.events
+            .connection_status(ConnectionStatus::NotConnected);
+        self.events.payment_status(PaymentStatus::NotReady);
+        self.events.unexpected_reader_disconnect(&err);
+        // Taken over or unplugged: trying again would steal the reader back or find nothing.
+        let retry = !matches!(
+            err,
+            PosError::Reader(ReaderError::TakenOver | ReaderError::Unplugged)
+        );
+        if retry && self.timeouts.get().reconnect_attempts > 0 {
+            let session = self.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                session.reconnect(generation, address, auth).await;
+            });
+        }
+    }
+
+    /// Tries the same reader again with growing delays, unless a connect or disconnect of the
+    /// caller's happened meanwhile.
+    async fn reconnect(self: Rc<Self>, generation: u64, address: Address, auth: Rc<Auth>) {
+        let timeouts = self.timeouts.get();
+        for attempt in 1..=timeouts.reconnect_attempts {
+            TimeoutFuture::new(reconnect_delay_ms(timeouts.reconnect_base_ms, attempt)).await;
+            if self.generation.get() != generation || self.is_connected() || self.connecting.get() {
+                return;
+            }
+            self.connecting.set(true);
+            self.events.connection_status(ConnectionStatus::Connecting);
+            let opened = match auth.token(false).await {
+                Ok(token) => {
+                    open(
+                        &address,
+                        &token,
+                        HelloIntent::Connect,
+                        timeouts,
+                        &self.simulator,
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
+            };
+            self.connecting.set(false);
+            if self.generation.get() != generation {
+                if let Ok(p) = opened {
+                    p.conn.close();
+                }
+                return;
+            }
+            match opened {
+                Ok(paired) => {
+                    self.attach(paired, address, auth);
+                    return;
+                }
+                Err(e) => {
+                    web_sys::console::warn_1(
+                        &format!("pos-terminal: reconnect attempt {attempt} failed: {e}").into(),
+                    );
+                    self.events
+                        .connection_status(ConnectionStatus::NotConnected);
+                }
+            }
+        }
     }
 
     pub fn disconnect(&self) {
+        self.generation.set(self.generation.get() + 1);
         let taken = self.connected.borrow_mut().take();
         if let Some(c) = taken {
             c.conn.close();
@@ -141,7 +310,12 @@ impl ReaderSession {
         }
     }
 
-    fn connection(&self) -> Result<(Rc<WsConnection>, String), PosError> {
+    /// The connected reader, if any.
+    pub fn reader(&self) -> Option<Discovered> {
+        self.connected.borrow().as_ref().map(|c| c.reader.clone())
+    }
+
+    fn connection(&self) -> Result<(Rc<Connection>, String), PosError> {
         self.connected
             .borrow()
             .as_ref()
@@ -160,12 +334,17 @@ impl ReaderSession {
 
     async fn command(&self, make: impl FnOnce(String) -> PosMessage) -> Result<(), PosError> {
         let (conn, _) = self.connection()?;
+        if self.commanding.get() || self.collecting.borrow().is_some() {
+            return Err(PosError::CommandInProgress);
+        }
         let request_id = new_payment_id()?.replacen("pay_", "cmd_", 1);
         let msg = make(request_id.clone());
-        match conn
-            .request(&request_id, &msg, Some(COMMAND_TIMEOUT_MS))
-            .await?
-        {
+        self.commanding.set(true);
+        let reply = conn
+            .request(&request_id, &msg, Some(self.timeouts.get().command_ms))
+            .await;
+        self.commanding.set(false);
+        match reply? {
             ReaderMessage::Ack { .. } => Ok(()),
             ReaderMessage::Error { code, message, .. } => {
                 Err(ReaderError::Reported { code, message }.into())
@@ -186,7 +365,8 @@ impl ReaderSession {
             .await
     }
 
-    /// Asks the reader for a card for payment `id`.
+    /// Asks the reader for a card for payment `id`; gives up (and cancels on the reader)
+    /// after `timeouts.collect_ms`.
     pub async fn collect(
         &self,
         id: &str,
@@ -197,6 +377,9 @@ impl ReaderSession {
         if self.collecting.borrow().is_some() {
             return Err(PosError::CollectInProgress);
         }
+        if self.commanding.get() {
+            return Err(PosError::CommandInProgress);
+        }
         *self.collecting.borrow_mut() = Some(id.to_string());
         self.events.payment_status(PaymentStatus::WaitingForInput);
         let msg = PosMessage::Collect {
@@ -204,8 +387,16 @@ impl ReaderSession {
             amount,
             currency: currency.to_string(),
         };
-        let reply = conn.request(id, &msg, None).await;
+        let reply = conn
+            .request(id, &msg, Some(self.timeouts.get().collect_ms))
+            .await;
         *self.collecting.borrow_mut() = None;
+        if matches!(reply, Err(PosError::Reader(ReaderError::Timeout))) {
+            // The reader may still be waiting for a tap: tell it to stop.
+            let _ = conn.send(&PosMessage::Cancel {
+                request_id: id.to_string(),
+            });
+        }
         self.events.payment_status(if conn.is_open() {
             PaymentStatus::Ready
         } else {
@@ -243,7 +434,7 @@ impl ReaderSession {
             request_id: id.clone(),
         })?;
         let weak = Rc::downgrade(&conn);
-        Timeout::new(CANCEL_TIMEOUT_MS, move || {
+        Timeout::new(self.timeouts.get().cancel_ms, move || {
             if let Some(conn) = weak.upgrade() {
                 conn.fail_request(&id, PosError::CollectCanceled);
             }

@@ -9,15 +9,16 @@ use std::rc::Rc;
 
 use js_sys::{Array, Function, Promise, Reflect, Uint8Array};
 use pos_protocol::backend::CaptureMethod;
-use pos_protocol::reader::ReaderErrorCode;
 use pos_protocol::CardSummary;
 use pos_terminal::auth::TokenFuture;
+use pos_terminal::error::ReaderError;
 use pos_terminal::events::Events;
 use pos_terminal::forward_policy::ForwardingFailure;
 use pos_terminal::options::{OfflineOptions, Settings, TerminalOptions};
 use pos_terminal::payment::{
     new_payment_id, Collected, OfflineBehavior, PaymentRequest, PaymentResult, StoredPayment,
 };
+use pos_terminal::reader::Discovery;
 use pos_terminal::terminal::Terminal;
 use pos_terminal::PosError;
 use wasm_bindgen::prelude::*;
@@ -197,25 +198,37 @@ pub fn tokens(api: &str) -> Rc<dyn pos_terminal::auth::TokenSource> {
     })
 }
 
+/// The WebSocket address of pos-sim's reader `reader`.
+pub fn reader_ws_url(reader: &str) -> String {
+    let (_, url) = sim_addrs();
+    format!("{}/readers/{reader}", url.replacen("http://", "ws://", 1))
+}
+
+/// A terminal of the Rust core with `opts` on pos-sim's backend, reporting to `events`.
+pub async fn terminal_with<E: Events + 'static>(opts: TerminalOptions, events: Rc<E>) -> Terminal {
+    let (api, _) = sim_addrs();
+    let settings = Settings::from_options(opts).unwrap();
+    Terminal::create(settings, tokens(api), events)
+        .await
+        .unwrap()
+}
+
 /// A terminal of the Rust core with `opts`, connected to `reader` of the running pos-sim.
 pub async fn connected_terminal(opts: TerminalOptions, reader: &str) -> (Terminal, Rc<Recorder>) {
-    let (api, url) = sim_addrs();
     let events = Rc::new(Recorder::default());
-    let settings = Settings::from_options(opts).unwrap();
-    let terminal = Terminal::create(settings, tokens(api), events.clone())
-        .await
-        .unwrap();
-    let reader_url = format!("{}/readers/{reader}", url.replacen("http://", "ws://", 1));
+    let terminal = terminal_with(opts, events.clone()).await;
     let found = terminal
-        .discover_readers(std::slice::from_ref(&reader_url))
+        .discover_readers(&Discovery::WebSocket {
+            urls: vec![reader_ws_url(reader)],
+        })
         .await
         .unwrap();
     assert_eq!(found.len(), 1, "the simulated reader is discovered");
     // A reader released by a terminal closed a moment ago may still be busy on pos-sim's side.
     for attempt in 0.. {
-        match terminal.connect_reader(&found[0].url).await {
+        match terminal.connect_reader(&found[0].address, false).await {
             Ok(_) => break,
-            Err(e) if e.reader_code() == Some(ReaderErrorCode::Busy) && attempt < 20 => {
+            Err(PosError::Reader(ReaderError::Busy)) if attempt < 20 => {
                 gloo_timers::future::TimeoutFuture::new(250).await;
             }
             Err(e) => panic!("connecting {reader}: {e}"),

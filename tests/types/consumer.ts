@@ -35,6 +35,15 @@ export async function cashier(backendUrl: string): Promise<void> {
   const readers: Reader[] = await terminal.discoverReaders({ method: "websocket", urls: ["ws://r"] });
   const reader: Reader = await terminal.connectReader(readers[0]);
   void reader.serialNumber;
+  const usb: Reader[] = await terminal.discoverReaders({ method: "usb", requestPermission: false, filters: [{ vendorId: 0x1209 }] });
+  if (usb[0]?.status === "in_use") await terminal.connectReader(usb[0], { takeOver: true });
+  const [simulated] = await terminal.discoverReaders({ method: "simulated" });
+  const method: "websocket" | "usb" | "simulated" = simulated.method;
+  void method;
+  terminal.setSimulatorConfiguration({ testCardNumber: "4000000000000002", tapDelayMs: 100 });
+  // @ts-expect-error: a reader's status is "online" or "in_use"
+  const busy: "busy" = reader.status;
+  void busy;
   await terminal.setReaderDisplay({ lineItems: [{ description: "Tea", amount: 450, quantity: 1 }], total: 450, currency: "usd" });
 
   const collected: CollectedPayment = await terminal.collectPaymentMethod({
