@@ -36,7 +36,7 @@ describe(`offline path on ${ENGINE}`, { timeout: 5 * 60_000 }, () => {
         return;
       }
       try {
-        await fn();
+        await fn(t);
       } catch (err) {
         broken = name;
         const events = await page
@@ -198,8 +198,18 @@ describe(`offline path on ${ENGINE}`, { timeout: 5 * 60_000 }, () => {
     assert.equal(payments.find((p) => p.amount === 2000)?.decline_code, "generic_decline");
   });
 
-  step("8. what the engine lacks is reported, not faked", async () => {
-    // No WebUSB in Firefox or WebKit: USB discovery rejects with a stable code.
+  step("8. what the engine lacks is detected, as the README's support matrix says", async (t) => {
+    const has = await page.evaluate(() => ({
+      backgroundSync: "SyncManager" in self,
+      webUsb: "usb" in navigator,
+      webLocks: !!navigator.locks,
+      subtleCrypto: !!globalThis.crypto?.subtle,
+      durabilityOption: "durability" in IDBTransaction.prototype,
+    }));
+    t.diagnostic(`${ENGINE} has ${JSON.stringify(has)}`);
+    assert.deepEqual(has, { backgroundSync: false, webUsb: false, webLocks: true, subtleCrypto: true, durabilityOption: true });
+
+    // No WebUSB: USB discovery rejects with a stable code.
     const usb = await page.evaluate(() =>
       window.posDemo.terminal.discoverReaders({ method: "usb" }).then(
         () => "resolved",
@@ -207,7 +217,16 @@ describe(`offline path on ${ENGINE}`, { timeout: 5 * 60_000 }, () => {
       ),
     );
     assert.equal(usb, "unsupported");
+
+    // What the store is granted is reported, whatever the engine answers about persistence.
     const status = await page.evaluate(() => window.posDemo.terminal.offlineStatus());
+    const storage = await page.evaluate(async () => ({
+      persist: typeof navigator.storage?.persist,
+      persisted: await navigator.storage?.persisted?.(),
+    }));
+    t.diagnostic(`${ENGINE} offlineStatus: ${JSON.stringify(status)}; navigator.storage: ${JSON.stringify(storage)}`);
     assert.equal(status.pendingCount, 0, JSON.stringify(status));
+    assert.equal(status.strictDurability, true, JSON.stringify(status));
+    assert.ok([true, false, null].includes(status.persistentStorage), JSON.stringify(status));
   });
 });
