@@ -326,7 +326,7 @@ impl Store {
         }
     }
 
-    /// The durability a strict transaction really gets in this browser (for tests).
+    /// The durability a strict transaction really gets in this browser.
     pub fn probe_durability(&self) -> Result<String, PosError> {
         let tx = StrictTx::begin(&self.db, &[PAYMENTS_STORE])?;
         let d = tx.durability();

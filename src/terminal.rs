@@ -100,6 +100,7 @@ impl Terminal {
             closed: Cell::new(false),
         };
         Scheduler::start(&scheduler, settings.forward_interval_ms);
+        terminal.status.request_persistence();
         terminal.events.payment_status(PaymentStatus::NotReady);
         Ok(terminal)
     }

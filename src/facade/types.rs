@@ -129,6 +129,10 @@ export interface OfflineStatus {
   pendingAmounts: Record<string, number>;
   oldestStoredAt: number | null;
   forwarding: boolean;
+  /** Storage is persistent (persisted(), then a persist() grant); null before the browser answers, or without a StorageManager. */
+  persistentStorage: boolean | null;
+  /** IndexedDB honours durability "strict" here (writes reported only once on disk). */
+  strictDurability: boolean;
 }
 
 export interface ForwardReport { forwarded: number; declined: number; failed: number; remaining: number; }
