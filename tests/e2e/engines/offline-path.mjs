@@ -6,9 +6,9 @@
 // Run: E2E_ENGINE=firefox node --test tests/e2e/engines/offline-path.mjs
 //      (WebKit under `xvfb-run -a`; `cargo xtask test --browser <engine>` sets it all up)
 
-import { describe, test, before, after } from "node:test";
+import { describe, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startSim, setNetwork, presentCard, simGet, eventually } from "../helpers.mjs";
+import { startSim, setNetwork, presentCard, simGet, eventually, dependentSteps } from "../helpers.mjs";
 import { launchEngine } from "./webdriver.mjs";
 
 const READER = "rdr_sim_1";
@@ -17,7 +17,6 @@ const ENGINE = process.env.E2E_ENGINE;
 describe(`offline path on ${ENGINE}`, { timeout: 5 * 60_000 }, () => {
   let sim;
   let page;
-  let broken = null; // the steps depend on each other: after a failure the rest are skipped
 
   before(async () => {
     sim = await startSim({ readers: 2 });
@@ -29,35 +28,23 @@ describe(`offline path on ${ENGINE}`, { timeout: 5 * 60_000 }, () => {
     await sim?.stop();
   });
 
-  function step(name, fn) {
-    test(name, async (t) => {
-      if (broken) {
-        t.skip(`an earlier step failed: ${broken}`);
-        return;
-      }
-      try {
-        await fn(t);
-      } catch (err) {
-        broken = name;
-        const events = await page
-          .evaluate(() => (window.posDemo?.events ?? []).slice(-25).map((e) => `${e.type} ${JSON.stringify(e.payload)}`))
-          .catch((e) => [`(no page events: ${e.message})`]);
-        console.error(
-          [
-            `\n===== diagnostics for "${name}" on ${ENGINE} =====`,
-            "--- last posDemo events:",
-            ...events,
-            `--- #last-result: ${await page.text("#last-result").catch(() => "?")}`,
-            "--- driver log (tail):",
-            page.driverLog().slice(-3000),
-            "--- pos-sim stderr (tail):",
-            sim.stderrTail(3000),
-          ].join("\n"),
-        );
-        throw err;
-      }
-    });
-  }
+  const step = dependentSteps(async (name) => {
+    const events = await page
+      .evaluate(() => (window.posDemo?.events ?? []).slice(-25).map((e) => `${e.type} ${JSON.stringify(e.payload)}`))
+      .catch((e) => [`(no page events: ${e.message})`]);
+    console.error(
+      [
+        `\n===== diagnostics for "${name}" on ${ENGINE} =====`,
+        "--- last posDemo events:",
+        ...events,
+        `--- #last-result: ${await page.text("#last-result").catch(() => "?")}`,
+        "--- driver log (tail):",
+        page.driverLog().slice(-3000),
+        "--- pos-sim stderr (tail):",
+        sim.stderrTail(3000),
+      ].join("\n"),
+    );
+  });
 
   const storedRows = () =>
     page.evaluate(() =>
