@@ -167,6 +167,9 @@ fn missing_packages(engines: &[Engine], exists: impl Fn(&str) -> bool) -> Vec<&'
 
 /// One `apt-get install` for every browser package that is missing.
 fn apt_packages(engines: &[Engine]) -> Result {
+    if engines.is_empty() {
+        return Ok(());
+    }
     let names: Vec<String> = engines.iter().map(Engine::to_string).collect();
     step(&format!("browser packages (apt) for {}", names.join(", ")));
     let missing = missing_packages(engines, |f| Path::new(f).exists());
