@@ -99,7 +99,8 @@ describe(`offline path on ${ENGINE}`, { timeout: 5 * 60_000 }, () => {
     await page.click("#forward-btn");
   }
 
-  step("1. the page loads and connects to reader 1", async () => {
+  step("1. the page loads and connects to reader 1", async (t) => {
+    t.diagnostic(`${ENGINE} over ${page.browser.isBidi ? "WebDriver BiDi" : "classic WebDriver"}`);
     await page.goto(sim.url);
     await waitReady();
     assert.equal((await storedRows()).length, 0, "a fresh profile has no stored payments");
