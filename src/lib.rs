@@ -35,6 +35,8 @@ pub mod js;
 #[cfg(target_arch = "wasm32")]
 mod keystore;
 #[cfg(target_arch = "wasm32")]
+pub mod persistence;
+#[cfg(target_arch = "wasm32")]
 pub mod scheduler;
 #[cfg(target_arch = "wasm32")]
 pub mod store;

@@ -24,8 +24,21 @@ pub struct OfflineStatus {
     pub pending_amounts: BTreeMap<String, u64>,
     pub oldest_stored_at: Option<f64>,
     pub forwarding: bool,
-    /// Whether the browser granted persistent storage (`null` where it cannot say).
+    #[serde(flatten)]
+    pub storage: StorageGuarantees,
+}
+
+/// What this browser grants the stored payments, detected once per terminal. Payments are
+/// taken either way; a POS can warn when a guarantee is missing.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageGuarantees {
+    /// The origin's storage is persistent (`navigator.storage.persisted()`, then `persist()`'s
+    /// grant); `None` before the first answer, or where there is no StorageManager.
     pub persisted: Option<bool>,
+    /// IndexedDB reports `durability: "strict"` on the store's transactions (an engine
+    /// without the option commits with its default, which may not survive power loss).
+    pub strict_durability: bool,
 }
 
 /// Count and amounts per currency of outstanding records (those whose body opened).
@@ -40,9 +53,14 @@ pub fn outstanding(entries: &[Entry]) -> Outstanding {
     out
 }
 
-/// The status from the outstanding records, the network as last seen and whether a
-/// forwarding run is under way.
-pub fn compute(entries: &[Entry], network: NetworkStatus, forwarding: bool) -> OfflineStatus {
+/// The status from the outstanding records, the network as last seen, whether a forwarding
+/// run is under way and what the browser grants the store.
+pub fn compute(
+    entries: &[Entry],
+    network: NetworkStatus,
+    forwarding: bool,
+    storage: StorageGuarantees,
+) -> OfflineStatus {
     let Outstanding { count, amounts, .. } = outstanding(entries);
     OfflineStatus {
         network_status: network,
@@ -53,7 +71,7 @@ pub fn compute(entries: &[Entry], network: NetworkStatus, forwarding: bool) -> O
             .map(|e| e.header.stored_at)
             .min_by(f64::total_cmp),
         forwarding,
-        persisted: None,
+        storage,
     }
 }
 
@@ -65,11 +83,12 @@ mod reporter {
     use std::cell::{Cell, RefCell};
     use std::rc::Rc;
 
-    use super::{compute, outstanding, OfflineStatus};
+    use super::{compute, outstanding, OfflineStatus, StorageGuarantees};
     use crate::connectivity::Connectivity;
     use crate::error::PosError;
     use crate::events::Events;
     use crate::limits::Outstanding;
+    use crate::persistence::Persistence;
     use crate::store::Store;
 
     /// The one place the status is read and published from.
@@ -78,8 +97,9 @@ mod reporter {
         connectivity: Rc<Connectivity>,
         events: Rc<dyn Events>,
         forwarding: Cell<u32>,
-        persisted: Cell<Option<bool>>,
         last: RefCell<Option<OfflineStatus>>,
+        strict_durability: bool,
+        persistence: RefCell<Option<Rc<Persistence>>>,
     }
 
     impl StatusReporter {
@@ -88,22 +108,40 @@ mod reporter {
             connectivity: Rc<Connectivity>,
             events: Rc<dyn Events>,
         ) -> Self {
+            // Detected once: the engine either honours the option or reports its default.
+            let strict_durability = store.probe_durability().is_ok_and(|d| d == "strict");
             Self {
                 store,
                 connectivity,
                 events,
                 forwarding: Cell::new(0),
-                persisted: Cell::new(None),
                 last: RefCell::new(None),
+                strict_durability,
+                persistence: RefCell::new(None),
             }
         }
 
-        pub fn set_persisted(&self, persisted: Option<bool>) {
-            self.persisted.set(persisted);
+        /// Asks for persistent storage once; the answer is published when it comes.
+        pub fn request_persistence(self: &Rc<Self>) {
+            let me = Rc::downgrade(self);
+            let persistence = Persistence::request(move || {
+                if let Some(me) = me.upgrade() {
+                    wasm_bindgen_futures::spawn_local(async move { me.publish().await });
+                }
+            });
+            *self.persistence.borrow_mut() = Some(persistence);
         }
 
+        fn storage(&self) -> StorageGuarantees {
+            StorageGuarantees {
+                persisted: self.persisted(),
+                strict_durability: self.strict_durability,
+            }
+        }
+
+        /// Whether the browser granted persistent storage, as far as it answered yet.
         pub fn persisted(&self) -> Option<bool> {
-            self.persisted.get()
+            self.persistence.borrow().as_ref().and_then(|p| p.granted())
         }
 
         pub async fn outstanding(&self) -> Result<Outstanding, PosError> {
@@ -112,10 +150,12 @@ mod reporter {
 
         pub async fn current(&self) -> Result<OfflineStatus, PosError> {
             let entries = self.store.outstanding().await?;
-            Ok(OfflineStatus {
-                persisted: self.persisted.get(),
-                ..compute(&entries, self.connectivity.get(), self.forwarding.get() > 0)
-            })
+            Ok(compute(
+                &entries,
+                self.connectivity.get(),
+                self.forwarding.get() > 0,
+                self.storage(),
+            ))
         }
 
         pub fn is_forwarding(&self) -> bool {
@@ -179,12 +219,22 @@ mod tests {
             entry("c", 20.0, Some((700, "jpy"))),
             entry("d", 40.0, None),
         ];
-        let s = compute(&entries, NetworkStatus::Offline, false);
+        let s = compute(
+            &entries,
+            NetworkStatus::Offline,
+            false,
+            StorageGuarantees::default(),
+        );
         assert_eq!(s.pending_count, 4, "an unreadable record still counts");
         assert_eq!(s.pending_amounts.get("usd"), Some(&1_250));
         assert_eq!(s.pending_amounts.get("jpy"), Some(&700));
         assert_eq!(s.oldest_stored_at, Some(10.0));
-        let empty = compute(&[], NetworkStatus::Online, true);
+        let empty = compute(
+            &[],
+            NetworkStatus::Online,
+            true,
+            StorageGuarantees::default(),
+        );
         assert_eq!(empty.pending_count, 0);
         assert_eq!(empty.oldest_stored_at, None);
         assert!(empty.forwarding);
@@ -192,11 +242,25 @@ mod tests {
 
     #[test]
     fn serializes_as_the_js_api_says() {
-        let s = compute(&[], NetworkStatus::Unknown, false);
+        let s = compute(
+            &[],
+            NetworkStatus::Unknown,
+            false,
+            StorageGuarantees::default(),
+        );
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["networkStatus"], "unknown");
         assert_eq!(json["pendingCount"], 0);
         assert!(json["oldestStoredAt"].is_null());
         assert!(json["persisted"].is_null());
+        assert_eq!(json["strictDurability"], false);
+        let granted = StorageGuarantees {
+            persisted: Some(true),
+            strict_durability: true,
+        };
+        let json =
+            serde_json::to_value(compute(&[], NetworkStatus::Online, false, granted)).unwrap();
+        assert_eq!(json["persisted"], true);
+        assert_eq!(json["strictDurability"], true);
     }
 }

@@ -55,12 +55,6 @@ async fn call_storage(method: &str) -> Option<JsValue> {
     wasm_bindgen_futures::JsFuture::from(promise).await.ok()
 }
 
-/// Asks for persistent storage (`navigator.storage.persist()`), so the browser does not evict
-/// stored payments under disk pressure; `None` where the browser cannot say.
-pub async fn request_persistence() -> Option<bool> {
-    call_storage("persist").await?.as_bool()
-}
-
 /// Bytes the origin may still write (`quota - usage` of `navigator.storage.estimate()`).
 pub async fn storage_headroom() -> Option<f64> {
     let estimate = call_storage("estimate").await?;
@@ -659,7 +653,7 @@ impl Store {
         end_tx(tx, deleted).await.map(drop)
     }
 
-    /// The durability a strict transaction really gets in this browser (for tests).
+    /// The durability a strict transaction really gets in this browser.
     pub fn probe_durability(&self) -> Result<String, PosError> {
         let tx = StrictTx::begin(&self.db, &[PAYMENTS_STORE])?;
         let d = tx.durability();

@@ -89,8 +89,6 @@ impl Terminal {
                 concurrency: settings.forward_concurrency,
             },
         ));
-        // Without it the browser may evict stored payments under disk pressure.
-        status.set_persisted(crate::store::request_persistence().await);
         let checkout = Checkout {
             offline_enabled: settings.offline_enabled,
             require_persistent_storage: settings.require_persistent_storage,
@@ -112,6 +110,9 @@ impl Terminal {
             closed: Cell::new(false),
         };
         Scheduler::start(&scheduler, settings.forward_interval_ms);
+        // Without it the browser may evict stored payments under disk pressure. Asked without
+        // waiting: a headless Firefox never answers its prompt.
+        terminal.status.request_persistence();
         terminal.events.payment_status(PaymentStatus::NotReady);
         Ok(terminal)
     }

@@ -302,7 +302,7 @@ async fn persistence_is_requested_reported_and_may_be_required() {
     let calls = get(&js_sys::global(), "__persistCalls").as_f64();
     assert_eq!(calls, Some(1.0), "persist() asked at create");
     let status = terminal.offline_status().await.unwrap();
-    assert_eq!(status.persisted, Some(false));
+    assert_eq!(status.storage.persisted, Some(false));
     let err = pay(
         &terminal,
         request(1_200.0, Some(OfflineBehavior::ForceOffline)),

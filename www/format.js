@@ -1,7 +1,15 @@
 // format.js — display helpers for the demo page: money in minor units, times, card
 // summaries, SDK values as plain JSON for the log, and a tiny DOM builder.
 
-export const LOCALE = navigator.language || "en-US";
+// WebKitGTK reports the POSIX locale as is ("C" under LANG=C.UTF-8), which is no BCP 47 tag
+// and makes every Intl formatter throw: fall back to en-US for anything Intl refuses.
+export const LOCALE = (() => {
+  try {
+    return Intl.getCanonicalLocales(navigator.language || "en-US")[0] ?? "en-US";
+  } catch {
+    return "en-US";
+  }
+})();
 
 const formatters = new Map();
 function formatter(currency) {

@@ -164,8 +164,10 @@ export interface OfflineStatus {
   pendingAmounts: Record<string, number>;
   oldestStoredAt: number | null;
   forwarding: boolean;
-  /** Whether the browser granted persistent storage; null where it cannot say. */
+  /** Storage is persistent (`persisted()`, then a `persist()` grant, asked once at create without waiting); null before the browser answers, or without a StorageManager. */
   persisted: boolean | null;
+  /** IndexedDB honours durability "strict" here (writes reported only once on disk). */
+  strictDurability: boolean;
 }
 
 export interface ForwardReport { forwarded: number; declined: number; failed: number; remaining: number; }

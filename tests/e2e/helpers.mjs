@@ -15,6 +15,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
+import { test } from "node:test";
 
 // createRequire honours NODE_PATH, so playwright-core may live outside the repo.
 const require = createRequire(import.meta.url);
@@ -310,6 +311,28 @@ export function storedRows(page) {
   return page.$$eval("#stored-payments tbody tr[data-id]", (trs) =>
     trs.map((tr) => ({ id: tr.dataset.id, state: tr.dataset.state, text: tr.innerText.replace(/\s+/g, " ").trim() })),
   );
+}
+
+/**
+ * Steps of one scenario that depend on each other: `step(name, fn)` registers a test that is
+ * skipped once an earlier step failed; `onFailure(name, err)` may print diagnostics first.
+ */
+export function dependentSteps(onFailure = async () => {}) {
+  let broken = null;
+  return (name, fn) =>
+    test(name, async (t) => {
+      if (broken) {
+        t.skip(`an earlier step failed: ${broken}`);
+        return;
+      }
+      try {
+        await fn(t);
+      } catch (err) {
+        broken = name;
+        await onFailure(name, err);
+        throw err;
+      }
+    });
 }
 
 /** Polls `fn` until it returns a truthy value, or fails with `message` and the last value. */

@@ -2,6 +2,7 @@
 //! every test. The tooling is libraries (clap, serde_json) and tools the set-up installs
 //! (wasm-bindgen-cli, binaryen, the TypeScript compiler), not hand-written parsers.
 
+mod engines;
 mod metadata;
 mod pkg;
 mod setup;
@@ -15,6 +16,7 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 
+use engines::Engine;
 use metadata::Metadata;
 
 pub type Result<T = ()> = std::result::Result<T, String>;
@@ -33,9 +35,14 @@ struct Cli {
 
 #[derive(Debug, PartialEq, Subcommand)]
 enum Cmd {
-    /// Add the wasm32 target, wasm-bindgen-cli (the locked version), Chromium, chromedriver
-    /// and the npm packages (binaryen, TypeScript, Playwright); skips what is there
-    Setup,
+    /// Add the wasm32 target, wasm-bindgen-cli (the locked version), the browsers and their
+    /// WebDriver servers, and the npm packages (binaryen, TypeScript, the browser drivers);
+    /// skips what is there
+    Setup {
+        /// Set up only this browser engine (default: all)
+        #[arg(long, value_enum)]
+        browser: Option<Engine>,
+    },
     /// Set up, then build pkg/ (the npm package, through wasm-opt) and pos-sim
     Build,
     /// Build, then start pos-sim and print the demo POS URL
@@ -44,12 +51,15 @@ enum Cmd {
         #[arg(long, default_value_t = 8787)]
         port: u16,
     },
-    /// Build, then run the native, types, wasm (headless Chromium) and e2e tests; stops at
-    /// the first failure
+    /// Build, then run the native, types, wasm and e2e tests (the browser stages on each
+    /// engine); stops at the first failure
     Test {
         /// Run only this stage
         #[arg(long, value_enum)]
         only: Option<stages::Stage>,
+        /// Run the browser stages only on this engine (default: chromium, firefox, webkit)
+        #[arg(long, value_enum)]
+        browser: Option<Engine>,
     },
 }
 
@@ -75,21 +85,26 @@ fn run_cli(command: Cmd) -> Result<i32> {
             started.elapsed().as_secs_f64()
         );
     };
-    if command == Cmd::Setup {
-        setup::setup(&ctx)?;
+    if let Cmd::Setup { browser } = command {
+        setup::setup(&ctx, &Engine::selected(browser))?;
         done("setup");
         return Ok(0);
     }
-    let tools = setup::setup(&ctx)?;
+    // Build and demo need no browser; tests need the selected ones.
+    let engines = match command {
+        Cmd::Test { browser, .. } => Engine::selected(browser),
+        _ => Vec::new(),
+    };
+    let tools = setup::setup(&ctx, &engines)?;
     pkg::build(&ctx, &tools)?;
     match command {
-        Cmd::Setup => unreachable!("handled above"),
+        Cmd::Setup { .. } => unreachable!("handled above"),
         Cmd::Build => {
             done("build");
             Ok(0)
         }
         Cmd::Demo { port } => sim::demo(&ctx, port),
-        Cmd::Test { only } => Ok(stages::run_all(&ctx, &tools, only)),
+        Cmd::Test { only, .. } => Ok(stages::run_all(&ctx, &tools, only)),
     }
 }
 
@@ -218,7 +233,7 @@ mod tests {
 
     #[test]
     fn commands_without_arguments() {
-        assert_eq!(parse("setup").unwrap(), Cmd::Setup);
+        assert_eq!(parse("setup").unwrap(), Cmd::Setup { browser: None });
         assert_eq!(parse("build").unwrap(), Cmd::Build);
         assert!(parse("build --port 1").is_err());
         assert!(parse("bench").is_err());
@@ -238,26 +253,55 @@ mod tests {
 
     #[test]
     fn test_only_forms() {
-        assert_eq!(parse("test").unwrap(), Cmd::Test { only: None });
+        assert_eq!(
+            parse("test").unwrap(),
+            Cmd::Test {
+                only: None,
+                browser: None
+            }
+        );
         assert_eq!(
             parse("test --only wasm").unwrap(),
             Cmd::Test {
-                only: Some(stages::Stage::Wasm)
+                only: Some(stages::Stage::Wasm),
+                browser: None
             }
         );
         assert_eq!(
             parse("test --only=e2e").unwrap(),
             Cmd::Test {
-                only: Some(stages::Stage::E2e)
+                only: Some(stages::Stage::E2e),
+                browser: None
             }
         );
         assert_eq!(
             parse("test --only types").unwrap(),
             Cmd::Test {
-                only: Some(stages::Stage::Types)
+                only: Some(stages::Stage::Types),
+                browser: None
             }
         );
         let err = parse("test --only unit").unwrap_err().to_string();
         assert!(err.contains("native, types, wasm, e2e"), "{err}");
+    }
+
+    #[test]
+    fn browser_forms() {
+        assert_eq!(
+            parse("test --browser firefox --only e2e").unwrap(),
+            Cmd::Test {
+                only: Some(stages::Stage::E2e),
+                browser: Some(Engine::Firefox)
+            }
+        );
+        assert_eq!(
+            parse("setup --browser=webkit").unwrap(),
+            Cmd::Setup {
+                browser: Some(Engine::Webkit)
+            }
+        );
+        let err = parse("test --browser safari").unwrap_err().to_string();
+        assert!(err.contains("chromium, firefox, webkit"), "{err}");
+        assert!(parse("build --browser chromium").is_err());
     }
 }

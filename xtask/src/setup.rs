@@ -4,33 +4,47 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::SystemTime;
 
+use crate::engines::{self, Engine};
 use crate::{note, output, run, step, Ctx, Result};
 
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
 /// The tools later steps use, by absolute path.
 pub struct Tools {
     pub wasm_bindgen: PathBuf,
     pub test_runner: PathBuf,
-    pub chromium: PathBuf,
-    pub chromedriver: PathBuf,
     pub wasm_opt: PathBuf,
+    /// One per engine set up, in run order.
+    pub browsers: Vec<Browser>,
 }
 
-pub fn setup(ctx: &Ctx) -> Result<Tools> {
+/// A browser engine ready to drive: its binary and its WebDriver server.
+pub struct Browser {
+    pub engine: Engine,
+    pub binary: PathBuf,
+    pub driver: PathBuf,
+}
+
+/// Sets up everything the build needs and the browsers of `engines`.
+pub fn setup(ctx: &Ctx, engines: &[Engine]) -> Result<Tools> {
     wasm_target(ctx)?;
     let (wasm_bindgen, test_runner) = wasm_bindgen_cli(ctx)?;
-    let (chromium, chromedriver) = chromium()?;
+    apt_packages(engines)?;
+    let mut browsers = Vec::new();
+    for &engine in engines {
+        browsers.push(match engine {
+            Engine::Chromium => chromium()?,
+            Engine::Firefox => firefox(ctx)?,
+            Engine::Webkit => webkit()?,
+        });
+    }
     npm(ctx)?;
     let wasm_opt = wasm_opt(ctx)?;
     Ok(Tools {
         wasm_bindgen,
         test_runner,
-        chromium,
-        chromedriver,
         wasm_opt,
+        browsers,
     })
 }
 
@@ -138,30 +152,67 @@ fn full_and_major(version_output: &str) -> Option<(String, String)> {
     Some((full.to_string(), major.to_string()))
 }
 
-fn chromium() -> Result<(PathBuf, PathBuf)> {
-    step("Chromium + chromedriver");
-    let (browser, driver) = (Path::new(CHROMIUM), Path::new(CHROMEDRIVER));
-    if browser.exists() && driver.exists() {
-        note("already installed");
-    } else if is_root() {
-        run(Command::new("apt-get").arg("update").stdin(Stdio::null()))?;
-        run(Command::new("apt-get")
-            .args(["install", "-y", "chromium", "chromium-driver"])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdin(Stdio::null()))?;
-    } else {
-        return Err(
-            "Chromium and chromedriver are missing: run `sudo apt-get install chromium chromium-driver`"
-                .into(),
-        );
+/// The Debian packages of `engines` whose marker file is missing, without duplicates.
+fn missing_packages(engines: &[Engine], exists: impl Fn(&str) -> bool) -> Vec<&'static str> {
+    let mut missing = Vec::new();
+    for engine in engines {
+        for &(package, file) in engine.apt_packages() {
+            if !exists(file) && !missing.contains(&package) {
+                missing.push(package);
+            }
+        }
     }
+    missing
+}
+
+/// One `apt-get install` for every browser package that is missing.
+fn apt_packages(engines: &[Engine]) -> Result {
+    if engines.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = engines.iter().map(Engine::to_string).collect();
+    step(&format!("browser packages (apt) for {}", names.join(", ")));
+    let missing = missing_packages(engines, |f| Path::new(f).exists());
+    if missing.is_empty() {
+        note("already installed");
+        return Ok(());
+    }
+    if !is_root() {
+        return Err(format!(
+            "missing Debian packages: run `sudo apt-get install {}`",
+            missing.join(" ")
+        ));
+    }
+    note(&format!("installing {}", missing.join(" ")));
+    run(Command::new("apt-get").arg("update").stdin(Stdio::null()))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdin(Stdio::null()))
+}
+
+fn chromium() -> Result<Browser> {
+    step("Chromium + chromedriver");
+    let (browser, driver) = (
+        Path::new(engines::CHROMIUM),
+        Path::new(engines::CHROMEDRIVER),
+    );
     // The Debian launcher script prints shell noise on stderr; only stdout matters.
     let browser_version = output(Command::new(browser).arg("--version").stderr(Stdio::null()))?;
     let driver_version = output(Command::new(driver).arg("--version"))?;
-    let (bv, bmajor) = full_and_major(&browser_version)
-        .ok_or_else(|| format!("cannot parse `{CHROMIUM} --version`: {browser_version}"))?;
-    let (dv, dmajor) = full_and_major(&driver_version)
-        .ok_or_else(|| format!("cannot parse `{CHROMEDRIVER} --version`: {driver_version}"))?;
+    let (bv, bmajor) = full_and_major(&browser_version).ok_or_else(|| {
+        format!(
+            "cannot parse `{} --version`: {browser_version}",
+            engines::CHROMIUM
+        )
+    })?;
+    let (dv, dmajor) = full_and_major(&driver_version).ok_or_else(|| {
+        format!(
+            "cannot parse `{} --version`: {driver_version}",
+            engines::CHROMEDRIVER
+        )
+    })?;
     if bmajor != dmajor {
         return Err(format!(
             "Chromium {bv} and chromedriver {dv} differ in major version: \
@@ -169,7 +220,79 @@ fn chromium() -> Result<(PathBuf, PathBuf)> {
         ));
     }
     note(&format!("Chromium {bv}, chromedriver {dv}"));
-    Ok((browser.to_path_buf(), driver.to_path_buf()))
+    Ok(Browser {
+        engine: Engine::Chromium,
+        binary: browser.to_path_buf(),
+        driver: driver.to_path_buf(),
+    })
+}
+
+/// `geckodriver` in cargo's bin directory or on `PATH`.
+fn find_geckodriver() -> Option<PathBuf> {
+    let path_dirs = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default();
+    cargo_install_bin()
+        .into_iter()
+        .chain(path_dirs)
+        .map(|dir| exe(&dir, "geckodriver"))
+        .find(|p| tool_version(p).is_some())
+}
+
+fn firefox(ctx: &Ctx) -> Result<Browser> {
+    step("Firefox ESR + geckodriver");
+    let browser = Path::new(engines::FIREFOX);
+    let version = output(Command::new(browser).arg("--version").stderr(Stdio::null()))?;
+    let driver = match find_geckodriver() {
+        Some(found) => found,
+        None => {
+            // --debug: an unoptimised build takes a fraction of the time and drives as well.
+            note("installing geckodriver with cargo install --debug (1-2 minutes)");
+            run(ctx
+                .cargo()
+                .args(["install", "--locked", "--debug", "geckodriver"]))?;
+            find_geckodriver().ok_or("geckodriver is still not found after cargo install")?
+        }
+    };
+    note(&format!(
+        "{}, geckodriver {} ({})",
+        version.trim(),
+        tool_version(&driver).unwrap_or_default(),
+        driver.display()
+    ));
+    Ok(Browser {
+        engine: Engine::Firefox,
+        binary: browser.to_path_buf(),
+        driver,
+    })
+}
+
+fn webkit() -> Result<Browser> {
+    step("WebKitGTK MiniBrowser + WebKitWebDriver (xvfb-run)");
+    let driver = Path::new(engines::WEBKIT_DRIVER);
+    if !driver.is_file() {
+        return Err(format!("{} is missing", driver.display()));
+    }
+    // WebKitWebDriver has no --version: the package's is the engine's.
+    let version = output(Command::new("dpkg-query").args([
+        "--show",
+        "--showformat=WebKitGTK ${Version}",
+        "webkit2gtk-driver",
+    ]))?;
+    // MiniBrowser sits in the multiarch library directory of the installed WebKitGTK.
+    let binary = Path::new("/usr/lib")
+        .read_dir()
+        .map_err(|e| format!("cannot list /usr/lib: {e}"))?
+        .flatten()
+        .map(|d| d.path().join("webkit2gtk-4.1").join("MiniBrowser"))
+        .find(|p| p.is_file())
+        .ok_or("MiniBrowser not found under /usr/lib/*/webkit2gtk-4.1/")?;
+    note(&format!("{} ({})", version.trim(), binary.display()));
+    Ok(Browser {
+        engine: Engine::Webkit,
+        binary,
+        driver: driver.to_path_buf(),
+    })
 }
 
 fn mtime(path: &Path) -> Option<SystemTime> {
@@ -177,7 +300,7 @@ fn mtime(path: &Path) -> Option<SystemTime> {
 }
 
 fn npm(ctx: &Ctx) -> Result {
-    step("npm packages: binaryen, TypeScript, Playwright");
+    step("npm packages: binaryen, TypeScript, Playwright, WebdriverIO");
     let node = output(Command::new("node").arg("--version"))
         .map_err(|e| format!("Node.js 20+ with npm is required: {e}"))?;
     let major: u32 = node
@@ -232,5 +355,27 @@ mod tests {
             Some(("156.0.8078.108".into(), "156".into()))
         );
         assert_eq!(full_and_major("no version here"), None);
+    }
+
+    #[test]
+    fn installs_only_missing_packages_once() {
+        let all = [Engine::Chromium, Engine::Firefox, Engine::Webkit];
+        assert!(missing_packages(&all, |_| true).is_empty());
+        let none = missing_packages(&all, |_| false);
+        assert_eq!(
+            none,
+            [
+                "chromium",
+                "chromium-driver",
+                "firefox-esr",
+                "webkit2gtk-driver",
+                "xvfb",
+                "xauth"
+            ]
+        );
+        let some = missing_packages(&[Engine::Webkit, Engine::Webkit], |f| {
+            f == crate::engines::XVFB_RUN
+        });
+        assert_eq!(some, ["webkit2gtk-driver", "xauth"]);
     }
 }

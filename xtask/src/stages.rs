@@ -1,5 +1,5 @@
-//! `cargo xtask test`: native tests, the package's TypeScript types, wasm tests in headless
-//! Chromium, end-to-end tests.
+//! `cargo xtask test`: native tests, the package's TypeScript types, then the wasm tests and
+//! the end-to-end tests on each browser engine.
 
 use std::fmt;
 use std::fs::File;
@@ -9,7 +9,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use clap::ValueEnum;
 
-use crate::setup::Tools;
+use crate::engines::Engine;
+use crate::setup::{Browser, Tools};
 use crate::sim::{tail, PosSim};
 use crate::{note, run, step, Ctx, Result};
 
@@ -34,40 +35,76 @@ enum Outcome {
     Skipped,
 }
 
+/// One line of the summary: a stage, on one engine for the browser stages.
+#[derive(Clone, Copy)]
+enum Job<'a> {
+    Native,
+    Types,
+    Wasm(&'a Browser),
+    E2e(&'a Browser),
+}
+
+impl fmt::Display for Job<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            Job::Native => "native".to_string(),
+            Job::Types => "types".to_string(),
+            Job::Wasm(b) => format!("wasm/{}", b.engine),
+            Job::E2e(b) => format!("e2e/{}", b.engine),
+        };
+        f.pad(&name)
+    }
+}
+
+/// The jobs of `stages`, in order: each browser stage once per engine set up.
+fn jobs<'a>(stages: &[Stage], browsers: &'a [Browser]) -> Vec<Job<'a>> {
+    let mut jobs = Vec::new();
+    for stage in stages {
+        match stage {
+            Stage::Native => jobs.push(Job::Native),
+            Stage::Types => jobs.push(Job::Types),
+            Stage::Wasm => jobs.extend(browsers.iter().map(Job::Wasm)),
+            Stage::E2e => jobs.extend(browsers.iter().map(Job::E2e)),
+        }
+    }
+    jobs
+}
+
 /// Runs the stages in order, stopping at the first failure; returns the exit code.
 pub fn run_all(ctx: &Ctx, tools: &Tools, only: Option<Stage>) -> i32 {
     let stages: Vec<Stage> = match only {
         Some(s) => vec![s],
         None => Stage::value_variants().to_vec(),
     };
+    let all_started = Instant::now();
     let mut outcomes = Vec::new();
     let mut failed = false;
-    for stage in stages {
+    for job in jobs(&stages, &tools.browsers) {
         if failed {
-            outcomes.push((stage, Outcome::Skipped));
+            outcomes.push((job, Outcome::Skipped));
             continue;
         }
         let started = Instant::now();
-        let result = match stage {
-            Stage::Native => native(ctx),
-            Stage::Types => types(ctx),
-            Stage::Wasm => wasm(ctx, tools),
-            Stage::E2e => e2e(ctx, tools),
+        let result = match job {
+            Job::Native => native(ctx),
+            Job::Types => types(ctx),
+            Job::Wasm(browser) => wasm(ctx, tools, browser),
+            Job::E2e(browser) => e2e(ctx, browser),
         };
         let secs = started.elapsed().as_secs_f64();
         match result {
-            Ok(()) => outcomes.push((stage, Outcome::Passed(secs))),
+            Ok(()) => outcomes.push((job, Outcome::Passed(secs))),
             Err(e) => {
-                eprintln!("xtask: {stage} tests failed: {e}");
+                eprintln!("xtask: {job} tests failed: {e}");
                 failed = true;
-                outcomes.push((stage, Outcome::Failed(secs, e)));
+                outcomes.push((job, Outcome::Failed(secs, e)));
             }
         }
     }
 
     step("summary");
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
-    for (stage, outcome) in &outcomes {
+    for (job, outcome) in &outcomes {
         let line = match outcome {
             Outcome::Passed(secs) => {
                 passed += 1;
@@ -82,8 +119,12 @@ pub fn run_all(ctx: &Ctx, tools: &Tools, only: Option<Stage>) -> i32 {
                 "skipped (an earlier stage failed)".to_string()
             }
         };
-        note(&format!("{stage:<7} {line}"));
+        note(&format!("{job:<14} {line}"));
     }
+    note(&format!(
+        "all tests took {:.1}s",
+        all_started.elapsed().as_secs_f64()
+    ));
     let skipped = if skipped > 0 {
         format!(", {skipped} skipped")
     } else {
@@ -111,8 +152,22 @@ fn fresh_tmp_dir(ctx: &Ctx, what: &str) -> Result<PathBuf> {
     Ok(dir)
 }
 
-fn wasm(ctx: &Ctx, tools: &Tools) -> Result {
-    step("wasm tests: pos-sim for the browser tests");
+/// `cmd` under `xvfb-run -a` when the engine needs an X display, else `cmd` itself.
+fn with_display(browser: &Browser, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    if browser.engine.needs_display() {
+        let mut cmd = Command::new(crate::engines::XVFB_RUN);
+        cmd.arg("-a").arg(program);
+        cmd
+    } else {
+        Command::new(program)
+    }
+}
+
+fn wasm(ctx: &Ctx, tools: &Tools, browser: &Browser) -> Result {
+    let engine = browser.engine;
+    step(&format!(
+        "wasm tests on {engine}: pos-sim for the browser tests"
+    ));
     let tmp = fresh_tmp_dir(ctx, "wasm")?;
     let log_path = tmp.join("pos-sim.log");
     let log = File::create(&log_path)
@@ -145,33 +200,39 @@ fn wasm(ctx: &Ctx, tools: &Tools) -> Result {
         let url = sim.field("url")?;
         note(&format!("POS_SIM_API={api} POS_SIM_URL={url}"));
 
-        step("wasm tests: cargo test --target wasm32-unknown-unknown -p pos-terminal (headless Chromium)");
+        step(&format!(
+            "wasm tests on {engine}: cargo test --target wasm32-unknown-unknown -p pos-terminal"
+        ));
         // --tests: every lib/integration test target, but no doctests (those run natively).
-        let mut cmd = ctx.cargo();
-        cmd.args([
-            "test",
-            "--target",
-            "wasm32-unknown-unknown",
-            "-p",
-            "pos-terminal",
-            "--tests",
-        ])
-        .env(
-            "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
-            &tools.test_runner,
-        )
-        .env("CHROMEDRIVER", &tools.chromedriver)
-        // Test binaries without wasm_bindgen_test_configure! run in the browser, not Node.
-        .env("WASM_BINDGEN_USE_BROWSER", "1")
-        .env("WASM_BINDGEN_TEST_TIMEOUT", "120")
-        .env(
-            "WASM_BINDGEN_TEST_WEBDRIVER_JSON",
-            ctx.root.join("webdriver.json"),
-        )
-        .env("POS_SIM_API", &api)
-        .env("POS_SIM_URL", &url);
+        let mut cmd = with_display(browser, &ctx.cargo);
+        cmd.current_dir(&ctx.root)
+            .args([
+                "test",
+                "--target",
+                "wasm32-unknown-unknown",
+                "-p",
+                "pos-terminal",
+                "--tests",
+            ])
+            .env(
+                "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+                &tools.test_runner,
+            )
+            // Test binaries without wasm_bindgen_test_configure! run in the browser, not Node.
+            .env("WASM_BINDGEN_USE_BROWSER", "1")
+            .env("WASM_BINDGEN_TEST_TIMEOUT", "120")
+            .env("POS_SIM_API", &api)
+            .env("POS_SIM_URL", &url);
+        // The runner takes the first driver variable it finds: set only this engine's.
+        for other in Engine::value_variants() {
+            cmd.env_remove(other.runner_driver_var());
+        }
+        cmd.env(engine.runner_driver_var(), &browser.driver);
+        if let Some(caps) = webdriver_json(engine) {
+            cmd.env("WASM_BINDGEN_TEST_WEBDRIVER_JSON", ctx.root.join(caps));
+        }
         if std::env::var_os("WASM_BINDGEN_TEST_DRIVER_TIMEOUT").is_none() {
-            // chromedriver gets 5 s to bind its port by default: tight on a busy 2-core CI box.
+            // A driver gets 5 s to bind its port by default: tight on a busy 2-core CI box.
             cmd.env("WASM_BINDGEN_TEST_DRIVER_TIMEOUT", "30");
         }
         let result = run(&mut cmd);
@@ -260,26 +321,57 @@ fn example(ctx: &Ctx) -> Result {
         .stdin(Stdio::null()))
 }
 
-fn e2e(ctx: &Ctx, tools: &Tools) -> Result {
-    step("end-to-end tests: node --test tests/e2e (real Chromium against pos-sim)");
-    let files = e2e_test_files(&ctx.root.join("tests").join("e2e"), &ctx.root);
+/// The capabilities file the runner sends to this engine's driver (WebKit's is ignored).
+fn webdriver_json(engine: Engine) -> Option<&'static str> {
+    match engine {
+        Engine::Chromium => Some("webdriver.json"),
+        Engine::Firefox => Some("webdriver.firefox.json"),
+        Engine::Webkit => None,
+    }
+}
+
+/// The cross-engine scenario that Firefox and WebKit run (Chromium runs every e2e file).
+const ENGINE_SCENARIO: &str = "tests/e2e/engines/offline-path.mjs";
+
+fn e2e(ctx: &Ctx, browser: &Browser) -> Result {
+    let engine = browser.engine;
+    let files = match engine {
+        Engine::Chromium => {
+            step(
+                "end-to-end tests on chromium: node --test tests/e2e (Playwright, every scenario)",
+            );
+            e2e_test_files(&ctx.root.join("tests").join("e2e"), &ctx.root)
+        }
+        Engine::Firefox | Engine::Webkit => {
+            step(&format!(
+                "end-to-end tests on {engine}: node --test {ENGINE_SCENARIO} (WebDriver)"
+            ));
+            vec![PathBuf::from(ENGINE_SCENARIO)]
+        }
+    };
     if files.is_empty() {
         return Err("no e2e tests found (tests/e2e/**/*.test.mjs)".into());
     }
     note(&format!("{} test file(s)", files.len()));
     // Explicit file list: Node 20 walks a directory argument, Node 22+ treats it as a glob.
-    run(Command::new("node")
-        .args(["--test", "--test-concurrency=1"])
+    let mut cmd = with_display(browser, "node");
+    cmd.args(["--test", "--test-concurrency=1"])
         .args(&files)
         .current_dir(&ctx.root)
         .stdin(Stdio::null())
         .env("POS_SIM_BIN", ctx.pos_sim_bin())
-        .env("CHROMIUM", &tools.chromium)
         .env("PKG_DIR", &ctx.pkg)
         .env("WWW_DIR", &ctx.www)
         .env("POS_SIM_PKG", &ctx.pkg)
         .env("POS_SIM_WWW", &ctx.www)
-        .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1"))
+        .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+        .env("E2E_ENGINE", engine.to_string())
+        .env("E2E_BROWSER", &browser.binary)
+        .env("E2E_DRIVER", &browser.driver);
+    if engine == Engine::Chromium {
+        cmd.env("CHROMIUM", &browser.binary);
+    }
+    run(&mut cmd)
 }
 
 #[cfg(test)]
@@ -297,6 +389,34 @@ mod tests {
             assert_eq!(Stage::from_str(&s.to_string(), false), Ok(*s));
         }
         assert!(Stage::from_str("all", false).is_err());
+    }
+
+    #[test]
+    fn browser_stages_run_once_per_engine() {
+        let browsers: Vec<Browser> = [Engine::Chromium, Engine::Webkit]
+            .into_iter()
+            .map(|engine| Browser {
+                engine,
+                binary: PathBuf::from("/b"),
+                driver: PathBuf::from("/d"),
+            })
+            .collect();
+        let names = |stages: &[Stage]| -> Vec<String> {
+            jobs(stages, &browsers).iter().map(Job::to_string).collect()
+        };
+        assert_eq!(
+            names(Stage::value_variants()),
+            [
+                "native",
+                "types",
+                "wasm/chromium",
+                "wasm/webkit",
+                "e2e/chromium",
+                "e2e/webkit"
+            ]
+        );
+        assert_eq!(names(&[Stage::E2e]), ["e2e/chromium", "e2e/webkit"]);
+        assert_eq!(names(&[Stage::Native]), ["native"]);
     }
 
     #[test]
