@@ -4,8 +4,8 @@
 // and writes latest.json. Every SDK figure has its baselines measured in the same run,
 // interleaved in rounds, so ratios hold on a shared, noisy machine.
 //
-//   node benches/run.mjs --out target/bench [--reps 200] [--store-seconds 40] [--drain 1000,10000]
-//                        [--latency-records 100] [--memory-records 10000]
+//   node benches/run.mjs --out target/bench [--reps 200] [--store-seconds 30] [--drain 1000,3000]
+//                        [--latency-records 100] [--memory-records 3000]
 //                        [--pkg pkg] [--pre-bindgen-wasm F] [--twiggy T] [--chromium C]
 
 import { spawnSync } from "node:child_process";
@@ -23,10 +23,10 @@ const { values: opt } = parseArgs({
   options: {
     out: { type: "string", default: "target/bench" },
     reps: { type: "string", default: "200" },
-    "store-seconds": { type: "string", default: "40" },
-    drain: { type: "string", default: "1000,10000" },
+    "store-seconds": { type: "string", default: "30" },
+    drain: { type: "string", default: "1000,3000" },
     "latency-records": { type: "string", default: "100" },
-    "memory-records": { type: "string", default: "10000" },
+    "memory-records": { type: "string", default: "3000" },
     pkg: { type: "string", default: "pkg" },
     "pre-bindgen-wasm": { type: "string" },
     twiggy: { type: "string" },
@@ -41,7 +41,9 @@ const DRAINS = opt.drain.split(",").map(Number);
 const LATENCY_N = Number(opt["latency-records"]);
 const MEMORY_N = Number(opt["memory-records"]);
 const LEVELS = [0, 1_000, 10_000];
-const ROUND = 20; // store measurements alternate SDK / (a) / (b) / (c) every ROUND payments
+// Store measurements alternate SDK / (a) / (b) / (c) every ROUND payments; each round starts
+// with exactly the level's count stored, so "@L" means L to L + ROUND - 1 already stored.
+const ROUND = 10;
 const LATENCY_MS = 50;
 const LOADS = 10; // page loads and Terminal.create repetitions
 
@@ -204,10 +206,12 @@ async function store(page) {
       t.plain.push(...(await call(page, "plainPut", "bench-plain", ROUND)));
       t.crypto.push(...(await call(page, "cryptoPut", "bench-crypto", ROUND)));
       t.workbox.push(...(await call(page, "workboxPush", API, db, ROUND, true)));
+      // Each round starts from `level` stored: what a round wrote is taken back, untimed.
+      await call(page, "sdkDropLast", db);
+      await call(page, "baselineDropLast", "bench-plain");
+      await call(page, "baselineDropLast", "bench-crypto");
+      await call(page, "workboxPop", ROUND);
     }
-    sdkCount += done;
-    baseCount += done;
-    wbCount += done;
     const s = Object.fromEntries(Object.entries(t).map(([k, v]) => [k, stats(v)]));
     result.store[level] = s;
     const m = s.sdk.median;

@@ -10,6 +10,7 @@ const SDK_CONCURRENCY = 1; // src/forwarder.rs sends one request at a time
 let wasm = null; // InitOutput: its `memory` is the module's WebAssembly.Memory
 let initMs = null;
 const terminals = new Map(); // database name → Terminal
+const lastIds = new Map(); // database name → ids written by the last timed round
 
 // ---------------------------------------------------------------------------------------
 // IndexedDB, promise-shaped
@@ -165,15 +166,33 @@ async function closeTerminal(db) {
 async function sdkStore(db, n) {
   const terminal = terminalOf(db);
   const times = [];
+  const ids = [];
   for (let i = 0; i < n; i++) {
     const collected = await terminal.collectPaymentMethod({ amount: 1234, currency: "usd", offlineBehavior: "force_offline" });
     const t0 = performance.now();
     const result = await terminal.processPayment(collected);
     times.push(performance.now() - t0);
     if (result.status !== "stored_offline") throw new Error(`processPayment: ${result.status}`);
+    ids.push(result.id);
   }
+  lastIds.set(db, ids);
   return times;
 }
+
+/** Deletes what the last timed round wrote (below the store's API), so the count stays at its level. */
+async function dropLast(db, store) {
+  const conn = await openDb(db);
+  try {
+    const tx = conn.transaction([store], "readwrite");
+    for (const id of lastIds.get(db) ?? []) tx.objectStore(store).delete(id);
+    await done(tx);
+    lastIds.delete(db);
+  } finally {
+    conn.close();
+  }
+}
+const sdkDropLast = (db) => dropLast(db, "payments");
+const baselineDropLast = (name) => dropLast(name, "records");
 
 async function sdkPending(db) {
   return (await terminalOf(db).offlineStatus()).pendingCount;
@@ -296,12 +315,15 @@ async function baselineFill(name, count) {
 async function plainPut(name, n) {
   const { conn, record } = baselines.get(name);
   const times = [];
+  const ids = [];
   for (let i = 0; i < n; i++) {
     const value = { ...record, id: newId(), sealed: crypto.getRandomValues(new Uint8Array(record.sealed.length)) };
     const t0 = performance.now();
     await strictPut(conn, value);
     times.push(performance.now() - t0);
+    ids.push(value.id);
   }
+  lastIds.set(name, ids);
   return times;
 }
 
@@ -309,6 +331,7 @@ async function plainPut(name, n) {
 async function cryptoPut(name, n) {
   const { conn, key, record, plain } = baselines.get(name);
   const times = [];
+  const ids = [];
   for (let i = 0; i < n; i++) {
     const t0 = performance.now();
     const id = newId();
@@ -316,7 +339,9 @@ async function cryptoPut(name, n) {
     const sealed = await seal(key, aad(name, id, "pending", record.v), plain);
     await strictPut(conn, { ...record, id, storedAt: now, updatedAt: now, nextAttemptAt: now, sealed });
     times.push(performance.now() - t0);
+    ids.push(id);
   }
+  lastIds.set(name, ids);
   return times;
 }
 
@@ -392,6 +417,7 @@ async function workboxPush(api, sdkDb, n, timed) {
 
 const workboxClear = () => sw({ cmd: "clear" });
 const workboxReplay = () => sw({ cmd: "replay" });
+const workboxPop = (n) => sw({ cmd: "pop", n });
 
 
 window.bench = {
@@ -401,6 +427,9 @@ window.bench = {
   closeTerminal,
   settle,
   sdkStore,
+  sdkDropLast,
+  baselineDropLast,
+  workboxPop,
   sdkPending,
   sdkDrain,
   sdkPrefill,

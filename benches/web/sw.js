@@ -71,6 +71,11 @@ async function handle(msg) {
       }
       return times;
     }
+    case "pop": {
+      // Takes back the newest entries (a timed round's), so the queue stays at its level.
+      for (let i = 0; i < msg.n; i++) await queue.popRequest();
+      return null;
+    }
     case "replay": {
       const t0 = performance.now();
       await queue.replayRequests();
