@@ -45,6 +45,9 @@ const LEVELS = [0, 1_000, 10_000];
 // with exactly the level's count stored, so "@L" means L to L + ROUND - 1 already stored.
 const ROUND = 10;
 const LATENCY_MS = 50;
+// What this server allows with requests in flight together: the head-room a concurrent
+// forwarder would have (Workbox's replay, like the SDK today, sends one at a time).
+const WIDE = 8;
 const LOADS = 10; // page loads and Terminal.create repetitions
 
 const sim = JSON.parse(process.env.POS_SIM_READY || "null");
@@ -286,15 +289,26 @@ async function drain(bench) {
     const fl = await call(page, "fetchLoop", API, `bench-drain-${n}`, n);
     if (fl.failures || (await received()) - before2 !== n) throw new Error(`fetch loop of ${n}: ${fl.failures} failures`);
 
+    const before3 = await received();
+    const wide = await call(page, "fetchLoop", API, `bench-drain-${n}`, n, WIDE);
+    if (wide.failures || (await received()) - before3 !== n) throw new Error(`fetch loop ×${WIDE} of ${n}: ${wide.failures} failures`);
+
     const rate = (t) => n / (t / 1000);
-    const r = { sdk: { ms: d.ms, perSecond: rate(d.ms) }, workbox: { ms: wb.ms, perSecond: rate(wb.ms) }, fetch: { ms: fl.ms, perSecond: rate(fl.ms) } };
+    const r = {
+      sdk: { ms: d.ms, perSecond: rate(d.ms) },
+      workbox: { ms: wb.ms, perSecond: rate(wb.ms) },
+      fetch: { ms: fl.ms, perSecond: rate(fl.ms) },
+      fetchWide: { concurrency: WIDE, ms: wide.ms, perSecond: rate(wide.ms) },
+    };
     result.drain[n] = r;
     memoryRow(n, bench.boot.memory, d);
     row(`drain ${n}`, "SDK forwardStoredPayments", n, `${r.sdk.perSecond.toFixed(0)} /s`, `${(d.ms / 1000).toFixed(2)} s total`,
       `${ratio(r.sdk.perSecond / r.workbox.perSecond)} Workbox · ${ratio(r.sdk.perSecond / r.fetch.perSecond)} fetch loop`);
     row(`drain ${n}`, "Workbox replayRequests (in SW)", n, `${r.workbox.perSecond.toFixed(0)} /s`, `${(wb.ms / 1000).toFixed(2)} s total`, "");
     row(`drain ${n}`, `plain fetch loop, concurrency ${await call(page, "sdkConcurrency")}`, n, `${r.fetch.perSecond.toFixed(0)} /s`, `${(fl.ms / 1000).toFixed(2)} s total`, "");
-    log(`drain ${n}: SDK ${r.sdk.perSecond.toFixed(0)}/s, Workbox ${r.workbox.perSecond.toFixed(0)}/s, fetch ${r.fetch.perSecond.toFixed(0)}/s; memory ${mib(d.memoryBefore)} → ${mib(d.memoryAfter)}`);
+    row(`drain ${n}`, `plain fetch loop, concurrency ${WIDE} (server head-room)`, n, `${r.fetchWide.perSecond.toFixed(0)} /s`, `${(wide.ms / 1000).toFixed(2)} s total`,
+      `${ratio(r.fetchWide.perSecond / r.workbox.perSecond)} Workbox`);
+    log(`drain ${n}: SDK ${r.sdk.perSecond.toFixed(0)}/s, Workbox ${r.workbox.perSecond.toFixed(0)}/s, fetch ${r.fetch.perSecond.toFixed(0)}/s, fetch ×${WIDE} ${r.fetchWide.perSecond.toFixed(0)}/s; memory ${mib(bench.boot.memory)} → ${mib(d.memoryAfter)}`);
   }
 
   if (!DRAINS.includes(MEMORY_N) && MEMORY_N > 0) {
@@ -406,7 +420,7 @@ function targets() {
   const mem = Object.entries(result.memory).map(([n, m]) => [Number(n), m.after - m.fresh]);
   if (mem.length >= 2) {
     const [small, large] = [mem[0], mem[mem.length - 1]];
-    const flat = large[1] <= Math.max(small[1], 0) * 1.2 + 1048576;
+    const flat = large[1] <= Math.max(small[1], 0) * 1.2 + 65536; // one wasm page of slack
     t.push([`wasm memory flat in N (${small[0]} → ${large[0]})`, `+${mib(small[1])} → +${mib(large[1])}`, flat]);
   }
   return t;

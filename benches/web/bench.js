@@ -363,8 +363,8 @@ async function requestShape(api, sdkDb) {
   };
 }
 
-/** `n` requests, SDK_CONCURRENCY at a time, each awaited to its body like the forwarder does. */
-async function fetchLoop(api, sdkDb, n) {
+/** `n` requests, `concurrency` at a time, each awaited to its body like the forwarder does. */
+async function fetchLoop(api, sdkDb, n, concurrency = SDK_CONCURRENCY) {
   const shape = await requestShape(api, sdkDb);
   const ids = Array.from({ length: n }, newId);
   let next = 0;
@@ -382,7 +382,7 @@ async function fetchLoop(api, sdkDb, n) {
     }
   };
   const t0 = performance.now();
-  await Promise.all(Array.from({ length: SDK_CONCURRENCY }, worker));
+  await Promise.all(Array.from({ length: concurrency }, worker));
   return { ms: performance.now() - t0, failures };
 }
 
