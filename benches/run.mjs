@@ -301,13 +301,13 @@ async function drain(bench) {
       fetchWide: { concurrency: WIDE, ms: wide.ms, perSecond: rate(wide.ms) },
     };
     result.drain[n] = r;
-    memoryRow(n, bench.boot.memory, d);
     row(`drain ${n}`, "SDK forwardStoredPayments", n, `${r.sdk.perSecond.toFixed(0)} /s`, `${(d.ms / 1000).toFixed(2)} s total`,
       `${ratio(r.sdk.perSecond / r.workbox.perSecond)} Workbox · ${ratio(r.sdk.perSecond / r.fetch.perSecond)} fetch loop`);
     row(`drain ${n}`, "Workbox replayRequests (in SW)", n, `${r.workbox.perSecond.toFixed(0)} /s`, `${(wb.ms / 1000).toFixed(2)} s total`, "");
     row(`drain ${n}`, `plain fetch loop, concurrency ${await call(page, "sdkConcurrency")}`, n, `${r.fetch.perSecond.toFixed(0)} /s`, `${(fl.ms / 1000).toFixed(2)} s total`, "");
     row(`drain ${n}`, `plain fetch loop, concurrency ${WIDE} (server head-room)`, n, `${r.fetchWide.perSecond.toFixed(0)} /s`, `${(wide.ms / 1000).toFixed(2)} s total`,
       `${ratio(r.fetchWide.perSecond / r.workbox.perSecond)} Workbox`);
+    memoryRow(n, bench.boot.memory, d);
     log(`drain ${n}: SDK ${r.sdk.perSecond.toFixed(0)}/s, Workbox ${r.workbox.perSecond.toFixed(0)}/s, fetch ${r.fetch.perSecond.toFixed(0)}/s, fetch ×${WIDE} ${r.fetchWide.perSecond.toFixed(0)}/s; memory ${mib(bench.boot.memory)} → ${mib(d.memoryAfter)}`);
   }
 

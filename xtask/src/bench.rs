@@ -46,34 +46,21 @@ pub fn bench(ctx: &Ctx, tools: &Tools, args: &Args) -> Result<i32> {
     let log = File::create(&log_path)
         .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
     let db = out.join("pos-sim.db");
-    let _ = std::fs::remove_file(&db);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(out.join(format!("pos-sim.db{suffix}")));
+    }
     let utf8 = |p: &Path| -> Result<String> {
         p.to_str()
             .map(str::to_string)
             .ok_or_else(|| format!("{} is not UTF-8", p.display()))
     };
-    let sim = PosSim::start(
-        ctx,
-        &[
-            "serve",
-            "--port",
-            "0",
-            "--api-port",
-            "0",
-            "--readers",
-            "1",
-            "--tap-delay-ms",
-            "0",
-            "--db",
-            &utf8(&db)?,
-            "--www",
-            &utf8(&site)?,
-            "--pkg",
-            &utf8(&ctx.pkg)?,
-        ],
-        Stdio::from(log),
-        "pos-sim: ",
-    )?;
+    let (db, site, pkg) = (utf8(&db)?, utf8(&site)?, utf8(&ctx.pkg)?);
+    // One reader, cards read at once: the bench times the SDK, not the tap.
+    let mut sim_args: Vec<&str> = "serve --port 0 --api-port 0 --readers 1 --tap-delay-ms 0"
+        .split(' ')
+        .collect();
+    sim_args.extend(["--db", &db, "--www", &site, "--pkg", &pkg]);
+    let sim = PosSim::start(ctx, &sim_args, Stdio::from(log), "pos-sim: ")?;
 
     step("node benches/run.mjs (headless Chromium, persistent profile)");
     let wasm = ctx
