@@ -2,6 +2,7 @@
 //! every test. The tooling is libraries (clap, serde_json) and tools the set-up installs
 //! (wasm-bindgen-cli, binaryen, the TypeScript compiler), not hand-written parsers.
 
+mod bench;
 mod engines;
 mod metadata;
 mod pkg;
@@ -61,6 +62,9 @@ enum Cmd {
         #[arg(long, value_enum)]
         browser: Option<Engine>,
     },
+    /// Build, then benchmark in headless Chromium against pos-sim: store, drain, cold start,
+    /// size, memory; prints one table and writes target/bench/latest.json
+    Bench(bench::Args),
 }
 
 fn main() {
@@ -105,6 +109,7 @@ fn run_cli(command: Cmd) -> Result<i32> {
         }
         Cmd::Demo { port } => sim::demo(&ctx, port),
         Cmd::Test { only, .. } => Ok(stages::run_all(&ctx, &tools, only)),
+        Cmd::Bench(args) => bench::bench(&ctx, &tools, &args),
     }
 }
 
@@ -236,7 +241,7 @@ mod tests {
         assert_eq!(parse("setup").unwrap(), Cmd::Setup { browser: None });
         assert_eq!(parse("build").unwrap(), Cmd::Build);
         assert!(parse("build --port 1").is_err());
-        assert!(parse("bench").is_err());
+        assert!(parse("bench --port 1").is_err());
         assert!(parse("").is_err());
     }
 

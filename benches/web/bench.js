@@ -1,0 +1,447 @@
+// The page side of `cargo xtask bench`: the SDK, the plain-platform baselines and the
+// pre-fill, exposed as `window.bench` for benches/run.mjs (which holds the plan, the clock
+// for page loads and the statistics). Every figure is `performance.now()` in this page, or in
+// the service worker for Workbox's own calls.
+
+import init, { Terminal } from "/pkg/pos_terminal.js";
+
+const SDK_CONCURRENCY = 1; // src/forwarder.rs sends one request at a time
+
+let wasm = null; // InitOutput: its `memory` is the module's WebAssembly.Memory
+let initMs = null;
+const terminals = new Map(); // database name → Terminal
+const lastIds = new Map(); // database name → ids written by the last timed round
+
+// ---------------------------------------------------------------------------------------
+// IndexedDB, promise-shaped
+
+const req = (r) =>
+  new Promise((resolve, reject) => {
+    r.onsuccess = () => resolve(r.result);
+    r.onerror = () => reject(r.error);
+  });
+
+const done = (tx) =>
+  new Promise((resolve, reject) => {
+    tx.oncomplete = () => resolve();
+    tx.onerror = () => reject(tx.error);
+    tx.onabort = () => reject(tx.error || new Error("transaction aborted"));
+  });
+
+function openDb(name, upgrade) {
+  const r = upgrade ? indexedDB.open(name, 1) : indexedDB.open(name);
+  if (upgrade) r.onupgradeneeded = () => upgrade(r.result);
+  return req(r);
+}
+
+async function deleteDb(name) {
+  const r = indexedDB.deleteDatabase(name);
+  r.onblocked = () => {};
+  await req(r);
+}
+
+// ---------------------------------------------------------------------------------------
+// Ids and sealing, as the SDK does them (used only to clone a record the SDK wrote)
+
+const B32 = "abcdefghijklmnopqrstuvwxyz234567";
+
+/** `pay_` + 26 base32 characters of 128 random bits, like `new_payment_id`. */
+export function newId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  let out = "pay_";
+  let buffer = 0;
+  let bits = 0;
+  for (const b of bytes) {
+    buffer = ((buffer << 8) | b) & 0xffff;
+    bits += 8;
+    while (bits >= 5) {
+      bits -= 5;
+      out += B32[(buffer >> bits) & 31];
+    }
+  }
+  if (bits > 0) out += B32[(buffer << (5 - bits)) & 31];
+  return out;
+}
+
+/** The data key of an SDK database, unwrapped with its non-extractable key (usable, not readable). */
+async function sdkVault(conn) {
+  const tx = conn.transaction(["keys"]);
+  const keys = tx.objectStore("keys");
+  const [kek, dek] = await Promise.all([req(keys.get("kek")), req(keys.get("dek"))]);
+  const raw = await crypto.subtle.decrypt({ name: "AES-GCM", iv: dek.iv }, kek, dek.key);
+  const key = await crypto.subtle.importKey("raw", raw, "AES-GCM", false, ["encrypt", "decrypt"]);
+  new Uint8Array(raw).fill(0);
+  return key;
+}
+
+/** Associated data of a sealed payment: database | id | state | schema version (src/vault.rs, src/store.rs). */
+const aad = (db, id, state, version) => new TextEncoder().encode(`${db}|${id}|${state}|${version}`);
+
+async function seal(key, additionalData, plain) {
+  const iv = crypto.getRandomValues(new Uint8Array(12));
+  const ct = new Uint8Array(await crypto.subtle.encrypt({ name: "AES-GCM", iv, additionalData }, key, plain));
+  const out = new Uint8Array(12 + ct.length);
+  out.set(iv);
+  out.set(ct, 12);
+  return out;
+}
+
+async function open(key, additionalData, sealed) {
+  return new Uint8Array(
+    await crypto.subtle.decrypt({ name: "AES-GCM", iv: sealed.subarray(0, 12), additionalData }, key, sealed.subarray(12)),
+  );
+}
+
+// ---------------------------------------------------------------------------------------
+// The SDK
+
+function terminalOf(db) {
+  const t = terminals.get(db);
+  if (!t) throw new Error(`no terminal open on ${db}`);
+  return t;
+}
+
+async function boot() {
+  if (!wasm) {
+    const t0 = performance.now();
+    wasm = await init();
+    initMs = performance.now() - t0;
+  }
+  return { initMs, memory: wasm.memory.buffer.byteLength };
+}
+
+function options(api, db) {
+  return {
+    backendUrl: api,
+    fetchConnectionToken: async () => {
+      const res = await fetch(`${api}/v1/connection_tokens`, { method: "POST" });
+      if (!res.ok) throw new Error(`connection token: HTTP ${res.status}`);
+      return (await res.json()).secret;
+    },
+    databaseName: db,
+    // The bench starts every drain itself; the page timer stays out of the way.
+    forwardIntervalMs: 3_600_000,
+    // No amount limits (none set for a currency means none); the count limit at its maximum.
+    offline: { enabled: true, maxStoredPayments: 1_000_000 },
+  };
+}
+
+/** Terminal.create (timed) on `db`, then the reader connected when `readerUrl` is given. */
+async function openTerminal(api, db, readerUrl) {
+  const t0 = performance.now();
+  const terminal = await Terminal.create(options(api, db));
+  const createMs = performance.now() - t0;
+  if (readerUrl) {
+    const [reader] = await terminal.discoverReaders({ method: "websocket", urls: [readerUrl] });
+    await terminal.connectReader(reader);
+  }
+  terminals.set(db, terminal);
+  return { createMs, memory: wasm.memory.buffer.byteLength };
+}
+
+/**
+ * Waits until the forwarding run that Terminal.create starts has finished (network status
+ * known, not forwarding), so that it cannot pick up the payments the bench stores next.
+ */
+async function settle(db) {
+  const terminal = terminalOf(db);
+  for (let i = 0; i < 200; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    const s = await terminal.offlineStatus();
+    if (s.networkStatus !== "unknown" && !s.forwarding) {
+      await new Promise((r) => setTimeout(r, 100));
+      return s;
+    }
+  }
+  throw new Error(`${db}: the start-up forwarding run did not finish within 10 s`);
+}
+
+async function closeTerminal(db) {
+  const t = terminals.get(db);
+  terminals.delete(db);
+  if (t) await t.close();
+}
+
+/** `n` payments: collect (not timed), then processPayment under force_offline, timed until it resolved. */
+async function sdkStore(db, n) {
+  const terminal = terminalOf(db);
+  const times = [];
+  const ids = [];
+  for (let i = 0; i < n; i++) {
+    const collected = await terminal.collectPaymentMethod({ amount: 1234, currency: "usd", offlineBehavior: "force_offline" });
+    const t0 = performance.now();
+    const result = await terminal.processPayment(collected);
+    times.push(performance.now() - t0);
+    if (result.status !== "stored_offline") throw new Error(`processPayment: ${result.status}`);
+    ids.push(result.id);
+  }
+  lastIds.set(db, ids);
+  return times;
+}
+
+/** Deletes what the last timed round wrote (below the store's API), so the count stays at its level. */
+async function dropLast(db, store) {
+  const conn = await openDb(db);
+  try {
+    const tx = conn.transaction([store], "readwrite");
+    for (const id of lastIds.get(db) ?? []) tx.objectStore(store).delete(id);
+    await done(tx);
+    lastIds.delete(db);
+  } finally {
+    conn.close();
+  }
+}
+const sdkDropLast = (db) => dropLast(db, "payments");
+const baselineDropLast = (name) => dropLast(name, "records");
+
+async function sdkPending(db) {
+  return (await terminalOf(db).offlineStatus()).pendingCount;
+}
+
+/** Forwards everything pending; wasm memory before and after. */
+async function sdkDrain(db) {
+  const before = wasm.memory.buffer.byteLength;
+  const t0 = performance.now();
+  const report = await terminalOf(db).forwardStoredPayments();
+  const ms = performance.now() - t0;
+  return { ms, report, memoryBefore: before, memoryAfter: wasm.memory.buffer.byteLength };
+}
+
+/**
+ * A record the SDK stored, opened with the database's own key: its clear fields, its sealed
+ * body's bytes, and the backend request body the forwarder would send for it.
+ */
+const templates = new Map(); // database name → its template, read once (it outlives a drain)
+
+async function sdkTemplate(db) {
+  if (!templates.has(db)) templates.set(db, await readTemplate(db));
+  return templates.get(db);
+}
+
+async function readTemplate(db) {
+  const conn = await openDb(db);
+  try {
+    const key = await sdkVault(conn);
+    const tx = conn.transaction(["payments"]);
+    const [record] = await req(tx.objectStore("payments").index("state").getAll(IDBKeyRange.only("pending"), 1));
+    if (!record) throw new Error(`${db} has no pending payment to clone`);
+    const plain = await open(key, aad(db, record.id, record.state, record.v), record.sealed);
+    const body = JSON.parse(new TextDecoder().decode(plain));
+    const request = {
+      id: record.id,
+      amount: body.amount,
+      currency: body.currency,
+      capture_method: body.capture_method,
+      card_payload: body.card_payload,
+      card: body.card,
+      reader_id: body.reader_id,
+      offline: { stored_at: Math.floor(record.storedAt) },
+      metadata: body.metadata,
+    };
+    return { record, plain, request };
+  } finally {
+    conn.close();
+  }
+}
+
+/**
+ * Test-only pre-fill: `count` copies of a record the SDK stored, each under a new id and
+ * sealed again with the database's data key and its own associated data, written 500 per
+ * transaction below the SDK. The SDK cannot tell them from its own records.
+ */
+async function sdkPrefill(db, count) {
+  const { record, plain } = await sdkTemplate(db);
+  const conn = await openDb(db);
+  try {
+    const key = await sdkVault(conn);
+    for (let done_ = 0; done_ < count; ) {
+      const batch = Math.min(500, count - done_);
+      const now = Date.now();
+      const copies = await Promise.all(
+        Array.from({ length: batch }, async () => {
+          const id = newId();
+          const sealed = await seal(key, aad(db, id, record.state, record.v), plain);
+          return { ...record, id, storedAt: now, updatedAt: now, nextAttemptAt: now, sealed };
+        }),
+      );
+      const tx = conn.transaction(["payments"], "readwrite");
+      const store = tx.objectStore("payments");
+      for (const c of copies) store.put(c);
+      await done(tx);
+      done_ += batch;
+    }
+    return { sealedBytes: record.sealed.length, plainBytes: plain.length };
+  } finally {
+    conn.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Baselines in plain JS: (a) strict put of the same bytes, (b) WebCrypto seal + strict put
+
+const baselines = new Map(); // database name → { conn, key, record, plain }
+
+async function baselineOpen(name, sdkDb) {
+  await deleteDb(name);
+  const conn = await openDb(name, (db) => db.createObjectStore("records", { keyPath: "id" }));
+  const key = await crypto.subtle.generateKey({ name: "AES-GCM", length: 256 }, false, ["encrypt", "decrypt"]);
+  const { record, plain } = await sdkTemplate(sdkDb);
+  baselines.set(name, { conn, key, record, plain });
+  return { sealedBytes: record.sealed.length, plainBytes: plain.length };
+}
+
+function strictPut(conn, value) {
+  const tx = conn.transaction(["records"], "readwrite", { durability: "strict" });
+  tx.objectStore("records").put(value);
+  return done(tx);
+}
+
+/** Fills a baseline store to `count` records of the SDK record's shape and size. */
+async function baselineFill(name, count) {
+  const { conn, record } = baselines.get(name);
+  for (let n = 0; n < count; ) {
+    const batch = Math.min(1000, count - n);
+    const tx = conn.transaction(["records"], "readwrite");
+    const store = tx.objectStore("records");
+    for (let i = 0; i < batch; i++) {
+      store.put({ ...record, id: newId(), sealed: crypto.getRandomValues(new Uint8Array(record.sealed.length)) });
+    }
+    await done(tx);
+    n += batch;
+  }
+}
+
+/** (a): the SDK record's clear fields and as many (already random) sealed bytes, one strict put each. */
+async function plainPut(name, n) {
+  const { conn, record } = baselines.get(name);
+  const times = [];
+  const ids = [];
+  for (let i = 0; i < n; i++) {
+    const value = { ...record, id: newId(), sealed: crypto.getRandomValues(new Uint8Array(record.sealed.length)) };
+    const t0 = performance.now();
+    await strictPut(conn, value);
+    times.push(performance.now() - t0);
+    ids.push(value.id);
+  }
+  lastIds.set(name, ids);
+  return times;
+}
+
+/** (b): seal the SDK body's bytes with a non-extractable AES-GCM key, then one strict put. */
+async function cryptoPut(name, n) {
+  const { conn, key, record, plain } = baselines.get(name);
+  const times = [];
+  const ids = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    const id = newId();
+    const now = Date.now();
+    const sealed = await seal(key, aad(name, id, "pending", record.v), plain);
+    await strictPut(conn, { ...record, id, storedAt: now, updatedAt: now, nextAttemptAt: now, sealed });
+    times.push(performance.now() - t0);
+    ids.push(id);
+  }
+  lastIds.set(name, ids);
+  return times;
+}
+
+// ---------------------------------------------------------------------------------------
+// Requests to the backend: a plain fetch loop, and the Workbox service worker
+
+async function token(api) {
+  const res = await fetch(`${api}/v1/connection_tokens`, { method: "POST" });
+  return (await res.json()).secret;
+}
+
+/** What every request to /v1/payments carries, plus a template body of the SDK's size. */
+async function requestShape(api, sdkDb) {
+  const { request } = await sdkTemplate(sdkDb);
+  return {
+    url: `${api}/v1/payments`,
+    headers: { "Content-Type": "application/json", Authorization: `Bearer ${await token(api)}` },
+    template: request,
+  };
+}
+
+/** `n` requests, `concurrency` at a time, each awaited to its body like the forwarder does. */
+async function fetchLoop(api, sdkDb, n, concurrency = SDK_CONCURRENCY) {
+  const shape = await requestShape(api, sdkDb);
+  const ids = Array.from({ length: n }, newId);
+  let next = 0;
+  let failures = 0;
+  const worker = async () => {
+    while (next < ids.length) {
+      const id = ids[next++];
+      const res = await fetch(shape.url, {
+        method: "POST",
+        headers: { ...shape.headers, "Idempotency-Key": id },
+        body: JSON.stringify({ ...shape.template, id }),
+      });
+      await res.text();
+      if (!res.ok) failures++;
+    }
+  };
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  return { ms: performance.now() - t0, failures };
+}
+
+async function swReady() {
+  const reg = await navigator.serviceWorker.register("sw.js", { scope: "./" });
+  await navigator.serviceWorker.ready;
+  if (!navigator.serviceWorker.controller) {
+    await new Promise((resolve) => navigator.serviceWorker.addEventListener("controllerchange", resolve, { once: true }));
+  }
+  return reg.active.state;
+}
+
+function sw(msg) {
+  return new Promise((resolve, reject) => {
+    const channel = new MessageChannel();
+    channel.port1.onmessage = (e) => (e.data.ok ? resolve(e.data.result) : reject(new Error(e.data.error)));
+    navigator.serviceWorker.controller.postMessage(msg, [channel.port2]);
+  });
+}
+
+/** Workbox pushRequest of `n` same-size JSON POSTs (timed one by one when `timed`). */
+async function workboxPush(api, sdkDb, n, timed) {
+  const shape = await requestShape(api, sdkDb);
+  const times = [];
+  // In chunks, so one message event never runs for minutes.
+  for (let i = 0; i < n; i += 1000) {
+    const ids = Array.from({ length: Math.min(1000, n - i) }, newId);
+    times.push(...(await sw({ cmd: "push", timed, ids, ...shape })));
+  }
+  return times;
+}
+
+const workboxClear = () => sw({ cmd: "clear" });
+const workboxReplay = () => sw({ cmd: "replay" });
+const workboxPop = (n) => sw({ cmd: "pop", n });
+
+
+window.bench = {
+  sdkConcurrency: () => SDK_CONCURRENCY,
+  boot,
+  openTerminal,
+  closeTerminal,
+  settle,
+  sdkStore,
+  sdkDropLast,
+  baselineDropLast,
+  workboxPop,
+  sdkPending,
+  sdkDrain,
+  sdkPrefill,
+  baselineOpen,
+  baselineFill,
+  plainPut,
+  cryptoPut,
+  fetchLoop,
+  swReady,
+  workboxClear,
+  workboxPush,
+  workboxReplay,
+  deleteDb,
+};
+window.benchLoaded = true;
