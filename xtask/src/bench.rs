@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+use crate::engines::Engine;
 use crate::setup::Tools;
 use crate::sim::{tail, PosSim};
 use crate::{note, run, step, Ctx, Result};
@@ -37,6 +38,12 @@ pub struct Args {
 
 pub fn bench(ctx: &Ctx, tools: &Tools, args: &Args) -> Result<i32> {
     let started = Instant::now();
+    let chromium = tools
+        .browsers
+        .iter()
+        .find(|b| b.engine == Engine::Chromium)
+        .map(|b| b.binary.clone())
+        .ok_or("the bench needs Chromium; setup did not provide it")?;
     let out = ctx.target_dir.join("bench");
     let twiggy = twiggy(ctx);
     let site = site(ctx, &out)?;
@@ -82,7 +89,7 @@ pub fn bench(ctx: &Ctx, tools: &Tools, args: &Args) -> Result<i32> {
         .arg("--pre-bindgen-wasm")
         .arg(&wasm)
         .arg("--chromium")
-        .arg(&tools.chromium)
+        .arg(&chromium)
         .current_dir(&ctx.root)
         .stdin(Stdio::null())
         .env("POS_SIM_READY", sim.ready.to_string())

@@ -94,9 +94,10 @@ fn run_cli(command: Cmd) -> Result<i32> {
         done("setup");
         return Ok(0);
     }
-    // Build and demo need no browser; tests need the selected ones.
+    // Build and demo need no browser; tests need the selected ones, the bench Chromium.
     let engines = match command {
         Cmd::Test { browser, .. } => Engine::selected(browser),
+        Cmd::Bench(_) => vec![Engine::Chromium],
         _ => Vec::new(),
     };
     let tools = setup::setup(&ctx, &engines)?;
