@@ -63,6 +63,15 @@ async fn with_stored_payment(
     (db, terminal, events, stored.id)
 }
 
+/// The object whose `persisted`/`persist`/`estimate` the SDK calls: `StorageManager`'s
+/// prototype, or, in a browser without one (WebKitGTK's MiniBrowser), a stand-in
+/// `navigator.storage` that a test can patch the same way.
+const STORAGE: &str = r#"(self.__storageTarget ??= (typeof StorageManager !== 'undefined')
+    ? StorageManager.prototype
+    : (Object.defineProperty(navigator, 'storage', { configurable: true, value: {
+         persisted: async () => false, persist: async () => false,
+         estimate: async () => ({ quota: 1e12, usage: 0 }) } }), navigator.storage))"#;
+
 fn run_js(code: &str) {
     Function::new_no_args(code).call0(&JsValue::NULL).unwrap();
 }
@@ -290,15 +299,17 @@ async fn create_survives_a_config_write_that_fails() {
 async fn persistence_is_requested_reported_and_may_be_required() {
     let (api, _url) = sim_addrs();
     run_js(
-        r#"self.__persistCalls = 0;
-           self.__origPersist = StorageManager.prototype.persist;
-           StorageManager.prototype.persist = async function () {
-             self.__persistCalls += 1; return false; };"#,
+        &format!(
+            r#"const target = {STORAGE};
+               self.__persistCalls = 0;
+               self.__origPersist = target.persist;
+               target.persist = async function () {{ self.__persistCalls += 1; return false; }};"#
+        ),
     );
     let mut opts = options(api, &unique_db("persist"));
     opts.offline = offline_limits(r#"{"requirePersistentStorage":true}"#);
     let (terminal, _events) = connected_terminal(opts, "rdr_sim_1").await;
-    run_js("StorageManager.prototype.persist = self.__origPersist;");
+    run_js("self.__storageTarget.persist = self.__origPersist;");
     let calls = get(&js_sys::global(), "__persistCalls").as_f64();
     assert_eq!(calls, Some(1.0), "persist() asked at create");
     let status = terminal.offline_status().await.unwrap();
@@ -327,8 +338,11 @@ async fn a_collect_that_may_be_stored_is_refused_before_the_card_when_space_is_s
     let (terminal, _events) =
         connected_terminal(options(api, &unique_db("estimate")), "rdr_sim_1").await;
     run_js(
-        r#"self.__origEstimate = StorageManager.prototype.estimate;
-           StorageManager.prototype.estimate = async () => ({ quota: 1000000, usage: 999000 });"#,
+        &format!(
+            r#"const target = {STORAGE};
+               self.__origEstimate = target.estimate;
+               target.estimate = async () => ({{ quota: 1000000, usage: 999000 }});"#
+        ),
     );
     let offline = terminal
         .collect_payment_method(request(1_300.0, Some(OfflineBehavior::ForceOffline)))
@@ -336,7 +350,7 @@ async fn a_collect_that_may_be_stored_is_refused_before_the_card_when_space_is_s
     let online = terminal
         .collect_payment_method(request(1_300.0, Some(OfflineBehavior::RequireOnline)))
         .await;
-    run_js("StorageManager.prototype.estimate = self.__origEstimate;");
+    run_js("self.__storageTarget.estimate = self.__origEstimate;");
     assert_eq!(offline.unwrap_err().code(), "storage_quota_exceeded");
     assert!(online.is_ok(), "an online-only payment needs no space");
     terminal.close();
