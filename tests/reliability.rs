@@ -298,14 +298,12 @@ async fn create_survives_a_config_write_that_fails() {
 
 async fn persistence_is_requested_reported_and_may_be_required() {
     let (api, _url) = sim_addrs();
-    run_js(
-        &format!(
-            r#"const target = {STORAGE};
+    run_js(&format!(
+        r#"const target = {STORAGE};
                self.__persistCalls = 0;
                self.__origPersist = target.persist;
                target.persist = async function () {{ self.__persistCalls += 1; return false; }};"#
-        ),
-    );
+    ));
     let mut opts = options(api, &unique_db("persist"));
     opts.offline = offline_limits(r#"{"requirePersistentStorage":true}"#);
     let (terminal, _events) = connected_terminal(opts, "rdr_sim_1").await;
@@ -337,13 +335,11 @@ async fn a_collect_that_may_be_stored_is_refused_before_the_card_when_space_is_s
     let (api, _url) = sim_addrs();
     let (terminal, _events) =
         connected_terminal(options(api, &unique_db("estimate")), "rdr_sim_1").await;
-    run_js(
-        &format!(
-            r#"const target = {STORAGE};
+    run_js(&format!(
+        r#"const target = {STORAGE};
                self.__origEstimate = target.estimate;
                target.estimate = async () => ({{ quota: 1000000, usage: 999000 }});"#
-        ),
-    );
+    ));
     let offline = terminal
         .collect_payment_method(request(1_300.0, Some(OfflineBehavior::ForceOffline)))
         .await;
