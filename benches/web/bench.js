@@ -5,7 +5,9 @@
 
 import init, { Terminal } from "/pkg/pos_terminal.js";
 
-const SDK_CONCURRENCY = 1; // src/forwarder.rs sends one request at a time
+// src/forward_policy.rs DEFAULT_CONCURRENCY: the forwarder sends waves of this many requests
+// (the bench leaves `forwardConcurrency` unset).
+const SDK_CONCURRENCY = 3;
 
 let wasm = null; // InitOutput: its `memory` is the module's WebAssembly.Memory
 let initMs = null;
@@ -74,8 +76,29 @@ async function sdkVault(conn) {
   return key;
 }
 
-/** Associated data of a sealed payment: database | id | state | schema version (src/vault.rs, src/store.rs). */
+/**
+ * Associated data of a sealed payment: database | id | state | the record's own schema
+ * version `v` (src/vault.rs `aad`, src/store.rs `seal_context`; SCHEMA_VERSION 2 today).
+ */
 const aad = (db, id, state, version) => new TextEncoder().encode(`${db}|${id}|${state}|${version}`);
+
+// The sealed ledger of outstanding payments (src/limits.rs `Ledger`): key "ledger" in the
+// `keys` store, sealed with the data key under `db|ledger|1` (LEDGER_ID, SEALED_META_VERSION
+// in src/store.rs), serde JSON `{ entries: { id: { currency, amount, stored_at } } }`.
+const LEDGER_ID = "ledger";
+const SEALED_META_VERSION = 1;
+const ledgerAad = (db) => new TextEncoder().encode(`${db}|${LEDGER_ID}|${SEALED_META_VERSION}`);
+
+/** The ledger as the SDK last wrote it, or null when there is none (the SDK rebuilds it then). */
+async function readLedger(conn, key, db) {
+  const tx = conn.transaction(["keys"]);
+  const bytes = await req(tx.objectStore("keys").get(LEDGER_ID));
+  if (!bytes) return null;
+  const plain = await open(key, ledgerAad(db), new Uint8Array(bytes));
+  return JSON.parse(new TextDecoder().decode(plain));
+}
+
+const sealLedger = (key, db, ledger) => seal(key, ledgerAad(db), new TextEncoder().encode(JSON.stringify(ledger)));
 
 async function seal(key, additionalData, plain) {
   const iv = crypto.getRandomValues(new Uint8Array(12));
@@ -191,7 +214,31 @@ async function dropLast(db, store) {
     conn.close();
   }
 }
-const sdkDropLast = (db) => dropLast(db, "payments");
+
+/**
+ * The SDK's side of `dropLast`: the round's records and their ledger entries go in one
+ * transaction, so the ledger keeps summing exactly the records left (the terminal is idle).
+ */
+async function sdkDropLast(db) {
+  const ids = lastIds.get(db) ?? [];
+  const conn = await openDb(db);
+  try {
+    const key = await sdkVault(conn);
+    const ledger = await readLedger(conn, key, db);
+    let sealed = null;
+    if (ledger) {
+      for (const id of ids) delete ledger.entries[id];
+      sealed = await sealLedger(key, db, ledger);
+    }
+    const tx = conn.transaction(["payments", "keys"], "readwrite");
+    for (const id of ids) tx.objectStore("payments").delete(id);
+    if (sealed) tx.objectStore("keys").put(sealed, LEDGER_ID);
+    await done(tx);
+    lastIds.delete(db);
+  } finally {
+    conn.close();
+  }
+}
 const baselineDropLast = (name) => dropLast(name, "records");
 
 async function sdkPending(db) {
@@ -246,14 +293,21 @@ async function readTemplate(db) {
 
 /**
  * Test-only pre-fill: `count` copies of a record the SDK stored, each under a new id and
- * sealed again with the database's data key and its own associated data, written 500 per
- * transaction below the SDK. The SDK cannot tell them from its own records.
+ * sealed again with the database's data key and its own associated data (database, id,
+ * state, the record's schema version), written 500 per transaction below the SDK. Each
+ * transaction also rewrites the sealed ledger with the copies' entries, as the SDK's own
+ * add does, so its limit checks and counts see them. The SDK cannot tell them from its own
+ * records. Needs the terminal idle (no store or drain in flight): the ledger is read once.
  */
 async function sdkPrefill(db, count) {
   const { record, plain } = await sdkTemplate(db);
+  const body = JSON.parse(new TextDecoder().decode(plain));
   const conn = await openDb(db);
   try {
     const key = await sdkVault(conn);
+    // No ledger: the SDK rebuilds it from the records on its next write (src/store.rs
+    // `ledger_in`), so none is written here either.
+    const ledger = await readLedger(conn, key, db);
     for (let done_ = 0; done_ < count; ) {
       const batch = Math.min(500, count - done_);
       const now = Date.now();
@@ -264,13 +318,30 @@ async function sdkPrefill(db, count) {
           return { ...record, id, storedAt: now, updatedAt: now, nextAttemptAt: now, sealed };
         }),
       );
-      const tx = conn.transaction(["payments"], "readwrite");
+      let sealedLedger = null;
+      if (ledger) {
+        for (const c of copies) ledger.entries[c.id] = { currency: body.currency, amount: body.amount, stored_at: c.storedAt };
+        sealedLedger = await sealLedger(key, db, ledger);
+      }
+      const tx = conn.transaction(["payments", "keys"], "readwrite");
       const store = tx.objectStore("payments");
       for (const c of copies) store.put(c);
+      if (sealedLedger) tx.objectStore("keys").put(sealedLedger, LEDGER_ID);
       await done(tx);
       done_ += batch;
     }
-    return { sealedBytes: record.sealed.length, plainBytes: plain.length };
+    return { sealedBytes: record.sealed.length, plainBytes: plain.length, ledger: !!ledger };
+  } finally {
+    conn.close();
+  }
+}
+
+/** Entries in the sealed ledger (null when there is none), to check it against the records. */
+async function sdkLedgerCount(db) {
+  const conn = await openDb(db);
+  try {
+    const ledger = await readLedger(conn, await sdkVault(conn), db);
+    return ledger ? Object.keys(ledger.entries).length : null;
   } finally {
     conn.close();
   }
@@ -433,6 +504,7 @@ window.bench = {
   sdkPending,
   sdkDrain,
   sdkPrefill,
+  sdkLedgerCount,
   baselineOpen,
   baselineFill,
   plainPut,
