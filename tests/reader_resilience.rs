@@ -99,6 +99,29 @@ async fn the_simulated_reader_takes_a_full_payment_without_pos_sim_readers() {
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].state, StoredState::Pending);
 
+    // pos-sim's backend accepts a simulated reader's test card (test mode): the stored
+    // payment is forwarded once, and a second forward sends nothing.
+    let (_, url) = sim_addrs();
+    let report = terminal.forward_stored_payments().await.unwrap();
+    assert_eq!(report.forwarded, 1);
+    assert_eq!(report.failed, 0);
+    assert_eq!(report.remaining, 0);
+    let stored = terminal.list_stored_payments(None).await.unwrap();
+    assert_eq!(stored[0].state, StoredState::Forwarded);
+    assert_eq!(stored[0].id, result.id);
+    assert_eq!(
+        terminal.forward_stored_payments().await.unwrap().forwarded,
+        0
+    );
+    let mine = received(url, &result.id).await.expect("the backend has it");
+    assert_eq!(get(&mine, "requests").as_f64(), Some(1.0));
+    assert_eq!(get(&mine, "amount").as_f64(), Some(500.0));
+    assert_eq!(
+        get(&mine, "outcome").as_string().as_deref(),
+        Some("succeeded")
+    );
+    assert_eq!(get(&mine, "offline").as_bool(), Some(true));
+
     // The test card is chosen per payment; a cancel works as with a real reader.
     terminal
         .reader_session()
@@ -131,6 +154,23 @@ async fn the_simulated_reader_takes_a_full_payment_without_pos_sim_readers() {
         .await
         .unwrap();
     assert_eq!(collected.card.last4, "4242");
+
+    // And it goes online: pos-sim approves it and has it exactly once.
+    let result = terminal.process_payment(&collected.id).await.unwrap();
+    assert_eq!(result.status, ResultStatus::Succeeded);
+    let mine = received(url, &result.id).await.expect("the backend has it");
+    assert_eq!(get(&mine, "requests").as_f64(), Some(1.0));
+    assert_eq!(get(&mine, "amount").as_f64(), Some(700.0));
+    assert_eq!(
+        get(&mine, "outcome").as_string().as_deref(),
+        Some("succeeded")
+    );
+    assert_eq!(get(&mine, "offline").as_bool(), Some(false));
+    assert_eq!(
+        terminal.list_stored_payments(None).await.unwrap().len(),
+        1,
+        "an online payment is not stored"
+    );
     terminal.close();
 }
 

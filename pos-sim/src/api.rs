@@ -18,6 +18,7 @@ use tower_http::cors::{Any, CorsLayer};
 use crate::card_crypto::{self, CardKey};
 use crate::http_util::{error, error_body, json, json_text};
 use crate::idempotency::fingerprint;
+use crate::simulated_card;
 use crate::store::{Idempotent, NewPayment, PaymentOutcome, Store, StoredAnswer};
 use crate::util::{now_ms, random_alnum};
 
@@ -245,6 +246,19 @@ pub fn validate(body: &PaymentBody) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// The card number in `payload`: a payload sealed by a pos-sim reader for `reader_id`, or (test
+/// mode only) an in-page simulated reader's `simulated:v1:<published test card number>`.
+fn card_number(card_key: &CardKey, reader_id: &str, payload: &str) -> Result<String, String> {
+    if simulated_card::is_simulated(payload) {
+        return simulated_card::open(payload)
+            .map(str::to_owned)
+            .map_err(|e| e.to_string());
+    }
+    card_crypto::decrypt(card_key, reader_id, payload)
+        .map(|card| card.number)
+        .map_err(|e| e.to_string())
+}
+
 /// Decides a payment seen for the first time: open the card payload, apply the test-card
 /// rules, build the answer to store.
 fn decide(card_key: &CardKey, body: &PaymentBody, now: u64) -> NewPayment {
@@ -261,19 +275,19 @@ fn decide(card_key: &CardKey, body: &PaymentBody, now: u64) -> NewPayment {
             body: answer,
         },
     };
-    let card = match card_crypto::decrypt(card_key, &body.reader_id, &body.card_payload) {
-        Ok(card) => card,
+    let number = match card_number(card_key, &body.reader_id, &body.card_payload) {
+        Ok(number) => number,
         Err(e) => {
             return record(
                 PaymentOutcome::Failed,
                 None,
                 None,
                 StatusCode::BAD_REQUEST.as_u16(),
-                error_body("invalid_card_payload", &e.to_string(), None),
+                error_body("invalid_card_payload", &e, None),
             )
         }
     };
-    match outcomes::decide(&card.number, body.amount) {
+    match outcomes::decide(&number, body.amount) {
         Outcome::Approved => {
             let (status, outcome) = match body.capture_method {
                 CaptureMethod::Automatic => (PaymentStatus::Succeeded, PaymentOutcome::Succeeded),
@@ -515,6 +529,76 @@ mod tests {
         body["offline"] = json!({"stored_at": 5});
         assert_eq!(h.pay("pay_off", &body).await.0, 200);
         assert!(h.state.store.list_payments().expect("list")[0].offline);
+    }
+
+    /// A body as the SDK's in-page simulated reader makes it.
+    fn simulated_body(h: &Harness, id: &str, amount: u64, payload: &str) -> Value {
+        let mut body = h.body(id, amount, "4242424242424242");
+        body["card_payload"] = json!(payload);
+        body["reader_id"] = json!("rdr_simulated");
+        body
+    }
+
+    #[tokio::test]
+    async fn simulated_test_card_payloads_decide_like_sealed_ones() {
+        let h = harness().await;
+        let body = simulated_body(&h, "pay_sim_ok", 1000, "simulated:v1:5555555555554444");
+        let first = h.pay("pay_sim_ok", &body).await;
+        assert_eq!(first.0, 200, "{}", first.1);
+        assert_eq!(first.1["status"], "succeeded");
+        // Idempotency is unchanged: the same answer again, one record, two requests.
+        assert_eq!(h.pay("pay_sim_ok", &body).await, first);
+        assert_eq!(h.requests_for("pay_sim_ok"), 2);
+        let mut other = body.clone();
+        other["amount"] = json!(1001);
+        assert_eq!(h.pay("pay_sim_ok", &other).await.0, 409);
+
+        for (key, amount, payload, code) in [
+            (
+                "pay_sim_card",
+                1000,
+                "simulated:v1:4000000000000002",
+                "generic_decline",
+            ),
+            (
+                "pay_sim_05",
+                1005,
+                "simulated:v1:4242424242424242",
+                "generic_decline",
+            ),
+        ] {
+            let (status, resp) = h.pay(key, &simulated_body(&h, key, amount, payload)).await;
+            assert_eq!(status, 402, "{key}: {resp}");
+            assert_eq!(error_code(&resp), "card_declined");
+            assert_eq!(resp["error"]["decline_code"], code);
+        }
+        let list = h.state.store.list_payments().expect("list");
+        let outcome = |key: &str| list.iter().find(|p| p.key == key).map(|p| p.outcome);
+        assert_eq!(outcome("pay_sim_ok"), Some(PaymentOutcome::Succeeded));
+        assert_eq!(outcome("pay_sim_card"), Some(PaymentOutcome::Declined));
+        assert_eq!(outcome("pay_sim_05"), Some(PaymentOutcome::Declined));
+    }
+
+    #[tokio::test]
+    async fn simulated_payloads_other_than_test_cards_are_refused() {
+        let h = harness().await;
+        for (i, payload) in [
+            "simulated:v1:4111111111111112",
+            "simulated:v1:",
+            "simulated:v1:4242424242424242 ",
+            "simulated:v1:4242 4242 4242 4242",
+            "simulated:v2:4242424242424242",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let key = format!("pay_sim_bad_{i}");
+            let body = simulated_body(&h, &key, 1000, payload);
+            let first = h.pay(&key, &body).await;
+            assert_eq!(first.0, 400, "{payload:?}: {}", first.1);
+            assert_eq!(error_code(&first.1), "invalid_card_payload", "{payload:?}");
+            assert_eq!(h.pay(&key, &body).await, first, "{payload:?}");
+        }
     }
 
     #[tokio::test]

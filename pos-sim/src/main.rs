@@ -13,6 +13,7 @@ mod idempotency;
 mod logging;
 mod network;
 mod readers;
+mod simulated_card;
 mod static_files;
 mod store;
 mod util;
