@@ -33,6 +33,9 @@ pub trait Events {
     fn unexpected_reader_disconnect(&self, _error: &PosError) {}
     fn connection_status(&self, _status: ConnectionStatus) {}
     fn payment_status(&self, _status: PaymentStatus) {}
+    /// Another context upgraded or deleted the database: this one closed its connection, so
+    /// storage calls fail from now on (the page should reload).
+    fn database_closed_for_upgrade(&self) {}
 }
 
 /// Ignores every event (a service worker forwarding on its own).

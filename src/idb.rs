@@ -35,8 +35,9 @@ fn settle(slot: &Settle, value: Result<JsValue, JsValue>) {
     }
 }
 
-/// An open connection. It closes itself when another context asks for a newer version, so
-/// an upgrade in another tab is never blocked by this one.
+/// An open connection. It closes itself when another context asks for a newer version (or
+/// deletes the database), so an upgrade in another tab is never blocked by this one, and
+/// says so through `on_closed`; later transactions fail with `InvalidStateError`.
 pub struct Database {
     db: IdbDatabase,
     _on_version_change: Closure<dyn FnMut(Event)>,
@@ -49,13 +50,22 @@ impl Drop for Database {
     }
 }
 
+/// How an open request ended, or that another connection blocks its upgrade.
+enum Opened {
+    Done(Result<JsValue, JsValue>),
+    Blocked,
+}
+
 impl Database {
     /// Opens `name` at `version`; `upgrade` runs inside the upgrade transaction when the
-    /// stored version is older (it must only add stores and indexes).
+    /// stored version is older (it must only add stores and indexes). Fails with
+    /// `StorageError::Blocked` rather than waiting while another connection holds an older
+    /// version; `on_closed` runs when this connection closes for another context's upgrade.
     pub async fn open(
         name: &str,
         version: u32,
         upgrade: fn(&IdbDatabase, &IdbTransaction) -> Result<(), JsValue>,
+        on_closed: Box<dyn Fn()>,
     ) -> Result<Database, StorageError> {
         let req: IdbOpenDbRequest = factory()?
             .open_with_u32(name, version)
@@ -78,15 +88,58 @@ impl Database {
                 }
             }
         });
+        let (sender, receiver) = oneshot::channel();
+        let slot = Rc::new(RefCell::new(Some(sender)));
+        let send = move |slot: &Rc<RefCell<Option<oneshot::Sender<Opened>>>>, o: Opened| {
+            if let Some(tx) = slot.borrow_mut().take() {
+                let _ = tx.send(o);
+            }
+        };
+        let (ok_slot, ok_req) = (slot.clone(), req.clone());
+        let on_success = Closure::<dyn FnMut(Event)>::new(move |_e: Event| {
+            send(
+                &ok_slot,
+                Opened::Done(Ok(ok_req.result().unwrap_or_default())),
+            );
+        });
+        let (err_slot, err_req) = (slot.clone(), req.clone());
+        let on_error = Closure::<dyn FnMut(Event)>::new(move |e: Event| {
+            e.prevent_default();
+            let err = match err_req.error() {
+                Ok(Some(dom)) => JsValue::from(dom),
+                _ => JsValue::from_str("IndexedDB open failed"),
+            };
+            send(&err_slot, Opened::Done(Err(err)));
+        });
+        let on_blocked =
+            Closure::<dyn FnMut(Event)>::new(move |_e: Event| send(&slot, Opened::Blocked));
         req.set_onupgradeneeded(Some(on_upgrade.as_ref().unchecked_ref()));
-        let result = request(req.unchecked_ref()).await;
-        req.set_onupgradeneeded(None);
+        req.set_onsuccess(Some(on_success.as_ref().unchecked_ref()));
+        req.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+        req.set_onblocked(Some(on_blocked.as_ref().unchecked_ref()));
+        let outcome = receiver.await;
+        unregister(&req);
+        let result = match outcome {
+            Ok(Opened::Done(result)) => result,
+            Ok(Opened::Blocked) => {
+                abandon(&req);
+                return Err(StorageError::Blocked(format!(
+                    "another connection to {name} is open at an older version and does not close"
+                )));
+            }
+            Err(_) => Err(JsValue::from_str(
+                "an IndexedDB open ended without a result",
+            )),
+        };
         if let Some(e) = upgrade_error.borrow_mut().take() {
             return Err(storage_error(&e));
         }
-        let db: IdbDatabase = result?.unchecked_into();
+        let db: IdbDatabase = result.map_err(|e| storage_error(&e))?.unchecked_into();
         let conn = db.clone();
-        let on_version_change = Closure::<dyn FnMut(Event)>::new(move |_e: Event| conn.close());
+        let on_version_change = Closure::<dyn FnMut(Event)>::new(move |_e: Event| {
+            conn.close();
+            on_closed();
+        });
         db.set_onversionchange(Some(on_version_change.as_ref().unchecked_ref()));
         Ok(Database {
             db,
@@ -111,6 +164,48 @@ impl Database {
         let os = tx.object_store(store).map_err(|e| storage_error(&e))?;
         Ok((tx, os))
     }
+}
+
+fn unregister(req: &IdbOpenDbRequest) {
+    req.set_onupgradeneeded(None);
+    req.set_onsuccess(None);
+    req.set_onerror(None);
+    req.set_onblocked(None);
+}
+
+/// Takes over an open request given up on while blocked: it stays pending until the other
+/// connection closes, then its upgrade is aborted (nobody waits for it) and a connection it
+/// opens anyway is closed. The handler owns itself and drops itself once the request ended.
+fn abandon(req: &IdbOpenDbRequest) {
+    type Handler = Closure<dyn FnMut(Event)>;
+    let keep: Rc<RefCell<Option<Handler>>> = Rc::new(RefCell::new(None));
+    let (own, late_req) = (keep.clone(), req.clone());
+    let handler = Handler::new(move |e: Event| {
+        match e.type_().as_str() {
+            "upgradeneeded" => {
+                if let Some(tx) = late_req.transaction() {
+                    let _ = tx.abort();
+                }
+                return;
+            }
+            "success" => {
+                if let Ok(db) = late_req.result() {
+                    db.unchecked_into::<IdbDatabase>().close();
+                }
+            }
+            "error" => e.prevent_default(),
+            _ => return,
+        }
+        unregister(&late_req);
+        // wasm-bindgen frees a closure dropped while it runs once it returns.
+        own.borrow_mut().take();
+    });
+    let f: &js_sys::Function = handler.as_ref().unchecked_ref();
+    req.set_onupgradeneeded(Some(f));
+    req.set_onsuccess(Some(f));
+    req.set_onerror(Some(f));
+    req.set_onblocked(Some(f));
+    *keep.borrow_mut() = Some(handler);
 }
 
 /// Resolves with the request's result once it succeeds. The handlers are owned here and

@@ -97,12 +97,16 @@ fn upgrade(db: &IdbDatabase, tx: &IdbTransaction) -> Result<(), JsValue> {
 
 impl Store {
     pub async fn open(name: &str) -> Result<Store, PosError> {
-        let db = Database::open(name, DB_VERSION, upgrade)
-            .await
-            .map_err(|e| match e.name() {
-                Some(DomErrorName::Version) => PosError::UnknownSchemaVersion(DB_VERSION + 1),
-                _ => e.into(),
-            })?;
+        Self::open_observed(name, || {}).await
+    }
+
+    /// Opens the store; `on_closed_for_upgrade` runs if its connection closes because
+    /// another context upgrades or deletes the database.
+    pub async fn open_observed(
+        name: &str,
+        on_closed_for_upgrade: impl Fn() + 'static,
+    ) -> Result<Store, PosError> {
+        let db = Self::open_database(name, DB_VERSION, Box::new(on_closed_for_upgrade)).await?;
         let mut key = keystore::load_or_create(&db).await?;
         let vault = Vault::from_key(&mut key, name);
         Ok(Store {
@@ -110,6 +114,28 @@ impl Store {
             vault,
             backend: RefCell::new(None),
         })
+    }
+
+    async fn open_database(
+        name: &str,
+        version: u32,
+        on_closed: Box<dyn Fn()>,
+    ) -> Result<Database, PosError> {
+        Database::open(name, version, upgrade, on_closed)
+            .await
+            .map_err(|e| match e.name() {
+                Some(DomErrorName::Version) => PosError::UnknownSchemaVersion(version + 1),
+                _ => e.into(),
+            })
+    }
+
+    /// Opens (and closes) the database as a later SDK at `version` would, to test how an
+    /// upgrade meets connections that do not close; not part of the API.
+    #[doc(hidden)]
+    pub async fn probe_open_at(name: &str, version: u32) -> Result<(), PosError> {
+        Self::open_database(name, version, Box::new(|| {}))
+            .await
+            .map(drop)
     }
 
     /// Binds the store to `backend_url`: new records are sealed for it, and payments taken

@@ -44,7 +44,13 @@ impl Terminal {
         tokens: Rc<dyn TokenSource>,
         events: Rc<dyn Events>,
     ) -> Result<Terminal, PosError> {
-        let store = Rc::new(Store::open(&settings.db_name).await?);
+        let closed_for_upgrade = events.clone();
+        let store = Rc::new(
+            Store::open_observed(&settings.db_name, move || {
+                closed_for_upgrade.database_closed_for_upgrade()
+            })
+            .await?,
+        );
         store.bind_backend(&settings.backend_url);
         // A token saved for this backend lets readers pair while the backend is down.
         let saved = store.load_config().await.ok().flatten();

@@ -208,6 +208,10 @@ pub enum StorageError {
     /// The stored data is not as this SDK left it (for example half a key pair).
     #[error("the stored data is inconsistent: {0}")]
     Inconsistent(String),
+    /// Another connection (say an older tab) keeps the database at an older version, so it
+    /// cannot be upgraded until that connection closes.
+    #[error("the database upgrade is blocked: {0}")]
+    Blocked(String),
 }
 
 impl StorageError {

@@ -102,6 +102,7 @@ pub const CODES: &[&str] = &[
     "storage_unavailable",
     "storage_quota_exceeded",
     "storage_failed",
+    "storage_blocked",
     "unknown_schema_version",
     "record_tampered",
     "crypto_unavailable",
@@ -163,6 +164,7 @@ impl PosError {
                     ..
                 } => "unknown_schema_version",
                 StorageError::Dom { .. } | StorageError::Inconsistent(_) => "storage_failed",
+                StorageError::Blocked(_) => "storage_blocked",
             },
             Self::UnknownSchemaVersion(_) => "unknown_schema_version",
             Self::RecordTampered => "record_tampered",
@@ -266,6 +268,7 @@ mod tests {
             }
             .into(),
             StorageError::Inconsistent(s()).into(),
+            StorageError::Blocked(s()).into(),
             PosError::UnknownSchemaVersion(2),
             PosError::RecordTampered,
             PosError::CryptoUnavailable(s()),

@@ -24,6 +24,7 @@ pub struct JsEvents {
     on_unexpected_reader_disconnect: Option<Function>,
     on_connection_status_change: Option<Function>,
     on_payment_status_change: Option<Function>,
+    on_database_version_change: Option<Function>,
 }
 
 fn callback(options: &JsValue, name: &str) -> Result<Option<Function>, PosError> {
@@ -47,6 +48,7 @@ impl JsEvents {
             on_unexpected_reader_disconnect: callback(options, "onUnexpectedReaderDisconnect")?,
             on_connection_status_change: callback(options, "onConnectionStatusChange")?,
             on_payment_status_change: callback(options, "onPaymentStatusChange")?,
+            on_database_version_change: callback(options, "onDatabaseVersionChange")?,
         })
     }
 
@@ -88,5 +90,10 @@ impl Events for JsEvents {
     }
     fn payment_status(&self, status: PaymentStatus) {
         emit(&self.on_payment_status_change, &status);
+    }
+    fn database_closed_for_upgrade(&self) {
+        if let Some(f) = &self.on_database_version_change {
+            js::call_callback(f, &JsValue::UNDEFINED);
+        }
     }
 }

@@ -52,6 +52,11 @@ export interface TerminalOptions {
   onUnexpectedReaderDisconnect?(error: PosTerminalError): void;
   onConnectionStatusChange?(status: ConnectionStatus): void;
   onPaymentStatusChange?(status: PaymentStatus): void;
+  /**
+   * Another tab upgraded or deleted the database: this terminal closed its connection (so the
+   * upgrade is not blocked) and its storage calls now fail with `storage_failed`. Reload.
+   */
+  onDatabaseVersionChange?(): void;
 }
 
 /** Every rejection of this SDK is an Error with a stable snake_case `code`. */
