@@ -9,6 +9,28 @@ pub enum Outcome {
     Declined(&'static str),
 }
 
+/// Stripe Terminal's published test card numbers: the only numbers the SDK's in-page
+/// simulated reader uses and pos-sim accepts in a simulated (unsealed) payload.
+pub const TEST_CARDS: &[&str] = &[
+    "4242424242424242",
+    "4000056655665556",
+    "5555555555554444",
+    "2223003122003222",
+    "5200828282828210",
+    "378282246310005",
+    "6011111111111117",
+    "3056930009020004",
+    "3566002020360505",
+    "6200000000000005",
+    "4506445006931933",
+    "4000000000000002",
+    "4000000000009995",
+    "4000000000009987",
+    "4000000000009979",
+    "4000000000000069",
+    "4000000000000119",
+];
+
 /// Test card numbers that decline, with their decline codes.
 pub const DECLINING_CARDS: &[(&str, &str)] = &[
     ("4000000000000002", "generic_decline"),

@@ -7,26 +7,8 @@
 /// Prefix of a simulated reader's payload. `:` is not base64, so it never starts a sealed one.
 pub const PREFIX: &str = "simulated:v1:";
 
-/// Stripe Terminal's published test card numbers.
-pub const TEST_CARDS: &[&str] = &[
-    "4242424242424242",
-    "4000056655665556",
-    "5555555555554444",
-    "2223003122003222",
-    "5200828282828210",
-    "378282246310005",
-    "6011111111111117",
-    "3056930009020004",
-    "3566002020360505",
-    "6200000000000005",
-    "4506445006931933",
-    "4000000000000002",
-    "4000000000009995",
-    "4000000000009987",
-    "4000000000009979",
-    "4000000000000069",
-    "4000000000000119",
-];
+/// Stripe Terminal's published test card numbers (one list, shared with the SDK).
+pub use pos_protocol::outcomes::TEST_CARDS;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SimulatedCardError {

@@ -200,25 +200,7 @@ impl Default for SimulatorConfig {
 }
 
 /// Test card numbers the simulated reader accepts: Stripe Terminal's published test cards.
-pub const SIMULATOR_TEST_CARDS: &[&str] = &[
-    "4242424242424242",
-    "4000056655665556",
-    "5555555555554444",
-    "2223003122003222",
-    "5200828282828210",
-    "378282246310005",
-    "6011111111111117",
-    "3056930009020004",
-    "3566002020360505",
-    "6200000000000005",
-    "4506445006931933",
-    "4000000000000002",
-    "4000000000009995",
-    "4000000000009987",
-    "4000000000009979",
-    "4000000000000069",
-    "4000000000000119",
-];
+pub use pos_protocol::outcomes::TEST_CARDS as SIMULATOR_TEST_CARDS;
 
 impl SimulatorConfig {
     /// Sets the test card, refusing anything but a published test number (no real PAN ever
