@@ -8,7 +8,6 @@
 use std::cell::RefCell;
 
 use js_sys::{Array, Object, Uint8Array};
-use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{IdbDatabase, IdbIndexParameters, IdbKeyRange, IdbObjectStore, IdbTransaction};
@@ -17,9 +16,16 @@ use crate::error::{DomErrorName, PosError};
 use crate::idb::{self, Database, StrictTx};
 use crate::js::{self, storage_error};
 use crate::keystore::{self, KEYS_STORE};
-use crate::limits::{Ledger, LedgerEntry, OfflineLimits};
+use crate::limits::OfflineLimits;
 use crate::payment::{Collected, Entry, Header, SealedBody, StoredState, SCHEMA_VERSION};
 use crate::vault::Vault;
+
+mod config;
+mod ledger;
+mod upkeep;
+
+pub use config::{storage_headroom, PersistedConfig, STORAGE_MARGIN_BYTES};
+use ledger::{counts, ledger_change};
 
 pub const PAYMENTS_STORE: &str = "payments";
 const STATE_INDEX: &str = "state";
@@ -30,38 +36,6 @@ const LEDGER_ID: &str = "ledger";
 const SEALED_META_VERSION: u32 = 1;
 /// Database version (object stores and indexes); records carry `SCHEMA_VERSION`.
 const DB_VERSION: u32 = 1;
-
-/// What the page persists (sealed) for a forwarder running without it, e.g. a service worker.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PersistedConfig {
-    pub backend_url: String,
-    pub connection_token: Option<String>,
-}
-
-/// Free space the origin must keep before a payment that may be stored is collected.
-pub const STORAGE_MARGIN_BYTES: f64 = 4.0 * 1024.0 * 1024.0;
-
-/// `navigator.storage`, where this context has it.
-fn storage_manager() -> Option<JsValue> {
-    let nav = js::get(&js::global(), "navigator");
-    let storage = js::get(&nav, "storage");
-    (!storage.is_undefined() && !storage.is_null()).then_some(storage)
-}
-
-async fn call_storage(method: &str) -> Option<JsValue> {
-    let storage = storage_manager()?;
-    let f: js_sys::Function = js::get(&storage, method).dyn_into().ok()?;
-    let promise: js_sys::Promise = f.call0(&storage).ok()?.dyn_into().ok()?;
-    wasm_bindgen_futures::JsFuture::from(promise).await.ok()
-}
-
-/// Bytes the origin may still write (`quota - usage` of `navigator.storage.estimate()`).
-pub async fn storage_headroom() -> Option<f64> {
-    let estimate = call_storage("estimate").await?;
-    let quota = js::get(&estimate, "quota").as_f64()?;
-    let usage = js::get(&estimate, "usage").as_f64()?;
-    Some(quota - usage)
-}
 
 /// The payments store of one database, with its vault.
 pub struct Store {
@@ -310,62 +284,6 @@ impl Store {
         }
     }
 
-    /// The ledger as stored, or rebuilt from the outstanding records when it is missing
-    /// (a database from before it existed) or does not open; inside `tx`.
-    async fn ledger_in(&self, tx: &StrictTx) -> Result<Ledger, PosError> {
-        let keys = tx.store(KEYS_STORE)?;
-        let req = keys
-            .get(&JsValue::from_str(LEDGER_ID))
-            .map_err(|e| storage_error(&e))?;
-        if let Ok(bytes) = idb::request(&req).await?.dyn_into::<Uint8Array>() {
-            if let Ok(ledger) =
-                self.vault
-                    .open_json::<Ledger>(LEDGER_ID, SEALED_META_VERSION, &bytes.to_vec())
-            {
-                return Ok(ledger);
-            }
-        }
-        let mut ledger = Ledger::default();
-        let records = outstanding_records(&tx.store(PAYMENTS_STORE)?).await?;
-        for entry in records.iter().filter_map(|r| self.entry_of(r)) {
-            if let Ok(body) = entry.body {
-                ledger.entries.insert(
-                    entry.header.id,
-                    LedgerEntry {
-                        currency: body.currency,
-                        amount: body.amount,
-                        stored_at: entry.header.stored_at,
-                    },
-                );
-            }
-        }
-        Ok(ledger)
-    }
-
-    async fn put_ledger(&self, tx: &StrictTx, ledger: &Ledger) -> Result<(), PosError> {
-        // Sealing is synchronous (AES-GCM in Rust): the transaction stays active.
-        let sealed = self
-            .vault
-            .seal_json(LEDGER_ID, SEALED_META_VERSION, ledger)?;
-        let req = tx
-            .store(KEYS_STORE)?
-            .put_with_key(
-                &Uint8Array::from(&sealed[..]),
-                &JsValue::from_str(LEDGER_ID),
-            )
-            .map_err(|e| storage_error(&e))?;
-        idb::request(&req).await?;
-        Ok(())
-    }
-
-    /// The outstanding payments as the ledger sums them (one record read).
-    pub async fn ledger(&self) -> Result<Ledger, PosError> {
-        let tx = StrictTx::begin(&self.db, &[PAYMENTS_STORE, KEYS_STORE])?;
-        let ledger = self.ledger_in(&tx).await;
-        tx.abort().await;
-        ledger
-    }
-
     fn entries_of(&self, records: impl Iterator<Item = JsValue>) -> Vec<Entry> {
         let mut entries: Vec<Entry> = records.filter_map(|r| self.entry_of(&r)).collect();
         entries.sort_by(|a, b| a.header.stored_at.total_cmp(&b.header.stored_at));
@@ -386,92 +304,6 @@ impl Store {
         let (_tx, store) = self.db.read(PAYMENTS_STORE)?;
         let records = outstanding_records(&store).await?;
         Ok(self.entries_of(records.into_iter()))
-    }
-
-    /// Moves every record whose clear header cannot be read (and so cannot be compared and
-    /// set) to `quarantined`, so it stops counting as pending; returns their ids.
-    pub async fn quarantine_unreadable(&self) -> Result<Vec<String>, PosError> {
-        let tx = StrictTx::begin(&self.db, &[PAYMENTS_STORE])?;
-        let moved = async {
-            let store = tx.store(PAYMENTS_STORE)?;
-            let req = store.get_all().map_err(|e| storage_error(&e))?;
-            let records: Array = idb::request(&req).await?.unchecked_into();
-            let mut moved = Vec::new();
-            for record in records.iter() {
-                let quarantined = js::get(&record, "state").as_string().as_deref()
-                    == Some(StoredState::Quarantined.as_str());
-                if quarantined || Self::header_of(&record).is_some() {
-                    continue;
-                }
-                let Some(id) = js::get(&record, "id").as_string() else {
-                    continue;
-                };
-                js::set(&record, "state", &StoredState::Quarantined.as_str().into());
-                js::set(&record, "updatedAt", &js::now_ms().into());
-                let req = store.put(&record).map_err(|e| storage_error(&e))?;
-                idb::request(&req).await?;
-                moved.push(id);
-            }
-            Ok::<_, PosError>((!moved.is_empty()).then_some(moved))
-        }
-        .await;
-        Ok(end_tx(tx, moved).await?.unwrap_or_default())
-    }
-
-    /// Deletes the finished records (`forwarded`, `declined`: their card payload is already
-    /// erased) last changed before `before`. `failed` and `quarantined` records are kept:
-    /// support may still recover them. Returns how many went.
-    pub async fn prune_finished(&self, before: f64) -> Result<u32, PosError> {
-        let tx = StrictTx::begin(&self.db, &[PAYMENTS_STORE])?;
-        let pruned = async {
-            let store = tx.store(PAYMENTS_STORE)?;
-            let index = store.index(STATE_INDEX).map_err(|e| storage_error(&e))?;
-            let mut pruned = 0u32;
-            for state in [StoredState::Forwarded, StoredState::Declined] {
-                let range =
-                    IdbKeyRange::only(&state.as_str().into()).map_err(|e| storage_error(&e))?;
-                let req = index
-                    .get_all_with_key(&range)
-                    .map_err(|e| storage_error(&e))?;
-                let records: Array = idb::request(&req).await?.unchecked_into();
-                for record in records.iter() {
-                    let old = js::get(&record, "updatedAt")
-                        .as_f64()
-                        .is_some_and(|t| t < before);
-                    if !old {
-                        continue;
-                    }
-                    let req = store
-                        .delete(&js::get(&record, "id"))
-                        .map_err(|e| storage_error(&e))?;
-                    idb::request(&req).await?;
-                    pruned += 1;
-                }
-            }
-            Ok::<_, PosError>((pruned > 0).then_some(pruned))
-        }
-        .await;
-        Ok(end_tx(tx, pruned).await?.unwrap_or(0))
-    }
-
-    /// True when anything may need forwarding: outstanding payments or intents (some of
-    /// which may have been abandoned), counted through the `state` index.
-    pub async fn needs_forwarding(&self) -> Result<bool, PosError> {
-        let (_tx, store) = self.db.read(PAYMENTS_STORE)?;
-        let index = store.index(STATE_INDEX).map_err(|e| storage_error(&e))?;
-        for state in [
-            StoredState::Pending,
-            StoredState::Forwarding,
-            StoredState::Intent,
-        ] {
-            let req = index
-                .count_with_key(&state.as_str().into())
-                .map_err(|e| storage_error(&e))?;
-            if idb::request(&req).await?.as_f64().unwrap_or(0.0) > 0.0 {
-                return Ok(true);
-            }
-        }
-        Ok(false)
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<Entry>, PosError> {
@@ -591,94 +423,6 @@ impl Store {
         Ok(end_tx(tx, moved).await?.map(|()| next))
     }
 
-    pub async fn save_config(&self, config: &PersistedConfig) -> Result<(), PosError> {
-        let sealed = self
-            .vault
-            .seal_json(CONFIG_ID, SEALED_META_VERSION, config)?;
-        let tx = StrictTx::begin(&self.db, &[KEYS_STORE])?;
-        let store = tx.store(KEYS_STORE)?;
-        let put = match store.put_with_key(
-            &Uint8Array::from(&sealed[..]),
-            &JsValue::from_str(CONFIG_ID),
-        ) {
-            Ok(req) => idb::request(&req).await,
-            Err(e) => Err(storage_error(&e)),
-        };
-        if let Err(e) = put {
-            tx.abort().await;
-            return Err(e.into());
-        }
-        Ok(tx.commit().await?)
-    }
-
-    pub async fn load_config(&self) -> Result<Option<PersistedConfig>, PosError> {
-        let (_tx, store) = self.db.read(KEYS_STORE)?;
-        let req = store
-            .get(&JsValue::from_str(CONFIG_ID))
-            .map_err(|e| storage_error(&e))?;
-        match idb::request(&req).await?.dyn_into::<Uint8Array>() {
-            Ok(bytes) => self
-                .vault
-                .open_json(CONFIG_ID, SEALED_META_VERSION, &bytes.to_vec())
-                .map(Some),
-            Err(_) => Ok(None),
-        }
-    }
-
-    /// Support's way out of `failed`: back to `pending` under the same id (the same
-    /// idempotency key), forwarded on the next run.
-    pub async fn requeue(&self, id: &str) -> Result<Entry, PosError> {
-        let entry = self
-            .get(id)
-            .await?
-            .ok_or_else(|| PosError::InvalidArgument(format!("no stored payment {id}")))?;
-        if entry.header.state != StoredState::Failed {
-            return Err(PosError::InvalidArgument(format!(
-                "payment {id} is {}, only a failed payment can be requeued",
-                entry.header.state.as_str()
-            )));
-        }
-        let mut body = entry.body?;
-        body.unreadable = 0;
-        let now = js::now_ms();
-        let header = self
-            .transition(&entry.header, StoredState::Pending, Some(&body), now)
-            .await?
-            .ok_or_else(|| PosError::InvalidArgument(format!("payment {id} changed meanwhile")))?;
-        Ok(Entry {
-            header,
-            body: Ok(body),
-        })
-    }
-
-    /// Deletes an intent once the backend gave its final answer to the online attempt (or it
-    /// never left this browser), if it is still as `header` describes it.
-    pub async fn discard_intent(&self, header: &Header) -> Result<(), PosError> {
-        if header.state != StoredState::Intent {
-            return Err(PosError::Internal("only an intent may be discarded".into()));
-        }
-        let tx = StrictTx::begin(&self.db, &[PAYMENTS_STORE])?;
-        let deleted = async {
-            let store = tx.store(PAYMENTS_STORE)?;
-            let req = store
-                .get(&JsValue::from_str(&header.id))
-                .map_err(|e| storage_error(&e))?;
-            let current = idb::request(&req).await?;
-            if js::get(&current, "state").as_string().as_deref() != Some("intent")
-                || js::get(&current, "updatedAt").as_f64() != Some(header.updated_at)
-            {
-                return Ok(None);
-            }
-            let req = store
-                .delete(&JsValue::from_str(&header.id))
-                .map_err(|e| storage_error(&e))?;
-            idb::request(&req).await?;
-            Ok::<_, PosError>(Some(()))
-        }
-        .await;
-        end_tx(tx, deleted).await.map(drop)
-    }
-
     /// The durability a strict transaction really gets in this browser.
     pub fn probe_durability(&self) -> Result<String, PosError> {
         let tx = StrictTx::begin(&self.db, &[PAYMENTS_STORE])?;
@@ -721,43 +465,4 @@ async fn end_tx<T>(tx: StrictTx, work: Result<Option<T>, PosError>) -> Result<Op
             Err(e)
         }
     }
-}
-
-/// True for the states the ledger sums (stored offline, not yet answered).
-fn counts(state: StoredState) -> bool {
-    state.is_outstanding()
-}
-
-/// The ledger after a record with `body` moves from `from` (`None`: new) to `to`, or `None`
-/// when it does not change. Entering the ledger with `limits` checks them first.
-fn ledger_change(
-    ledger: &Ledger,
-    header: &Header,
-    from: Option<StoredState>,
-    to: StoredState,
-    body: &SealedBody,
-    limits: Option<&OfflineLimits>,
-    now: f64,
-) -> Result<Option<Ledger>, PosError> {
-    let (was, will) = (from.is_some_and(counts), counts(to));
-    if was == will {
-        return Ok(None);
-    }
-    let mut next = ledger.clone();
-    if will {
-        if let Some(limits) = limits {
-            limits.check(body.amount, &body.currency, &ledger.outstanding(), now)?;
-        }
-        next.entries.insert(
-            header.id.clone(),
-            LedgerEntry {
-                currency: body.currency.clone(),
-                amount: body.amount,
-                stored_at: header.stored_at,
-            },
-        );
-    } else {
-        next.entries.remove(&header.id);
-    }
-    Ok(Some(next))
 }

@@ -1,0 +1,156 @@
+//! Keeping the store healthy: unreadable records quarantined, finished ones pruned after the
+//! retention, failed ones requeued by support, intents discarded once answered.
+
+use js_sys::Array;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+
+use web_sys::IdbKeyRange;
+
+use super::{end_tx, Store, PAYMENTS_STORE, STATE_INDEX};
+use crate::error::PosError;
+use crate::idb::{self, StrictTx};
+use crate::js::{self, storage_error};
+use crate::payment::{Entry, Header, StoredState};
+
+impl Store {
+    /// Moves every record whose clear header cannot be read (and so cannot be compared and
+    /// set) to `quarantined`, so it stops counting as pending; returns their ids.
+    pub async fn quarantine_unreadable(&self) -> Result<Vec<String>, PosError> {
+        let tx = StrictTx::begin(&self.db, &[PAYMENTS_STORE])?;
+        let moved = async {
+            let store = tx.store(PAYMENTS_STORE)?;
+            let req = store.get_all().map_err(|e| storage_error(&e))?;
+            let records: Array = idb::request(&req).await?.unchecked_into();
+            let mut moved = Vec::new();
+            for record in records.iter() {
+                let quarantined = js::get(&record, "state").as_string().as_deref()
+                    == Some(StoredState::Quarantined.as_str());
+                if quarantined || Self::header_of(&record).is_some() {
+                    continue;
+                }
+                let Some(id) = js::get(&record, "id").as_string() else {
+                    continue;
+                };
+                js::set(&record, "state", &StoredState::Quarantined.as_str().into());
+                js::set(&record, "updatedAt", &js::now_ms().into());
+                let req = store.put(&record).map_err(|e| storage_error(&e))?;
+                idb::request(&req).await?;
+                moved.push(id);
+            }
+            Ok::<_, PosError>((!moved.is_empty()).then_some(moved))
+        }
+        .await;
+        Ok(end_tx(tx, moved).await?.unwrap_or_default())
+    }
+
+    /// Deletes the finished records (`forwarded`, `declined`: their card payload is already
+    /// erased) last changed before `before`. `failed` and `quarantined` records are kept:
+    /// support may still recover them. Returns how many went.
+    pub async fn prune_finished(&self, before: f64) -> Result<u32, PosError> {
+        let tx = StrictTx::begin(&self.db, &[PAYMENTS_STORE])?;
+        let pruned = async {
+            let store = tx.store(PAYMENTS_STORE)?;
+            let index = store.index(STATE_INDEX).map_err(|e| storage_error(&e))?;
+            let mut pruned = 0u32;
+            for state in [StoredState::Forwarded, StoredState::Declined] {
+                let range =
+                    IdbKeyRange::only(&state.as_str().into()).map_err(|e| storage_error(&e))?;
+                let req = index
+                    .get_all_with_key(&range)
+                    .map_err(|e| storage_error(&e))?;
+                let records: Array = idb::request(&req).await?.unchecked_into();
+                for record in records.iter() {
+                    let old = js::get(&record, "updatedAt")
+                        .as_f64()
+                        .is_some_and(|t| t < before);
+                    if !old {
+                        continue;
+                    }
+                    let req = store
+                        .delete(&js::get(&record, "id"))
+                        .map_err(|e| storage_error(&e))?;
+                    idb::request(&req).await?;
+                    pruned += 1;
+                }
+            }
+            Ok::<_, PosError>((pruned > 0).then_some(pruned))
+        }
+        .await;
+        Ok(end_tx(tx, pruned).await?.unwrap_or(0))
+    }
+
+    /// True when anything may need forwarding: outstanding payments or intents (some of
+    /// which may have been abandoned), counted through the `state` index.
+    pub async fn needs_forwarding(&self) -> Result<bool, PosError> {
+        let (_tx, store) = self.db.read(PAYMENTS_STORE)?;
+        let index = store.index(STATE_INDEX).map_err(|e| storage_error(&e))?;
+        for state in [
+            StoredState::Pending,
+            StoredState::Forwarding,
+            StoredState::Intent,
+        ] {
+            let req = index
+                .count_with_key(&state.as_str().into())
+                .map_err(|e| storage_error(&e))?;
+            if idb::request(&req).await?.as_f64().unwrap_or(0.0) > 0.0 {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Support's way out of `failed`: back to `pending` under the same id (the same
+    /// idempotency key), forwarded on the next run.
+    pub async fn requeue(&self, id: &str) -> Result<Entry, PosError> {
+        let entry = self
+            .get(id)
+            .await?
+            .ok_or_else(|| PosError::InvalidArgument(format!("no stored payment {id}")))?;
+        if entry.header.state != StoredState::Failed {
+            return Err(PosError::InvalidArgument(format!(
+                "payment {id} is {}, only a failed payment can be requeued",
+                entry.header.state.as_str()
+            )));
+        }
+        let mut body = entry.body?;
+        body.unreadable = 0;
+        let now = js::now_ms();
+        let header = self
+            .transition(&entry.header, StoredState::Pending, Some(&body), now)
+            .await?
+            .ok_or_else(|| PosError::InvalidArgument(format!("payment {id} changed meanwhile")))?;
+        Ok(Entry {
+            header,
+            body: Ok(body),
+        })
+    }
+
+    /// Deletes an intent once the backend gave its final answer to the online attempt (or it
+    /// never left this browser), if it is still as `header` describes it.
+    pub async fn discard_intent(&self, header: &Header) -> Result<(), PosError> {
+        if header.state != StoredState::Intent {
+            return Err(PosError::Internal("only an intent may be discarded".into()));
+        }
+        let tx = StrictTx::begin(&self.db, &[PAYMENTS_STORE])?;
+        let deleted = async {
+            let store = tx.store(PAYMENTS_STORE)?;
+            let req = store
+                .get(&JsValue::from_str(&header.id))
+                .map_err(|e| storage_error(&e))?;
+            let current = idb::request(&req).await?;
+            if js::get(&current, "state").as_string().as_deref() != Some("intent")
+                || js::get(&current, "updatedAt").as_f64() != Some(header.updated_at)
+            {
+                return Ok(None);
+            }
+            let req = store
+                .delete(&JsValue::from_str(&header.id))
+                .map_err(|e| storage_error(&e))?;
+            idb::request(&req).await?;
+            Ok::<_, PosError>(Some(()))
+        }
+        .await;
+        end_tx(tx, deleted).await.map(drop)
+    }
+}
