@@ -15,7 +15,7 @@ use tower_http::cors::{Any, CorsLayer};
 use crate::card_crypto::is_card_number;
 use crate::http_util::{error, json};
 use crate::network::{Fault, Network};
-use crate::readers::{Fault as ReaderFault, ReaderAddress, Readers};
+use crate::readers::{Fault as ReaderFault, Reader, ReaderAddress, Readers};
 use crate::store::Store;
 
 #[derive(Clone)]
@@ -55,6 +55,23 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
+/// The reader `id`, or the 404 to answer.
+// The error is the handler's answer, returned as is once per request: no need to box it.
+#[allow(clippy::result_large_err)]
+fn reader_or_404<'a>(state: &'a AdminState, id: &str) -> Result<&'a Arc<Reader>, Response> {
+    state
+        .readers
+        .get(id)
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, "not_found", "no such reader"))
+}
+
+/// The request body as `T`, or the 400 that says what the body must be.
+#[allow(clippy::result_large_err)]
+fn body_or_400<T: serde::de::DeserializeOwned>(body: &[u8], usage: &str) -> Result<T, Response> {
+    serde_json::from_slice(body)
+        .map_err(|_| error(StatusCode::BAD_REQUEST, "invalid_request", usage))
+}
+
 async fn config(State(state): State<AdminState>) -> Response {
     json(StatusCode::OK, state.config.as_ref())
 }
@@ -66,9 +83,9 @@ async fn list_readers(State(state): State<AdminState>) -> Response {
 
 /// `GET /_sim/readers/{id}`: one reader, with what its screen shows.
 async fn show_reader(State(state): State<AdminState>, Path(id): Path<String>) -> Response {
-    match state.readers.get(&id) {
-        Some(reader) => json(StatusCode::OK, &reader.view()),
-        None => error(StatusCode::NOT_FOUND, "not_found", "no such reader"),
+    match reader_or_404(&state, &id) {
+        Ok(reader) => json(StatusCode::OK, &reader.view()),
+        Err(response) => response,
     }
 }
 
@@ -84,15 +101,16 @@ async fn set_fault(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let Some(reader) = state.readers.get(&id) else {
-        return error(StatusCode::NOT_FOUND, "not_found", "no such reader");
+    let reader = match reader_or_404(&state, &id) {
+        Ok(r) => r,
+        Err(response) => return response,
     };
-    let Ok(FaultRequest { kind }) = serde_json::from_slice(&body) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            r#"body must be {"kind":"garbage|truncated|huge|wrong_request|wrong_version|silent"}"#,
-        );
+    let FaultRequest { kind } = match body_or_400::<FaultRequest>(
+        &body,
+        r#"body must be {"kind":"garbage|truncated|huge|wrong_request|wrong_version|silent"}"#,
+    ) {
+        Ok(b) => b,
+        Err(response) => return response,
     };
     reader.set_fault(kind);
     json(StatusCode::OK, &reader.view())
@@ -105,8 +123,9 @@ struct Canceled {
 
 /// `POST /_sim/readers/{id}/cancel`: the customer presses cancel on the reader.
 async fn customer_cancel(State(state): State<AdminState>, Path(id): Path<String>) -> Response {
-    let Some(reader) = state.readers.get(&id) else {
-        return error(StatusCode::NOT_FOUND, "not_found", "no such reader");
+    let reader = match reader_or_404(&state, &id) {
+        Ok(r) => r,
+        Err(response) => return response,
     };
     json(
         StatusCode::OK,
@@ -127,16 +146,15 @@ async fn set_card(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let Some(reader) = state.readers.get(&id) else {
-        return error(StatusCode::NOT_FOUND, "not_found", "no such reader");
+    let reader = match reader_or_404(&state, &id) {
+        Ok(r) => r,
+        Err(response) => return response,
     };
-    let Ok(CardRequest { number }) = serde_json::from_slice(&body) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            r#"body must be {"number":"<12 to 19 digits>"}"#,
-        );
-    };
+    let CardRequest { number } =
+        match body_or_400::<CardRequest>(&body, r#"body must be {"number":"<12 to 19 digits>"}"#) {
+            Ok(b) => b,
+            Err(response) => return response,
+        };
     if !is_card_number(&number) {
         return error(
             StatusCode::BAD_REQUEST,
@@ -154,8 +172,9 @@ struct Disconnected {
 }
 
 async fn disconnect(State(state): State<AdminState>, Path(id): Path<String>) -> Response {
-    let Some(reader) = state.readers.get(&id) else {
-        return error(StatusCode::NOT_FOUND, "not_found", "no such reader");
+    let reader = match reader_or_404(&state, &id) {
+        Ok(r) => r,
+        Err(response) => return response,
     };
     let disconnected = reader.kill_session();
     json(StatusCode::OK, &Disconnected { disconnected })
@@ -174,12 +193,12 @@ async fn get_network(State(state): State<AdminState>) -> Response {
 }
 
 async fn set_network(State(state): State<AdminState>, body: Bytes) -> Response {
-    let Ok(request) = serde_json::from_slice::<NetworkRequest>(&body) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            r#"body must be {"down":bool,"latency_ms"?:number}"#,
-        );
+    let request = match body_or_400::<NetworkRequest>(
+        &body,
+        r#"body must be {"down":bool,"latency_ms"?:number}"#,
+    ) {
+        Ok(b) => b,
+        Err(response) => return response,
     };
     let now = state.network.set(request.down, request.latency_ms);
     eprintln!(
