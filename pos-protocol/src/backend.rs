@@ -1,5 +1,6 @@
 //! Bodies of the backend API the SDK calls (`/v1/health`, `/v1/connection_tokens`,
-//! `/v1/payments`). A merchant server implements the same shapes.
+//! `/v1/reader_pairings`, `/v1/payments`, `/v1/payments/{id}/capture` and `/cancel`). A
+//! merchant server implements the same shapes.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +15,41 @@ pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectionToken {
     pub secret: String,
+}
+
+/// `POST /v1/reader_pairings` body (authorised by a connection token): a credential for
+/// one reader, which the POS sends in its `hello`. It pairs with that reader only and
+/// authorises nothing on the backend, so a reader never sees the connection token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReaderPairingRequest {
+    pub reader_id: String,
+}
+
+/// `POST /v1/reader_pairings` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReaderPairing {
+    pub reader_id: String,
+    pub secret: String,
+    /// Milliseconds since the Unix epoch after which the reader refuses it.
+    pub expires_at: u64,
+}
+
+/// Error codes of the backend API (`ErrorBody.error.code`) that the SDK and readers act on.
+pub mod codes {
+    pub const CARD_DECLINED: &str = "card_declined";
+    pub const IDEMPOTENCY_KEY_REUSED: &str = "idempotency_key_reused";
+    pub const INVALID_REQUEST: &str = "invalid_request";
+    pub const UNAUTHORIZED: &str = "unauthorized";
+    /// The card payload was sealed for another payment id, amount or currency (400).
+    pub const CARD_PAYLOAD_MISMATCH: &str = "card_payload_mismatch";
+    /// The card payload was already charged under another idempotency key (409).
+    pub const CARD_PAYLOAD_REUSED: &str = "card_payload_reused";
+    /// No payment with this id (404, capture and cancel).
+    pub const PAYMENT_NOT_FOUND: &str = "payment_not_found";
+    /// Capture of a canceled payment, cancel of a captured one, capture of an automatic
+    /// one that already succeeded is not an error (it answers its state) (409).
+    pub const PAYMENT_UNEXPECTED_STATE: &str = "payment_unexpected_state";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +96,8 @@ pub struct PaymentBody {
 pub enum PaymentStatus {
     Succeeded,
     RequiresCapture,
+    /// Voided by `POST /v1/payments/{id}/cancel` before capture.
+    Canceled,
 }
 
 impl PaymentStatus {
@@ -67,11 +105,14 @@ impl PaymentStatus {
         match self {
             Self::Succeeded => "succeeded",
             Self::RequiresCapture => "requires_capture",
+            Self::Canceled => "canceled",
         }
     }
 }
 
-/// `200` answer of `POST /v1/payments`.
+/// `200` answer of `POST /v1/payments`, and of `POST /v1/payments/{id}/capture` and
+/// `/cancel` (both idempotent: a second call answers the same state). Capture and cancel take
+/// an empty body and the connection token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentOk {
     pub payment_intent: String,
@@ -112,6 +153,8 @@ mod tests {
                 last4: "4242".into(),
                 exp_month: 1,
                 exp_year: 2030,
+                entry_mode: Some(crate::EntryMode::Chip),
+                pin_verified: true,
             },
             reader_id: "rdr_1".into(),
             offline: Some(OfflineInfo { stored_at: 5 }),
@@ -120,6 +163,7 @@ mod tests {
         let json = serde_json::to_value(&body).unwrap();
         assert_eq!(json["capture_method"], "automatic");
         assert_eq!(json["offline"]["stored_at"], 5);
+        assert_eq!(json["card"]["entry_mode"], "chip");
         let back: PaymentBody = serde_json::from_value(json).unwrap();
         assert_eq!(back, body);
     }

@@ -3,15 +3,47 @@
 //! (`backend`) and the test-card outcome rules (`outcomes`). No browser or server code here.
 
 pub mod backend;
+pub mod offline_rules;
 pub mod outcomes;
 pub mod reader;
 
 /// The card data a receipt may show. Never a PAN.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CardSummary {
-    /// `visa`, `mastercard`, `amex`, `discover`, `diners`, `jcb`, `unionpay`, `interac` or `unknown`.
+    /// `visa`, `mastercard`, `amex`, `discover`, `diners`, `jcb`, `unionpay`, `maestro`,
+    /// `eftpos`, `cartes_bancaires`, `interac`, `girocard`, `nyce`, `pulse`, `star` or
+    /// `unknown`.
     pub brand: String,
     pub last4: String,
     pub exp_month: u8,
     pub exp_year: u16,
+    /// How the card was read. Absent from readers that do not say: such a payment is not
+    /// stored offline (`offline_rules`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry_mode: Option<EntryMode>,
+    /// The cardholder entered their PIN (verified by the card, for chip).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pin_verified: bool,
+}
+
+/// How the reader read the card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryMode {
+    /// Inserted: the chip was read (EMV contact).
+    Chip,
+    /// Tapped: a contactless card or an NFC wallet.
+    Contactless,
+    /// The magnetic stripe was swiped.
+    Swipe,
+}
+
+impl EntryMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Chip => "chip",
+            Self::Contactless => "contactless",
+            Self::Swipe => "swipe",
+        }
+    }
 }

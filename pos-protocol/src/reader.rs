@@ -4,13 +4,26 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+
+use crate::backend::{PaymentBody, PaymentStatus};
 use crate::CardSummary;
 
-/// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The protocol version this crate speaks. Version 2: the POS pairs with a reader-scoped
+/// pairing credential (never the backend's connection token), the collect's `request_id` is
+/// the payment id the reader binds the card payload to, and readers that say so in their
+/// `hello_ack` process and store payments over their own link to the backend.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Frames larger than this are refused unparsed (a reader has no reason to send more).
 pub const MAX_FRAME_BYTES: usize = 16 * 1024;
+
+/// Frames from a POS may be larger: a `process` carries a whole payment body, metadata
+/// included (the backend accepts bodies up to this size too).
+pub const MAX_POS_FRAME_BYTES: usize = 256 * 1024;
+
+/// Longest payment id or request id the reader stores or forwards.
+pub const MAX_PAYMENT_ID_CHARS: usize = 64;
 
 /// Longest opaque card payload a reader may send (base64 text).
 pub const MAX_CARD_PAYLOAD_CHARS: usize = 4096;
@@ -22,11 +35,14 @@ pub const MAX_REQUEST_ID_CHARS: usize = 64;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum PosMessage {
-    /// First message after the socket opens. `token` is a connection token from the backend.
+    /// First message after the socket opens. `pairing` is the reader pairing credential the
+    /// backend issued for this reader (`POST /v1/reader_pairings`); a `discover` hello may
+    /// leave it out (the reader then says only who it is and whether it is free).
     Hello {
         protocol_version: u32,
         client: String,
-        token: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pairing: Option<String>,
         /// What the POS wants from this session (default `connect`).
         #[serde(default)]
         intent: HelloIntent,
@@ -34,7 +50,8 @@ pub enum PosMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         registration_code: Option<String>,
     },
-    /// Ask the reader to read a card for this amount.
+    /// Ask the reader to read a card for this amount. `request_id` is the payment id: the
+    /// reader seals it, the amount and the currency with the card into `card_payload`.
     Collect {
         request_id: String,
         amount: u64,
@@ -53,12 +70,113 @@ pub enum PosMessage {
     ClearDisplay {
         request_id: String,
     },
+    /// Send this payment through the reader's own link to the backend (readers whose
+    /// `hello_ack` says `capabilities.process`). Answered by `processed`.
+    Process {
+        request_id: String,
+        mode: ProcessMode,
+        payment: PaymentBody,
+    },
+    /// Ask for the reader's stored payments; answered by `store_status` with this id.
+    StoreStatusRequest {
+        request_id: String,
+    },
+    /// The POS has taken note of the `forwarded` report for this payment; the reader may drop
+    /// the report (never the payment's outcome, which the backend keeps).
+    ForwardedAck {
+        payment_id: String,
+    },
     Ping {
         nonce: u64,
     },
     Pong {
         nonce: u64,
     },
+}
+
+/// What a `process` asks of the reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessMode {
+    /// Send it now; if the reader's link is down, answer `unreachable` and keep nothing.
+    Online,
+    /// Send it now; if the link is down (or the answer never comes), store it sealed and
+    /// forward it later with the same idempotency key.
+    OnlineOrStore,
+    /// Store it without trying now; forward it when the link allows.
+    Store,
+}
+
+/// What became of a `process`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum ProcessResult {
+    /// The backend approved it through the reader's link.
+    Approved {
+        payment_intent: String,
+        status: PaymentStatus,
+    },
+    /// The backend declined it (`card_declined`).
+    Declined { decline_code: String },
+    /// The backend refused it for another final reason (its error code, e.g.
+    /// `card_payload_mismatch`, `idempotency_key_reused`).
+    Rejected { code: String, message: String },
+    /// Stored sealed on the reader; it forwards the payment when its link returns.
+    Stored { stored_at: u64 },
+    /// Nothing was sent and nothing stored: the reader's link is down (mode `online`).
+    Unreachable { message: String },
+    /// Sent, no answer, not stored (mode `online`): the backend may have it.
+    Unknown { message: String },
+}
+
+/// The reader's own link to the backend.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkStatus {
+    Online,
+    Offline,
+    #[default]
+    Unknown,
+}
+
+impl LinkStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Online => "online",
+            Self::Offline => "offline",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// What became of a payment the reader forwarded on its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum ForwardResult {
+    Approved {
+        payment_intent: String,
+        status: PaymentStatus,
+    },
+    Declined {
+        decline_code: String,
+    },
+    /// The backend refused it for a final reason other than a decline; the reader keeps
+    /// it as failed (it is not sent again).
+    Rejected {
+        code: String,
+        message: String,
+    },
+}
+
+/// What a reader may do beyond reading cards, as its `hello_ack` declares.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// It sends payments over its own link to the backend (`process`).
+    #[serde(default)]
+    pub process: bool,
+    /// It stores payments when that link is down and forwards them itself.
+    #[serde(default)]
+    pub store: bool,
 }
 
 /// Messages from the reader to the POS.
@@ -72,6 +190,35 @@ pub enum ReaderMessage {
         /// `in_use` when another POS holds the reader (answers a `discover` hello).
         #[serde(default)]
         status: ReaderStatus,
+        #[serde(default)]
+        capabilities: Capabilities,
+    },
+    /// Answer to `process`, for payment `payment_id`.
+    Processed {
+        request_id: String,
+        payment_id: String,
+        result: ProcessResult,
+    },
+    /// The reader's link and what it holds: sent after `hello_ack`, on every change, and in
+    /// answer to `store_status_request` (then with its `request_id`).
+    StoreStatus {
+        #[serde(default)]
+        request_id: Option<String>,
+        link: LinkStatus,
+        pending_count: u32,
+        /// Outstanding amounts per currency (lowercase ISO 4217), in minor units.
+        #[serde(default)]
+        pending_amounts: BTreeMap<String, u64>,
+    },
+    /// The reader forwarded a payment it had stored; repeated on every `hello` until the
+    /// POS answers `forwarded_ack`.
+    Forwarded {
+        payment_id: String,
+        amount: u64,
+        currency: String,
+        /// Milliseconds since the Unix epoch, when the reader stored it.
+        stored_at: u64,
+        result: ForwardResult,
     },
     /// The reader is waiting for a card for this collect.
     CollectStarted {
@@ -118,6 +265,9 @@ impl ReaderMessage {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::HelloAck { .. } => "hello_ack",
+            Self::Processed { .. } => "processed",
+            Self::StoreStatus { .. } => "store_status",
+            Self::Forwarded { .. } => "forwarded",
             Self::CollectStarted { .. } => "collect_started",
             Self::CardEvent { .. } => "card_event",
             Self::CardRead { .. } => "card_read",
@@ -187,6 +337,10 @@ pub struct ReaderInfo {
     pub serial_number: String,
     pub device_type: String,
     pub firmware_version: String,
+    /// The country of the reader's location (ISO 3166-1 alpha-2, upper case): decides the
+    /// offline rules (`offline_rules`). Absent from readers that do not know it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
 }
 
 /// Error codes a reader may send.
@@ -201,6 +355,12 @@ pub enum ReaderErrorCode {
     Timeout,
     /// Another POS took the reader over; this session ends.
     TakenOver,
+    /// The `hello` lacked a pairing credential, or the one it carried is not this reader's.
+    PairingRefused,
+    /// The reader will not store this payment offline (entry mode, brand or region rules).
+    OfflinePaymentMethodUnsupported,
+    /// The reader's store is full, or over its limits.
+    StorageFull,
     /// Any code a newer reader may send that this version does not know.
     #[serde(other)]
     Unknown,
@@ -216,6 +376,9 @@ impl ReaderErrorCode {
             Self::CardReadFailed => "card_read_failed",
             Self::Timeout => "timeout",
             Self::TakenOver => "taken_over",
+            Self::PairingRefused => "pairing_refused",
+            Self::OfflinePaymentMethodUnsupported => "offline_payment_method_unsupported",
+            Self::StorageFull => "storage_full",
             Self::Unknown => "unknown",
         }
     }
@@ -322,6 +485,36 @@ pub fn parse_reader_frame(text: &str) -> Result<ReaderMessage, FrameError> {
             request_id: Some(id),
             ..
         } => check_request_id(id)?,
+        ReaderMessage::Processed {
+            request_id,
+            payment_id,
+            ..
+        } => {
+            check_request_id(request_id)?;
+            check_request_id(payment_id)?;
+        }
+        ReaderMessage::StoreStatus {
+            request_id,
+            pending_amounts,
+            ..
+        } => {
+            if let Some(id) = request_id {
+                check_request_id(id)?;
+            }
+            if pending_amounts.len() > 64 || pending_amounts.keys().any(|c| c.len() != 3) {
+                return Err(FrameError::Invalid("pending_amounts"));
+            }
+        }
+        ReaderMessage::Forwarded {
+            payment_id,
+            currency,
+            ..
+        } => {
+            check_request_id(payment_id)?;
+            if currency.len() != 3 {
+                return Err(FrameError::Invalid("currency"));
+            }
+        }
         ReaderMessage::HelloAck { reader, .. }
             if reader.id.is_empty() || reader.id.len() > 64 || reader.label.len() > 128 =>
         {
@@ -334,7 +527,7 @@ pub fn parse_reader_frame(text: &str) -> Result<ReaderMessage, FrameError> {
 
 /// Parses and bounds-checks one frame from a POS (the reader's side of the same rules).
 pub fn parse_pos_frame(text: &str) -> Result<PosMessage, FrameError> {
-    if text.len() > MAX_FRAME_BYTES {
+    if text.len() > MAX_POS_FRAME_BYTES {
         return Err(FrameError::TooLarge { bytes: text.len() });
     }
     let msg: PosMessage =
@@ -346,7 +539,29 @@ pub fn parse_pos_frame(text: &str) -> Result<PosMessage, FrameError> {
         } if code.is_empty() || code.len() > 64 => {
             return Err(FrameError::Invalid("registration_code length"));
         }
+        PosMessage::Hello {
+            pairing: Some(secret),
+            ..
+        } if secret.is_empty() || secret.len() > 256 => {
+            return Err(FrameError::Invalid("pairing length"));
+        }
+        PosMessage::Process {
+            request_id,
+            payment,
+            ..
+        } => {
+            check_request_id(request_id)?;
+            check_request_id(&payment.id)?;
+            check_card_summary(&payment.card).map_err(FrameError::Invalid)?;
+            if payment.card_payload.is_empty()
+                || payment.card_payload.len() > MAX_CARD_PAYLOAD_CHARS
+            {
+                return Err(FrameError::Invalid("card_payload length"));
+            }
+        }
+        PosMessage::ForwardedAck { payment_id } => check_request_id(payment_id)?,
         PosMessage::Collect { request_id, .. }
+        | PosMessage::StoreStatusRequest { request_id }
         | PosMessage::Cancel { request_id }
         | PosMessage::DisplayCart { request_id, .. }
         | PosMessage::ClearDisplay { request_id } => check_request_id(request_id)?,
@@ -487,12 +702,71 @@ mod tests {
                 last4: "4242".into(),
                 exp_month: 12,
                 exp_year: 2030,
+                entry_mode: Some(crate::EntryMode::Contactless),
+                pin_verified: false,
             },
             card_payload: "AAAA".into(),
         };
         let text = to_frame(&msg);
         assert!(text.contains(r#""type":"card_read""#));
+        assert!(text.contains(r#""entry_mode":"contactless""#));
         assert_eq!(parse_reader_frame(&text).unwrap(), msg);
+    }
+
+    #[test]
+    fn reader_store_messages_round_trip() {
+        let processed = ReaderMessage::Processed {
+            request_id: "r2".into(),
+            payment_id: "pay_1".into(),
+            result: ProcessResult::Stored { stored_at: 7 },
+        };
+        let text = to_frame(&processed);
+        assert!(text.contains(r#""result":{"outcome":"stored","stored_at":7}"#));
+        assert_eq!(parse_reader_frame(&text).unwrap(), processed);
+        let status = parse_reader_frame(
+            r#"{"type":"store_status","link":"offline","pending_count":2,"pending_amounts":{"usd":300}}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            status,
+            ReaderMessage::StoreStatus {
+                link: LinkStatus::Offline,
+                pending_count: 2,
+                ..
+            }
+        ));
+        let forwarded = parse_reader_frame(
+            r#"{"type":"forwarded","payment_id":"pay_1","amount":100,"currency":"usd","stored_at":1,"result":{"outcome":"declined","decline_code":"generic_decline"}}"#,
+        )
+        .unwrap();
+        assert_eq!(forwarded.kind(), "forwarded");
+        let ack = parse_reader_frame(
+            r#"{"type":"hello_ack","protocol_version":2,"reader":{"id":"rdr_1","label":"L","serial_number":"s","device_type":"d","firmware_version":"f","country":"FR"},"capabilities":{"process":true,"store":true}}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            ack,
+            ReaderMessage::HelloAck {
+                capabilities: Capabilities {
+                    process: true,
+                    store: true
+                },
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_hello_carries_a_pairing_credential_not_a_token() {
+        let hello = parse_pos_frame(
+            r#"{"type":"hello","protocol_version":2,"client":"c","pairing":"rpair_x"}"#,
+        )
+        .unwrap();
+        assert!(matches!(hello, PosMessage::Hello { pairing: Some(ref p), .. } if p == "rpair_x"));
+        assert!(matches!(
+            parse_pos_frame(r#"{"type":"hello","protocol_version":2,"client":"c","token":"t"}"#),
+            Err(FrameError::Malformed(_))
+        ));
     }
 
     #[test]
@@ -570,7 +844,7 @@ mod tests {
     #[test]
     fn hello_defaults_to_connect_and_ack_to_online() {
         let msg =
-            parse_pos_frame(r#"{"type":"hello","protocol_version":1,"client":"c","token":"t"}"#)
+            parse_pos_frame(r#"{"type":"hello","protocol_version":1,"client":"c","pairing":"p"}"#)
                 .unwrap();
         assert!(matches!(
             msg,
@@ -593,7 +867,7 @@ mod tests {
             }
         ));
         let take = parse_pos_frame(
-            r#"{"type":"hello","protocol_version":1,"client":"c","token":"t","intent":"take_over"}"#,
+            r#"{"type":"hello","protocol_version":1,"client":"c","pairing":"p","intent":"take_over"}"#,
         )
         .unwrap();
         assert!(matches!(
