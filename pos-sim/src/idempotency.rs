@@ -39,6 +39,8 @@ mod tests {
                 last4: "4242".into(),
                 exp_month: 12,
                 exp_year: 2030,
+                entry_mode: None,
+                pin_verified: false,
             },
             reader_id: "rdr_sim_1".into(),
             offline: None,

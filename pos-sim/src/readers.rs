@@ -14,7 +14,7 @@ use pos_protocol::reader::{
     parse_pos_frame, to_frame, CancelSource, CardEventKind, Cart, HelloIntent, PosMessage,
     ReaderErrorCode, ReaderInfo, ReaderMessage, ReaderStatus, PROTOCOL_VERSION,
 };
-use pos_protocol::CardSummary;
+use pos_protocol::{CardSummary, EntryMode};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
@@ -159,6 +159,7 @@ impl Reader {
             serial_number: self.serial.clone(),
             device_type: String::from("simulated_wisepos_e"),
             firmware_version: String::from("1.0.0"),
+            country: None,
         }
     }
 
@@ -554,6 +555,16 @@ impl<'a> Session<'a> {
                 self.reader.set_display(None);
                 self.send(&ReaderMessage::Ack { request_id }).await
             }
+            PosMessage::Process { request_id, .. }
+            | PosMessage::StoreStatusRequest { request_id } => {
+                self.send(&error_msg(
+                    Some(request_id),
+                    ReaderErrorCode::InvalidMessage,
+                    "this reader does not process or store payments",
+                ))
+                .await
+            }
+            PosMessage::ForwardedAck { .. } => Step::Continue,
             PosMessage::Ping { nonce } => self.send(&ReaderMessage::Pong { nonce }).await,
             PosMessage::Pong { .. } => Step::Continue,
         }
@@ -562,7 +573,7 @@ impl<'a> Session<'a> {
     async fn before_hello(&mut self, msg: PosMessage) -> Step {
         let PosMessage::Hello {
             protocol_version,
-            token,
+            pairing,
             intent,
             registration_code,
             ..
@@ -588,7 +599,12 @@ impl<'a> Session<'a> {
                 .await;
             return Step::End(End::Refused(1002, "unsupported_version"));
         }
-        let issued = match self.readers.store.token_exists(&token) {
+        // Interim (protocol v2 pairing lands next): the credential is checked like a token.
+        let issued = match self
+            .readers
+            .store
+            .token_exists(pairing.as_deref().unwrap_or(""))
+        {
             Ok(issued) => issued,
             Err(e) => {
                 eprintln!(
@@ -618,6 +634,7 @@ impl<'a> Session<'a> {
                     protocol_version: PROTOCOL_VERSION,
                     reader: self.reader.info(),
                     status: self.reader.status(),
+                    capabilities: Default::default(),
                 })
                 .await;
         }
@@ -647,6 +664,7 @@ impl<'a> Session<'a> {
             },
             reader: self.reader.info(),
             status: ReaderStatus::Online,
+            capabilities: Default::default(),
         })
         .await
     }
@@ -677,6 +695,8 @@ impl<'a> Session<'a> {
                     last4: String::from("4242"),
                     exp_month: 12,
                     exp_year: current_year().saturating_add(3),
+                    entry_mode: Some(EntryMode::Chip),
+                    pin_verified: true,
                 },
                 card_payload: String::from("AAAA"),
             }),
@@ -770,6 +790,8 @@ impl<'a> Session<'a> {
             last4: last4(&card.number).to_owned(),
             exp_month: card.exp_month,
             exp_year: card.exp_year,
+            entry_mode: Some(EntryMode::Chip),
+            pin_verified: true,
         };
         let tapped = ReaderMessage::CardEvent {
             request_id: active.request_id.clone(),
@@ -845,6 +867,9 @@ fn describe_pos(msg: &PosMessage) -> (&'static str, Option<&str>) {
         PosMessage::Cancel { request_id } => ("cancel", Some(request_id)),
         PosMessage::DisplayCart { request_id, .. } => ("display_cart", Some(request_id)),
         PosMessage::ClearDisplay { request_id } => ("clear_display", Some(request_id)),
+        PosMessage::Process { request_id, .. } => ("process", Some(request_id)),
+        PosMessage::StoreStatusRequest { request_id } => ("store_status_request", Some(request_id)),
+        PosMessage::ForwardedAck { payment_id } => ("forwarded_ack", Some(payment_id)),
         PosMessage::Ping { .. } => ("ping", None),
         PosMessage::Pong { .. } => ("pong", None),
     }
@@ -859,6 +884,9 @@ fn describe_reader(msg: &ReaderMessage) -> (&'static str, Option<&str>) {
         ReaderMessage::CardRead { request_id, .. } => ("card_read", Some(request_id)),
         ReaderMessage::Canceled { request_id, .. } => ("canceled", Some(request_id)),
         ReaderMessage::Ack { request_id } => ("ack", Some(request_id)),
+        ReaderMessage::Processed { request_id, .. } => ("processed", Some(request_id)),
+        ReaderMessage::StoreStatus { request_id, .. } => ("store_status", request_id.as_deref()),
+        ReaderMessage::Forwarded { payment_id, .. } => ("forwarded", Some(payment_id)),
         ReaderMessage::Error {
             request_id, code, ..
         } => (error_kind(*code), request_id.as_deref()),
@@ -876,6 +904,11 @@ fn error_kind(code: ReaderErrorCode) -> &'static str {
         ReaderErrorCode::CardReadFailed => "error(card_read_failed)",
         ReaderErrorCode::Timeout => "error(timeout)",
         ReaderErrorCode::TakenOver => "error(taken_over)",
+        ReaderErrorCode::PairingRefused => "error(pairing_refused)",
+        ReaderErrorCode::OfflinePaymentMethodUnsupported => {
+            "error(offline_payment_method_unsupported)"
+        }
+        ReaderErrorCode::StorageFull => "error(storage_full)",
         ReaderErrorCode::Unknown => "error(unknown)",
     }
 }

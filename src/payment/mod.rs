@@ -274,6 +274,8 @@ pub(crate) mod tests {
                 last4: "4242".into(),
                 exp_month: 12,
                 exp_year: 2031,
+                entry_mode: Some(pos_protocol::EntryMode::Chip),
+                pin_verified: true,
             },
             card_payload: Some("ciphertext".into()),
             attempts: 0,

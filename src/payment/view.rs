@@ -76,6 +76,7 @@ pub enum ResultStatus {
     Succeeded,
     RequiresCapture,
     StoredOffline,
+    Canceled,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -105,6 +106,7 @@ impl PaymentResult {
             status: match ok.status {
                 PaymentStatus::Succeeded => ResultStatus::Succeeded,
                 PaymentStatus::RequiresCapture => ResultStatus::RequiresCapture,
+                PaymentStatus::Canceled => ResultStatus::Canceled,
             },
             payment_intent_id: Some(ok.payment_intent.clone()),
             amount: c.amount,

@@ -122,7 +122,8 @@ impl Connection {
         let hello = PosMessage::Hello {
             protocol_version: PROTOCOL_VERSION,
             client: format!("pos-terminal/{}", env!("CARGO_PKG_VERSION")),
-            token: token.to_string(),
+            // Interim: protocol v2 sends a reader pairing credential here (next commit).
+            pairing: Some(token.to_string()),
             intent,
             registration_code: None,
         };
@@ -141,6 +142,7 @@ impl Connection {
                 protocol_version,
                 reader,
                 status,
+                ..
             } if protocol_version == PROTOCOL_VERSION => Ok((reader, status)),
             ReaderMessage::HelloAck {
                 protocol_version, ..
@@ -327,6 +329,10 @@ impl Connection {
                 self.shared.borrow_mut().resolve(HELLO_KEY, Ok(msg));
             }
             ReaderMessage::CollectStarted { .. } | ReaderMessage::CardEvent { .. } => {}
+            // Reader-side storage is not used yet by this SDK.
+            ReaderMessage::Processed { .. }
+            | ReaderMessage::StoreStatus { .. }
+            | ReaderMessage::Forwarded { .. } => {}
             ReaderMessage::CardRead { ref request_id, .. }
             | ReaderMessage::Canceled { ref request_id, .. }
             | ReaderMessage::Ack { ref request_id } => {

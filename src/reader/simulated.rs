@@ -29,6 +29,7 @@ pub fn info() -> ReaderInfo {
         serial_number: "SIMULATED-0001".into(),
         device_type: "simulated_in_page".into(),
         firmware_version: env!("CARGO_PKG_VERSION").into(),
+        country: None,
     }
 }
 
@@ -125,6 +126,8 @@ impl SimulatedTransport {
                     last4: last4.into(),
                     exp_month: 12,
                     exp_year: u16::try_from(exp_year).unwrap_or(2030),
+                    entry_mode: Some(pos_protocol::EntryMode::Contactless),
+                    pin_verified: false,
                 },
                 card_payload: format!("simulated:v1:{number}"),
             })));
@@ -147,6 +150,7 @@ impl SimulatedTransport {
                         protocol_version: PROTOCOL_VERSION,
                         reader: info(),
                         status: ReaderStatus::Online,
+                        capabilities: Default::default(),
                     });
                 }
                 PosMessage::Hello { .. } => self.error(
@@ -182,6 +186,14 @@ impl SimulatedTransport {
             | PosMessage::ClearDisplay { request_id } => {
                 self.reply(ReaderMessage::Ack { request_id })
             }
+            // No link of its own: its hello_ack declares neither capability.
+            PosMessage::Process { request_id, .. }
+            | PosMessage::StoreStatusRequest { request_id } => self.error(
+                Some(request_id),
+                ReaderErrorCode::InvalidMessage,
+                "the simulated reader neither processes nor stores payments",
+            ),
+            PosMessage::ForwardedAck { .. } => {}
             PosMessage::Ping { nonce } => self.reply(ReaderMessage::Pong { nonce }),
             PosMessage::Pong { .. } => {}
         }

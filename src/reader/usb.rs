@@ -74,6 +74,7 @@ fn describe(device: &UsbDevice) -> Discovered {
                 .unwrap_or_else(|| "USB reader".to_string()),
             serial_number: serial.clone(),
             device_type: "usb_reader".into(),
+            country: None,
             firmware_version: format!(
                 "{}.{}.{}",
                 device.device_version_major(),

@@ -43,6 +43,8 @@ pub fn collected(amount: u64) -> Collected {
             last4: "4242".into(),
             exp_month: 12,
             exp_year: 2031,
+            entry_mode: Some(pos_protocol::EntryMode::Chip),
+            pin_verified: true,
         },
         card_payload: "PAYLOAD-CIPHERTEXT-FROM-READER".into(),
     }
