@@ -43,6 +43,9 @@ pub enum ReaderError {
     /// The browser refuses to claim the interface (a protected class: `SecurityError`).
     #[error("the browser refuses access to the reader's USB interface: {0}")]
     UsbInterfaceProtected(String),
+    /// The reader refused the pairing credential, also a fresh one from the backend.
+    #[error("the reader refused this POS's pairing: {0}")]
+    PairingRefused(String),
 }
 
 /// The class of an HTTP status the backend answered with.
@@ -95,6 +98,12 @@ pub enum BackendError {
     Unauthorized(String),
     #[error("the payment id was already used for a different payment")]
     IdempotencyConflict,
+    /// Capture or cancel: the backend has no payment with this id.
+    #[error("the backend has no payment with this id: {0}")]
+    PaymentNotFound(String),
+    /// Capture of a canceled payment, cancel of a captured one.
+    #[error("the payment is not in a state that allows this: {0}")]
+    PaymentUnexpectedState(String),
 }
 
 impl BackendError {
@@ -144,7 +153,10 @@ impl BackendError {
             Self::Status { class, .. } => {
                 matches!(class, HttpClass::Server | HttpClass::TooManyRequests)
             }
-            Self::Unauthorized(_) | Self::IdempotencyConflict => false,
+            Self::Unauthorized(_)
+            | Self::IdempotencyConflict
+            | Self::PaymentNotFound(_)
+            | Self::PaymentUnexpectedState(_) => false,
         }
     }
 

@@ -61,6 +61,12 @@ pub enum PosError {
     /// A bug in this SDK; never used for control flow.
     #[error("internal error: {0}")]
     Internal(String),
+    /// A reader address that is not `wss://` and not on this device (loopback).
+    #[error("{0}")]
+    InsecureReaderUrl(String),
+    /// Capture or cancel of a payment still stored offline by this SDK.
+    #[error("payment {0} is still stored offline and not forwarded yet; capture or cancel it once it is forwarded (see onPaymentForwarded)")]
+    PaymentNotForwarded(String),
 }
 
 /// Every code `PosError::code` can return, in the README's order.
@@ -109,6 +115,11 @@ pub const CODES: &[&str] = &[
     "crypto_failed",
     "terminal_closed",
     "internal_error",
+    "insecure_reader_url",
+    "reader_pairing_refused",
+    "payment_not_found",
+    "payment_unexpected_state",
+    "payment_not_forwarded",
 ];
 
 impl PosError {
@@ -134,6 +145,7 @@ impl PosError {
                 ReaderError::UsbUnavailable(_) => "usb_unavailable",
                 ReaderError::UsbPermissionDenied(_) => "usb_permission_denied",
                 ReaderError::UsbInterfaceProtected(_) => "usb_interface_protected",
+                ReaderError::PairingRefused(_) => "reader_pairing_refused",
             },
             Self::CommandInProgress => "command_in_progress",
             Self::CollectInProgress => "collect_in_progress",
@@ -147,6 +159,8 @@ impl PosError {
                 BackendError::InvalidResponse(_) => "backend_invalid_response",
                 BackendError::Unauthorized(_) => "unauthorized",
                 BackendError::IdempotencyConflict => "idempotency_conflict",
+                BackendError::PaymentNotFound(_) => "payment_not_found",
+                BackendError::PaymentUnexpectedState(_) => "payment_unexpected_state",
             },
             Self::OutcomeUnknown(_) => "payment_outcome_unknown",
             Self::ConnectionToken(_) => "connection_token_failed",
@@ -172,6 +186,8 @@ impl PosError {
             Self::Crypto(_) => "crypto_failed",
             Self::TerminalClosed => "terminal_closed",
             Self::Internal(_) => "internal_error",
+            Self::InsecureReaderUrl(_) => "insecure_reader_url",
+            Self::PaymentNotForwarded(_) => "payment_not_forwarded",
         }
     }
 
@@ -275,6 +291,11 @@ mod tests {
             PosError::Crypto(s()),
             PosError::TerminalClosed,
             PosError::Internal(s()),
+            PosError::InsecureReaderUrl(s()),
+            ReaderError::PairingRefused(s()).into(),
+            BackendError::PaymentNotFound(s()).into(),
+            BackendError::PaymentUnexpectedState(s()).into(),
+            PosError::PaymentNotForwarded(s()),
         ]
     }
 

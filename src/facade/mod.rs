@@ -142,13 +142,7 @@ impl JsTerminal {
             let input: SimulatorInput = from_js(config, "simulator configuration")?;
             let session = self.core.reader_session();
             let mut sim = session.simulator().borrow_mut();
-            if let Some(number) = input.test_card_number {
-                sim.set_test_card(&number)?;
-            }
-            if let Some(ms) = input.tap_delay_ms {
-                sim.tap_delay_ms = ms.min(60_000);
-            }
-            Ok(())
+            input.apply_to(&mut sim)
         };
         apply().map_err(|e| error_to_js(&e))
     }

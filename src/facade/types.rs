@@ -99,11 +99,19 @@ export interface ConnectOptions {
   takeOver?: boolean;
 }
 
+export type EntryMode = "chip" | "contactless" | "swipe";
+
 export interface SimulatorConfiguration {
   /** A published test card number (e.g. "4000000000000002"); used by every later collect. */
   testCardNumber?: string;
   /** Time from collect to the simulated tap. Default 800. */
   tapDelayMs?: number;
+  /** How the card is read. Default "chip". Setting it resets `pinVerified` to true for chip, false otherwise, unless given too. */
+  entryMode?: EntryMode;
+  /** The cardholder entered their PIN. Default true (chip). */
+  pinVerified?: boolean;
+  /** The country of the reader's location, ISO 3166-1 alpha-2 (decides the offline rules: EEA needs chip + PIN). Default "US". */
+  country?: string;
 }
 
 export interface CartLineItem { description: string; amount: number; quantity: number; }
@@ -263,6 +271,36 @@ pub struct SimulatorInput {
     pub test_card_number: Option<String>,
     #[serde(default)]
     pub tap_delay_ms: Option<u32>,
+    // -- sdkpair (issue 8): entry mode, PIN and location of the simulated reader.
+    #[serde(default)]
+    pub entry_mode: Option<String>,
+    #[serde(default)]
+    pub pin_verified: Option<bool>,
+    #[serde(default)]
+    pub country: Option<String>,
+}
+
+impl SimulatorInput {
+    /// Applies the given fields to `config`, all or none (a bad field changes nothing).
+    pub fn apply_to(self, config: &mut crate::reader::SimulatorConfig) -> Result<(), PosError> {
+        let mut next = config.clone();
+        if let Some(number) = self.test_card_number {
+            next.set_test_card(&number)?;
+        }
+        if let Some(ms) = self.tap_delay_ms {
+            next.tap_delay_ms = ms.min(60_000);
+        }
+        match (self.entry_mode, self.pin_verified) {
+            (Some(mode), pin) => next.set_entry(crate::reader::parse_entry_mode(&mode)?, pin),
+            (None, Some(pin)) => next.pin_verified = pin,
+            (None, None) => {}
+        }
+        if let Some(country) = self.country {
+            next.set_country(&country)?;
+        }
+        *config = next;
+        Ok(())
+    }
 }
 
 /// What `processPayment` needs from a `CollectedPayment` passed back: its id.

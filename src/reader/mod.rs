@@ -18,6 +18,7 @@ pub mod usb;
 pub mod websocket;
 
 use pos_protocol::reader::{Cart, LineItem, ReaderInfo, ReaderStatus};
+use pos_protocol::EntryMode;
 use serde::{Deserialize, Serialize};
 
 use crate::error::PosError;
@@ -98,6 +99,64 @@ pub fn parse_usb_address(url: &str) -> Option<(u16, u16, &str)> {
     let vendor = u16::from_str_radix(parts.next()?, 16).ok()?;
     let product = u16::from_str_radix(parts.next()?, 16).ok()?;
     Some((vendor, product, parts.next()?))
+}
+
+/// The transport-security rule for WebSocket reader addresses: `wss://` anywhere, `ws://`
+/// only to this device (loopback: `127.0.0.0/8`, `[::1]`, `localhost`). A plain `ws://` to
+/// another host would carry the pairing credential and card ciphertext in the clear.
+pub fn check_reader_url(url: &str) -> Result<(), PosError> {
+    let insecure = |why: &str| {
+        Err(PosError::InsecureReaderUrl(format!(
+            "reader url {:?} {why}",
+            url.chars().take(200).collect::<String>()
+        )))
+    };
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
+        None => return insecure("must start with wss:// (or ws:// on this device)"),
+    };
+    let host = url_host(rest);
+    if host.is_empty() {
+        return insecure("has no host");
+    }
+    match scheme.as_str() {
+        "wss" => Ok(()),
+        "ws" if is_loopback_host(host) => Ok(()),
+        "ws" => insecure(
+            "uses ws:// to another device; use wss:// (ws:// is allowed only on loopback: \
+             127.0.0.0/8, [::1], localhost)",
+        ),
+        _ => insecure("must start with wss:// (or ws:// on this device)"),
+    }
+}
+
+/// The host of the part of a URL after `scheme://`: without path, query, fragment, user
+/// info and port; an IPv6 literal keeps its brackets.
+fn url_host(rest: &str) -> &str {
+    let authority = rest.split(['/', '?', '#', '\\']).next().unwrap_or("");
+    let host_port = authority.rsplit('@').next().unwrap_or("");
+    if host_port.starts_with('[') {
+        return match host_port.find(']') {
+            Some(end) => &host_port[..=end],
+            None => "",
+        };
+    }
+    host_port.split(':').next().unwrap_or("")
+}
+
+/// `localhost`, an IPv4 address in `127.0.0.0/8` (dotted quad) or `[::1]`.
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return v6
+            .parse::<std::net::Ipv6Addr>()
+            .is_ok_and(|a| a.is_loopback());
+    }
+    host.parse::<std::net::Ipv4Addr>()
+        .is_ok_and(|a| a.is_loopback())
 }
 
 /// A reader as discovered: what it said about itself, where it is, and whether it is free.
@@ -188,6 +247,13 @@ pub struct SimulatorConfig {
     pub test_card_number: String,
     /// Time between `collect` and the simulated tap.
     pub tap_delay_ms: u32,
+    /// How the next cards are read (default chip: inserted).
+    pub entry_mode: EntryMode,
+    /// The cardholder entered their PIN (default true, with chip).
+    pub pin_verified: bool,
+    /// The country of the reader's location, ISO 3166-1 alpha-2 (default `US`): decides
+    /// the offline rules (in the EEA only chip + PIN may be stored).
+    pub country: String,
 }
 
 impl Default for SimulatorConfig {
@@ -195,7 +261,22 @@ impl Default for SimulatorConfig {
         Self {
             test_card_number: "4242424242424242".into(),
             tap_delay_ms: 800,
+            entry_mode: EntryMode::Chip,
+            pin_verified: true,
+            country: "US".into(),
         }
+    }
+}
+
+/// `chip`, `contactless` or `swipe`, as `setSimulatorConfiguration` takes it.
+pub fn parse_entry_mode(s: &str) -> Result<EntryMode, PosError> {
+    match s {
+        "chip" => Ok(EntryMode::Chip),
+        "contactless" => Ok(EntryMode::Contactless),
+        "swipe" => Ok(EntryMode::Swipe),
+        _ => Err(PosError::InvalidArgument(
+            "entryMode must be \"chip\", \"contactless\" or \"swipe\"".into(),
+        )),
     }
 }
 
@@ -212,6 +293,24 @@ impl SimulatorConfig {
             ));
         }
         self.test_card_number = number.to_string();
+        Ok(())
+    }
+
+    /// Sets how cards are read; the PIN follows the usual practice unless `pin_verified`
+    /// says otherwise: entered for chip, not for contactless (below the CVM limit) or swipe.
+    pub fn set_entry(&mut self, entry_mode: EntryMode, pin_verified: Option<bool>) {
+        self.entry_mode = entry_mode;
+        self.pin_verified = pin_verified.unwrap_or(entry_mode == EntryMode::Chip);
+    }
+
+    /// Sets the location's country: two ASCII letters, kept upper case.
+    pub fn set_country(&mut self, country: &str) -> Result<(), PosError> {
+        if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_alphabetic()) {
+            return Err(PosError::InvalidArgument(
+                "country must be an ISO 3166-1 alpha-2 code such as \"US\" or \"FR\"".into(),
+            ));
+        }
+        self.country = country.to_ascii_uppercase();
         Ok(())
     }
 }
@@ -287,6 +386,64 @@ mod tests {
     }
 
     #[test]
+    fn reader_urls_need_wss_except_on_loopback() {
+        for ok in [
+            "wss://reader-1.local/",
+            "wss://10.0.0.7:8443/readers/1",
+            "WSS://Reader.example",
+            "ws://127.0.0.1:8787/readers/rdr_sim_1",
+            "ws://127.4.5.6/",
+            "ws://localhost:8787/x",
+            "ws://LOCALHOST./",
+            "ws://[::1]:8787/readers/a",
+            "ws://user@127.0.0.1:1/",
+            "wss://[2001:db8::1]/",
+        ] {
+            assert!(check_reader_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "ws://reader-1.local/",
+            "ws://10.0.0.7:8787/",
+            "ws://128.0.0.1/",
+            "ws://[::2]/",
+            "ws://[::ffff:127.0.0.1]/",
+            "ws://localhost.evil.example/",
+            "ws://127.0.0.1.evil.example/",
+            "ws://127.0.0.1@evil.example/",
+            "ws://evil.example/?127.0.0.1",
+            "ws://evil.example#@127.0.0.1",
+            "http://127.0.0.1/",
+            "https://reader.example/",
+            "reader.example",
+            "ws://",
+            "wss:///path",
+            "ws://[::1/",
+        ] {
+            let err = check_reader_url(bad).unwrap_err();
+            assert_eq!(err.code(), "insecure_reader_url", "{bad}");
+        }
+        assert!(check_reader_url("ws://10.0.0.7/")
+            .unwrap_err()
+            .to_string()
+            .contains("wss://"));
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        assert!(is_loopback_host("127.0.0.1"));
+        assert!(is_loopback_host("127.255.255.254"));
+        assert!(is_loopback_host("[::1]"));
+        assert!(is_loopback_host("localhost"));
+        assert!(
+            !is_loopback_host("::1"),
+            "an IPv6 host keeps its brackets in a URL"
+        );
+        assert!(!is_loopback_host("0.0.0.0"));
+        assert!(!is_loopback_host("127.1"), "only dotted quads");
+        assert!(!is_loopback_host("sub.localhost"));
+    }
+
+    #[test]
     fn reconnect_delays_double_then_cap() {
         assert_eq!(reconnect_delay_ms(500, 1), 500);
         assert_eq!(reconnect_delay_ms(500, 3), 2_000);
@@ -302,6 +459,31 @@ mod tests {
             c.set_test_card("4111111111111112").unwrap_err().code(),
             "invalid_argument"
         );
+    }
+
+    #[test]
+    fn the_simulator_reads_chip_with_pin_in_the_us_by_default() {
+        let mut c = SimulatorConfig::default();
+        assert_eq!(
+            (c.entry_mode, c.pin_verified, c.country.as_str()),
+            (EntryMode::Chip, true, "US")
+        );
+        c.set_entry(parse_entry_mode("contactless").unwrap(), None);
+        assert!(!c.pin_verified);
+        c.set_entry(parse_entry_mode("swipe").unwrap(), Some(true));
+        assert_eq!((c.entry_mode, c.pin_verified), (EntryMode::Swipe, true));
+        c.set_entry(EntryMode::Chip, None);
+        assert!(c.pin_verified);
+        assert_eq!(
+            parse_entry_mode("tap").unwrap_err().code(),
+            "invalid_argument"
+        );
+        c.set_country("fr").unwrap();
+        assert_eq!(c.country, "FR");
+        for bad in ["", "F", "FRA", "F1", "é"] {
+            assert!(c.set_country(bad).is_err(), "{bad}");
+        }
+        assert_eq!(c.country, "FR");
     }
 
     #[test]

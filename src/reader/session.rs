@@ -110,7 +110,7 @@ impl ReaderSession {
                 request_permission,
                 filters,
             } => usb::discover(*request_permission, filters).await,
-            Discovery::Simulated => Ok(vec![simulated::discovered()]),
+            Discovery::Simulated => Ok(vec![simulated::discovered(&self.simulator.borrow())]),
         }
     }
 

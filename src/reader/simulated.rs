@@ -11,10 +11,10 @@ use std::rc::Rc;
 use gloo_timers::callback::Timeout;
 use pos_protocol::outcomes::brand_of;
 use pos_protocol::reader::{
-    parse_pos_frame, to_frame, CancelSource, CardEventKind, HelloIntent, PosMessage,
+    parse_pos_frame, to_frame, CancelSource, Capabilities, CardEventKind, HelloIntent, PosMessage,
     ReaderErrorCode, ReaderInfo, ReaderMessage, ReaderStatus, PROTOCOL_VERSION,
 };
-use pos_protocol::CardSummary;
+use pos_protocol::{CardSummary, EntryMode};
 
 use super::transport::{Inbound, Incoming, Transport};
 use super::{Address, Discovered, Method, SimulatorConfig};
@@ -22,20 +22,27 @@ use crate::error::PosError;
 
 pub const SIMULATED_URL: &str = "simulated";
 
-pub fn info() -> ReaderInfo {
+/// What the simulated reader says about itself; its location's country comes from `config`.
+pub fn info(config: &SimulatorConfig) -> ReaderInfo {
     ReaderInfo {
         id: "rdr_simulated".into(),
         label: "Simulated reader (in page)".into(),
         serial_number: "SIMULATED-0001".into(),
         device_type: "simulated_in_page".into(),
         firmware_version: env!("CARGO_PKG_VERSION").into(),
-        country: None,
+        country: Some(config.country.clone()),
     }
 }
 
-pub fn discovered() -> Discovered {
+/// It has no link of its own to the backend: it neither processes nor stores payments.
+pub const CAPABILITIES: Capabilities = Capabilities {
+    process: false,
+    store: false,
+};
+
+pub fn discovered(config: &SimulatorConfig) -> Discovered {
     Discovered {
-        info: info(),
+        info: info(config),
         address: Address {
             method: Method::Simulated,
             url: SIMULATED_URL.into(),
@@ -97,9 +104,14 @@ impl SimulatedTransport {
                 "a collect is already in progress",
             );
         }
-        let (number, delay) = {
+        let (number, delay, entry_mode, pin_verified) = {
             let c = self.config.borrow();
-            (c.test_card_number.clone(), c.tap_delay_ms)
+            (
+                c.test_card_number.clone(),
+                c.tap_delay_ms,
+                c.entry_mode,
+                c.pin_verified,
+            )
         };
         let inbound = self.inbound.clone();
         let state = self.state.clone();
@@ -115,10 +127,18 @@ impl SimulatedTransport {
             }
             let last4 = number.get(number.len().saturating_sub(4)..).unwrap_or("");
             let exp_year = js_sys::Date::new_0().get_full_year() + 3;
-            inbound(Incoming::Frame(to_frame(&ReaderMessage::CardEvent {
-                request_id: id.clone(),
-                event: CardEventKind::Tapped,
-            })));
+            // The protocol has no event for a swipe: the card_read says it.
+            let event = match entry_mode {
+                EntryMode::Contactless => Some(CardEventKind::Tapped),
+                EntryMode::Chip => Some(CardEventKind::Inserted),
+                EntryMode::Swipe => None,
+            };
+            if let Some(event) = event {
+                inbound(Incoming::Frame(to_frame(&ReaderMessage::CardEvent {
+                    request_id: id.clone(),
+                    event,
+                })));
+            }
             inbound(Incoming::Frame(to_frame(&ReaderMessage::CardRead {
                 request_id: id,
                 card: CardSummary {
@@ -126,8 +146,8 @@ impl SimulatedTransport {
                     last4: last4.into(),
                     exp_month: 12,
                     exp_year: u16::try_from(exp_year).unwrap_or(2030),
-                    entry_mode: Some(pos_protocol::EntryMode::Contactless),
-                    pin_verified: false,
+                    entry_mode: Some(entry_mode),
+                    pin_verified,
                 },
                 card_payload: format!("simulated:v1:{number}"),
             })));
@@ -146,17 +166,18 @@ impl SimulatedTransport {
                 } => {
                     // A page's simulated reader belongs to its terminal: never in use elsewhere.
                     self.state.borrow_mut().paired = intent != HelloIntent::Discover;
+                    let reader = info(&self.config.borrow());
                     self.reply(ReaderMessage::HelloAck {
                         protocol_version: PROTOCOL_VERSION,
-                        reader: info(),
+                        reader,
                         status: ReaderStatus::Online,
-                        capabilities: Default::default(),
+                        capabilities: CAPABILITIES,
                     });
                 }
                 PosMessage::Hello { .. } => self.error(
                     None,
                     ReaderErrorCode::UnsupportedVersion,
-                    "this reader speaks protocol version 1",
+                    "this reader speaks protocol version 2",
                 ),
                 _ => self.error(None, ReaderErrorCode::NotPaired, "send hello first"),
             };

@@ -39,11 +39,8 @@ impl WsTransport {
 
     /// Opens `url`; resolves once the socket is open (the caller bounds the wait).
     pub async fn open(url: &str, inbound: Inbound) -> Result<Box<dyn Transport>, PosError> {
-        if !(url.starts_with("ws://") || url.starts_with("wss://")) {
-            return Err(PosError::InvalidArgument(format!(
-                "reader url must start with ws:// or wss://, got {url:?}"
-            )));
-        }
+        // wss:// except on loopback (also checked before discovery and connect).
+        super::check_reader_url(url)?;
         let ws = WebSocket::new(url).map_err(|e| {
             PosError::from(ReaderError::ConnectionFailed(
                 crate::js::js_error_name(&e).unwrap_or_default(),
