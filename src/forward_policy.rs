@@ -8,6 +8,7 @@ use crate::backend::PaymentOutcome;
 use crate::backoff;
 use crate::error::{BackendError, PosError};
 use crate::payment::{ErrorInfo, SealedBody, StoredPayment, StoredState};
+use pos_protocol::backend::PaymentStatus;
 
 /// Unreadable answers in a row after which a record ends as `failed`.
 pub const MAX_UNREADABLE_ANSWERS: u32 = 5;
@@ -82,6 +83,7 @@ pub enum Stop {
 pub enum Next {
     Forwarded {
         payment_intent: String,
+        status: PaymentStatus,
     },
     Declined {
         decline_code: String,
@@ -100,6 +102,7 @@ pub fn next_after(answer: &Result<PaymentOutcome, BackendError>) -> Next {
     match answer {
         Ok(PaymentOutcome::Approved(ok)) => Next::Forwarded {
             payment_intent: ok.payment_intent.clone(),
+            status: ok.status,
         },
         Ok(PaymentOutcome::Declined { decline_code }) => Next::Declined {
             decline_code: decline_code.clone(),
@@ -155,8 +158,12 @@ pub fn settle(
         0
     };
     match next {
-        Next::Forwarded { payment_intent } => {
+        Next::Forwarded {
+            payment_intent,
+            status,
+        } => {
             body.payment_intent_id = Some(payment_intent);
+            body.payment_status = Some(status);
             body.card_payload = None;
             body.last_error = None;
             report.forwarded += 1;
@@ -224,7 +231,7 @@ pub fn settle(
 mod tests {
     use super::*;
     use crate::payment::tests::sealed_body;
-    use pos_protocol::backend::{PaymentOk, PaymentStatus};
+    use pos_protocol::backend::PaymentOk;
 
     #[test]
     fn decision_table() {
@@ -235,7 +242,8 @@ mod tests {
         assert_eq!(
             next_after(&ok),
             Next::Forwarded {
-                payment_intent: "pi_1".into()
+                payment_intent: "pi_1".into(),
+                status: PaymentStatus::Succeeded,
             }
         );
         let declined = Ok(PaymentOutcome::Declined {
@@ -283,6 +291,7 @@ mod tests {
         let s = settle(
             Next::Forwarded {
                 payment_intent: "pi_9".into(),
+                status: PaymentStatus::RequiresCapture,
             },
             &mut body,
             1_000.0,
@@ -293,6 +302,7 @@ mod tests {
         assert_eq!(s.notify, Notify::Forwarded);
         assert_eq!(body.card_payload, None);
         assert_eq!(body.payment_intent_id.as_deref(), Some("pi_9"));
+        assert_eq!(body.payment_status, Some(PaymentStatus::RequiresCapture));
 
         let mut body = sealed_body();
         body.attempts = 1;

@@ -5,7 +5,7 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use pos_protocol::backend::CaptureMethod;
+use pos_protocol::backend::{CaptureMethod, PaymentStatus as BackendPaymentStatus};
 
 use crate::auth::{Auth, TokenSource};
 use crate::backend::Backend;
@@ -17,7 +17,8 @@ use crate::forward_policy::ForwardReport;
 use crate::held::Held;
 use crate::options::Settings;
 use crate::payment::{
-    new_payment_id, Collected, PaymentRequest, PaymentResult, StoredPayment, StoredState,
+    check_capturable, check_payment_id, new_payment_id, CaptureResult, Collected, Entry,
+    PaymentRequest, PaymentResult, StoredPayment, StoredState,
 };
 use crate::reader::session::ReaderSession;
 use crate::reader::{Address, CartInput, Discovered, Discovery, Timeouts};
@@ -252,6 +253,69 @@ impl Terminal {
         let entry = self.store.requeue(id).await?;
         self.status.publish().await;
         Ok(StoredPayment::from(&entry))
+    }
+
+    /// Captures a `requires_capture` payment (`captureMethod: "manual"`), online or forwarded
+    /// from offline storage. Idempotent at the backend: a second call answers `succeeded`
+    /// again, so after a network error it is safe to call again.
+    pub async fn capture_payment(&self, id: &str) -> Result<CaptureResult, PosError> {
+        self.capture_or_cancel(id, false).await
+    }
+
+    /// Cancels (voids) a `requires_capture` payment; idempotent like `capture_payment`.
+    pub async fn cancel_payment(&self, id: &str) -> Result<CaptureResult, PosError> {
+        self.capture_or_cancel(id, true).await
+    }
+
+    async fn capture_or_cancel(&self, id: &str, cancel: bool) -> Result<CaptureResult, PosError> {
+        self.check_open()?;
+        check_payment_id(id)?;
+        // The store only says whether this SDK still holds the payment; if it cannot be read,
+        // the backend (which knows every payment it has) still answers.
+        let entry = match self.store.get(id).await {
+            Ok(entry) => entry,
+            Err(e) => {
+                web_sys::console::warn_1(
+                    &format!("pos-terminal: stored payments not readable before capture: {e}")
+                        .into(),
+                );
+                None
+            }
+        };
+        check_capturable(id, entry.as_ref().map(|e| e.header.state))?;
+        let backend = self.checkout.backend.clone();
+        let ok = self
+            .checkout
+            .auth
+            .retry(|token| {
+                let backend = backend.clone();
+                async move {
+                    backend
+                        .capture_or_cancel(&token, id, cancel)
+                        .await
+                        .map_err(PosError::from)
+                }
+            })
+            .await?;
+        if let Some(entry) = entry {
+            self.note_payment_status(entry, ok.status).await;
+        }
+        Ok(CaptureResult::of(id, &ok))
+    }
+
+    /// Records the backend's new state of a payment this SDK forwarded, for
+    /// `listStoredPayments`. Best effort: the capture itself already happened.
+    async fn note_payment_status(&self, entry: Entry, status: BackendPaymentStatus) {
+        let Ok(mut body) = entry.body else { return };
+        if entry.header.state != StoredState::Forwarded || body.payment_status == Some(status) {
+            return;
+        }
+        body.payment_status = Some(status);
+        if let Err(e) = self.store.update_forwarded(&entry.header, &body).await {
+            web_sys::console::warn_1(
+                &format!("pos-terminal: the stored payment's new status was not saved: {e}").into(),
+            );
+        }
     }
 
     /// Stops timers and listeners and disconnects the reader. Stored payments stay.

@@ -2,12 +2,17 @@
 //! classified by `super`.
 
 use gloo_timers::callback::Timeout;
-use pos_protocol::backend::{PaymentBody, IDEMPOTENCY_HEADER};
+use pos_protocol::backend::{
+    PaymentBody, PaymentOk, ReaderPairing, ReaderPairingRequest, IDEMPOTENCY_HEADER,
+};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{AbortController, Headers, Request, RequestInit, Response};
 
-use super::{classify_payment_answer, health_ok, retry_after_ms, PaymentOutcome};
+use super::{
+    classify_capture_answer, classify_pairing_answer, classify_payment_answer, health_ok,
+    retry_after_ms, PaymentOutcome,
+};
 use crate::error::BackendError;
 use crate::js::{self, describe_js, js_error_name};
 
@@ -88,6 +93,53 @@ impl Backend {
             )
             .await?;
         classify_payment_answer(answer.status, &answer.text)
+            .map_err(|e| e.with_retry_after(answer.retry_after_ms))
+    }
+
+    /// `POST /v1/reader_pairings`: a pairing credential for `reader_id`.
+    pub async fn reader_pairing(
+        &self,
+        token: &str,
+        reader_id: &str,
+    ) -> Result<ReaderPairing, BackendError> {
+        let json = serde_json::to_string(&ReaderPairingRequest {
+            reader_id: reader_id.to_string(),
+        })
+        .map_err(|e| BackendError::NotSent(e.to_string()))?;
+        let auth = format!("Bearer {token}");
+        let headers = [
+            ("Content-Type", "application/json"),
+            ("Authorization", auth.as_str()),
+        ];
+        let answer = self
+            .send(
+                "POST",
+                "/v1/reader_pairings",
+                &headers,
+                Some(&json),
+                self.timeout_ms,
+            )
+            .await?;
+        classify_pairing_answer(answer.status, &answer.text, reader_id)
+            .map_err(|e| e.with_retry_after(answer.retry_after_ms))
+    }
+
+    /// `POST /v1/payments/{id}/capture` (or `/cancel` when `cancel`), empty body. `id` must
+    /// be checked by the caller (`payment::check_payment_id`): it becomes a path segment.
+    pub async fn capture_or_cancel(
+        &self,
+        token: &str,
+        id: &str,
+        cancel: bool,
+    ) -> Result<PaymentOk, BackendError> {
+        let auth = format!("Bearer {token}");
+        let headers = [("Authorization", auth.as_str())];
+        let action = if cancel { "cancel" } else { "capture" };
+        let path = format!("/v1/payments/{id}/{action}");
+        let answer = self
+            .send("POST", &path, &headers, None, self.timeout_ms)
+            .await?;
+        classify_capture_answer(answer.status, &answer.text)
             .map_err(|e| e.with_retry_after(answer.retry_after_ms))
     }
 

@@ -4,7 +4,7 @@
 #[cfg(target_arch = "wasm32")]
 mod client;
 
-use pos_protocol::backend::{ErrorBody, PaymentOk};
+use pos_protocol::backend::{codes, ErrorBody, PaymentOk, ReaderPairing};
 
 use crate::error::BackendError;
 #[cfg(target_arch = "wasm32")]
@@ -56,6 +56,77 @@ pub fn classify_payment_answer(status: u16, text: &str) -> Result<PaymentOutcome
             }
             Err(BackendError::status(status, describe(Some(&body), text)))
         }
+    }
+}
+
+/// Classifies an answer to `POST /v1/payments/{id}/capture` or `/cancel`: the payment's
+/// state, or a typed refusal (`payment_not_found`, `payment_unexpected_state`). Both
+/// requests are idempotent at the backend, so every retryable error may be retried as is.
+pub fn classify_capture_answer(status: u16, text: &str) -> Result<PaymentOk, BackendError> {
+    let own = serde_json::from_str::<ErrorBody>(text).ok();
+    match status {
+        200..=299 => serde_json::from_str::<PaymentOk>(text)
+            .map_err(|e| BackendError::InvalidResponse(format!("{status}: {e}"))),
+        401 | 403 => Err(BackendError::Unauthorized(describe(own.as_ref(), text))),
+        429 | 500..=599 => Err(BackendError::status(status, describe(own.as_ref(), text))),
+        _ => {
+            let Some(body) = own else {
+                return Err(BackendError::InvalidResponse(format!(
+                    "{status} without the backend's error body: {}",
+                    text.chars().take(200).collect::<String>()
+                )));
+            };
+            let message = describe(Some(&body), text);
+            match (status, body.error.code.as_str()) {
+                (404, codes::PAYMENT_NOT_FOUND) => Err(BackendError::PaymentNotFound(message)),
+                (409, codes::PAYMENT_UNEXPECTED_STATE) => {
+                    Err(BackendError::PaymentUnexpectedState(message))
+                }
+                _ => Err(BackendError::status(status, message)),
+            }
+        }
+    }
+}
+
+/// Longest pairing secret a hello may carry (`pos_protocol::reader::parse_pos_frame`).
+pub const MAX_PAIRING_SECRET_CHARS: usize = 256;
+
+/// Classifies an answer to `POST /v1/reader_pairings` for `reader_id`: the pairing, checked
+/// (for this reader, a secret a hello can carry), or why not.
+pub fn classify_pairing_answer(
+    status: u16,
+    text: &str,
+    reader_id: &str,
+) -> Result<ReaderPairing, BackendError> {
+    let own = serde_json::from_str::<ErrorBody>(text).ok();
+    match status {
+        200..=299 => {
+            let pairing = serde_json::from_str::<ReaderPairing>(text)
+                .map_err(|e| BackendError::InvalidResponse(format!("{status}: {e}")))?;
+            let secret_ok = !pairing.secret.is_empty()
+                && pairing.secret.len() <= MAX_PAIRING_SECRET_CHARS
+                && pairing.secret.bytes().all(|b| b.is_ascii_graphic());
+            if pairing.reader_id != reader_id {
+                Err(BackendError::InvalidResponse(
+                    "the backend issued a pairing for another reader".into(),
+                ))
+            } else if !secret_ok {
+                Err(BackendError::InvalidResponse(
+                    "the pairing secret is empty, too long or not visible ASCII".into(),
+                ))
+            } else {
+                Ok(pairing)
+            }
+        }
+        401 | 403 => Err(BackendError::Unauthorized(describe(own.as_ref(), text))),
+        429 | 500..=599 => Err(BackendError::status(status, describe(own.as_ref(), text))),
+        _ => match own {
+            Some(body) => Err(BackendError::status(status, describe(Some(&body), text))),
+            None => Err(BackendError::InvalidResponse(format!(
+                "{status} without the backend's error body: {}",
+                text.chars().take(200).collect::<String>()
+            ))),
+        },
     }
 }
 
@@ -179,6 +250,96 @@ mod tests {
             classify_payment_answer(409, own).unwrap_err(),
             BackendError::IdempotencyConflict
         );
+    }
+
+    #[test]
+    fn capture_answers_are_typed() {
+        let ok = classify_capture_answer(
+            200,
+            r#"{"payment_intent":"pi_1","status":"requires_capture"}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.status, PaymentStatus::RequiresCapture);
+        let ok = classify_capture_answer(200, r#"{"payment_intent":"pi_1","status":"canceled"}"#)
+            .unwrap();
+        assert_eq!(ok.status, PaymentStatus::Canceled);
+        let e = classify_capture_answer(
+            404,
+            r#"{"error":{"code":"payment_not_found","message":"no"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(PosError::from(e.clone()).code(), "payment_not_found");
+        assert!(!e.is_retryable());
+        let e = classify_capture_answer(
+            409,
+            r#"{"error":{"code":"payment_unexpected_state","message":"captured"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(PosError::from(e.clone()).code(), "payment_unexpected_state");
+        assert!(!e.is_retryable());
+        // A proxy's 404 page is no answer about the payment: retryable.
+        let e = classify_capture_answer(404, "Not Found").unwrap_err();
+        assert!(e.is_retryable());
+        assert_eq!(PosError::from(e).code(), "backend_invalid_response");
+        let e = classify_capture_answer(503, "").unwrap_err();
+        assert!(e.is_retryable());
+        assert!(matches!(
+            classify_capture_answer(401, "{}").unwrap_err(),
+            BackendError::Unauthorized(_)
+        ));
+        // Another 409 of the backend (not a state conflict) stays a backend error.
+        let e =
+            classify_capture_answer(409, r#"{"error":{"code":"something_else","message":"x"}}"#)
+                .unwrap_err();
+        assert_eq!(PosError::from(e).code(), "backend_error");
+    }
+
+    #[test]
+    fn pairing_answers_are_checked() {
+        let p = classify_pairing_answer(
+            200,
+            r#"{"reader_id":"rdr_1","secret":"rpair_ab","expires_at":5}"#,
+            "rdr_1",
+        )
+        .unwrap();
+        assert_eq!((p.secret.as_str(), p.expires_at), ("rpair_ab", 5));
+        for (text, why) in [
+            (
+                r#"{"reader_id":"rdr_2","secret":"rpair_ab","expires_at":5}"#,
+                "another reader",
+            ),
+            (
+                r#"{"reader_id":"rdr_1","secret":"","expires_at":5}"#,
+                "empty",
+            ),
+            (
+                r#"{"reader_id":"rdr_1","secret":"a b","expires_at":5}"#,
+                "space",
+            ),
+            (r#"{"reader_id":"rdr_1"}"#, "missing fields"),
+        ] {
+            let e = classify_pairing_answer(200, text, "rdr_1").unwrap_err();
+            assert!(matches!(e, BackendError::InvalidResponse(_)), "{why}");
+        }
+        let long = format!(
+            r#"{{"reader_id":"rdr_1","secret":"{}","expires_at":5}}"#,
+            "x".repeat(MAX_PAIRING_SECRET_CHARS + 1)
+        );
+        assert!(classify_pairing_answer(200, &long, "rdr_1").is_err());
+        assert!(matches!(
+            classify_pairing_answer(401, "", "rdr_1").unwrap_err(),
+            BackendError::Unauthorized(_)
+        ));
+        assert!(classify_pairing_answer(503, "", "rdr_1")
+            .unwrap_err()
+            .is_retryable());
+        let e = classify_pairing_answer(
+            400,
+            r#"{"error":{"code":"invalid_request","message":"x"}}"#,
+            "rdr_1",
+        )
+        .unwrap_err();
+        assert!(!e.is_retryable());
     }
 
     #[test]

@@ -216,6 +216,23 @@ impl JsTerminal {
         })
     }
 
+    // -- sdkpair (issue 8): capture and cancel of manual-capture payments.
+
+    /// Captures a `requires_capture` payment (online, or forwarded from offline storage).
+    /// Idempotent at the backend: safe to call again after a network error.
+    #[wasm_bindgen(js_name = capturePayment, unchecked_return_type = "Promise<CaptureResult>")]
+    pub fn capture_payment(&self, id: String) -> Promise {
+        let core = self.core.clone();
+        promise(async move { to_js(&core.capture_payment(&id).await?) })
+    }
+
+    /// Cancels (voids) a `requires_capture` payment. Idempotent like `capturePayment`.
+    #[wasm_bindgen(js_name = cancelPayment, unchecked_return_type = "Promise<CaptureResult>")]
+    pub fn cancel_payment(&self, id: String) -> Promise {
+        let core = self.core.clone();
+        promise(async move { to_js(&core.cancel_payment(&id).await?) })
+    }
+
     /// Support's way out of `failed`: back to `pending` under the same id (same key).
     #[wasm_bindgen(js_name = requeuePayment, unchecked_return_type = "Promise<StoredPayment>")]
     pub fn requeue_payment(&self, id: String) -> Promise {

@@ -162,6 +162,8 @@ export interface StoredPayment {
   declineCode: string | null;
   card: CardSummary;
   metadata: Record<string, string>;
+  /** The payment's state at the backend as last heard (when forwarded, after `capturePayment` / `cancelPayment` here); null before it was forwarded. */
+  paymentStatus: BackendPaymentStatus | null;
 }
 
 export interface ForwardingFailure {
@@ -184,6 +186,17 @@ export interface OfflineStatus {
 }
 
 export interface ForwardReport { forwarded: number; declined: number; failed: number; remaining: number; }
+
+// -- sdkpair (issue 8): capture and cancel.
+/** A payment's state at the backend. */
+export type BackendPaymentStatus = "succeeded" | "requires_capture" | "canceled";
+
+/** What `capturePayment` and `cancelPayment` resolve with. */
+export interface CaptureResult {
+  id: string;
+  status: BackendPaymentStatus;
+  paymentIntentId: string;
+}
 
 export interface Terminal {
   /** Every stored payment, oldest first; `state` filters. */

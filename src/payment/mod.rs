@@ -9,7 +9,7 @@ pub use view::{
 
 use std::collections::BTreeMap;
 
-use pos_protocol::backend::CaptureMethod;
+use pos_protocol::backend::{CaptureMethod, PaymentOk, PaymentStatus};
 use pos_protocol::CardSummary;
 use serde::{Deserialize, Serialize};
 
@@ -193,6 +193,10 @@ pub struct SealedBody {
     /// from `attempts`, so timeouts never make one odd answer final.
     #[serde(default)]
     pub unreadable: u32,
+    /// The payment's state at the backend as last heard: when it was forwarded, and after a
+    /// `capturePayment` / `cancelPayment` through this SDK. `None` in older records.
+    #[serde(default)]
+    pub payment_status: Option<PaymentStatus>,
 }
 
 impl SealedBody {
@@ -220,6 +224,55 @@ impl SealedBody {
             decline_code: None,
             backend_url: None,
             unreadable: 0,
+            payment_status: None,
+        }
+    }
+}
+
+/// Longest payment id `capturePayment` / `cancelPayment` take (the protocol's request id).
+pub const MAX_PAYMENT_ID_CHARS: usize = pos_protocol::reader::MAX_PAYMENT_ID_CHARS;
+
+/// A payment id the caller passes back: it becomes a URL path segment, so only ASCII
+/// letters, digits, `_` and `-`, at most 64.
+pub fn check_payment_id(id: &str) -> Result<(), PosError> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_PAYMENT_ID_CHARS
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(PosError::InvalidArgument(format!(
+            "a payment id is 1 to {MAX_PAYMENT_ID_CHARS} ASCII letters, digits, _ or -"
+        )))
+    }
+}
+
+/// Capture and cancel go to the backend unless this SDK still holds the payment offline
+/// (`state` is its record's state here, if it has one): the backend has not seen it yet.
+pub fn check_capturable(id: &str, state: Option<StoredState>) -> Result<(), PosError> {
+    match state {
+        Some(s) if s.is_outstanding() => Err(PosError::PaymentNotForwarded(id.to_string())),
+        _ => Ok(()),
+    }
+}
+
+/// What `capturePayment` and `cancelPayment` resolve with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CaptureResult {
+    pub id: String,
+    pub status: PaymentStatus,
+    pub payment_intent_id: String,
+}
+
+impl CaptureResult {
+    pub fn of(id: &str, ok: &PaymentOk) -> Self {
+        Self {
+            id: id.to_string(),
+            status: ok.status,
+            payment_intent_id: ok.payment_intent.clone(),
         }
     }
 }
@@ -284,6 +337,7 @@ pub(crate) mod tests {
             decline_code: None,
             backend_url: None,
             unreadable: 0,
+            payment_status: None,
         }
     }
 
@@ -344,6 +398,56 @@ pub(crate) mod tests {
         }
         assert!(Pending.is_outstanding() && Forwarding.is_outstanding());
         assert!(!Forwarded.is_outstanding());
+    }
+
+    #[test]
+    fn only_payments_the_backend_has_seen_are_captured() {
+        use StoredState::*;
+        for s in [Pending, Forwarding] {
+            assert_eq!(
+                check_capturable("pay_1", Some(s)).unwrap_err().code(),
+                "payment_not_forwarded"
+            );
+        }
+        // Forwarded, an intent (the backend may have it), or not stored here at all (online,
+        // another device, forwarded by the reader): the backend decides.
+        for s in [
+            None,
+            Some(Forwarded),
+            Some(Intent),
+            Some(Declined),
+            Some(Failed),
+        ] {
+            assert!(check_capturable("pay_1", s).is_ok(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn payment_ids_are_path_safe() {
+        check_payment_id("pay_abc234").unwrap();
+        check_payment_id(&"a".repeat(64)).unwrap();
+        for bad in ["", "pay/../x", "pay_1?x", "pay 1", "é", &"a".repeat(65)] {
+            assert_eq!(
+                check_payment_id(bad).unwrap_err().code(),
+                "invalid_argument",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_capture_result_is_camel_case() {
+        let r = CaptureResult::of(
+            "pay_1",
+            &PaymentOk {
+                payment_intent: "pi_1".into(),
+                status: PaymentStatus::Succeeded,
+            },
+        );
+        assert_eq!(
+            serde_json::to_value(r).unwrap(),
+            serde_json::json!({"id": "pay_1", "status": "succeeded", "paymentIntentId": "pi_1"})
+        );
     }
 
     #[test]

@@ -147,6 +147,9 @@ pub struct StoredPayment {
     pub decline_code: Option<String>,
     pub card: CardView,
     pub metadata: BTreeMap<String, String>,
+    /// The payment's state at the backend as last heard (when forwarded, after a capture or
+    /// cancel through this SDK); `null` before it was forwarded.
+    pub payment_status: Option<PaymentStatus>,
 }
 
 impl From<&Entry> for StoredPayment {
@@ -165,6 +168,7 @@ impl From<&Entry> for StoredPayment {
                 decline_code: b.decline_code.clone(),
                 card: (&b.card).into(),
                 metadata: b.metadata.clone(),
+                payment_status: b.payment_status,
             },
             // Unreadable: what is known in the clear, and why the rest is not.
             Err(err) => Self {
@@ -179,6 +183,7 @@ impl From<&Entry> for StoredPayment {
                 decline_code: None,
                 card: CardView::unknown(),
                 metadata: BTreeMap::new(),
+                payment_status: None,
             },
         }
     }

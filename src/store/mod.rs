@@ -349,6 +349,34 @@ impl Store {
                 to.as_str()
             )));
         }
+        self.write(header, to, body, next_attempt_at, limits).await
+    }
+
+    /// Re-seals a forwarded record with `body` (what the backend said of it since: a capture
+    /// or cancel), a compare-and-set like `transition`. `None` when it changed meanwhile.
+    pub async fn update_forwarded(
+        &self,
+        header: &Header,
+        body: &SealedBody,
+    ) -> Result<Option<Header>, PosError> {
+        if header.state != StoredState::Forwarded {
+            return Err(PosError::Internal(
+                "only a forwarded record is updated in place".into(),
+            ));
+        }
+        let to = StoredState::Forwarded;
+        self.write(header, to, Some(body), header.next_attempt_at, None)
+            .await
+    }
+
+    async fn write(
+        &self,
+        header: &Header,
+        to: StoredState,
+        body: Option<&SealedBody>,
+        next_attempt_at: f64,
+        limits: Option<&OfflineLimits>,
+    ) -> Result<Option<Header>, PosError> {
         let now = js::now_ms();
         let next = Header {
             state: to,

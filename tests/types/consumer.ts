@@ -4,6 +4,7 @@
 import init, {
   Terminal,
   forwardStoredPayments,
+  type CaptureResult,
   type CollectedPayment,
   type ForwardReport,
   type OfflineStatus,
@@ -41,6 +42,9 @@ export async function cashier(backendUrl: string): Promise<void> {
   const method: "websocket" | "usb" | "simulated" = simulated.method;
   void method;
   terminal.setSimulatorConfiguration({ testCardNumber: "4000000000000002", tapDelayMs: 100 });
+  terminal.setSimulatorConfiguration({ entryMode: "contactless", pinVerified: false, country: "FR" });
+  // @ts-expect-error: an entry mode is chip, contactless or swipe
+  terminal.setSimulatorConfiguration({ entryMode: "tap" });
   // @ts-expect-error: a reader's status is "online" or "in_use"
   const busy: "busy" = reader.status;
   void busy;
@@ -60,7 +64,17 @@ export async function cashier(backendUrl: string): Promise<void> {
     void at;
   }
 
+  const captured: CaptureResult = await terminal.capturePayment(result.id);
+  const state: "succeeded" | "requires_capture" | "canceled" = captured.status;
+  const intent: string = (await terminal.cancelPayment(collected.id)).paymentIntentId;
+  void [state, intent];
+  // @ts-expect-error: a capture result's status is never "stored_offline"
+  const never: "stored_offline" = captured.status;
+  void never;
+
   const all: StoredPayment[] = await terminal.listStoredPayments();
+  const lastHeard: "succeeded" | "requires_capture" | "canceled" | null = all[0]?.paymentStatus ?? null;
+  void lastHeard;
   const pending: StoredPayment[] = await terminal.listStoredPayments({ state: "pending" });
   const report: ForwardReport = await terminal.forwardStoredPayments();
   const fromWorker: ForwardReport = await forwardStoredPayments({ databaseName: "pos-terminal" });
