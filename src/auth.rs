@@ -1,11 +1,9 @@
-//! Connection tokens: fetched from the caller's source, cached, saved sealed (so readers
-//! pair and a service worker forwards while the page is gone), and refreshed once when the
-//! backend or a reader refuses one.
+//! Connection tokens: fetched from the caller's source, cached, saved sealed (so a service
+//! worker forwards while the page is gone), and refreshed once when the backend refuses one.
+//! A token goes to the backend only: readers get a pairing credential (`pairing`).
 
 use std::future::Future;
 use std::pin::Pin;
-
-use pos_protocol::reader::ReaderErrorCode;
 
 use crate::error::{BackendError, PosError};
 
@@ -22,7 +20,7 @@ impl<F: Fn() -> TokenFuture> TokenSource for F {
     }
 }
 
-/// A token is sent in an Authorization header and to readers: visible ASCII only, bounded.
+/// A token is sent in an Authorization header: visible ASCII only, bounded.
 pub fn check_token(token: String) -> Result<String, PosError> {
     if !token.is_empty() && token.len() <= 4096 && token.bytes().all(|b| b.is_ascii_graphic()) {
         Ok(token)
@@ -33,11 +31,9 @@ pub fn check_token(token: String) -> Result<String, PosError> {
     }
 }
 
-/// True when `e` says the credentials were refused (by the backend, or by a reader that
-/// does not accept this token for pairing).
+/// True when `e` says the backend refused the token.
 pub fn is_refused_token(e: &PosError) -> bool {
     matches!(e, PosError::Backend(BackendError::Unauthorized(_)))
-        || e.reader_code() == Some(ReaderErrorCode::NotPaired)
 }
 
 /// Runs `op` with the current token; when `refused` says the token was refused, once more
@@ -190,12 +186,18 @@ mod tests {
     }
 
     #[test]
-    fn a_reader_that_does_not_know_the_token_counts_as_a_refusal() {
-        let e = PosError::from(crate::error::ReaderError::Reported {
-            code: ReaderErrorCode::NotPaired,
-            message: String::new(),
-        });
-        assert!(is_refused_token(&e));
+    fn a_reader_refusal_is_no_token_refusal() {
+        // Readers never see the token: their refusals are about the pairing credential.
+        for code in [
+            pos_protocol::reader::ReaderErrorCode::NotPaired,
+            pos_protocol::reader::ReaderErrorCode::PairingRefused,
+        ] {
+            let e = PosError::from(crate::error::ReaderError::Reported {
+                code,
+                message: String::new(),
+            });
+            assert!(!is_refused_token(&e));
+        }
         assert!(!is_refused_token(&PosError::TerminalClosed));
     }
 

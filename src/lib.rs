@@ -16,6 +16,7 @@ pub mod forward_policy;
 pub mod held;
 pub mod limits;
 pub mod options;
+pub mod pairing;
 pub mod payment;
 pub mod reader;
 pub mod status;

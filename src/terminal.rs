@@ -16,6 +16,7 @@ use crate::events::{Events, PaymentStatus};
 use crate::forward_policy::ForwardReport;
 use crate::held::Held;
 use crate::options::Settings;
+use crate::pairing::Pairings;
 use crate::payment::{
     check_capturable, check_payment_id, new_payment_id, CaptureResult, Collected, Entry,
     PaymentRequest, PaymentResult, StoredPayment, StoredState,
@@ -29,6 +30,7 @@ use crate::validate;
 
 pub struct Terminal {
     store: Rc<Store>,
+    pairings: Rc<Pairings>,
     reader: Rc<ReaderSession>,
     checkout: Checkout,
     scheduler: Rc<Scheduler>,
@@ -53,7 +55,7 @@ impl Terminal {
             .await?,
         );
         store.bind_backend(&settings.backend_url);
-        // A token saved for this backend lets readers pair while the backend is down.
+        // The token saved for this backend lets a service worker forward with no page.
         let saved = store.load_config().await.ok().flatten();
         let token = saved
             .filter(|c| c.backend_url == settings.backend_url)
@@ -75,6 +77,12 @@ impl Terminal {
         let auth = Rc::new(Auth::new(
             tokens,
             token,
+            store.clone(),
+            settings.backend_url.clone(),
+        ));
+        let pairings = Rc::new(Pairings::new(
+            backend.clone(),
+            auth.clone(),
             store.clone(),
             settings.backend_url.clone(),
         ));
@@ -109,6 +117,7 @@ impl Terminal {
         };
         let terminal = Terminal {
             store,
+            pairings,
             reader: Rc::new(ReaderSession::new(events.clone(), Timeouts::default())),
             checkout,
             scheduler: scheduler.clone(),
@@ -137,7 +146,7 @@ impl Terminal {
         discovery: &Discovery,
     ) -> Result<Vec<Discovered>, PosError> {
         self.check_open()?;
-        self.reader.discover(discovery, &self.checkout.auth).await
+        self.reader.discover(discovery).await
     }
 
     /// Connects to the reader at `address`; `take_over` takes it from another POS.
@@ -149,7 +158,7 @@ impl Terminal {
         self.check_open()?;
         let reader = self
             .reader
-            .connect(address, take_over, &self.checkout.auth)
+            .connect(address, take_over, &self.pairings)
             .await?;
         if self.closed.get() {
             // `close()` ran while connecting: don't leave a reader attached.

@@ -80,10 +80,11 @@ pub struct Paired {
 
 impl Connection {
     /// Opens a transport with `open_transport` (given where to deliver what it receives) and
-    /// says `hello` with `intent`; fails if either takes longer than `timeouts.connect_ms`.
+    /// says `hello` with `intent` and the reader's `pairing` credential (none for a
+    /// `discover`); fails if either takes longer than `timeouts.connect_ms`.
     pub async fn open<F, Fut>(
         open_transport: F,
-        token: &str,
+        pairing: Option<&str>,
         intent: HelloIntent,
         timeouts: Timeouts,
     ) -> Result<Paired, PosError>
@@ -122,8 +123,8 @@ impl Connection {
         let hello = PosMessage::Hello {
             protocol_version: PROTOCOL_VERSION,
             client: format!("pos-terminal/{}", env!("CARGO_PKG_VERSION")),
-            // Interim: protocol v2 sends a reader pairing credential here (next commit).
-            pairing: Some(token.to_string()),
+            // The reader's own credential, never the backend's connection token.
+            pairing: pairing.map(str::to_string),
             intent,
             registration_code: None,
         };

@@ -4,6 +4,7 @@
 //! knows nothing of payments' storage, the backend, or which transport carries the frames.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 
 use futures_util::future::join_all;
@@ -18,15 +19,19 @@ use super::transport::Inbound;
 use super::usb::{self, UsbTransport};
 use super::websocket::WsTransport;
 use super::{
-    reconnect_delay_ms, Address, Discovered, Discovery, Method, SimulatorConfig, Timeouts,
+    check_reader_url, reconnect_delay_ms, Address, Discovered, Discovery, Method, SimulatorConfig,
+    Timeouts,
 };
-use crate::auth::{is_refused_token, Auth};
 use crate::error::{PosError, ReaderError};
 use crate::events::{ConnectionStatus, Events, PaymentStatus};
+use crate::pairing::{is_pairing_refused, refused_twice, Pairings, Purpose};
 use crate::payment::new_payment_id;
 
 /// At most this many reader addresses per discovery.
 pub const MAX_DISCOVERY_URLS: usize = 32;
+
+/// At most this many reader ids remembered by address (then the memory starts over).
+const MAX_KNOWN_IDS: usize = 256;
 
 /// What a reader returned for a collect: the card summary and the ciphertext for the backend.
 pub struct CardRead {
@@ -51,12 +56,15 @@ pub struct ReaderSession {
     commanding: Cell<bool>,
     /// Bumped by every connect and disconnect: a reconnection loop of an older one stops.
     generation: Cell<u64>,
+    /// Reader ids by address, as the readers said in their `hello_ack` (discovery, connects):
+    /// the reader a pairing credential is asked for.
+    known_ids: RefCell<HashMap<String, String>>,
 }
 
-/// Opens the transport for `address` and says `hello` with `intent`.
+/// Opens the transport for `address` and says `hello` with `intent` and `pairing`.
 async fn open(
     address: &Address,
-    token: &str,
+    pairing: Option<&str>,
     intent: HelloIntent,
     timeouts: Timeouts,
     simulator: &Rc<RefCell<SimulatorConfig>>,
@@ -71,7 +79,7 @@ async fn open(
             Method::Simulated => Ok(SimulatedTransport::open(inbound, simulator)),
         }
     };
-    Connection::open(open_transport, token, intent, timeouts).await
+    Connection::open(open_transport, pairing, intent, timeouts).await
 }
 
 impl ReaderSession {
@@ -85,6 +93,7 @@ impl ReaderSession {
             collecting: RefCell::new(None),
             commanding: Cell::new(false),
             generation: Cell::new(0),
+            known_ids: RefCell::new(HashMap::new()),
         }
     }
 
@@ -99,13 +108,10 @@ impl ReaderSession {
     }
 
     /// Every reader found, each with its status (`in_use` when another POS holds it).
-    pub async fn discover(
-        &self,
-        discovery: &Discovery,
-        auth: &Auth,
-    ) -> Result<Vec<Discovered>, PosError> {
+    /// Discovery hellos carry no credential: a reader answers who it is and whether it is free.
+    pub async fn discover(&self, discovery: &Discovery) -> Result<Vec<Discovered>, PosError> {
         match discovery {
-            Discovery::WebSocket { urls } => self.discover_websocket(urls, auth).await,
+            Discovery::WebSocket { urls } => self.discover_websocket(urls).await,
             Discovery::Usb {
                 request_permission,
                 filters,
@@ -114,55 +120,123 @@ impl ReaderSession {
         }
     }
 
-    async fn discover_websocket(
-        &self,
-        urls: &[String],
-        auth: &Auth,
-    ) -> Result<Vec<Discovered>, PosError> {
+    async fn discover_websocket(&self, urls: &[String]) -> Result<Vec<Discovered>, PosError> {
         if urls.is_empty() || urls.len() > MAX_DISCOVERY_URLS {
             return Err(PosError::InvalidArgument(format!(
                 "urls must list 1 to {MAX_DISCOVERY_URLS} reader addresses"
             )));
         }
+        // Every address first: an insecure one fails the call, it is not silently skipped.
+        for url in urls {
+            check_reader_url(url)?;
+        }
         let timeouts = self.timeouts.get();
-        let simulator = self.simulator.clone();
-        let probe = |token: String| {
-            let simulator = simulator.clone();
-            async move {
-                let probes = urls.iter().map(|url| {
-                    let token = token.clone();
-                    let simulator = simulator.clone();
-                    async move {
-                        let address = Address {
-                            method: Method::WebSocket,
-                            url: url.clone(),
-                        };
-                        let paired = open(
-                            &address,
-                            &token,
-                            HelloIntent::Discover,
-                            timeouts,
-                            &simulator,
-                        )
-                        .await?;
-                        paired.conn.close();
-                        Ok::<_, PosError>(Discovered {
-                            info: paired.info,
-                            address,
-                            status: paired.status,
-                        })
-                    }
-                });
-                join_all(probes).await
-            }
-        };
-        let refused = |found: &Vec<Result<Discovered, PosError>>| {
-            found
-                .iter()
-                .any(|r| matches!(r, Err(e) if is_refused_token(e)))
-        };
-        let found = auth.retry_when(probe, refused).await?;
-        Ok(found.into_iter().filter_map(Result::ok).collect())
+        let probes = urls.iter().map(|url| async move {
+            let address = Address {
+                method: Method::WebSocket,
+                url: url.clone(),
+            };
+            let paired = open(
+                &address,
+                None,
+                HelloIntent::Discover,
+                timeouts,
+                &self.simulator,
+            )
+            .await?;
+            paired.conn.close();
+            Ok::<_, PosError>(Discovered {
+                info: paired.info,
+                address,
+                status: paired.status,
+            })
+        });
+        let found: Vec<Discovered> = join_all(probes)
+            .await
+            .into_iter()
+            .filter_map(Result::ok)
+            .collect();
+        for d in &found {
+            self.remember(&d.address.url, &d.info.id);
+        }
+        Ok(found)
+    }
+
+    fn remember(&self, url: &str, reader_id: &str) {
+        let mut known = self.known_ids.borrow_mut();
+        if known.len() >= MAX_KNOWN_IDS && !known.contains_key(url) {
+            known.clear();
+        }
+        known.insert(url.to_string(), reader_id.to_string());
+    }
+
+    /// The id of the reader at `address`: as it said before, else from a discover hello.
+    async fn reader_id(&self, address: &Address) -> Result<String, PosError> {
+        let known = self.known_ids.borrow().get(&address.url).cloned();
+        if let Some(id) = known {
+            return Ok(id);
+        }
+        let timeouts = self.timeouts.get();
+        let probe = open(
+            address,
+            None,
+            HelloIntent::Discover,
+            timeouts,
+            &self.simulator,
+        )
+        .await?;
+        probe.conn.close();
+        self.remember(&address.url, &probe.info.id);
+        Ok(probe.info.id)
+    }
+
+    /// Says hello to the reader at `address` with its pairing credential (`purpose` decides
+    /// whether the backend is asked for it). After a refusal: the reader's id again (another
+    /// reader may answer at this address now) and a fresh credential, once.
+    async fn open_paired(
+        &self,
+        address: &Address,
+        intent: HelloIntent,
+        purpose: Purpose,
+        pairings: &Pairings,
+    ) -> Result<Paired, PosError> {
+        if address.method == Method::Simulated {
+            // In this page and part of this terminal: there is nothing to pair with.
+            return open(address, None, intent, self.timeouts.get(), &self.simulator).await;
+        }
+        let reader_id = self.reader_id(address).await?;
+        let secret = pairings.secret(&reader_id, purpose).await?;
+        match self.hello_as(address, &reader_id, &secret, intent).await {
+            Err(e) if is_pairing_refused(&e) => {}
+            other => return other,
+        }
+        self.known_ids.borrow_mut().remove(&address.url);
+        let reader_id = self.reader_id(address).await?;
+        let secret = pairings.secret(&reader_id, Purpose::AfterRefusal).await?;
+        match self.hello_as(address, &reader_id, &secret, intent).await {
+            Err(e) if is_pairing_refused(&e) => Err(refused_twice(&reader_id, &e)),
+            other => other,
+        }
+    }
+
+    /// A hello with `secret`, the credential of `reader_id`; the reader must be that one.
+    async fn hello_as(
+        &self,
+        address: &Address,
+        reader_id: &str,
+        secret: &str,
+        intent: HelloIntent,
+    ) -> Result<Paired, PosError> {
+        let timeouts = self.timeouts.get();
+        let paired = open(address, Some(secret), intent, timeouts, &self.simulator).await?;
+        if paired.info.id != reader_id {
+            paired.conn.close();
+            return Err(ReaderError::Protocol(format!(
+                "the reader paired as {reader_id} answered as another reader"
+            ))
+            .into());
+        }
+        Ok(paired)
     }
 
     pub fn is_connected(&self) -> bool {
@@ -170,14 +244,18 @@ impl ReaderSession {
     }
 
     /// Connects to the reader at `address`; with `take_over`, even if another POS holds it.
+    /// The hello carries the reader's pairing credential (`pairings`), never the token.
     pub async fn connect(
         self: &Rc<Self>,
         address: &Address,
         take_over: bool,
-        auth: &Rc<Auth>,
+        pairings: &Rc<Pairings>,
     ) -> Result<Discovered, PosError> {
         if self.is_connected() || self.connecting.get() {
             return Err(ReaderError::AlreadyConnected.into());
+        }
+        if address.method == Method::WebSocket {
+            check_reader_url(&address.url)?;
         }
         self.generation.set(self.generation.get() + 1);
         self.connecting.set(true);
@@ -187,17 +265,12 @@ impl ReaderSession {
         } else {
             HelloIntent::Connect
         };
-        let timeouts = self.timeouts.get();
-        let simulator = self.simulator.clone();
-        let opened = auth
-            .retry(|token| {
-                let simulator = simulator.clone();
-                async move { open(address, &token, intent, timeouts, &simulator).await }
-            })
+        let opened = self
+            .open_paired(address, intent, Purpose::Connect, pairings)
             .await;
         self.connecting.set(false);
         match opened {
-            Ok(paired) => Ok(self.attach(paired, address.clone(), auth.clone())),
+            Ok(paired) => Ok(self.attach(paired, address.clone(), pairings.clone())),
             Err(e) => {
                 self.events
                     .connection_status(ConnectionStatus::NotConnected);
@@ -207,13 +280,19 @@ impl ReaderSession {
     }
 
     /// Keeps `paired` as the connected reader and watches for its unexpected end.
-    fn attach(self: &Rc<Self>, paired: Paired, address: Address, auth: Rc<Auth>) -> Discovered {
+    fn attach(
+        self: &Rc<Self>,
+        paired: Paired,
+        address: Address,
+        pairings: Rc<Pairings>,
+    ) -> Discovered {
         let weak: Weak<Self> = Rc::downgrade(self);
         let generation = self.generation.get();
         let again = address.clone();
+        self.remember(&address.url, &paired.info.id);
         paired.conn.on_disconnect(Box::new(move |err: PosError| {
             if let Some(session) = weak.upgrade() {
-                session.on_lost(err, generation, again, auth);
+                session.on_lost(err, generation, again, pairings);
             }
         }));
         let reader = Discovered {
@@ -230,7 +309,13 @@ impl ReaderSession {
         reader
     }
 
-    fn on_lost(self: &Rc<Self>, err: PosError, generation: u64, address: Address, auth: Rc<Auth>) {
+    fn on_lost(
+        self: &Rc<Self>,
+        err: PosError,
+        generation: u64,
+        address: Address,
+        pairings: Rc<Pairings>,
+    ) {
         if self.generation.get() != generation {
             return;
         }
@@ -247,14 +332,14 @@ impl ReaderSession {
         if retry && self.timeouts.get().reconnect_attempts > 0 {
             let session = self.clone();
             wasm_bindgen_futures::spawn_local(async move {
-                session.reconnect(generation, address, auth).await;
+                session.reconnect(generation, address, pairings).await;
             });
         }
     }
 
     /// Tries the same reader again with growing delays, unless a connect or disconnect of the
-    /// caller's happened meanwhile.
-    async fn reconnect(self: Rc<Self>, generation: u64, address: Address, auth: Rc<Auth>) {
+    /// caller's happened meanwhile. The cached pairing serves while the backend is down.
+    async fn reconnect(self: Rc<Self>, generation: u64, address: Address, pairings: Rc<Pairings>) {
         let timeouts = self.timeouts.get();
         for attempt in 1..=timeouts.reconnect_attempts {
             TimeoutFuture::new(reconnect_delay_ms(timeouts.reconnect_base_ms, attempt)).await;
@@ -263,19 +348,14 @@ impl ReaderSession {
             }
             self.connecting.set(true);
             self.events.connection_status(ConnectionStatus::Connecting);
-            let opened = match auth.token(false).await {
-                Ok(token) => {
-                    open(
-                        &address,
-                        &token,
-                        HelloIntent::Connect,
-                        timeouts,
-                        &self.simulator,
-                    )
-                    .await
-                }
-                Err(e) => Err(e),
-            };
+            let opened = self
+                .open_paired(
+                    &address,
+                    HelloIntent::Connect,
+                    Purpose::Reconnect,
+                    &pairings,
+                )
+                .await;
             self.connecting.set(false);
             if self.generation.get() != generation {
                 if let Ok(p) = opened {
@@ -285,7 +365,7 @@ impl ReaderSession {
             }
             match opened {
                 Ok(paired) => {
-                    self.attach(paired, address, auth);
+                    self.attach(paired, address, pairings);
                     return;
                 }
                 Err(e) => {

@@ -2,6 +2,7 @@
 //! and what the browser says about the origin's storage.
 
 use js_sys::Uint8Array;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -42,17 +43,28 @@ pub async fn storage_headroom() -> Option<f64> {
     let usage = js::get(&estimate, "usage").as_f64()?;
     Some(quota - usage)
 }
+/// Key of a reader's pairing credential in the keys store (sealed, bound to this key).
+pub fn pairing_key(reader_id: &str) -> String {
+    format!("pairing:{reader_id}")
+}
+
 impl Store {
     pub async fn save_config(&self, config: &PersistedConfig) -> Result<(), PosError> {
-        let sealed = self
-            .vault
-            .seal_json(CONFIG_ID, SEALED_META_VERSION, config)?;
+        self.save_sealed(CONFIG_ID, config).await
+    }
+
+    pub async fn load_config(&self) -> Result<Option<PersistedConfig>, PosError> {
+        self.load_sealed(CONFIG_ID).await
+    }
+
+    /// Saves `value` sealed under `key` in the keys store, in a strict transaction; the seal
+    /// is bound to `key`, so a value cannot be moved to another key undetected.
+    pub async fn save_sealed<T: Serialize>(&self, key: &str, value: &T) -> Result<(), PosError> {
+        let sealed = self.vault.seal_json(key, SEALED_META_VERSION, value)?;
         let tx = StrictTx::begin(&self.db, &[KEYS_STORE])?;
         let store = tx.store(KEYS_STORE)?;
-        let put = match store.put_with_key(
-            &Uint8Array::from(&sealed[..]),
-            &JsValue::from_str(CONFIG_ID),
-        ) {
+        let put = match store.put_with_key(&Uint8Array::from(&sealed[..]), &JsValue::from_str(key))
+        {
             Ok(req) => idb::request(&req).await,
             Err(e) => Err(storage_error(&e)),
         };
@@ -63,15 +75,16 @@ impl Store {
         Ok(tx.commit().await?)
     }
 
-    pub async fn load_config(&self) -> Result<Option<PersistedConfig>, PosError> {
+    /// The value `save_sealed` saved under `key`, if any.
+    pub async fn load_sealed<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, PosError> {
         let (_tx, store) = self.db.read(KEYS_STORE)?;
         let req = store
-            .get(&JsValue::from_str(CONFIG_ID))
+            .get(&JsValue::from_str(key))
             .map_err(|e| storage_error(&e))?;
         match idb::request(&req).await?.dyn_into::<Uint8Array>() {
             Ok(bytes) => self
                 .vault
-                .open_json(CONFIG_ID, SEALED_META_VERSION, &bytes.to_vec())
+                .open_json(key, SEALED_META_VERSION, &bytes.to_vec())
                 .map(Some),
             Err(_) => Ok(None),
         }

@@ -24,7 +24,7 @@ mod config;
 mod ledger;
 mod upkeep;
 
-pub use config::{storage_headroom, PersistedConfig, STORAGE_MARGIN_BYTES};
+pub use config::{pairing_key, storage_headroom, PersistedConfig, STORAGE_MARGIN_BYTES};
 use ledger::{counts, ledger_change};
 
 pub const PAYMENTS_STORE: &str = "payments";
