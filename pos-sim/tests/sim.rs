@@ -108,7 +108,7 @@ impl Sim {
         let mut ws = self.reader(id);
         send(
             &mut ws,
-            json!({"type":"hello","protocol_version":1,"client":"test","token":token}),
+            json!({"type":"hello","protocol_version":2,"client":"test","pairing":token}),
         );
         let ack = recv(&mut ws);
         assert_eq!(ack["type"], "hello_ack", "{ack}");
@@ -515,7 +515,7 @@ fn reader_protocol_errors_and_faults() {
     // A token the backend never issued: not_paired, then close.
     send(
         &mut ws,
-        json!({"type":"hello","protocol_version":1,"client":"t","token":"pst_test_forged"}),
+        json!({"type":"hello","protocol_version":2,"client":"t","pairing":"pst_test_forged"}),
     );
     assert_eq!(recv(&mut ws)["code"], "not_paired");
     assert!(ends(&mut ws), "socket must close after a refused hello");
@@ -524,7 +524,7 @@ fn reader_protocol_errors_and_faults() {
     let mut ws = sim.reader("rdr_sim_1");
     send(
         &mut ws,
-        json!({"type":"hello","protocol_version":2,"client":"t","token":token}),
+        json!({"type":"hello","protocol_version":3,"client":"t","pairing":token}),
     );
     assert_eq!(recv(&mut ws)["code"], "unsupported_version");
     assert!(ends(&mut ws));
@@ -534,7 +534,7 @@ fn reader_protocol_errors_and_faults() {
     let mut other = sim.reader("rdr_sim_1");
     send(
         &mut other,
-        json!({"type":"hello","protocol_version":1,"client":"t","token":token,"intent":"discover"}),
+        json!({"type":"hello","protocol_version":2,"client":"t","pairing":token,"intent":"discover"}),
     );
     let ack = recv(&mut other);
     assert_eq!(
@@ -544,7 +544,7 @@ fn reader_protocol_errors_and_faults() {
     let mut other = sim.reader("rdr_sim_1");
     send(
         &mut other,
-        json!({"type":"hello","protocol_version":1,"client":"t","token":token}),
+        json!({"type":"hello","protocol_version":2,"client":"t","pairing":token}),
     );
     assert_eq!(recv(&mut other)["code"], "busy");
     assert!(ends(&mut other));
@@ -552,7 +552,7 @@ fn reader_protocol_errors_and_faults() {
     let mut other = sim.reader("rdr_sim_1");
     send(
         &mut other,
-        json!({"type":"hello","protocol_version":1,"client":"t","token":token,"registration_code":"nope"}),
+        json!({"type":"hello","protocol_version":2,"client":"t","pairing":token,"registration_code":"nope"}),
     );
     assert_eq!(recv(&mut other)["code"], "not_paired");
 
@@ -642,7 +642,7 @@ fn reader_protocol_errors_and_faults() {
     let mut second = sim.reader("rdr_sim_1");
     send(
         &mut second,
-        json!({"type":"hello","protocol_version":1,"client":"t","token":token,"intent":"take_over"}),
+        json!({"type":"hello","protocol_version":2,"client":"t","pairing":token,"intent":"take_over"}),
     );
     assert_eq!(recv(&mut second)["type"], "hello_ack");
     assert_eq!(recv(&mut ws)["code"], "taken_over");
