@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
 
-use crate::card_crypto::{self, CardData, CardKey};
+use crate::card_crypto::{self, CardBinding, CardData, CardKey};
 use crate::http_util::error;
 use crate::store::Store;
 use crate::util::current_year;
@@ -388,6 +388,8 @@ enum End {
 
 struct ActiveCollect {
     request_id: String,
+    /// The payment the card is read for (the request id is the payment id): sealed with it.
+    binding: CardBinding,
 }
 
 struct Session<'a> {
@@ -740,6 +742,11 @@ impl<'a> Session<'a> {
         });
         self.active = Some(ActiveCollect {
             request_id: request_id.clone(),
+            binding: CardBinding {
+                payment_id: request_id.clone(),
+                amount,
+                currency: currency.to_owned(),
+            },
         });
         self.tap
             .as_mut()
@@ -800,7 +807,12 @@ impl<'a> Session<'a> {
         if let Step::End(end) = self.send(&tapped).await {
             return Step::End(end);
         }
-        match card_crypto::encrypt(&self.readers.card_key, &self.reader.id, &card) {
+        match card_crypto::encrypt(
+            &self.readers.card_key,
+            &self.reader.id,
+            &active.binding,
+            &card,
+        ) {
             Ok(card_payload) => {
                 self.reader.set_screen(Screen::Result {
                     outcome: "card_read",
