@@ -10,16 +10,17 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use pos_protocol::backend::{
-    CaptureMethod, ConnectionToken, PaymentBody, PaymentOk, PaymentStatus, IDEMPOTENCY_HEADER,
+    codes, CaptureMethod, ConnectionToken, ErrorBody, PaymentBody, PaymentOk, PaymentStatus,
+    IDEMPOTENCY_HEADER,
 };
 use pos_protocol::outcomes::{self, Outcome};
 use tower_http::cors::{Any, CorsLayer};
 
-use crate::card_crypto::{self, CardKey};
+use crate::card_crypto::{self, CardBinding, CardKey};
 use crate::http_util::{error, error_body, json, json_text};
 use crate::idempotency::fingerprint;
 use crate::simulated_card;
-use crate::store::{Idempotent, NewPayment, PaymentOutcome, Store, StoredAnswer};
+use crate::store::{payload_hash, Idempotent, NewPayment, PaymentOutcome, Store, StoredAnswer};
 use crate::util::{now_ms, random_alnum};
 
 /// Largest request body the API reads: the SDK's largest body (50 metadata values of 500
@@ -143,7 +144,7 @@ impl Refusal {
     fn invalid(message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
-            code: "invalid_request",
+            code: codes::INVALID_REQUEST,
             message: message.into(),
         }
     }
@@ -158,21 +159,112 @@ impl Refusal {
 
 /// `POST /v1/payments`, after the body was read.
 pub fn handle_payment(state: &ApiState, headers: &HeaderMap, bytes: &[u8]) -> StoredAnswer {
-    let (key, body) = match check_request(state, headers, bytes) {
+    if let Err(refusal) = check_auth(state, headers) {
+        return refusal.into_answer();
+    }
+    let (key, body) = match check_request(headers, bytes) {
         Ok(checked) => checked,
         Err(refusal) => return refusal.into_answer(),
     };
-    let fingerprint = fingerprint(&body);
-    let result = state.store.answer_once(&key, &fingerprint, || {
-        decide(&state.card_key, &body, now_ms())
-    });
+    process_payment(state, &key, &body)
+}
+
+/// What the backend concluded for a payment a reader sent over its own link
+/// ([`charge_from_reader`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(not(test), allow(dead_code))]
+pub enum ReaderCharge {
+    Approved {
+        payment_intent: String,
+        status: PaymentStatus,
+    },
+    Declined {
+        decline_code: String,
+    },
+    /// Refused (`invalid_request`, `invalid_card_payload`, `card_payload_mismatch`,
+    /// `card_payload_reused`, `idempotency_key_reused`), final; except code `internal`, a
+    /// storage failure, which the reader retries like a network error.
+    Rejected {
+        code: String,
+        message: String,
+    },
+}
+
+/// A payment a pos-sim reader sends over its own link to the backend: the same checks,
+/// idempotency (key = `body.id`), decision and record as `POST /v1/payments`, counted as a
+/// request for that key in `/_sim/payments`. There is no HTTP authorisation: in the simulator
+/// the reader's link is trusted (a real reader authenticates to its backend with its own
+/// device credential, never the POS's connection token). Blocks on SQLite: call it from
+/// `spawn_blocking` in async code.
+// Called by the readers' own link (readers.rs) once it lands; tests call it meanwhile.
+#[cfg_attr(not(test), allow(dead_code))]
+pub fn charge_from_reader(state: &ApiState, body: &PaymentBody) -> ReaderCharge {
+    if let Err(message) = validate(body) {
+        return ReaderCharge::Rejected {
+            code: codes::INVALID_REQUEST.to_owned(),
+            message: message.to_owned(),
+        };
+    }
+    let answer = process_payment(state, &body.id, body);
+    reader_charge(&answer)
+}
+
+/// A stored HTTP answer as a [`ReaderCharge`].
+#[cfg_attr(not(test), allow(dead_code))]
+fn reader_charge(answer: &StoredAnswer) -> ReaderCharge {
+    if answer.status == StatusCode::OK.as_u16() {
+        if let Ok(ok) = serde_json::from_str::<PaymentOk>(&answer.body) {
+            return ReaderCharge::Approved {
+                payment_intent: ok.payment_intent,
+                status: ok.status,
+            };
+        }
+    }
+    let Ok(ErrorBody { error }) = serde_json::from_str::<ErrorBody>(&answer.body) else {
+        return ReaderCharge::Rejected {
+            code: String::from("internal"),
+            message: String::from("unreadable answer"),
+        };
+    };
+    match (error.code.as_str(), error.decline_code) {
+        (codes::CARD_DECLINED, Some(decline_code)) => ReaderCharge::Declined { decline_code },
+        _ => ReaderCharge::Rejected {
+            code: error.code,
+            message: error.message,
+        },
+    }
+}
+
+/// The idempotency rule and, for a new key, the decision. `key` equals `body.id`.
+fn process_payment(state: &ApiState, key: &str, body: &PaymentBody) -> StoredAnswer {
+    let fingerprint = fingerprint(body);
+    // Crypto outside the store's lock; the result is used only for a new key.
+    let card = open_card(&state.card_key, body);
+    // Simulated payloads are the same text for every payment with that test card: not unique.
+    let payload_hash = (!simulated_card::is_simulated(&body.card_payload))
+        .then(|| payload_hash(&body.card_payload));
+    let result = state
+        .store
+        .answer_once(key, &fingerprint, payload_hash.as_deref(), || {
+            decide(card, body, now_ms())
+        });
     match result {
-        Ok(Idempotent::First(answer)) | Ok(Idempotent::Replay(answer)) => answer,
+        Ok(Idempotent::First(answer))
+        | Ok(Idempotent::Replay(answer))
+        | Ok(Idempotent::Refused(answer)) => answer,
         Ok(Idempotent::Conflict) => StoredAnswer {
             status: StatusCode::CONFLICT.as_u16(),
             body: error_body(
-                "idempotency_key_reused",
+                codes::IDEMPOTENCY_KEY_REUSED,
                 "This Idempotency-Key was already used with a different request body.",
+                None,
+            ),
+        },
+        Ok(Idempotent::PayloadReused) => StoredAnswer {
+            status: StatusCode::CONFLICT.as_u16(),
+            body: error_body(
+                codes::CARD_PAYLOAD_REUSED,
+                "This card payload was already charged for another payment; read the card again.",
                 None,
             ),
         },
@@ -188,12 +280,8 @@ pub fn handle_payment(state: &ApiState, headers: &HeaderMap, bytes: &[u8]) -> St
     }
 }
 
-/// Authorization, Idempotency-Key and body checks, in that order.
-fn check_request(
-    state: &ApiState,
-    headers: &HeaderMap,
-    bytes: &[u8],
-) -> Result<(String, PaymentBody), Refusal> {
+/// The bearer connection token must be one this backend issued.
+fn check_auth(state: &ApiState, headers: &HeaderMap) -> Result<(), Refusal> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -201,13 +289,19 @@ fn check_request(
         .map(str::trim)
         .unwrap_or("");
     let known = !token.is_empty() && state.store.token_exists(token).unwrap_or(false);
-    if !known {
-        return Err(Refusal {
+    if known {
+        Ok(())
+    } else {
+        Err(Refusal {
             status: StatusCode::UNAUTHORIZED,
-            code: "unauthorized",
+            code: codes::UNAUTHORIZED,
             message: String::from("missing or unknown connection token (Authorization: Bearer …)"),
-        });
+        })
     }
+}
+
+/// Idempotency-Key and body checks, in that order.
+fn check_request(headers: &HeaderMap, bytes: &[u8]) -> Result<(String, PaymentBody), Refusal> {
     let key = match headers.get(IDEMPOTENCY_HEADER).map(|v| v.to_str()) {
         None => return Err(Refusal::invalid("missing Idempotency-Key header")),
         Some(Err(_)) => return Err(Refusal::invalid("Idempotency-Key is not ASCII")),
@@ -246,22 +340,45 @@ pub fn validate(body: &PaymentBody) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// The card number in `payload`: a payload sealed by a pos-sim reader for `reader_id`, or (test
-/// mode only) an in-page simulated reader's `simulated:v1:<published test card number>`.
-fn card_number(card_key: &CardKey, reader_id: &str, payload: &str) -> Result<String, String> {
+/// Why a card payload gives no card number.
+enum CardRefusal {
+    /// Sealed for another reader, payment id, amount or currency (or altered): refused,
+    /// nothing stored, so a replayed payload cannot burn the real payment's key.
+    Mismatch(String),
+    /// Not a payload this backend accepts (malformed, unbound v1, simulated non-test card):
+    /// stored as the key's `invalid_card_payload` answer.
+    Invalid(String),
+}
+
+/// The card number in the body's payload: a v2 payload sealed by a pos-sim reader for this
+/// body's reader, id, amount and currency, or (test mode only) an in-page simulated reader's
+/// `simulated:v1:<published test card number>`.
+fn open_card(card_key: &CardKey, body: &PaymentBody) -> Result<String, CardRefusal> {
+    let payload = body.card_payload.as_str();
     if simulated_card::is_simulated(payload) {
         return simulated_card::open(payload)
             .map(str::to_owned)
-            .map_err(|e| e.to_string());
+            .map_err(|e| CardRefusal::Invalid(e.to_string()));
     }
-    card_crypto::decrypt(card_key, reader_id, payload)
-        .map(|card| card.number)
-        .map_err(|e| e.to_string())
+    let binding = CardBinding {
+        payment_id: body.id.clone(),
+        amount: body.amount,
+        currency: body.currency.clone(),
+    };
+    match card_crypto::decrypt(card_key, &body.reader_id, &binding, payload) {
+        Ok(card) => Ok(card.number),
+        Err(e) if e.is_mismatch() => Err(CardRefusal::Mismatch(e.to_string())),
+        Err(e) => Err(CardRefusal::Invalid(e.to_string())),
+    }
 }
 
-/// Decides a payment seen for the first time: open the card payload, apply the test-card
-/// rules, build the answer to store.
-fn decide(card_key: &CardKey, body: &PaymentBody, now: u64) -> NewPayment {
+/// Decides a payment seen for the first time: apply the test-card rules to the opened card,
+/// build the answer to store (`Err`: refuse without storing).
+fn decide(
+    card: Result<String, CardRefusal>,
+    body: &PaymentBody,
+    now: u64,
+) -> Result<NewPayment, StoredAnswer> {
     let record = |outcome, decline_code: Option<&str>, payment_intent, status, answer| NewPayment {
         amount: body.amount,
         currency: body.currency.clone(),
@@ -275,19 +392,25 @@ fn decide(card_key: &CardKey, body: &PaymentBody, now: u64) -> NewPayment {
             body: answer,
         },
     };
-    let number = match card_number(card_key, &body.reader_id, &body.card_payload) {
+    let number = match card {
         Ok(number) => number,
-        Err(e) => {
-            return record(
+        Err(CardRefusal::Mismatch(message)) => {
+            return Err(StoredAnswer {
+                status: StatusCode::BAD_REQUEST.as_u16(),
+                body: error_body(codes::CARD_PAYLOAD_MISMATCH, &message, None),
+            })
+        }
+        Err(CardRefusal::Invalid(message)) => {
+            return Ok(record(
                 PaymentOutcome::Failed,
                 None,
                 None,
                 StatusCode::BAD_REQUEST.as_u16(),
-                error_body("invalid_card_payload", &e, None),
-            )
+                error_body("invalid_card_payload", &message, None),
+            ))
         }
     };
-    match outcomes::decide(&number, body.amount) {
+    Ok(match outcomes::decide(&number, body.amount) {
         Outcome::Approved => {
             let (status, outcome) = match body.capture_method {
                 CaptureMethod::Automatic => (PaymentStatus::Succeeded, PaymentOutcome::Succeeded),
@@ -309,9 +432,9 @@ fn decide(card_key: &CardKey, body: &PaymentBody, now: u64) -> NewPayment {
             Some(code),
             None,
             StatusCode::PAYMENT_REQUIRED.as_u16(),
-            error_body("card_declined", "Your card was declined.", Some(code)),
+            error_body(codes::CARD_DECLINED, "Your card was declined.", Some(code)),
         ),
-    }
+    })
 }
 
 #[cfg(test)]
@@ -371,13 +494,30 @@ mod tests {
     }
 
     impl Harness {
-        fn payload(&self, number: &str) -> String {
+        /// A v2 payload sealed by reader `rdr_sim_1` for payment `id` of `amount` usd.
+        fn payload(&self, id: &str, amount: u64, number: &str) -> String {
+            self.payload_for("rdr_sim_1", id, amount, "usd", number)
+        }
+
+        fn payload_for(
+            &self,
+            reader: &str,
+            id: &str,
+            amount: u64,
+            currency: &str,
+            number: &str,
+        ) -> String {
             let card = CardData {
                 number: number.into(),
                 exp_month: 12,
                 exp_year: 2030,
             };
-            card_crypto::encrypt(&self.state.card_key, "rdr_sim_1", &card).expect("encrypt")
+            let binding = CardBinding {
+                payment_id: id.into(),
+                amount,
+                currency: currency.into(),
+            };
+            card_crypto::encrypt(&self.state.card_key, reader, &binding, &card).expect("encrypt")
         }
 
         fn body(&self, id: &str, amount: u64, number: &str) -> Value {
@@ -386,7 +526,7 @@ mod tests {
                 "amount": amount,
                 "currency": "usd",
                 "capture_method": "automatic",
-                "card_payload": self.payload(number),
+                "card_payload": self.payload(id, amount, number),
                 "card": {"brand": "visa", "last4": &number[number.len() - 4..], "exp_month": 12, "exp_year": 2030},
                 "reader_id": "rdr_sim_1",
                 "offline": null,
@@ -614,13 +754,16 @@ mod tests {
         let list = h.state.store.list_payments().expect("list");
         assert_eq!(list[0].outcome, PaymentOutcome::Failed);
 
-        // A payload from another reader does not open either.
+        // A payload sealed by another reader is refused as bound to something else, and
+        // nothing is stored for it.
         let mut body = h.body("pay_other", 1000, "4242424242424242");
         body["reader_id"] = json!("rdr_sim_2");
+        let (status, resp) = h.pay("pay_other", &body).await;
         assert_eq!(
-            error_code(&h.pay("pay_other", &body).await.1),
-            "invalid_card_payload"
+            (status, error_code(&resp).as_str()),
+            (400, "card_payload_mismatch")
         );
+        assert_eq!(h.requests_for("pay_other"), 0);
     }
 
     #[tokio::test]

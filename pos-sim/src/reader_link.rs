@@ -13,9 +13,11 @@ use pos_protocol::backend::{OfflineInfo, PaymentBody, PaymentStatus};
 use pos_protocol::offline_rules;
 use pos_protocol::reader::{ForwardResult, ProcessMode, ProcessResult, ReaderErrorCode};
 
-use crate::api::{self, ApiState};
+use crate::api::{self, ApiState, ReaderCharge};
+use crate::card_crypto::{self, CardBinding, CardCryptoError, CardData, CardKey};
 use crate::reader_store::{Entry, ReaderStore, RowState, Stored, MAX_PENDING};
 use crate::readers::Reader;
+use crate::store::Store;
 use crate::util::now_ms;
 
 /// First wait after a failed forward; doubles up to [`MAX_BACKOFF`].
@@ -339,88 +341,47 @@ pub async fn forward_loop(ctx: Arc<LinkContext>, reader: Arc<Reader>) {
 
 // ---- Backend adapters: the one place the readers call into the backend side of pos-sim ----
 
-/// Token the interim adapter charges with (until `api::charge_from_reader` lands).
-static LINK_TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-
 /// Charges `body` as the backend would answer `POST /v1/payments` with `Idempotency-Key =
-/// body.id`.
+/// body.id` (in-process, recorded like any request). Blocks on SQLite.
 fn charge(api: &ApiState, body: &PaymentBody) -> Charge {
-    use axum::http::{header, HeaderMap, HeaderValue};
-    use pos_protocol::backend::{ErrorBody, PaymentOk, IDEMPOTENCY_HEADER};
-
-    let token = LINK_TOKEN.get_or_init(|| {
-        let secret = format!("pst_test_reader_link_{}", crate::util::random_alnum(24));
-        if let Err(e) = api.store.insert_token(&secret, now_ms()) {
-            eprintln!("[pos-sim] reader link: cannot register its token: {e}");
+    match api::charge_from_reader(api, body) {
+        ReaderCharge::Approved {
+            payment_intent,
+            status,
+        } => Charge::Approved {
+            payment_intent,
+            status,
+        },
+        ReaderCharge::Declined { decline_code } => Charge::Declined { decline_code },
+        // A storage failure of the backend: retried like a network error.
+        ReaderCharge::Rejected { code, .. } if code == "internal" => {
+            Charge::Unknown(String::from("the backend failed"))
         }
-        secret
-    });
-    let bytes = match serde_json::to_vec(body) {
-        Ok(bytes) => bytes,
-        Err(e) => return Charge::Unknown(format!("payment body not serializable: {e}")),
-    };
-    let mut headers = HeaderMap::new();
-    let (Ok(auth), Ok(key)) = (
-        HeaderValue::from_str(&format!("Bearer {token}")),
-        HeaderValue::from_str(&body.id),
-    ) else {
-        return Charge::Rejected {
-            code: String::from("invalid_request"),
-            message: String::from("payment id is not a valid header value"),
-        };
-    };
-    headers.insert(header::AUTHORIZATION, auth);
-    headers.insert(IDEMPOTENCY_HEADER, key);
-    let answer = api::handle_payment(api, &headers, &bytes);
-    if answer.status == 200 {
-        return match serde_json::from_str::<PaymentOk>(&answer.body) {
-            Ok(ok) => Charge::Approved {
-                payment_intent: ok.payment_intent,
-                status: ok.status,
-            },
-            Err(_) => Charge::Unknown(String::from("unreadable answer from the backend")),
-        };
-    }
-    let error = serde_json::from_str::<ErrorBody>(&answer.body).ok();
-    if answer.status >= 500 {
-        return Charge::Unknown(String::from("the backend failed"));
-    }
-    match error {
-        Some(ErrorBody { error }) if error.code == "card_declined" => Charge::Declined {
-            decline_code: error
-                .decline_code
-                .unwrap_or_else(|| String::from("generic_decline")),
-        },
-        Some(ErrorBody { error }) => Charge::Rejected {
-            code: error.code,
-            message: error.message,
-        },
-        None => Charge::Rejected {
-            code: String::from("invalid_request"),
-            message: format!("the backend answered {}", answer.status),
-        },
+        ReaderCharge::Rejected { code, message } => Charge::Rejected { code, message },
     }
 }
 
 /// Seals `card` for the backend, bound to this reader and to the payment it is read for.
 pub fn seal_card(
-    key: &crate::card_crypto::CardKey,
+    key: &CardKey,
     reader_id: &str,
     payment_id: &str,
     amount: u64,
     currency: &str,
-    card: &crate::card_crypto::CardData,
-) -> Result<String, crate::card_crypto::CardCryptoError> {
-    // Interim: the v1 payload (bound to the reader only) until the v2 binding lands.
-    let _ = (payment_id, amount, currency);
-    crate::card_crypto::encrypt(key, reader_id, card)
+    card: &CardData,
+) -> Result<String, CardCryptoError> {
+    let binding = CardBinding {
+        payment_id: payment_id.to_owned(),
+        amount,
+        currency: currency.to_owned(),
+    };
+    card_crypto::encrypt(key, reader_id, &binding, card)
 }
 
-/// Whether `secret` is a valid pairing credential for `reader_id` now.
-pub fn pairing_valid(store: &crate::store::Store, reader_id: &str, secret: &str) -> bool {
-    // Interim: a connection token stands in for the pairing until reader pairings land.
-    let _ = reader_id;
-    match store.token_exists(secret) {
+/// Whether `secret` is a valid pairing credential for `reader_id` now (the backend issued it
+/// for this reader and it has not expired).
+pub fn pairing_valid(store: &Store, reader_id: &str, secret: &str) -> bool {
+    match store.pairing_valid(reader_id, secret, now_ms()) {
         Ok(valid) => valid,
         Err(e) => {
             eprintln!("[pos-sim] reader {reader_id}: pairing lookup failed: {e}");
