@@ -280,7 +280,8 @@ impl Store {
     }
 
     /// Whether `secret` is a pairing credential issued for `reader_id` and not expired at
-    /// `now_ms`.
+    /// `now_ms`. The readers check a POS's `hello.pairing` with it.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn pairing_valid(
         &self,
         reader_id: &str,
@@ -558,5 +559,79 @@ mod tests {
         assert!(!store.token_exists("pst_test_x").expect("query"));
         store.insert_token("pst_test_x", 1).expect("insert");
         assert!(store.token_exists("pst_test_x").expect("query"));
+    }
+
+    #[test]
+    fn a_database_from_before_the_status_column_keeps_working() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("old.db");
+        {
+            // The schema of the previous release, with one manual payment in it.
+            let conn = Connection::open(&path).expect("open");
+            conn.execute_batch(
+                "CREATE TABLE settings (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+                 CREATE TABLE tokens (secret TEXT PRIMARY KEY, created_at INTEGER NOT NULL);
+                 CREATE TABLE payments (
+                    key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL,
+                    status_code INTEGER NOT NULL, response_body TEXT NOT NULL,
+                    amount INTEGER NOT NULL, currency TEXT NOT NULL, outcome TEXT NOT NULL,
+                    decline_code TEXT, payment_intent TEXT, offline INTEGER NOT NULL,
+                    first_seen INTEGER NOT NULL, requests INTEGER NOT NULL);
+                 INSERT INTO payments VALUES ('pay_old', 'fp', 200, '{}', 1000, 'usd',
+                    'requires_capture', NULL, 'pi_sim_old', 1, 5, 1);
+                 INSERT INTO payments VALUES ('pay_declined', 'fp', 402, '{}', 1000, 'usd',
+                    'declined', 'generic_decline', NULL, 0, 6, 1);",
+            )
+            .expect("old schema");
+        }
+        let store = Store::open(&path).expect("migrated");
+        let list = store.list_payments().expect("list");
+        assert_eq!(list[0].status, Some(PaymentStatus::RequiresCapture));
+        assert_eq!((list[0].captures, list[0].cancels), (0, 0));
+        assert_eq!(list[1].status, None);
+        assert_eq!(
+            store.capture_or_cancel("pay_old", true).expect("capture"),
+            Transition::Done {
+                payment_intent: "pi_sim_old".into(),
+                status: PaymentStatus::Succeeded
+            }
+        );
+        assert_eq!(
+            store
+                .capture_or_cancel("pay_declined", true)
+                .expect("capture"),
+            Transition::Unexpected { state: "declined" }
+        );
+        drop(store);
+        // Opening again migrates nothing twice and keeps the state.
+        let store = Store::open(&path).expect("reopen");
+        let list = store.list_payments().expect("list");
+        assert_eq!(list[0].status, Some(PaymentStatus::Succeeded));
+        assert_eq!(list[0].captures, 1);
+    }
+
+    #[test]
+    fn pairings_are_kept_across_reopen_as_hashes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sim.db");
+        Store::open(&path)
+            .expect("open")
+            .insert_pairing("rdr_sim_1", "rpair_abc", 1, 100)
+            .expect("insert");
+        let store = Store::open(&path).expect("reopen");
+        assert!(store
+            .pairing_valid("rdr_sim_1", "rpair_abc", 99)
+            .expect("query"));
+        assert!(!store
+            .pairing_valid("rdr_sim_1", "rpair_abc", 100)
+            .expect("query"));
+        let stored: String = store
+            .lock()
+            .expect("lock")
+            .query_row("SELECT secret_hash FROM reader_pairings", [], |row| {
+                row.get(0)
+            })
+            .expect("row");
+        assert_ne!(stored, "rpair_abc", "the secret itself is not stored");
     }
 }
