@@ -289,10 +289,16 @@ fn collect(ws: &mut WebSocket<TcpStream>, request_id: &str, amount: u64) -> Valu
         started,
         json!({"type":"collect_started","request_id":request_id})
     );
-    let tapped = recv(ws);
+    // `tapped` (contactless) or `inserted` (chip), after the card the reader presents.
+    let presented = recv(ws);
     assert_eq!(
-        tapped,
-        json!({"type":"card_event","request_id":request_id,"event":"tapped"})
+        (&presented["type"], &presented["request_id"]),
+        (&json!("card_event"), &json!(request_id)),
+        "{presented}"
+    );
+    assert!(
+        presented["event"] == "tapped" || presented["event"] == "inserted",
+        "{presented}"
     );
     let read = recv(ws);
     assert_eq!(read["type"], "card_read", "{read}");
