@@ -40,7 +40,7 @@ pub const CAPABILITIES: Capabilities = Capabilities {
 /// How often a paired reader pings the POS.
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
 /// WebSocket messages above this are refused by the transport (the connection closes);
-/// anything between `pos_protocol::reader::MAX_FRAME_BYTES` and this gets an `invalid_message` error instead.
+/// anything between `pos_protocol::reader::MAX_POS_FRAME_BYTES` and this gets an `invalid_message` error instead.
 const TRANSPORT_MAX_MESSAGE: usize = 1024 * 1024;
 
 /// One simulated reader.
