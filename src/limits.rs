@@ -198,7 +198,11 @@ mod tests {
         ledger.remove("https://c", "usd", 5);
         assert_eq!(ledger.outstanding().count, 2);
         ledger.remove("", "usd", 9);
-        assert_eq!(ledger.outstanding().amounts.get("usd"), Some(&7), "never below zero");
+        assert_eq!(
+            ledger.outstanding().amounts.get("usd"),
+            Some(&7),
+            "never below zero"
+        );
     }
 
     #[test]
