@@ -4,7 +4,9 @@
 //! back to `pending` with a backoff; nothing is deleted. It knows nothing of the page: what
 //! happens is told through `Events`.
 
-use futures_util::stream::{FuturesUnordered, StreamExt};
+use std::cell::{Cell, RefCell};
+
+use futures_util::stream::{self, StreamExt};
 use pos_protocol::backend::{OfflineInfo, PaymentBody};
 
 use crate::backend::Backend;
@@ -82,48 +84,64 @@ impl Forwarder<'_> {
         // `concurrency` requests in flight at all times, a new one as soon as one ends; the
         // records come a page at a time through the `state` index. A request that finds the
         // backend gone stops the run (the scheduler probed `/v1/health` before it): the
-        // requests in flight end, the rest stays pending.
-        let mut queue = self.store.forward_queue().await?;
-        let mut page = Vec::new().into_iter();
-        let mut in_flight = FuturesUnordered::new();
-        let width = self.concurrency.max(1);
-        let mut failure = None;
-        loop {
-            while in_flight.len() < width && out.stop.is_none() && failure.is_none() {
-                match self.next_entry(&mut queue, &mut page, &mut out).await {
-                    Ok(Some(entry)) => in_flight.push(self.forward_one(entry, token, force)),
-                    Ok(None) => break,
-                    Err(e) => failure = Some(e),
-                }
+        // requests in flight end, the rest stays pending. One stream polls the page reads
+        // and the requests in flight together, so no transaction of either waits unpolled
+        // (IndexedDB would commit it under it).
+        let start = (self.store.forward_queue().await?, Vec::new().into_iter());
+        let halt = Cell::new(false);
+        let found = RefCell::new(RunOutcome::default());
+        // What was not handed out when the source ended (after a stop), for `remaining`.
+        let rest = RefCell::new(None);
+        let source = stream::unfold(start, |(mut queue, mut page)| async {
+            if halt.get() {
+                *rest.borrow_mut() = Some((queue, page));
+                return None;
             }
-            let Some(one) = in_flight.next().await else {
-                break;
-            };
+            match self.next_entry(&mut queue, &mut page, &found).await {
+                Ok(Some(entry)) => Some((Ok(entry), (queue, page))),
+                Ok(None) => None,
+                Err(e) => Some((Err(e), (queue, page))),
+            }
+        });
+        let results = source
+            .map(|item| async move { self.forward_one(item?, token, force).await })
+            .buffer_unordered(self.concurrency.max(1));
+        let mut results = std::pin::pin!(results);
+        let mut failure = None;
+        while let Some(one) = results.next().await {
             match one {
                 Ok(one) => {
                     out.report.merge(one.report);
                     if one.stop.is_some() {
                         out.stop = one.stop;
+                        halt.set(true);
                     }
                 }
-                Err(e) => failure = failure.or(Some(e)),
+                Err(e) => {
+                    failure = failure.or(Some(e));
+                    halt.set(true);
+                }
             }
         }
         if let Some(e) = failure {
             return Err(e);
         }
-        let left_in_page = page.filter(|e| e.header.state.is_outstanding()).count() as u32;
-        out.report.remaining += left_in_page + queue.remaining_outstanding();
+        out.report.merge(found.borrow().report);
+        if let Some((queue, page)) = rest.borrow_mut().take() {
+            let left_in_page = page.filter(|e| e.header.state.is_outstanding()).count() as u32;
+            out.report.remaining += left_in_page + queue.remaining_outstanding();
+        }
         Ok(out)
     }
 
     /// The next record to forward, from the page or the next one; quarantines tampered ones
-    /// and skips intents still in progress on the way. `None` at the end of the queue.
+    /// (reported in `found`) and skips intents still in progress on the way. `None` at the
+    /// end of the queue.
     async fn next_entry(
         &self,
         queue: &mut ForwardQueue,
         page: &mut std::vec::IntoIter<Entry>,
-        out: &mut RunOutcome,
+        found: &RefCell<RunOutcome>,
     ) -> Result<Option<Entry>, PosError> {
         loop {
             let Some(entry) = page.next() else {
@@ -139,7 +157,9 @@ impl Forwarder<'_> {
                 continue;
             }
             if let Err(PosError::RecordTampered) = entry.body {
-                self.quarantine(entry, out).await?;
+                let mut quarantined = RunOutcome::default();
+                self.quarantine(entry, &mut quarantined).await?;
+                found.borrow_mut().report.merge(quarantined.report);
                 continue;
             }
             // An intent is an online attempt in progress (in this tab or another) until it
