@@ -18,6 +18,7 @@ pub mod limits;
 pub mod options;
 pub mod payment;
 pub mod reader;
+pub mod reader_fallback;
 pub mod status;
 pub mod validate;
 pub mod vault;

@@ -26,6 +26,19 @@ pub struct OfflineStatus {
     pub forwarding: bool,
     #[serde(flatten)]
     pub storage: StorageGuarantees,
+    /// The connected reader's own store, from its latest `store_status`; `None` with no
+    /// reader connected, a reader that cannot store, or before its first report.
+    pub reader: Option<ReaderOfflineStatus>,
+}
+
+/// What the connected reader stores and whether its own link reaches the backend.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReaderOfflineStatus {
+    /// The reader's own link to the backend.
+    pub network_status: NetworkStatus,
+    pub pending_count: u32,
+    pub pending_amounts: BTreeMap<String, u64>,
 }
 
 /// What this browser grants the stored payments, detected once per terminal. Payments are
@@ -72,6 +85,7 @@ pub fn compute(
             .min_by(f64::total_cmp),
         forwarding,
         storage,
+        reader: None,
     }
 }
 
@@ -83,7 +97,7 @@ mod reporter {
     use std::cell::{Cell, RefCell};
     use std::rc::Rc;
 
-    use super::{compute, outstanding, OfflineStatus, StorageGuarantees};
+    use super::{compute, outstanding, OfflineStatus, ReaderOfflineStatus, StorageGuarantees};
     use crate::connectivity::Connectivity;
     use crate::error::PosError;
     use crate::events::Events;
@@ -100,6 +114,7 @@ mod reporter {
         last: RefCell<Option<OfflineStatus>>,
         strict_durability: bool,
         persistence: RefCell<Option<Rc<Persistence>>>,
+        reader: RefCell<Option<ReaderOfflineStatus>>,
     }
 
     impl StatusReporter {
@@ -118,6 +133,7 @@ mod reporter {
                 last: RefCell::new(None),
                 strict_durability,
                 persistence: RefCell::new(None),
+                reader: RefCell::new(None),
             }
         }
 
@@ -150,12 +166,24 @@ mod reporter {
 
         pub async fn current(&self) -> Result<OfflineStatus, PosError> {
             let entries = self.store.outstanding().await?;
-            Ok(compute(
+            let mut status = compute(
                 &entries,
                 self.connectivity.get(),
                 self.forwarding.get() > 0,
                 self.storage(),
-            ))
+            );
+            status.reader = self.reader.borrow().clone();
+            Ok(status)
+        }
+
+        /// The connected reader's store as it last reported it (`None`: no such reader);
+        /// publishes when it changed.
+        pub async fn set_reader(&self, reader: Option<ReaderOfflineStatus>) {
+            if *self.reader.borrow() == reader {
+                return;
+            }
+            *self.reader.borrow_mut() = reader;
+            self.publish().await;
         }
 
         pub fn is_forwarding(&self) -> bool {
@@ -254,6 +282,7 @@ mod tests {
         assert!(json["oldestStoredAt"].is_null());
         assert!(json["persisted"].is_null());
         assert_eq!(json["strictDurability"], false);
+        assert!(json["reader"].is_null(), "no reader that stores");
         let granted = StorageGuarantees {
             persisted: Some(true),
             strict_durability: true,
@@ -262,5 +291,15 @@ mod tests {
             serde_json::to_value(compute(&[], NetworkStatus::Online, false, granted)).unwrap();
         assert_eq!(json["persisted"], true);
         assert_eq!(json["strictDurability"], true);
+        let mut with_reader = compute(&[], NetworkStatus::Online, false, granted);
+        with_reader.reader = Some(ReaderOfflineStatus {
+            network_status: NetworkStatus::Offline,
+            pending_count: 2,
+            pending_amounts: BTreeMap::from([("usd".to_string(), 300)]),
+        });
+        let json = serde_json::to_value(with_reader).unwrap();
+        assert_eq!(json["reader"]["networkStatus"], "offline");
+        assert_eq!(json["reader"]["pendingCount"], 2);
+        assert_eq!(json["reader"]["pendingAmounts"]["usd"], 300);
     }
 }

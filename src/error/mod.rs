@@ -61,6 +61,11 @@ pub enum PosError {
     /// A bug in this SDK; never used for control flow.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The payment would have to be stored offline (by the SDK or the reader) and the
+    /// offline rules refuse its card (swiped, a brand that needs online authorisation, or an
+    /// EEA location without chip and PIN). Nothing was stored.
+    #[error("this payment cannot be stored offline: {0}")]
+    OfflinePaymentMethodUnsupported(String),
 }
 
 /// Every code `PosError::code` can return, in the README's order.
@@ -109,6 +114,7 @@ pub const CODES: &[&str] = &[
     "crypto_failed",
     "terminal_closed",
     "internal_error",
+    "offline_payment_method_unsupported",
 ];
 
 impl PosError {
@@ -172,6 +178,7 @@ impl PosError {
             Self::Crypto(_) => "crypto_failed",
             Self::TerminalClosed => "terminal_closed",
             Self::Internal(_) => "internal_error",
+            Self::OfflinePaymentMethodUnsupported(_) => "offline_payment_method_unsupported",
         }
     }
 
@@ -275,6 +282,7 @@ mod tests {
             PosError::Crypto(s()),
             PosError::TerminalClosed,
             PosError::Internal(s()),
+            PosError::OfflinePaymentMethodUnsupported(s()),
         ]
     }
 
