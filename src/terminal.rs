@@ -19,6 +19,7 @@ use crate::options::Settings;
 use crate::payment::{
     new_payment_id, Collected, PaymentRequest, PaymentResult, StoredPayment, StoredState,
 };
+use crate::reader::agent::ReaderAgent;
 use crate::reader::session::ReaderSession;
 use crate::reader::{Address, CartInput, Discovered, Discovery, Timeouts};
 use crate::scheduler::{Drain, Scheduler};
@@ -95,6 +96,10 @@ impl Terminal {
                 concurrency: settings.forward_concurrency,
             },
         ));
+        // The connected reader as the second agent: its store, its forwarded payments.
+        let agent = Rc::new(ReaderAgent::new(events.clone(), status.clone()));
+        let reader = Rc::new(ReaderSession::new(events.clone(), Timeouts::default()));
+        reader.set_agent(agent.clone());
         let checkout = Checkout {
             offline_enabled: settings.offline_enabled,
             require_persistent_storage: settings.require_persistent_storage,
@@ -105,10 +110,14 @@ impl Terminal {
             connectivity,
             status: status.clone(),
             held: RefCell::new(Held::default()),
+            agent,
+            offline_storage: settings.offline_storage,
+            // The reader sends it with its own timeout, maybe after the token's refresh.
+            reader_timeout_ms: settings.request_timeout_ms.saturating_mul(2) + 5_000,
         };
         let terminal = Terminal {
             store,
-            reader: Rc::new(ReaderSession::new(events.clone(), Timeouts::default())),
+            reader,
             checkout,
             scheduler: scheduler.clone(),
             status,

@@ -12,6 +12,7 @@ use gloo_timers::future::TimeoutFuture;
 use pos_protocol::reader::{Cart, HelloIntent, PosMessage, ReaderMessage, ReaderStatus};
 use pos_protocol::CardSummary;
 
+use super::agent::ReaderAgent;
 use super::connection::{Connection, Paired};
 use super::simulated::{self, SimulatedTransport};
 use super::transport::Inbound;
@@ -51,6 +52,8 @@ pub struct ReaderSession {
     commanding: Cell<bool>,
     /// Bumped by every connect and disconnect: a reconnection loop of an older one stops.
     generation: Cell<u64>,
+    /// Hears of every connected reader's store and forwarded payments (the second agent).
+    agent: RefCell<Option<Rc<ReaderAgent>>>,
 }
 
 /// Opens the transport for `address` and says `hello` with `intent`.
@@ -85,7 +88,17 @@ impl ReaderSession {
             collecting: RefCell::new(None),
             commanding: Cell::new(false),
             generation: Cell::new(0),
+            agent: RefCell::new(None),
         }
+    }
+
+    /// The reader agent told of every connection (its reports, `process`).
+    pub fn set_agent(&self, agent: Rc<ReaderAgent>) {
+        *self.agent.borrow_mut() = Some(agent);
+    }
+
+    fn agent(&self) -> Option<Rc<ReaderAgent>> {
+        self.agent.borrow().clone()
     }
 
     /// Changes the timeouts of later commands and connections (tests shorten them).
@@ -221,6 +234,9 @@ impl ReaderSession {
             address,
             status: ReaderStatus::Online,
         };
+        if let Some(agent) = self.agent() {
+            agent.attached(&paired.conn, &reader.info);
+        }
         *self.connected.borrow_mut() = Some(Connected {
             conn: paired.conn,
             reader: reader.clone(),
@@ -235,6 +251,9 @@ impl ReaderSession {
             return;
         }
         self.connected.borrow_mut().take();
+        if let Some(agent) = self.agent() {
+            agent.detached();
+        }
         self.events
             .connection_status(ConnectionStatus::NotConnected);
         self.events.payment_status(PaymentStatus::NotReady);
@@ -302,6 +321,9 @@ impl ReaderSession {
     pub fn disconnect(&self) {
         self.generation.set(self.generation.get() + 1);
         let taken = self.connected.borrow_mut().take();
+        if let Some(agent) = self.agent() {
+            agent.detached();
+        }
         if let Some(c) = taken {
             c.conn.close();
             self.events
