@@ -13,10 +13,12 @@ use serde::{Deserialize, Serialize};
 use tower_http::cors::{Any, CorsLayer};
 
 use crate::card_crypto::is_card_number;
+use crate::cli::parse_country;
 use crate::http_util::{error, json};
 use crate::network::{Fault, Network};
-use crate::readers::{Fault as ReaderFault, Reader, ReaderAddress, Readers};
+use crate::readers::{Fault as ReaderFault, NextCard, Reader, ReaderAddress, Readers};
 use crate::store::Store;
+use pos_protocol::EntryMode;
 
 #[derive(Clone)]
 pub struct AdminState {
@@ -42,6 +44,9 @@ pub fn router(state: AdminState) -> Router {
         .route("/_sim/readers/{id}/fault", post(set_fault))
         .route("/_sim/readers/{id}/cancel", post(customer_cancel))
         .route("/_sim/readers/{id}/disconnect", post(disconnect))
+        .route("/_sim/readers/{id}/network", post(set_reader_network))
+        .route("/_sim/readers/{id}/reboot", post(reboot))
+        .route("/_sim/readers/{id}/location", post(set_location))
         .route("/_sim/network", get(get_network).post(set_network))
         .route("/_sim/payments", get(payments))
         .route("/_sim/faults", get(get_faults).post(set_faults))
@@ -139,6 +144,10 @@ async fn customer_cancel(State(state): State<AdminState>, Path(id): Path<String>
 #[serde(deny_unknown_fields)]
 struct CardRequest {
     number: String,
+    #[serde(default)]
+    entry: Option<EntryMode>,
+    #[serde(default)]
+    pin: Option<bool>,
 }
 
 async fn set_card(
@@ -150,11 +159,13 @@ async fn set_card(
         Ok(r) => r,
         Err(response) => return response,
     };
-    let CardRequest { number } =
-        match body_or_400::<CardRequest>(&body, r#"body must be {"number":"<12 to 19 digits>"}"#) {
-            Ok(b) => b,
-            Err(response) => return response,
-        };
+    let CardRequest { number, entry, pin } = match body_or_400::<CardRequest>(
+        &body,
+        r#"body must be {"number":"<12 to 19 digits>","entry"?:"chip|contactless|swipe","pin"?:bool}"#,
+    ) {
+        Ok(b) => b,
+        Err(response) => return response,
+    };
     if !is_card_number(&number) {
         return error(
             StatusCode::BAD_REQUEST,
@@ -162,7 +173,72 @@ async fn set_card(
             "number must be 12 to 19 digits",
         );
     }
-    reader.set_next_card(number);
+    reader.set_next_card(NextCard::new(number, entry, pin));
+    json(StatusCode::OK, &reader.view())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReaderNetworkRequest {
+    down: bool,
+}
+
+/// `POST /_sim/readers/{id}/network {"down": bool}`: cuts or restores the reader's own link
+/// to the backend (the POS's link, `/_sim/network`, is another switch).
+async fn set_reader_network(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let reader = match reader_or_404(&state, &id) {
+        Ok(r) => r,
+        Err(response) => return response,
+    };
+    let ReaderNetworkRequest { down } =
+        match body_or_400::<ReaderNetworkRequest>(&body, r#"body must be {"down":bool}"#) {
+            Ok(b) => b,
+            Err(response) => return response,
+        };
+    reader.set_link_down(down);
+    json(StatusCode::OK, &reader.view())
+}
+
+/// `POST /_sim/readers/{id}/reboot`: the socket drops, connections are refused while it
+/// boots, its stored payments survive.
+async fn reboot(State(state): State<AdminState>, Path(id): Path<String>) -> Response {
+    let reader = match reader_or_404(&state, &id) {
+        Ok(r) => r,
+        Err(response) => return response,
+    };
+    reader.reboot();
+    json(StatusCode::OK, &reader.view())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LocationRequest {
+    country: String,
+}
+
+/// `POST /_sim/readers/{id}/location {"country": "FR"}`: moves the reader (offline rules).
+async fn set_location(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let reader = match reader_or_404(&state, &id) {
+        Ok(r) => r,
+        Err(response) => return response,
+    };
+    let usage = r#"body must be {"country":"<ISO 3166-1 alpha-2, e.g. FR>"}"#;
+    let LocationRequest { country } = match body_or_400::<LocationRequest>(&body, usage) {
+        Ok(b) => b,
+        Err(response) => return response,
+    };
+    let Ok(country) = parse_country(&country) else {
+        return error(StatusCode::BAD_REQUEST, "invalid_request", usage);
+    };
+    reader.set_country(&country);
     json(StatusCode::OK, &reader.view())
 }
 
@@ -280,17 +356,24 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
+    use crate::api::ApiState;
+    use crate::reader_store::ReaderStore;
+    use crate::readers::ReadersSetup;
 
     fn app() -> (Router, AdminState) {
         let store = Arc::new(Store::open_in_memory().expect("store"));
-        let key = store.card_key().expect("key");
-        let readers = Arc::new(Readers::new(
-            2,
-            "ws://127.0.0.1:1",
-            store.clone(),
-            key,
-            Duration::from_millis(1),
-        ));
+        let card_key = store.card_key().expect("key");
+        let readers = Arc::new(Readers::new(ReadersSetup {
+            count: 2,
+            ws_base: "ws://127.0.0.1:1".into(),
+            api: ApiState {
+                store: store.clone(),
+                card_key,
+            },
+            store: Arc::new(ReaderStore::open_in_memory().expect("reader store")),
+            tap_delay: Duration::from_millis(1),
+            country: "US".into(),
+        }));
         let state = AdminState {
             config: Arc::new(SimConfig {
                 backend_url: "http://127.0.0.1:2".into(),
@@ -368,8 +451,8 @@ mod tests {
         assert_eq!(
             list,
             json!([
-                {"id":"rdr_sim_1","label":"Simulated reader 1","url":"ws://127.0.0.1:1/readers/rdr_sim_1","connected":false,"display":null,"screen":{"kind":"idle"},"next_card":"0002","registration_code":"sim-1-register"},
-                {"id":"rdr_sim_2","label":"Simulated reader 2","url":"ws://127.0.0.1:1/readers/rdr_sim_2","connected":false,"display":null,"screen":{"kind":"idle"},"next_card":"4242","registration_code":"sim-2-register"}
+                {"id":"rdr_sim_1","label":"Simulated reader 1","url":"ws://127.0.0.1:1/readers/rdr_sim_1","connected":false,"display":null,"screen":{"kind":"idle"},"next_card":"0002","registration_code":"sim-1-register","link":"online","stored":{"count":0,"amounts":{}},"country":"US","booting":false},
+                {"id":"rdr_sim_2","label":"Simulated reader 2","url":"ws://127.0.0.1:1/readers/rdr_sim_2","connected":false,"display":null,"screen":{"kind":"idle"},"next_card":"4242","registration_code":"sim-2-register","link":"online","stored":{"count":0,"amounts":{}},"country":"US","booting":false}
             ])
         );
         let (status, one) = send(&router, "GET", "/_sim/readers/rdr_sim_2", "").await;
@@ -399,6 +482,65 @@ mod tests {
         assert_eq!(status, 400);
         let (status, body) = send(&router, "POST", "/_sim/readers/rdr_sim_1/cancel", "").await;
         assert_eq!((status, body), (200, json!({"sent": false})));
+    }
+
+    #[tokio::test]
+    async fn reader_link_location_card_entry_and_reboot() {
+        let (router, state) = app();
+        let (status, body) = send(
+            &router,
+            "POST",
+            "/_sim/readers/rdr_sim_1/network",
+            r#"{"down":true}"#,
+        )
+        .await;
+        assert_eq!((status, &body["link"]), (200, &json!("offline")));
+        assert!(!state.readers.get("rdr_sim_1").expect("reader").link_up());
+        assert!(state.readers.get("rdr_sim_2").expect("reader").link_up());
+        assert!(
+            !state.network.get().down,
+            "the POS's link is another switch"
+        );
+        let (status, _) = send(&router, "POST", "/_sim/readers/rdr_sim_1/network", "{}").await;
+        assert_eq!(status, 400);
+
+        let (status, body) = send(
+            &router,
+            "POST",
+            "/_sim/readers/rdr_sim_1/location",
+            r#"{"country":"fr"}"#,
+        )
+        .await;
+        assert_eq!((status, &body["country"]), (200, &json!("FR")));
+        for bad in [r#"{"country":"FRA"}"#, r#"{"country":"F1"}"#, r#"{}"#] {
+            let (status, _) = send(&router, "POST", "/_sim/readers/rdr_sim_1/location", bad).await;
+            assert_eq!(status, 400, "{bad}");
+        }
+
+        let (status, _) = send(
+            &router,
+            "POST",
+            "/_sim/readers/rdr_sim_1/card",
+            r#"{"number":"4242424242424242","entry":"swipe","pin":false}"#,
+        )
+        .await;
+        assert_eq!(status, 200);
+        let (status, _) = send(
+            &router,
+            "POST",
+            "/_sim/readers/rdr_sim_1/card",
+            r#"{"number":"4242424242424242","entry":"magic"}"#,
+        )
+        .await;
+        assert_eq!(status, 400);
+
+        let (status, body) = send(&router, "POST", "/_sim/readers/rdr_sim_2/reboot", "").await;
+        assert_eq!((status, &body["booting"]), (200, &json!(true)));
+        tokio::time::sleep(crate::readers::BOOT_TIME + Duration::from_millis(50)).await;
+        let (_, body) = send(&router, "GET", "/_sim/readers/rdr_sim_2", "").await;
+        assert_eq!(body["booting"], json!(false));
+        let (status, _) = send(&router, "POST", "/_sim/readers/nope/reboot", "").await;
+        assert_eq!(status, 404);
     }
 
     #[tokio::test]

@@ -1,5 +1,9 @@
-//! The backend API on its own port: `/v1/health`, `/v1/connection_tokens`, `/v1/payments`.
+//! The backend API on its own port: `/v1/health`, `/v1/connection_tokens`,
+//! `/v1/reader_pairings`, `/v1/payments`, `/v1/payments/{id}/capture` and `/cancel`.
 //! See `docs/backend-api.md`.
+
+mod capture;
+mod pairing;
 
 use std::sync::Arc;
 
@@ -10,16 +14,17 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use pos_protocol::backend::{
-    CaptureMethod, ConnectionToken, PaymentBody, PaymentOk, PaymentStatus, IDEMPOTENCY_HEADER,
+    codes, CaptureMethod, ConnectionToken, ErrorBody, PaymentBody, PaymentOk, PaymentStatus,
+    IDEMPOTENCY_HEADER,
 };
 use pos_protocol::outcomes::{self, Outcome};
 use tower_http::cors::{Any, CorsLayer};
 
-use crate::card_crypto::{self, CardKey};
+use crate::card_crypto::{self, CardBinding, CardKey};
 use crate::http_util::{error, error_body, json, json_text};
 use crate::idempotency::fingerprint;
 use crate::simulated_card;
-use crate::store::{Idempotent, NewPayment, PaymentOutcome, Store, StoredAnswer};
+use crate::store::{payload_hash, Idempotent, NewPayment, PaymentOutcome, Store, StoredAnswer};
 use crate::util::{now_ms, random_alnum};
 
 /// Largest request body the API reads: the SDK's largest body (50 metadata values of 500
@@ -42,7 +47,10 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/v1/health", get(health))
         .route("/v1/connection_tokens", post(connection_tokens))
+        .route("/v1/reader_pairings", post(pairing::reader_pairings))
         .route("/v1/payments", post(payments))
+        .route("/v1/payments/{id}/capture", post(capture::capture))
+        .route("/v1/payments/{id}/cancel", post(capture::cancel))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(cors())
@@ -143,7 +151,7 @@ impl Refusal {
     fn invalid(message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
-            code: "invalid_request",
+            code: codes::INVALID_REQUEST,
             message: message.into(),
         }
     }
@@ -158,21 +166,112 @@ impl Refusal {
 
 /// `POST /v1/payments`, after the body was read.
 pub fn handle_payment(state: &ApiState, headers: &HeaderMap, bytes: &[u8]) -> StoredAnswer {
-    let (key, body) = match check_request(state, headers, bytes) {
+    if let Err(refusal) = check_auth(state, headers) {
+        return refusal.into_answer();
+    }
+    let (key, body) = match check_request(headers, bytes) {
         Ok(checked) => checked,
         Err(refusal) => return refusal.into_answer(),
     };
-    let fingerprint = fingerprint(&body);
-    let result = state.store.answer_once(&key, &fingerprint, || {
-        decide(&state.card_key, &body, now_ms())
-    });
+    process_payment(state, &key, &body)
+}
+
+/// What the backend concluded for a payment a reader sent over its own link
+/// ([`charge_from_reader`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(not(test), allow(dead_code))]
+pub enum ReaderCharge {
+    Approved {
+        payment_intent: String,
+        status: PaymentStatus,
+    },
+    Declined {
+        decline_code: String,
+    },
+    /// Refused (`invalid_request`, `invalid_card_payload`, `card_payload_mismatch`,
+    /// `card_payload_reused`, `idempotency_key_reused`), final; except code `internal`, a
+    /// storage failure, which the reader retries like a network error.
+    Rejected {
+        code: String,
+        message: String,
+    },
+}
+
+/// A payment a pos-sim reader sends over its own link to the backend: the same checks,
+/// idempotency (key = `body.id`), decision and record as `POST /v1/payments`, counted as a
+/// request for that key in `/_sim/payments`. There is no HTTP authorisation: in the simulator
+/// the reader's link is trusted (a real reader authenticates to its backend with its own
+/// device credential, never the POS's connection token). Blocks on SQLite: call it from
+/// `spawn_blocking` in async code.
+// Called by the readers' own link (readers.rs) once it lands; tests call it meanwhile.
+#[cfg_attr(not(test), allow(dead_code))]
+pub fn charge_from_reader(state: &ApiState, body: &PaymentBody) -> ReaderCharge {
+    if let Err(message) = validate(body) {
+        return ReaderCharge::Rejected {
+            code: codes::INVALID_REQUEST.to_owned(),
+            message: message.to_owned(),
+        };
+    }
+    let answer = process_payment(state, &body.id, body);
+    reader_charge(&answer)
+}
+
+/// A stored HTTP answer as a [`ReaderCharge`].
+#[cfg_attr(not(test), allow(dead_code))]
+fn reader_charge(answer: &StoredAnswer) -> ReaderCharge {
+    if answer.status == StatusCode::OK.as_u16() {
+        if let Ok(ok) = serde_json::from_str::<PaymentOk>(&answer.body) {
+            return ReaderCharge::Approved {
+                payment_intent: ok.payment_intent,
+                status: ok.status,
+            };
+        }
+    }
+    let Ok(ErrorBody { error }) = serde_json::from_str::<ErrorBody>(&answer.body) else {
+        return ReaderCharge::Rejected {
+            code: String::from("internal"),
+            message: String::from("unreadable answer"),
+        };
+    };
+    match (error.code.as_str(), error.decline_code) {
+        (codes::CARD_DECLINED, Some(decline_code)) => ReaderCharge::Declined { decline_code },
+        _ => ReaderCharge::Rejected {
+            code: error.code,
+            message: error.message,
+        },
+    }
+}
+
+/// The idempotency rule and, for a new key, the decision. `key` equals `body.id`.
+fn process_payment(state: &ApiState, key: &str, body: &PaymentBody) -> StoredAnswer {
+    let fingerprint = fingerprint(body);
+    // Crypto outside the store's lock; the result is used only for a new key.
+    let card = open_card(&state.card_key, body);
+    // Simulated payloads are the same text for every payment with that test card: not unique.
+    let payload_hash = (!simulated_card::is_simulated(&body.card_payload))
+        .then(|| payload_hash(&body.card_payload));
+    let result = state
+        .store
+        .answer_once(key, &fingerprint, payload_hash.as_deref(), || {
+            decide(card, body, now_ms())
+        });
     match result {
-        Ok(Idempotent::First(answer)) | Ok(Idempotent::Replay(answer)) => answer,
+        Ok(Idempotent::First(answer))
+        | Ok(Idempotent::Replay(answer))
+        | Ok(Idempotent::Refused(answer)) => answer,
         Ok(Idempotent::Conflict) => StoredAnswer {
             status: StatusCode::CONFLICT.as_u16(),
             body: error_body(
-                "idempotency_key_reused",
+                codes::IDEMPOTENCY_KEY_REUSED,
                 "This Idempotency-Key was already used with a different request body.",
+                None,
+            ),
+        },
+        Ok(Idempotent::PayloadReused) => StoredAnswer {
+            status: StatusCode::CONFLICT.as_u16(),
+            body: error_body(
+                codes::CARD_PAYLOAD_REUSED,
+                "This card payload was already charged for another payment; read the card again.",
                 None,
             ),
         },
@@ -188,12 +287,8 @@ pub fn handle_payment(state: &ApiState, headers: &HeaderMap, bytes: &[u8]) -> St
     }
 }
 
-/// Authorization, Idempotency-Key and body checks, in that order.
-fn check_request(
-    state: &ApiState,
-    headers: &HeaderMap,
-    bytes: &[u8],
-) -> Result<(String, PaymentBody), Refusal> {
+/// The bearer connection token must be one this backend issued.
+fn check_auth(state: &ApiState, headers: &HeaderMap) -> Result<(), Refusal> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -201,13 +296,19 @@ fn check_request(
         .map(str::trim)
         .unwrap_or("");
     let known = !token.is_empty() && state.store.token_exists(token).unwrap_or(false);
-    if !known {
-        return Err(Refusal {
+    if known {
+        Ok(())
+    } else {
+        Err(Refusal {
             status: StatusCode::UNAUTHORIZED,
-            code: "unauthorized",
+            code: codes::UNAUTHORIZED,
             message: String::from("missing or unknown connection token (Authorization: Bearer …)"),
-        });
+        })
     }
+}
+
+/// Idempotency-Key and body checks, in that order.
+fn check_request(headers: &HeaderMap, bytes: &[u8]) -> Result<(String, PaymentBody), Refusal> {
     let key = match headers.get(IDEMPOTENCY_HEADER).map(|v| v.to_str()) {
         None => return Err(Refusal::invalid("missing Idempotency-Key header")),
         Some(Err(_)) => return Err(Refusal::invalid("Idempotency-Key is not ASCII")),
@@ -246,22 +347,45 @@ pub fn validate(body: &PaymentBody) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// The card number in `payload`: a payload sealed by a pos-sim reader for `reader_id`, or (test
-/// mode only) an in-page simulated reader's `simulated:v1:<published test card number>`.
-fn card_number(card_key: &CardKey, reader_id: &str, payload: &str) -> Result<String, String> {
+/// Why a card payload gives no card number.
+enum CardRefusal {
+    /// Sealed for another reader, payment id, amount or currency (or altered): refused,
+    /// nothing stored, so a replayed payload cannot burn the real payment's key.
+    Mismatch(String),
+    /// Not a payload this backend accepts (malformed, unbound v1, simulated non-test card):
+    /// stored as the key's `invalid_card_payload` answer.
+    Invalid(String),
+}
+
+/// The card number in the body's payload: a v2 payload sealed by a pos-sim reader for this
+/// body's reader, id, amount and currency, or (test mode only) an in-page simulated reader's
+/// `simulated:v1:<published test card number>`.
+fn open_card(card_key: &CardKey, body: &PaymentBody) -> Result<String, CardRefusal> {
+    let payload = body.card_payload.as_str();
     if simulated_card::is_simulated(payload) {
         return simulated_card::open(payload)
             .map(str::to_owned)
-            .map_err(|e| e.to_string());
+            .map_err(|e| CardRefusal::Invalid(e.to_string()));
     }
-    card_crypto::decrypt(card_key, reader_id, payload)
-        .map(|card| card.number)
-        .map_err(|e| e.to_string())
+    let binding = CardBinding {
+        payment_id: body.id.clone(),
+        amount: body.amount,
+        currency: body.currency.clone(),
+    };
+    match card_crypto::decrypt(card_key, &body.reader_id, &binding, payload) {
+        Ok(card) => Ok(card.number),
+        Err(e) if e.is_mismatch() => Err(CardRefusal::Mismatch(e.to_string())),
+        Err(e) => Err(CardRefusal::Invalid(e.to_string())),
+    }
 }
 
-/// Decides a payment seen for the first time: open the card payload, apply the test-card
-/// rules, build the answer to store.
-fn decide(card_key: &CardKey, body: &PaymentBody, now: u64) -> NewPayment {
+/// Decides a payment seen for the first time: apply the test-card rules to the opened card,
+/// build the answer to store (`Err`: refuse without storing).
+fn decide(
+    card: Result<String, CardRefusal>,
+    body: &PaymentBody,
+    now: u64,
+) -> Result<NewPayment, StoredAnswer> {
     let record = |outcome, decline_code: Option<&str>, payment_intent, status, answer| NewPayment {
         amount: body.amount,
         currency: body.currency.clone(),
@@ -275,19 +399,25 @@ fn decide(card_key: &CardKey, body: &PaymentBody, now: u64) -> NewPayment {
             body: answer,
         },
     };
-    let number = match card_number(card_key, &body.reader_id, &body.card_payload) {
+    let number = match card {
         Ok(number) => number,
-        Err(e) => {
-            return record(
+        Err(CardRefusal::Mismatch(message)) => {
+            return Err(StoredAnswer {
+                status: StatusCode::BAD_REQUEST.as_u16(),
+                body: error_body(codes::CARD_PAYLOAD_MISMATCH, &message, None),
+            })
+        }
+        Err(CardRefusal::Invalid(message)) => {
+            return Ok(record(
                 PaymentOutcome::Failed,
                 None,
                 None,
                 StatusCode::BAD_REQUEST.as_u16(),
-                error_body("invalid_card_payload", &e, None),
-            )
+                error_body("invalid_card_payload", &message, None),
+            ))
         }
     };
-    match outcomes::decide(&number, body.amount) {
+    Ok(match outcomes::decide(&number, body.amount) {
         Outcome::Approved => {
             let (status, outcome) = match body.capture_method {
                 CaptureMethod::Automatic => (PaymentStatus::Succeeded, PaymentOutcome::Succeeded),
@@ -309,9 +439,9 @@ fn decide(card_key: &CardKey, body: &PaymentBody, now: u64) -> NewPayment {
             Some(code),
             None,
             StatusCode::PAYMENT_REQUIRED.as_u16(),
-            error_body("card_declined", "Your card was declined.", Some(code)),
+            error_body(codes::CARD_DECLINED, "Your card was declined.", Some(code)),
         ),
-    }
+    })
 }
 
 #[cfg(test)]
@@ -371,13 +501,30 @@ mod tests {
     }
 
     impl Harness {
-        fn payload(&self, number: &str) -> String {
+        /// A v2 payload sealed by reader `rdr_sim_1` for payment `id` of `amount` usd.
+        fn payload(&self, id: &str, amount: u64, number: &str) -> String {
+            self.payload_for("rdr_sim_1", id, amount, "usd", number)
+        }
+
+        fn payload_for(
+            &self,
+            reader: &str,
+            id: &str,
+            amount: u64,
+            currency: &str,
+            number: &str,
+        ) -> String {
             let card = CardData {
                 number: number.into(),
                 exp_month: 12,
                 exp_year: 2030,
             };
-            card_crypto::encrypt(&self.state.card_key, "rdr_sim_1", &card).expect("encrypt")
+            let binding = CardBinding {
+                payment_id: id.into(),
+                amount,
+                currency: currency.into(),
+            };
+            card_crypto::encrypt(&self.state.card_key, reader, &binding, &card).expect("encrypt")
         }
 
         fn body(&self, id: &str, amount: u64, number: &str) -> Value {
@@ -386,7 +533,7 @@ mod tests {
                 "amount": amount,
                 "currency": "usd",
                 "capture_method": "automatic",
-                "card_payload": self.payload(number),
+                "card_payload": self.payload(id, amount, number),
                 "card": {"brand": "visa", "last4": &number[number.len() - 4..], "exp_month": 12, "exp_year": 2030},
                 "reader_id": "rdr_sim_1",
                 "offline": null,
@@ -614,13 +761,16 @@ mod tests {
         let list = h.state.store.list_payments().expect("list");
         assert_eq!(list[0].outcome, PaymentOutcome::Failed);
 
-        // A payload from another reader does not open either.
+        // A payload sealed by another reader is refused as bound to something else, and
+        // nothing is stored for it.
         let mut body = h.body("pay_other", 1000, "4242424242424242");
         body["reader_id"] = json!("rdr_sim_2");
+        let (status, resp) = h.pay("pay_other", &body).await;
         assert_eq!(
-            error_code(&h.pay("pay_other", &body).await.1),
-            "invalid_card_payload"
+            (status, error_code(&resp).as_str()),
+            (400, "card_payload_mismatch")
         );
+        assert_eq!(h.requests_for("pay_other"), 0);
     }
 
     #[tokio::test]
@@ -735,6 +885,460 @@ mod tests {
         let b = h.body("pay_after_panic", 1000, "4242424242424242");
         assert_eq!(h.pay("pay_after_panic", &b).await.0, 200);
         assert_eq!(h.requests_for("pay_after_panic"), 1);
+    }
+
+    #[tokio::test]
+    async fn a_payload_sealed_for_another_amount_id_currency_or_reader_is_a_mismatch() {
+        let h = harness().await;
+        let number = "4242424242424242";
+        let cases = [
+            // (what the payload was sealed for) → sent as pay_m_*, 1000 usd, rdr_sim_1
+            (
+                "amount",
+                h.payload_for("rdr_sim_1", "pay_m_amount", 999, "usd", number),
+            ),
+            (
+                "id",
+                h.payload_for("rdr_sim_1", "pay_m_other", 1000, "usd", number),
+            ),
+            (
+                "currency",
+                h.payload_for("rdr_sim_1", "pay_m_currency", 1000, "eur", number),
+            ),
+            (
+                "reader",
+                h.payload_for("rdr_sim_2", "pay_m_reader", 1000, "usd", number),
+            ),
+        ];
+        for (what, payload) in cases {
+            let key = format!("pay_m_{what}");
+            let mut body = h.body(&key, 1000, number);
+            body["card_payload"] = json!(payload);
+            let (status, resp) = h.pay(&key, &body).await;
+            assert_eq!(status, 400, "{what}: {resp}");
+            assert_eq!(error_code(&resp), codes::CARD_PAYLOAD_MISMATCH, "{what}");
+            assert!(!resp.to_string().contains(number));
+            // Nothing stored: the key is not burned for the real payment.
+            assert_eq!(h.requests_for(&key), 0, "{what}");
+        }
+        // A payload for 1000 replayed with the amount raised: the same refusal; the real
+        // payment then goes through under its own key.
+        let real = h.body("pay_m_real", 1000, number);
+        let mut raised = real.clone();
+        raised["amount"] = json!(50_000);
+        let (status, resp) = h.pay("pay_m_real", &raised).await;
+        assert_eq!(
+            (status, error_code(&resp).as_str()),
+            (400, "card_payload_mismatch")
+        );
+        assert_eq!(h.pay("pay_m_real", &real).await.0, 200);
+    }
+
+    #[tokio::test]
+    async fn a_payload_charged_under_one_key_is_refused_under_another() {
+        let h = harness().await;
+        for number in ["4242424242424242", "4000000000000002"] {
+            let first = h.body("pay_once", 1000, number);
+            let key = format!("pay_once_{number}");
+            let mut first = first.clone();
+            first["id"] = json!(key);
+            // Sealed for this id so that the first charge is a good one.
+            first["card_payload"] = json!(h.payload(&key, 1000, number));
+            let answer = h.pay(&key, &first).await;
+            assert!(answer.0 == 200 || answer.0 == 402, "{answer:?}");
+            // Same key again: the idempotent replay, not a reuse.
+            assert_eq!(h.pay(&key, &first).await, answer);
+
+            // The same payload under another key and id (the binding would refuse it too, but
+            // the reuse is what is reported, and nothing is stored for it).
+            let other_key = format!("{key}_again");
+            let mut again = first.clone();
+            again["id"] = json!(other_key);
+            let (status, resp) = h.pay(&other_key, &again).await;
+            assert_eq!(status, 409, "{resp}");
+            assert_eq!(error_code(&resp), codes::CARD_PAYLOAD_REUSED);
+            assert_eq!(h.requests_for(&other_key), 0);
+            assert_eq!(h.requests_for(&key), 2, "charged once");
+        }
+        // Simulated test-card payloads are the same text every time: not a reuse.
+        for key in ["pay_sim_a", "pay_sim_b"] {
+            let body = simulated_body(&h, key, 1000, "simulated:v1:4242424242424242");
+            assert_eq!(h.pay(key, &body).await.0, 200, "{key}");
+        }
+    }
+
+    #[tokio::test]
+    async fn unbound_v1_payloads_are_refused() {
+        use aes_gcm::aead::{Aead, KeyInit, Payload};
+        use aes_gcm::{Aes256Gcm, Key, Nonce};
+        use base64::Engine as _;
+
+        let h = harness().await;
+        let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(h.state.card_key.as_bytes()));
+        let nonce = [3u8; 12];
+        let ct = cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: br#"{"number":"4242424242424242","exp_month":12,"exp_year":2030}"#
+                        .as_slice(),
+                    aad: b"pos-sim/card/v1|rdr_sim_1",
+                },
+            )
+            .expect("seal");
+        let mut raw = nonce.to_vec();
+        raw.extend_from_slice(&ct);
+        let mut body = h.body("pay_v1", 1000, "4242424242424242");
+        body["card_payload"] = json!(base64::engine::general_purpose::STANDARD.encode(raw));
+        let (status, resp) = h.pay("pay_v1", &body).await;
+        assert_eq!(
+            (status, error_code(&resp).as_str()),
+            (400, "invalid_card_payload")
+        );
+    }
+
+    impl Harness {
+        async fn pair(&self, auth: Option<&str>, body: &str) -> (u16, Value) {
+            let bearer = auth.map(|t| format!("Bearer {t}"));
+            let mut headers = vec![("content-type", "application/json")];
+            if let Some(b) = &bearer {
+                headers.push(("authorization", b));
+            }
+            send(&self.router, "POST", "/v1/reader_pairings", &headers, body).await
+        }
+
+        async fn transition(&self, id: &str, action: &str) -> (u16, Value) {
+            let auth = format!("Bearer {}", self.token);
+            let path = format!("/v1/payments/{id}/{action}");
+            send(&self.router, "POST", &path, &[("authorization", &auth)], "").await
+        }
+
+        fn record(&self, key: &str) -> crate::store::PaymentRecord {
+            let list = self.state.store.list_payments().expect("list");
+            list.into_iter().find(|p| p.key == key).expect("record")
+        }
+    }
+
+    #[tokio::test]
+    async fn pairings_are_issued_for_one_reader_and_expire() {
+        let h = harness().await;
+        let token = h.token.clone();
+        let (status, pairing) = h.pair(Some(&token), r#"{"reader_id":"rdr_sim_1"}"#).await;
+        assert_eq!(status, 200, "{pairing}");
+        assert_eq!(pairing["reader_id"], "rdr_sim_1");
+        let secret = pairing["secret"].as_str().expect("secret");
+        let hex = secret.strip_prefix("rpair_").expect("prefix");
+        assert_eq!(hex.len(), 64);
+        assert!(hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        let expires_at = pairing["expires_at"].as_u64().expect("expires_at");
+        let now = now_ms();
+        assert!(
+            expires_at > now + pairing::PAIRING_TTL_MS - 60_000
+                && expires_at <= now + pairing::PAIRING_TTL_MS
+        );
+
+        let store = &h.state.store;
+        assert!(store
+            .pairing_valid("rdr_sim_1", secret, now)
+            .expect("query"));
+        assert!(store
+            .pairing_valid("rdr_sim_1", secret, expires_at - 1)
+            .expect("query"));
+        assert!(
+            !store
+                .pairing_valid("rdr_sim_1", secret, expires_at)
+                .expect("query"),
+            "expired"
+        );
+        assert!(
+            !store
+                .pairing_valid("rdr_sim_2", secret, now)
+                .expect("query"),
+            "other reader"
+        );
+        assert!(
+            !store
+                .pairing_valid("rdr_sim_1", &token, now)
+                .expect("query"),
+            "a token is not a pairing"
+        );
+        assert!(!store
+            .pairing_valid("rdr_sim_1", "rpair_00", now)
+            .expect("query"));
+        assert!(!store.pairing_valid("rdr_sim_1", "", now).expect("query"));
+
+        // Each request issues a new secret; both stay valid.
+        let (_, second) = h.pair(Some(&token), r#"{"reader_id":"rdr_sim_1"}"#).await;
+        assert_ne!(second["secret"], pairing["secret"]);
+        assert!(store
+            .pairing_valid("rdr_sim_1", secret, now)
+            .expect("query"));
+    }
+
+    #[tokio::test]
+    async fn pairings_need_a_token_and_a_reader_id() {
+        let h = harness().await;
+        let token = h.token.clone();
+        for auth in [None, Some("pst_test_unknown")] {
+            let (status, resp) = h.pair(auth, r#"{"reader_id":"rdr_sim_1"}"#).await;
+            assert_eq!((status, error_code(&resp).as_str()), (401, "unauthorized"));
+        }
+        for body in [
+            "",
+            "{}",
+            r#"{"reader_id":1}"#,
+            r#"{"reader_id":"rdr_sim_1","x":1}"#,
+        ] {
+            let (status, resp) = h.pair(Some(&token), body).await;
+            assert_eq!(
+                (status, error_code(&resp).as_str()),
+                (400, "invalid_request"),
+                "{body}"
+            );
+        }
+        for id in [
+            "",
+            "reader_1",
+            "rdr_",
+            "rdr_a b",
+            &format!("rdr_{}", "x".repeat(61)),
+        ] {
+            let body = json!({ "reader_id": id }).to_string();
+            let (status, resp) = h.pair(Some(&token), &body).await;
+            assert_eq!(
+                (status, error_code(&resp).as_str()),
+                (404, "reader_not_found"),
+                "{id}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pairing_secret_authorises_nothing_on_the_backend() {
+        let h = harness().await;
+        let token = h.token.clone();
+        let (_, pairing) = h.pair(Some(&token), r#"{"reader_id":"rdr_sim_1"}"#).await;
+        let secret = pairing["secret"].as_str().expect("secret").to_owned();
+        let auth = format!("Bearer {secret}");
+        let body = h.body("pay_pair", 1000, "4242424242424242").to_string();
+        let headers = [
+            ("authorization", auth.as_str()),
+            ("idempotency-key", "pay_pair"),
+        ];
+        let (status, resp) = send(&h.router, "POST", "/v1/payments", &headers, &body).await;
+        assert_eq!((status, error_code(&resp).as_str()), (401, "unauthorized"));
+        assert_eq!(h.requests_for("pay_pair"), 0);
+        // Nor can it issue pairings, or capture.
+        let (status, _) = h.pair(Some(&secret), r#"{"reader_id":"rdr_sim_1"}"#).await;
+        assert_eq!(status, 401);
+        assert_eq!(
+            h.pay("pay_pair", &h.body("pay_pair", 1000, "4242424242424242"))
+                .await
+                .0,
+            200
+        );
+        let (status, _) = send(
+            &h.router,
+            "POST",
+            "/v1/payments/pay_pair/capture",
+            &[("authorization", auth.as_str())],
+            "",
+        )
+        .await;
+        assert_eq!(status, 401);
+    }
+
+    fn manual(h: &Harness, id: &str) -> Value {
+        let mut body = h.body(id, 1000, "4242424242424242");
+        body["capture_method"] = json!("manual");
+        body
+    }
+
+    #[tokio::test]
+    async fn capture_is_idempotent() {
+        let h = harness().await;
+        let (status, paid) = h.pay("pay_cap", &manual(&h, "pay_cap")).await;
+        assert_eq!(
+            (status, paid["status"].as_str()),
+            (200, Some("requires_capture"))
+        );
+        assert_eq!(
+            h.record("pay_cap").status,
+            Some(PaymentStatus::RequiresCapture)
+        );
+
+        let first = h.transition("pay_cap", "capture").await;
+        assert_eq!(first.0, 200, "{}", first.1);
+        assert_eq!(first.1["status"], "succeeded");
+        assert_eq!(first.1["payment_intent"], paid["payment_intent"]);
+        assert_eq!(
+            h.transition("pay_cap", "capture").await,
+            first,
+            "same answer"
+        );
+        let record = h.record("pay_cap");
+        assert_eq!(record.status, Some(PaymentStatus::Succeeded));
+        assert_eq!((record.captures, record.cancels), (2, 0));
+        assert_eq!(
+            record.outcome,
+            PaymentOutcome::RequiresCapture,
+            "the decision is kept"
+        );
+
+        // Canceling a captured payment is refused.
+        let (status, resp) = h.transition("pay_cap", "cancel").await;
+        assert_eq!(
+            (status, error_code(&resp).as_str()),
+            (409, "payment_unexpected_state")
+        );
+        assert_eq!(h.record("pay_cap").status, Some(PaymentStatus::Succeeded));
+    }
+
+    #[tokio::test]
+    async fn cancel_is_idempotent_and_a_canceled_payment_is_not_captured() {
+        let h = harness().await;
+        let body = manual(&h, "pay_void");
+        assert_eq!(h.pay("pay_void", &body).await.0, 200);
+        let first = h.transition("pay_void", "cancel").await;
+        assert_eq!(
+            (first.0, first.1["status"].as_str()),
+            (200, Some("canceled"))
+        );
+        assert_eq!(h.transition("pay_void", "cancel").await, first);
+        let (status, resp) = h.transition("pay_void", "capture").await;
+        assert_eq!(
+            (status, error_code(&resp).as_str()),
+            (409, "payment_unexpected_state")
+        );
+        let record = h.record("pay_void");
+        assert_eq!(record.status, Some(PaymentStatus::Canceled));
+        assert_eq!((record.captures, record.cancels), (1, 2));
+        // The payment's own replay keeps its first answer.
+        let (status, replay) = h.pay("pay_void", &body).await;
+        assert_eq!(
+            (status, replay["status"].as_str()),
+            (200, Some("requires_capture"))
+        );
+    }
+
+    #[tokio::test]
+    async fn capture_of_unknown_automatic_and_declined_payments() {
+        let h = harness().await;
+        for action in ["capture", "cancel"] {
+            let (status, resp) = h.transition("pay_nope", action).await;
+            assert_eq!(
+                (status, error_code(&resp).as_str()),
+                (404, "payment_not_found")
+            );
+        }
+        // Automatic: already succeeded; capture says so, cancel is refused.
+        assert_eq!(
+            h.pay("pay_auto", &h.body("pay_auto", 1000, "4242424242424242"))
+                .await
+                .0,
+            200
+        );
+        let (status, resp) = h.transition("pay_auto", "capture").await;
+        assert_eq!((status, resp["status"].as_str()), (200, Some("succeeded")));
+        let (status, resp) = h.transition("pay_auto", "cancel").await;
+        assert_eq!(
+            (status, error_code(&resp).as_str()),
+            (409, "payment_unexpected_state")
+        );
+        // Declined: nothing to capture or cancel.
+        let mut declined = manual(&h, "pay_no");
+        declined["card_payload"] = json!(h.payload("pay_no", 1000, "4000000000000002"));
+        assert_eq!(h.pay("pay_no", &declined).await.0, 402);
+        for action in ["capture", "cancel"] {
+            let (status, resp) = h.transition("pay_no", action).await;
+            assert_eq!(
+                (status, error_code(&resp).as_str()),
+                (409, "payment_unexpected_state")
+            );
+        }
+        assert_eq!(h.record("pay_no").status, None);
+        // Without the token: 401, nothing counted.
+        let (status, _) = send(&h.router, "POST", "/v1/payments/pay_auto/capture", &[], "").await;
+        assert_eq!(status, 401);
+        assert_eq!(h.record("pay_auto").captures, 1);
+    }
+
+    #[tokio::test]
+    async fn a_forwarded_offline_manual_payment_is_captured() {
+        let h = harness().await;
+        let mut body = manual(&h, "pay_fwd");
+        body["offline"] = json!({"stored_at": 1_700_000_000_000u64});
+        let (status, paid) = h.pay("pay_fwd", &body).await;
+        assert_eq!(
+            (status, paid["status"].as_str()),
+            (200, Some("requires_capture"))
+        );
+        assert!(h.record("pay_fwd").offline);
+        let first = h.transition("pay_fwd", "capture").await;
+        assert_eq!(
+            (first.0, first.1["status"].as_str()),
+            (200, Some("succeeded"))
+        );
+        assert_eq!(h.transition("pay_fwd", "capture").await, first);
+    }
+
+    #[tokio::test]
+    async fn a_reader_charges_like_the_api_and_once_per_key() {
+        let h = harness().await;
+        let body: PaymentBody =
+            serde_json::from_value(h.body("pay_rdr", 1000, "4242424242424242")).expect("body");
+        let charge = charge_from_reader(&h.state, &body);
+        let ReaderCharge::Approved {
+            payment_intent,
+            status,
+        } = charge.clone()
+        else {
+            panic!("expected approved, got {charge:?}");
+        };
+        assert_eq!(status, PaymentStatus::Succeeded);
+        // The same payment by HTTP (the SDK's attempt arriving late): the same answer.
+        let (code, resp) = h
+            .pay("pay_rdr", &serde_json::to_value(&body).expect("json"))
+            .await;
+        assert_eq!(code, 200);
+        assert_eq!(
+            resp["payment_intent"].as_str(),
+            Some(payment_intent.as_str())
+        );
+        assert_eq!(charge_from_reader(&h.state, &body), charge);
+        assert_eq!(h.requests_for("pay_rdr"), 3, "three requests, charged once");
+        assert_eq!(h.state.store.list_payments().expect("list").len(), 1);
+
+        let declined: PaymentBody =
+            serde_json::from_value(h.body("pay_rdr_no", 1000, "4000000000009995")).expect("body");
+        assert_eq!(
+            charge_from_reader(&h.state, &declined),
+            ReaderCharge::Declined {
+                decline_code: "insufficient_funds".into()
+            }
+        );
+
+        let mut raised = body.clone();
+        raised.id = "pay_rdr_raised".into();
+        let ReaderCharge::Rejected { code, .. } = charge_from_reader(&h.state, &raised) else {
+            panic!("expected a refusal");
+        };
+        assert_eq!(code, codes::CARD_PAYLOAD_REUSED);
+        let mut bad = body.clone();
+        bad.currency = "USD".into();
+        let ReaderCharge::Rejected { code, .. } = charge_from_reader(&h.state, &bad) else {
+            panic!("expected a refusal");
+        };
+        assert_eq!(code, codes::INVALID_REQUEST);
+        let mut mismatch: PaymentBody =
+            serde_json::from_value(h.body("pay_rdr_m", 1000, "4242424242424242")).expect("body");
+        mismatch.amount = 10;
+        let ReaderCharge::Rejected { code, .. } = charge_from_reader(&h.state, &mismatch) else {
+            panic!("expected a refusal");
+        };
+        assert_eq!(code, codes::CARD_PAYLOAD_MISMATCH);
     }
 
     #[tokio::test]

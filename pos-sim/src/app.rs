@@ -15,7 +15,8 @@ use crate::api::{self, ApiState};
 use crate::cli::ServeConfig;
 use crate::logging::log_requests;
 use crate::network::{self, Network};
-use crate::readers::{self, ReaderAddress, Readers};
+use crate::reader_store::{ReaderStore, ReaderStoreError};
+use crate::readers::{self, ReaderAddress, Readers, ReadersSetup};
 use crate::static_files;
 use crate::store::{Store, StoreError};
 
@@ -26,6 +27,12 @@ pub enum AppError {
         path: String,
         #[source]
         source: StoreError,
+    },
+    #[error("cannot open the readers' database {path}: {source}")]
+    ReaderStore {
+        path: String,
+        #[source]
+        source: ReaderStoreError,
     },
     #[error("cannot listen on 127.0.0.1:{port}: {source}")]
     Bind {
@@ -72,13 +79,23 @@ pub async fn serve(args: ServeConfig) -> Result<(), AppError> {
     let api_url = format!("http://127.0.0.1:{api_port}");
     let ws_base = format!("ws://127.0.0.1:{pos_port}");
 
-    let readers = Arc::new(Readers::new(
-        args.readers,
-        &ws_base,
-        store.clone(),
-        card_key.clone(),
-        Duration::from_millis(args.tap_delay_ms),
-    ));
+    let reader_db = reader_store_path(&args.db);
+    let reader_store = ReaderStore::open(&reader_db).map_err(|source| AppError::ReaderStore {
+        path: reader_db.display().to_string(),
+        source,
+    })?;
+    let readers = Arc::new(Readers::new(ReadersSetup {
+        count: args.readers,
+        ws_base,
+        api: ApiState {
+            store: store.clone(),
+            card_key: card_key.clone(),
+        },
+        store: Arc::new(reader_store),
+        tap_delay: Duration::from_millis(args.tap_delay_ms),
+        country: args.reader_country.clone(),
+    }));
+    readers.start_forwarders();
     let network = Network::new();
 
     let api_router = api::router(ApiState {
@@ -109,11 +126,12 @@ pub async fn serve(args: ServeConfig) -> Result<(), AppError> {
         .layer(axum::middleware::from_fn_with_state("pos", log_requests));
 
     eprintln!(
-        "[pos-sim] db {} · www {} · pkg {} · {} reader(s) · tap delay {} ms",
+        "[pos-sim] db {} · www {} · pkg {} · {} reader(s) in {} · tap delay {} ms",
         args.db.display(),
         args.www.display(),
         args.pkg.display(),
         args.readers,
+        args.reader_country,
         args.tap_delay_ms
     );
     let ready = Ready {
@@ -138,6 +156,13 @@ pub async fn serve(args: ServeConfig) -> Result<(), AppError> {
         }
     }
     Ok(())
+}
+
+/// The readers' own store, beside pos-sim's database: `<db>.readers.sqlite`.
+pub fn reader_store_path(db: &std::path::Path) -> std::path::PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".readers.sqlite");
+    std::path::PathBuf::from(name)
 }
 
 /// Resolves on SIGINT or SIGTERM with the signal's name.

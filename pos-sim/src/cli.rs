@@ -9,6 +9,7 @@ pub const DEFAULT_PORT: u16 = 8787;
 pub const DEFAULT_READERS: usize = 2;
 pub const MAX_READERS: u64 = 64;
 pub const DEFAULT_TAP_DELAY_MS: u64 = 400;
+pub const DEFAULT_READER_COUNTRY: &str = "US";
 
 const SERVE_AFTER_HELP: &str = "\
 Binds 127.0.0.1 only. When both ports listen, prints one line to stdout:
@@ -68,6 +69,14 @@ pub struct ServeArgs {
         allow_negative_numbers = true
     )]
     pub tap_delay_ms: u64,
+    /// Country of the readers' location (ISO 3166-1 alpha-2): decides the offline rules
+    #[arg(
+        long,
+        value_name = "CC",
+        default_value = DEFAULT_READER_COUNTRY,
+        value_parser = parse_country
+    )]
+    pub reader_country: String,
 }
 
 /// What `serve` runs with: paths made absolute, defaults filled in.
@@ -81,6 +90,18 @@ pub struct ServeConfig {
     pub www: PathBuf,
     pub pkg: PathBuf,
     pub tap_delay_ms: u64,
+    pub reader_country: String,
+}
+
+/// Two ASCII letters, upper-cased.
+pub fn parse_country(value: &str) -> Result<String, String> {
+    if value.len() == 2 && value.bytes().all(|b| b.is_ascii_alphabetic()) {
+        Ok(value.to_ascii_uppercase())
+    } else {
+        Err(String::from(
+            "a country is two letters (ISO 3166-1 alpha-2), e.g. US or FR",
+        ))
+    }
 }
 
 impl ServeArgs {
@@ -98,6 +119,7 @@ impl ServeArgs {
                 .pkg
                 .map_or_else(|| default_dir(cwd, "pkg"), |dir| cwd.join(dir)),
             tap_delay_ms: self.tap_delay_ms,
+            reader_country: self.reader_country,
         }
     }
 }
@@ -161,6 +183,7 @@ mod tests {
         assert_eq!(s.api_port(), 8788);
         assert_eq!(s.readers, 2);
         assert_eq!(s.tap_delay_ms, 400);
+        assert_eq!(s.reader_country, "US");
         assert_eq!(s.db, Path::new("/nonexistent-cwd/pos-sim.db"));
         let repo_www = Path::new(env!("CARGO_MANIFEST_DIR")).join("../www");
         assert_eq!(s.www, repo_www);
@@ -191,7 +214,10 @@ mod tests {
             "--pkg=/p",
             "--tap-delay-ms",
             "10",
+            "--reader-country",
+            "fr",
         ]);
+        assert_eq!(s.reader_country, "FR");
         assert_eq!(s.port, 0);
         assert_eq!(s.api_port(), 0, "P=0 picks a free API port too");
         assert_eq!(s.readers, 3);
@@ -245,6 +271,7 @@ mod tests {
             ["serve", "--port", "x"],
             ["serve", "--readers", "65"],
             ["serve", "--tap-delay-ms", "-1"],
+            ["serve", "--reader-country", "FRA"],
         ] {
             assert_eq!(error_kind(&bad), ErrorKind::ValueValidation, "{bad:?}");
         }

@@ -48,8 +48,8 @@ mod tests {
         }
     }
 
-    fn new_payment(body: &PaymentBody, intent: &str) -> NewPayment {
-        NewPayment {
+    fn new_payment(body: &PaymentBody, intent: &str) -> Result<NewPayment, StoredAnswer> {
+        Ok(NewPayment {
             amount: body.amount,
             currency: body.currency.clone(),
             outcome: PaymentOutcome::Succeeded,
@@ -61,7 +61,7 @@ mod tests {
                 status: 200,
                 body: format!(r#"{{"payment_intent":"{intent}","status":"succeeded"}}"#),
             },
-        }
+        })
     }
 
     #[test]
@@ -103,13 +103,13 @@ mod tests {
         let b = body(1000);
         let fp = fingerprint(&b);
         let first = store
-            .answer_once("pay_1", &fp, || new_payment(&b, "pi_sim_first"))
+            .answer_once("pay_1", &fp, None, || new_payment(&b, "pi_sim_first"))
             .expect("first");
         let Idempotent::First(first_answer) = first else {
             panic!("expected First, got {first:?}");
         };
         let replay = store
-            .answer_once("pay_1", &fp, || new_payment(&b, "pi_sim_second"))
+            .answer_once("pay_1", &fp, None, || new_payment(&b, "pi_sim_second"))
             .expect("replay");
         assert_eq!(replay, Idempotent::Replay(first_answer.clone()));
         assert!(first_answer.body.contains("pi_sim_first"));
@@ -125,11 +125,13 @@ mod tests {
         let store = Store::open_in_memory().expect("store");
         let b = body(1000);
         store
-            .answer_once("pay_1", &fingerprint(&b), || new_payment(&b, "pi_sim_a"))
+            .answer_once("pay_1", &fingerprint(&b), None, || {
+                new_payment(&b, "pi_sim_a")
+            })
             .expect("first");
         let other = body(2000);
         let answer = store
-            .answer_once("pay_1", &fingerprint(&other), || {
+            .answer_once("pay_1", &fingerprint(&other), None, || {
                 new_payment(&other, "pi_sim_b")
             })
             .expect("conflict");
@@ -146,14 +148,14 @@ mod tests {
         let store = Store::open_in_memory().expect("store");
         let online = body(1000);
         store
-            .answer_once("pay_1", &fingerprint(&online), || {
+            .answer_once("pay_1", &fingerprint(&online), None, || {
                 new_payment(&online, "pi_sim_a")
             })
             .expect("first");
         let mut forwarded = online.clone();
         forwarded.offline = Some(OfflineInfo { stored_at: 99 });
         let answer = store
-            .answer_once("pay_1", &fingerprint(&forwarded), || {
+            .answer_once("pay_1", &fingerprint(&forwarded), None, || {
                 new_payment(&forwarded, "pi_sim_b")
             })
             .expect("replay");
@@ -168,11 +170,11 @@ mod tests {
         let fp = fingerprint(&b);
         Store::open(&path)
             .expect("open")
-            .answer_once("pay_1", &fp, || new_payment(&b, "pi_sim_a"))
+            .answer_once("pay_1", &fp, None, || new_payment(&b, "pi_sim_a"))
             .expect("first");
         let again = Store::open(&path)
             .expect("reopen")
-            .answer_once("pay_1", &fp, || new_payment(&b, "pi_sim_b"))
+            .answer_once("pay_1", &fp, None, || new_payment(&b, "pi_sim_b"))
             .expect("replay");
         assert!(matches!(again, Idempotent::Replay(a) if a.body.contains("pi_sim_a")));
     }

@@ -12,6 +12,8 @@ mod http_util;
 mod idempotency;
 mod logging;
 mod network;
+mod reader_link;
+mod reader_store;
 mod readers;
 mod simulated_card;
 mod static_files;

@@ -9,23 +9,34 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use pos_protocol::backend::PaymentBody;
 use pos_protocol::outcomes::brand_of;
 use pos_protocol::reader::{
-    parse_pos_frame, to_frame, CancelSource, CardEventKind, Cart, HelloIntent, PosMessage,
-    ReaderErrorCode, ReaderInfo, ReaderMessage, ReaderStatus, PROTOCOL_VERSION,
+    parse_pos_frame, to_frame, CancelSource, Capabilities, CardEventKind, Cart, HelloIntent,
+    LinkStatus, PosMessage, ProcessMode, ReaderErrorCode, ReaderInfo, ReaderMessage, ReaderStatus,
+    PROTOCOL_VERSION,
 };
 use pos_protocol::{CardSummary, EntryMode};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::time::{Instant, Sleep};
 
-use crate::card_crypto::{self, CardData, CardKey};
+use crate::api::ApiState;
+use crate::card_crypto::CardData;
 use crate::http_util::error;
-use crate::store::Store;
+use crate::reader_link::{self, LinkContext};
+use crate::reader_store::{ReaderStore, Report, Summary};
 use crate::util::current_year;
 
 /// The card every reader presents unless told otherwise.
 pub const DEFAULT_CARD: &str = "4242424242424242";
+/// How long a rebooting reader refuses connections.
+pub const BOOT_TIME: Duration = Duration::from_millis(500);
+/// What pos-sim's readers can do: process over their own link, and store.
+pub const CAPABILITIES: Capabilities = Capabilities {
+    process: true,
+    store: true,
+};
 /// How often a paired reader pings the POS.
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
 /// WebSocket messages above this are refused by the transport (the connection closes);
@@ -40,16 +51,46 @@ pub struct Reader {
     pub url: String,
     pub registration_code: String,
     slot: Mutex<Slot>,
+    /// The reader's own store (shared file, rows per reader).
+    store: Arc<ReaderStore>,
+    /// Wakes the forwarding loop: something was stored, the link came back, boot ended.
+    wake: Notify,
+}
+
+/// The card the reader presents at the next read, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextCard {
+    pub number: String,
+    pub entry: EntryMode,
+    pub pin: bool,
+}
+
+impl NextCard {
+    /// `number` read with `entry`; `pin` defaults to true for chip, false otherwise.
+    pub fn new(number: String, entry: Option<EntryMode>, pin: Option<bool>) -> Self {
+        let entry = entry.unwrap_or(EntryMode::Chip);
+        Self {
+            number,
+            entry,
+            pin: pin.unwrap_or(entry == EntryMode::Chip),
+        }
+    }
 }
 
 #[derive(Default)]
 struct Slot {
+    /// The reader's own link to the backend is cut (`/_sim/readers/{id}/network`).
+    link_down: bool,
+    /// ISO 3166-1 alpha-2, upper case.
+    country: String,
+    /// Rebooting until then: connections are refused and nothing is forwarded.
+    booting_until: Option<Instant>,
     /// The connected POS, if any.
     session: Option<SessionSlot>,
     display: Option<Cart>,
     screen: Screen,
     /// One-shot card for the next read.
-    next_card: Option<String>,
+    next_card: Option<NextCard>,
     /// One-shot misbehaviour for tests (`POST /_sim/readers/{id}/fault`).
     fault: Option<Fault>,
 }
@@ -60,8 +101,12 @@ struct SessionSlot {
 }
 
 /// What the admin side (or a POS taking over) tells the session holding the reader.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Control {
+    /// The store or the link changed: send `store_status`.
+    StoreChanged,
+    /// A stored payment was forwarded: send `forwarded`.
+    Report(Report),
     /// Drop the socket without a close frame.
     Kill,
     /// Another POS took the reader: say `taken_over` and close.
@@ -122,6 +167,14 @@ pub struct ReaderView {
     pub next_card: String,
     /// The code this reader shows for registration (`hello.registration_code`).
     pub registration_code: String,
+    /// The reader's own link to the backend: `online` or `offline`.
+    pub link: &'static str,
+    /// Payments stored on the reader, not yet forwarded.
+    pub stored: Summary,
+    /// The country of the reader's location.
+    pub country: String,
+    /// Rebooting: connections are refused.
+    pub booting: bool,
 }
 
 /// A reader as the READY line and `/_sim/config` list it.
@@ -133,7 +186,7 @@ pub struct ReaderAddress {
 }
 
 impl Reader {
-    fn new(index: usize, ws_base: &str) -> Self {
+    fn new(index: usize, ws_base: &str, store: Arc<ReaderStore>, country: &str) -> Self {
         let id = format!("rdr_sim_{index}");
         Self {
             url: format!("{ws_base}/readers/{id}"),
@@ -141,7 +194,12 @@ impl Reader {
             label: format!("Simulated reader {index}"),
             serial: format!("SIM-{index:04}"),
             registration_code: format!("sim-{index}-register"),
-            slot: Mutex::new(Slot::default()),
+            slot: Mutex::new(Slot {
+                country: country.to_owned(),
+                ..Slot::default()
+            }),
+            store,
+            wake: Notify::new(),
         }
     }
 
@@ -159,7 +217,128 @@ impl Reader {
             serial_number: self.serial.clone(),
             device_type: String::from("simulated_wisepos_e"),
             firmware_version: String::from("1.0.0"),
-            country: None,
+            country: Some(self.country()),
+        }
+    }
+
+    /// The country of the reader's location.
+    pub fn country(&self) -> String {
+        self.slot().country.clone()
+    }
+
+    /// Moves the reader. The caller validated `country` (two ASCII letters).
+    pub fn set_country(&self, country: &str) {
+        self.slot().country = country.to_ascii_uppercase();
+    }
+
+    /// The reader's own link to the backend is up.
+    pub fn link_up(&self) -> bool {
+        !self.slot().link_down
+    }
+
+    fn link_status(&self) -> LinkStatus {
+        if self.link_up() {
+            LinkStatus::Online
+        } else {
+            LinkStatus::Offline
+        }
+    }
+
+    /// Cuts or restores the reader's own link; the POS hears of it (`store_status`).
+    pub fn set_link_down(&self, down: bool) {
+        let changed = {
+            let mut slot = self.slot();
+            let changed = slot.link_down != down;
+            slot.link_down = down;
+            changed
+        };
+        if changed {
+            eprintln!(
+                "[pos-sim] reader {}: link {}",
+                self.id,
+                if down { "down" } else { "up" }
+            );
+            self.store_changed();
+            self.wake_forwarder();
+        }
+    }
+
+    /// Rebooting: connections refused, nothing forwarded.
+    pub fn is_booting(&self) -> bool {
+        self.slot()
+            .booting_until
+            .is_some_and(|until| Instant::now() < until)
+    }
+
+    /// It may forward now: link up and not booting.
+    pub fn can_forward(&self) -> bool {
+        self.link_up() && !self.is_booting()
+    }
+
+    /// Restarts the reader: the POS's socket drops, connections are refused for
+    /// [`BOOT_TIME`], what it held in memory (display, next card, fault) is lost; its store,
+    /// link and location stay. Forwarding resumes after boot.
+    pub fn reboot(self: &Arc<Self>) {
+        {
+            let mut slot = self.slot();
+            slot.booting_until = Some(Instant::now() + BOOT_TIME);
+            slot.display = None;
+            slot.screen = Screen::Idle;
+            slot.next_card = None;
+            slot.fault = None;
+        }
+        eprintln!("[pos-sim] reader {}: rebooting", self.id);
+        self.tell(Control::Kill);
+        let reader = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(BOOT_TIME).await;
+            eprintln!("[pos-sim] reader {}: booted", reader.id);
+            reader.wake_forwarder();
+        });
+    }
+
+    /// Wakes the forwarding loop.
+    pub fn wake_forwarder(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Resolves when [`Reader::wake_forwarder`] was called (now or since the last wait).
+    pub async fn forwarder_woken(&self) {
+        self.wake.notified().await;
+    }
+
+    /// The store or link changed: the connected POS gets a `store_status`.
+    pub fn store_changed(&self) {
+        self.tell(Control::StoreChanged);
+    }
+
+    /// A stored payment was forwarded: the connected POS gets a `forwarded` (it is also kept
+    /// until acknowledged, and repeated after each hello).
+    pub fn report(&self, report: Report) {
+        self.tell(Control::Report(report));
+    }
+
+    /// Pending payments, for `store_status` and the admin view.
+    pub fn stored_summary(&self) -> Summary {
+        match self.store.summary(&self.id) {
+            Ok(summary) => summary,
+            Err(e) => {
+                eprintln!(
+                    "[pos-sim] reader {}: reading its store failed: {e}",
+                    self.id
+                );
+                Summary::default()
+            }
+        }
+    }
+
+    fn store_status(&self, request_id: Option<String>) -> ReaderMessage {
+        let summary = self.stored_summary();
+        ReaderMessage::StoreStatus {
+            request_id,
+            link: self.link_status(),
+            pending_count: summary.count,
+            pending_amounts: summary.amounts,
         }
     }
 
@@ -172,9 +351,18 @@ impl Reader {
     }
 
     pub fn view(&self) -> ReaderView {
+        let stored = self.stored_summary();
+        let booting = self.is_booting();
         let slot = self.slot();
-        let next = slot.next_card.as_deref().unwrap_or(DEFAULT_CARD);
+        let next = slot
+            .next_card
+            .as_ref()
+            .map_or(DEFAULT_CARD, |card| card.number.as_str());
         ReaderView {
+            link: if slot.link_down { "offline" } else { "online" },
+            stored,
+            country: slot.country.clone(),
+            booting,
             id: self.id.clone(),
             label: self.label.clone(),
             url: self.url.clone(),
@@ -186,9 +374,9 @@ impl Reader {
         }
     }
 
-    /// Sets the one-shot card for the next read. The caller validated `number`.
-    pub fn set_next_card(&self, number: String) {
-        self.slot().next_card = Some(number);
+    /// Sets the one-shot card for the next read. The caller validated the number.
+    pub fn set_next_card(&self, card: NextCard) {
+        self.slot().next_card = Some(card);
     }
 
     /// Sets the one-shot misbehaviour.
@@ -232,11 +420,11 @@ impl Reader {
         }
     }
 
-    fn take_card(&self) -> String {
+    fn take_card(&self) -> NextCard {
         self.slot()
             .next_card
             .take()
-            .unwrap_or_else(|| DEFAULT_CARD.to_owned())
+            .unwrap_or_else(|| NextCard::new(DEFAULT_CARD.to_owned(), None, None))
     }
 
     fn set_display(&self, cart: Option<Cart>) {
@@ -281,32 +469,54 @@ fn last4(number: &str) -> &str {
     number.get(number.len().saturating_sub(4)..).unwrap_or("")
 }
 
+/// What [`Readers::new`] needs.
+pub struct ReadersSetup {
+    pub count: usize,
+    /// e.g. `ws://127.0.0.1:8787`.
+    pub ws_base: String,
+    /// The backend the readers' own links reach (in-process).
+    pub api: ApiState,
+    /// The readers' durable store.
+    pub store: Arc<ReaderStore>,
+    pub tap_delay: Duration,
+    /// Country of every reader's location at start.
+    pub country: String,
+}
+
 /// All readers, plus what their sessions need.
 pub struct Readers {
     readers: Vec<Arc<Reader>>,
-    store: Arc<Store>,
-    card_key: CardKey,
+    link: Arc<LinkContext>,
     tap_delay: Duration,
     next_session: std::sync::atomic::AtomicU64,
 }
 
 impl Readers {
-    /// `count` readers reachable under `ws_base` (e.g. `ws://127.0.0.1:8787`).
-    pub fn new(
-        count: usize,
-        ws_base: &str,
-        store: Arc<Store>,
-        card_key: CardKey,
-        tap_delay: Duration,
-    ) -> Self {
+    pub fn new(setup: ReadersSetup) -> Self {
         Self {
-            readers: (1..=count)
-                .map(|i| Arc::new(Reader::new(i, ws_base)))
+            readers: (1..=setup.count)
+                .map(|i| {
+                    Arc::new(Reader::new(
+                        i,
+                        &setup.ws_base,
+                        setup.store.clone(),
+                        &setup.country,
+                    ))
+                })
                 .collect(),
-            store,
-            card_key,
-            tap_delay,
+            link: Arc::new(LinkContext {
+                api: setup.api,
+                store: setup.store,
+            }),
+            tap_delay: setup.tap_delay,
             next_session: std::sync::atomic::AtomicU64::new(1),
+        }
+    }
+
+    /// Starts each reader's forwarding loop (needs a tokio runtime).
+    pub fn start_forwarders(&self) {
+        for reader in &self.readers {
+            tokio::spawn(reader_link::forward_loop(self.link.clone(), reader.clone()));
         }
     }
 
@@ -332,6 +542,13 @@ pub async fn upgrade(
     let Some(reader) = readers.get(&id).cloned() else {
         return error(StatusCode::NOT_FOUND, "not_found", "no such reader");
     };
+    if reader.is_booting() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "reader_booting",
+            "the reader is restarting",
+        );
+    }
     let ws = match ws {
         Ok(ws) => ws,
         Err(rejection) => return rejection.into_response(),
@@ -388,6 +605,8 @@ enum End {
 
 struct ActiveCollect {
     request_id: String,
+    amount: u64,
+    currency: String,
 }
 
 struct Session<'a> {
@@ -483,6 +702,8 @@ impl<'a> Session<'a> {
     async fn on_control(&mut self, control: Control) -> Step {
         match control {
             Control::Kill => Step::End(End::Killed),
+            Control::StoreChanged => self.send(&self.reader.store_status(None)).await,
+            Control::Report(report) => self.send(&forwarded_message(report)).await,
             Control::TakenOver => {
                 let _ = self
                     .send(&error_msg(
@@ -555,16 +776,23 @@ impl<'a> Session<'a> {
                 self.reader.set_display(None);
                 self.send(&ReaderMessage::Ack { request_id }).await
             }
-            PosMessage::Process { request_id, .. }
-            | PosMessage::StoreStatusRequest { request_id } => {
-                self.send(&error_msg(
-                    Some(request_id),
-                    ReaderErrorCode::InvalidMessage,
-                    "this reader does not process or store payments",
-                ))
-                .await
+            PosMessage::Process {
+                request_id,
+                mode,
+                payment,
+            } => self.process(request_id, mode, payment).await,
+            PosMessage::StoreStatusRequest { request_id } => {
+                self.send(&self.reader.store_status(Some(request_id))).await
             }
-            PosMessage::ForwardedAck { .. } => Step::Continue,
+            PosMessage::ForwardedAck { payment_id } => {
+                if let Err(e) = self.readers.link.store.ack(&self.reader.id, &payment_id) {
+                    eprintln!(
+                        "[pos-sim] reader {}: recording an ack failed: {e}",
+                        self.reader.id
+                    );
+                }
+                Step::Continue
+            }
             PosMessage::Ping { nonce } => self.send(&ReaderMessage::Pong { nonce }).await,
             PosMessage::Pong { .. } => Step::Continue,
         }
@@ -599,44 +827,43 @@ impl<'a> Session<'a> {
                 .await;
             return Step::End(End::Refused(1002, "unsupported_version"));
         }
-        // Interim (protocol v2 pairing lands next): the credential is checked like a token.
-        let issued = match self
-            .readers
-            .store
-            .token_exists(pairing.as_deref().unwrap_or(""))
-        {
-            Ok(issued) => issued,
-            Err(e) => {
-                eprintln!(
-                    "[pos-sim] reader {}: token lookup failed: {e}",
-                    self.reader.id
-                );
-                false
-            }
-        };
         let code_ok = registration_code
             .as_ref()
             .is_none_or(|code| *code == self.reader.registration_code);
-        if !issued || !code_ok {
+        if !code_ok {
             let _ = self
                 .send(&error_msg(
                     None,
                     ReaderErrorCode::NotPaired,
-                    "connection token was not issued by the backend, or wrong registration code",
+                    "wrong registration code",
                 ))
                 .await;
             return Step::End(End::Refused(1008, "not_paired"));
         }
         if intent == HelloIntent::Discover {
-            // Who the reader is and whether it is free; no pairing, the POS closes next.
+            // Who the reader is and whether it is free; no credential needed, the POS closes
+            // next.
             return self
                 .send(&ReaderMessage::HelloAck {
                     protocol_version: PROTOCOL_VERSION,
                     reader: self.reader.info(),
                     status: self.reader.status(),
-                    capabilities: Default::default(),
+                    capabilities: CAPABILITIES,
                 })
                 .await;
+        }
+        let paired = pairing.as_deref().is_some_and(|secret| {
+            reader_link::pairing_valid(&self.readers.link.api.store, &self.reader.id, secret)
+        });
+        if !paired {
+            let _ = self
+                .send(&error_msg(
+                    None,
+                    ReaderErrorCode::PairingRefused,
+                    "no valid pairing credential for this reader",
+                ))
+                .await;
+            return Step::End(End::Refused(1008, "pairing_refused"));
         }
         let Some(control) = self.reader.claim(self.id, intent == HelloIntent::TakeOver) else {
             eprintln!(
@@ -656,7 +883,7 @@ impl<'a> Session<'a> {
         self.control = Some(control);
         self.paired = true;
         let wrong = self.reader.take_fault_if(|f| f == Fault::WrongVersion);
-        self.send(&ReaderMessage::HelloAck {
+        let ack = ReaderMessage::HelloAck {
             protocol_version: if wrong.is_some() {
                 99
             } else {
@@ -664,9 +891,55 @@ impl<'a> Session<'a> {
             },
             reader: self.reader.info(),
             status: ReaderStatus::Online,
-            capabilities: Default::default(),
-        })
-        .await
+            capabilities: CAPABILITIES,
+        };
+        if let Step::End(end) = self.send(&ack).await {
+            return Step::End(end);
+        }
+        if let Step::End(end) = self.send(&self.reader.store_status(None)).await {
+            return Step::End(end);
+        }
+        // Reports the POS has not acknowledged yet, again.
+        let reports = match self.readers.link.store.unacked_reports(&self.reader.id) {
+            Ok(reports) => reports,
+            Err(e) => {
+                eprintln!(
+                    "[pos-sim] reader {}: reading its reports failed: {e}",
+                    self.reader.id
+                );
+                Vec::new()
+            }
+        };
+        for report in reports {
+            if let Step::End(end) = self.send(&forwarded_message(report)).await {
+                return Step::End(end);
+            }
+        }
+        Step::Continue
+    }
+
+    /// `process`: send the payment over the reader's own link, or store it.
+    async fn process(
+        &mut self,
+        request_id: String,
+        mode: ProcessMode,
+        payment: PaymentBody,
+    ) -> Step {
+        let payment_id = payment.id.clone();
+        match reader_link::process(&self.readers.link, self.reader, mode, payment).await {
+            Ok(result) => {
+                self.send(&ReaderMessage::Processed {
+                    request_id,
+                    payment_id,
+                    result,
+                })
+                .await
+            }
+            Err(refusal) => {
+                self.send(&error_msg(Some(request_id), refusal.code, &refusal.message))
+                    .await
+            }
+        }
     }
 
     /// A one-shot fault set for the next collect, acted out before the collect proper.
@@ -740,6 +1013,8 @@ impl<'a> Session<'a> {
         });
         self.active = Some(ActiveCollect {
             request_id: request_id.clone(),
+            amount,
+            currency: currency.to_owned(),
         });
         self.tap
             .as_mut()
@@ -779,28 +1054,39 @@ impl<'a> Session<'a> {
         let Some(active) = self.active.take() else {
             return Step::Continue;
         };
-        let number = self.reader.take_card();
+        let next = self.reader.take_card();
         let card = CardData {
             exp_month: 12,
             exp_year: current_year().saturating_add(3),
-            number,
+            number: next.number,
         };
         let summary = CardSummary {
             brand: brand_of(&card.number).to_owned(),
             last4: last4(&card.number).to_owned(),
             exp_month: card.exp_month,
             exp_year: card.exp_year,
-            entry_mode: Some(EntryMode::Chip),
-            pin_verified: true,
+            entry_mode: Some(next.entry),
+            pin_verified: next.pin,
         };
-        let tapped = ReaderMessage::CardEvent {
+        let event = ReaderMessage::CardEvent {
             request_id: active.request_id.clone(),
-            event: CardEventKind::Tapped,
+            event: match next.entry {
+                EntryMode::Chip => CardEventKind::Inserted,
+                EntryMode::Contactless | EntryMode::Swipe => CardEventKind::Tapped,
+            },
         };
-        if let Step::End(end) = self.send(&tapped).await {
+        if let Step::End(end) = self.send(&event).await {
             return Step::End(end);
         }
-        match card_crypto::encrypt(&self.readers.card_key, &self.reader.id, &card) {
+        let sealed = reader_link::seal_card(
+            &self.readers.link.api.card_key,
+            &self.reader.id,
+            &active.request_id,
+            active.amount,
+            &active.currency,
+            &card,
+        );
+        match sealed {
             Ok(card_payload) => {
                 self.reader.set_screen(Screen::Result {
                     outcome: "card_read",
@@ -857,6 +1143,16 @@ impl<'a> Session<'a> {
 enum Step {
     Continue,
     End(End),
+}
+
+fn forwarded_message(report: Report) -> ReaderMessage {
+    ReaderMessage::Forwarded {
+        payment_id: report.payment_id,
+        amount: report.amount,
+        currency: report.currency,
+        stored_at: report.stored_at,
+        result: report.result,
+    }
 }
 
 /// Message type and request id, for logs and error replies. Never the token.
@@ -918,9 +1214,16 @@ mod tests {
     use super::*;
 
     fn readers() -> Readers {
-        let store = Arc::new(Store::open_in_memory().expect("store"));
-        let key = store.card_key().expect("key");
-        Readers::new(2, "ws://127.0.0.1:1", store, key, Duration::from_millis(1))
+        let store = Arc::new(crate::store::Store::open_in_memory().expect("store"));
+        let card_key = store.card_key().expect("key");
+        Readers::new(ReadersSetup {
+            count: 2,
+            ws_base: "ws://127.0.0.1:1".into(),
+            api: ApiState { store, card_key },
+            store: Arc::new(ReaderStore::open_in_memory().expect("reader store")),
+            tap_delay: Duration::from_millis(1),
+            country: "US".into(),
+        })
     }
 
     #[test]
@@ -942,10 +1245,22 @@ mod tests {
         let r = readers();
         let reader = r.get("rdr_sim_1").expect("reader");
         assert_eq!(reader.view().next_card, "4242");
-        reader.set_next_card("4000000000000002".into());
+        reader.set_next_card(NextCard::new(
+            "4000000000000002".into(),
+            Some(EntryMode::Swipe),
+            None,
+        ));
         assert_eq!(reader.view().next_card, "0002");
-        assert_eq!(reader.take_card(), "4000000000000002");
-        assert_eq!(reader.take_card(), DEFAULT_CARD);
+        let card = reader.take_card();
+        assert_eq!(
+            (card.number.as_str(), card.entry, card.pin),
+            ("4000000000000002", EntryMode::Swipe, false)
+        );
+        let card = reader.take_card();
+        assert_eq!(
+            (card.number.as_str(), card.entry, card.pin),
+            (DEFAULT_CARD, EntryMode::Chip, true)
+        );
     }
 
     #[test]

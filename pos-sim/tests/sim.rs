@@ -104,15 +104,46 @@ impl Sim {
         ws
     }
 
+    /// A reader pairing credential for `reader`, issued with `token`.
+    fn pairing(&self, token: &str, reader: &str) -> String {
+        let auth = format!("Bearer {token}");
+        let (status, body) = request(
+            self.api,
+            "POST",
+            "/v1/reader_pairings",
+            &[("Authorization", auth.as_str())],
+            &json!({ "reader_id": reader }).to_string(),
+        )
+        .expect("pairing request");
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["reader_id"], reader);
+        body["secret"].as_str().expect("secret").to_owned()
+    }
+
+    /// A POS session with reader `id`, paired with a credential issued with `token`.
     fn paired_reader(&self, id: &str, token: &str) -> WebSocket<TcpStream> {
+        let pairing = self.pairing(token, id);
         let mut ws = self.reader(id);
         send(
             &mut ws,
-            json!({"type":"hello","protocol_version":1,"client":"test","token":token}),
+            json!({"type":"hello","protocol_version":2,"client":"test","pairing":pairing}),
         );
         let ack = recv(&mut ws);
         assert_eq!(ack["type"], "hello_ack", "{ack}");
         ws
+    }
+
+    /// `POST /v1/payments/{id}/{action}` (`capture` or `cancel`).
+    fn transition(&self, token: &str, id: &str, action: &str) -> (u16, Value) {
+        let auth = format!("Bearer {token}");
+        request(
+            self.api,
+            "POST",
+            &format!("/v1/payments/{id}/{action}"),
+            &[("Authorization", auth.as_str())],
+            "",
+        )
+        .expect("capture request")
     }
 
     fn pay(&self, token: &str, key: &str, body: &Value) -> (u16, Value) {
@@ -211,13 +242,14 @@ fn send(ws: &mut WebSocket<TcpStream>, msg: Value) {
     ws.send(Message::text(msg.to_string())).expect("ws send");
 }
 
-/// The next protocol message, skipping the reader's heartbeat pings.
+/// The next protocol message, skipping the reader's heartbeat pings and its `store_status`
+/// reports (sent after `hello_ack` and on every change of its own store).
 fn recv(ws: &mut WebSocket<TcpStream>) -> Value {
     loop {
         match ws.read().expect("ws read") {
             Message::Text(text) => {
                 let v: Value = serde_json::from_str(text.as_str()).expect("JSON frame");
-                if v["type"] != "ping" {
+                if v["type"] != "ping" && v["type"] != "store_status" {
                     return v;
                 }
             }
@@ -257,10 +289,16 @@ fn collect(ws: &mut WebSocket<TcpStream>, request_id: &str, amount: u64) -> Valu
         started,
         json!({"type":"collect_started","request_id":request_id})
     );
-    let tapped = recv(ws);
+    // `tapped` (contactless) or `inserted` (chip), after the card the reader presents.
+    let presented = recv(ws);
     assert_eq!(
-        tapped,
-        json!({"type":"card_event","request_id":request_id,"event":"tapped"})
+        (&presented["type"], &presented["request_id"]),
+        (&json!("card_event"), &json!(request_id)),
+        "{presented}"
+    );
+    assert!(
+        presented["event"] == "tapped" || presented["event"] == "inserted",
+        "{presented}"
     );
     let read = recv(ws);
     assert_eq!(read["type"], "card_read", "{read}");
@@ -512,19 +550,31 @@ fn reader_protocol_errors_and_faults() {
         (&json!("error"), &json!("not_paired"))
     );
     assert_eq!(e["request_id"], "c0");
-    // A token the backend never issued: not_paired, then close.
+    // A pairing the backend never issued: pairing_refused, then close.
     send(
         &mut ws,
-        json!({"type":"hello","protocol_version":1,"client":"t","token":"pst_test_forged"}),
+        json!({"type":"hello","protocol_version":2,"client":"t","pairing":"rpair_forged"}),
     );
-    assert_eq!(recv(&mut ws)["code"], "not_paired");
+    assert_eq!(recv(&mut ws)["code"], "pairing_refused");
     assert!(ends(&mut ws), "socket must close after a refused hello");
+    // Nor the connection token, nor a pairing issued for another reader.
+    let other_pairing = sim.pairing(&token, "rdr_sim_2");
+    for credential in [token.as_str(), other_pairing.as_str()] {
+        let mut ws = sim.reader("rdr_sim_1");
+        send(
+            &mut ws,
+            json!({"type":"hello","protocol_version":2,"client":"t","pairing":credential}),
+        );
+        assert_eq!(recv(&mut ws)["code"], "pairing_refused");
+        assert!(ends(&mut ws));
+    }
+    let pairing = sim.pairing(&token, "rdr_sim_1");
 
     // Wrong protocol version.
     let mut ws = sim.reader("rdr_sim_1");
     send(
         &mut ws,
-        json!({"type":"hello","protocol_version":2,"client":"t","token":token}),
+        json!({"type":"hello","protocol_version":1,"client":"t","pairing":pairing}),
     );
     assert_eq!(recv(&mut ws)["code"], "unsupported_version");
     assert!(ends(&mut ws));
@@ -534,7 +584,7 @@ fn reader_protocol_errors_and_faults() {
     let mut other = sim.reader("rdr_sim_1");
     send(
         &mut other,
-        json!({"type":"hello","protocol_version":1,"client":"t","token":token,"intent":"discover"}),
+        json!({"type":"hello","protocol_version":2,"client":"t","intent":"discover"}),
     );
     let ack = recv(&mut other);
     assert_eq!(
@@ -544,15 +594,15 @@ fn reader_protocol_errors_and_faults() {
     let mut other = sim.reader("rdr_sim_1");
     send(
         &mut other,
-        json!({"type":"hello","protocol_version":1,"client":"t","token":token}),
+        json!({"type":"hello","protocol_version":2,"client":"t","pairing":pairing}),
     );
     assert_eq!(recv(&mut other)["code"], "busy");
     assert!(ends(&mut other));
-    // A wrong registration code is refused like a forged token.
+    // A wrong registration code is refused.
     let mut other = sim.reader("rdr_sim_1");
     send(
         &mut other,
-        json!({"type":"hello","protocol_version":1,"client":"t","token":token,"registration_code":"nope"}),
+        json!({"type":"hello","protocol_version":2,"client":"t","pairing":pairing,"registration_code":"nope"}),
     );
     assert_eq!(recv(&mut other)["code"], "not_paired");
 
@@ -642,7 +692,7 @@ fn reader_protocol_errors_and_faults() {
     let mut second = sim.reader("rdr_sim_1");
     send(
         &mut second,
-        json!({"type":"hello","protocol_version":1,"client":"t","token":token,"intent":"take_over"}),
+        json!({"type":"hello","protocol_version":2,"client":"t","pairing":pairing,"intent":"take_over"}),
     );
     assert_eq!(recv(&mut second)["type"], "hello_ack");
     assert_eq!(recv(&mut ws)["code"], "taken_over");
@@ -661,17 +711,26 @@ fn restart_keeps_the_card_key_and_the_idempotency_records() {
         let body = payment_body("pay_keep", 1234, &read, "rdr_sim_1");
         let first = sim.pay(&token, "pay_keep", &body);
         assert_eq!(first.0, 200);
-        (token, body, first)
+        let read = collect(&mut ws, "pay_keep_2", 1234);
+        let later = payment_body("pay_keep_2", 1234, &read, "rdr_sim_1");
+        (token, (body, later), first)
     };
+    let (body, later) = body;
     let sim = Sim::start(&db);
-    // Tokens and payment keys survive; the payload made before the restart still opens.
+    // Tokens and payment keys survive; a payload read before the restart still opens.
     assert_eq!(sim.pay(&token, "pay_keep", &body), first);
-    let mut fresh = body.clone();
-    fresh["id"] = json!("pay_keep_2");
-    let (status, _) = sim.pay(&token, "pay_keep_2", &fresh);
+    let (status, _) = sim.pay(&token, "pay_keep_2", &later);
     assert_eq!(
         status, 200,
         "payload from the first run must decrypt after restart"
+    );
+    // The charged payloads are remembered too.
+    let mut again = body.clone();
+    again["id"] = json!("pay_keep_3");
+    let (status, reused) = sim.pay(&token, "pay_keep_3", &again);
+    assert_eq!(
+        (status, &reused["error"]["code"]),
+        (409, &json!("card_payload_reused"))
     );
     let list = payments(&sim);
     assert_eq!(list[0]["requests"], 2);
@@ -822,4 +881,173 @@ fn scripted_faults_meet_the_next_payment_requests_in_order() {
     assert_eq!(status, 200);
     let (status, _) = sim.admin("POST", "/_sim/faults", r#"{"faults":[{"kind":"nope"}]}"#);
     assert_eq!(status, 400);
+}
+
+#[test]
+fn card_payloads_are_bound_to_their_payment_and_charged_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = Sim::start(&dir.path().join("sim.db"));
+    let token = sim.token();
+    let mut ws = sim.paired_reader("rdr_sim_1", &token);
+    let read = collect(&mut ws, "pay_bound", 1000);
+    let body = payment_body("pay_bound", 1000, &read, "rdr_sim_1");
+
+    // The payload replayed for another amount, currency, id or reader: refused, not recorded.
+    let mut cases = Vec::new();
+    for (field, value) in [
+        ("amount", json!(99_000)),
+        ("currency", json!("eur")),
+        ("reader_id", json!("rdr_sim_2")),
+    ] {
+        let mut b = body.clone();
+        b[field] = value;
+        cases.push(("pay_bound", b));
+    }
+    let mut other_id = body.clone();
+    other_id["id"] = json!("pay_thief");
+    cases.push(("pay_thief", other_id));
+    for (key, b) in &cases {
+        let (status, resp) = sim.pay(&token, key, b);
+        assert_eq!(status, 400, "{b}: {resp}");
+        assert_eq!(resp["error"]["code"], "card_payload_mismatch", "{b}");
+    }
+    assert!(payments(&sim).is_empty(), "refusals record nothing");
+
+    // The real payment goes through; the same payload under another key is refused.
+    let (status, paid) = sim.pay(&token, "pay_bound", &body);
+    assert_eq!(status, 200, "{paid}");
+    let mut again = body.clone();
+    again["id"] = json!("pay_bound_again");
+    let (status, resp) = sim.pay(&token, "pay_bound_again", &again);
+    assert_eq!(
+        (status, &resp["error"]["code"]),
+        (409, &json!("card_payload_reused"))
+    );
+    let list = payments(&sim);
+    assert_eq!(list.len(), 1);
+    assert_eq!(
+        (&list[0]["key"], &list[0]["requests"]),
+        (&json!("pay_bound"), &json!(1))
+    );
+
+    // A pairing credential is not a connection token.
+    let pairing = sim.pairing(&token, "rdr_sim_2");
+    assert!(pairing.starts_with("rpair_") && pairing.len() == 6 + 64);
+    let read = collect(&mut ws, "pay_pairing_bearer", 1000);
+    let (status, resp) = sim.pay(
+        &pairing,
+        "pay_pairing_bearer",
+        &payment_body("pay_pairing_bearer", 1000, &read, "rdr_sim_1"),
+    );
+    assert_eq!(
+        (status, &resp["error"]["code"]),
+        (401, &json!("unauthorized"))
+    );
+    // Unknown reader ids get no pairing.
+    let auth = format!("Bearer {token}");
+    let (status, resp) = request(
+        sim.api,
+        "POST",
+        "/v1/reader_pairings",
+        &[("Authorization", auth.as_str())],
+        r#"{"reader_id":"someone_else"}"#,
+    )
+    .expect("pairing");
+    assert_eq!(
+        (status, &resp["error"]["code"]),
+        (404, &json!("reader_not_found"))
+    );
+
+    let logs = sim.logs();
+    assert!(!logs.contains(&pairing), "pairing secrets are never logged");
+    assert!(!logs.contains(read["card_payload"].as_str().expect("payload")));
+}
+
+#[test]
+fn manual_payments_are_captured_or_canceled_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sim = Sim::start(&dir.path().join("sim.db"));
+    let token = sim.token();
+    let mut ws = sim.paired_reader("rdr_sim_1", &token);
+
+    // Online, manual: captured; a second capture answers the same.
+    let read = collect(&mut ws, "pay_cap_on", 1500);
+    let mut body = payment_body("pay_cap_on", 1500, &read, "rdr_sim_1");
+    body["capture_method"] = json!("manual");
+    let (status, paid) = sim.pay(&token, "pay_cap_on", &body);
+    assert_eq!((status, &paid["status"]), (200, &json!("requires_capture")));
+    let first = sim.transition(&token, "pay_cap_on", "capture");
+    assert_eq!(first.0, 200, "{}", first.1);
+    assert_eq!(
+        first.1,
+        json!({"payment_intent": paid["payment_intent"], "status": "succeeded"})
+    );
+    assert_eq!(sim.transition(&token, "pay_cap_on", "capture"), first);
+    let (status, resp) = sim.transition(&token, "pay_cap_on", "cancel");
+    assert_eq!(
+        (status, &resp["error"]["code"]),
+        (409, &json!("payment_unexpected_state"))
+    );
+
+    // Collected offline and forwarded later, manual: captured the same way.
+    let read = collect(&mut ws, "pay_cap_off", 2500);
+    let mut body = payment_body("pay_cap_off", 2500, &read, "rdr_sim_1");
+    body["capture_method"] = json!("manual");
+    body["offline"] = json!({"stored_at": 1_700_000_000_000u64});
+    let (status, paid) = sim.pay(&token, "pay_cap_off", &body);
+    assert_eq!((status, &paid["status"]), (200, &json!("requires_capture")));
+    let (status, captured) = sim.transition(&token, "pay_cap_off", "capture");
+    assert_eq!((status, &captured["status"]), (200, &json!("succeeded")));
+
+    // Canceled, then a capture is refused.
+    let read = collect(&mut ws, "pay_void", 900);
+    let mut body = payment_body("pay_void", 900, &read, "rdr_sim_1");
+    body["capture_method"] = json!("manual");
+    assert_eq!(sim.pay(&token, "pay_void", &body).0, 200);
+    let canceled = sim.transition(&token, "pay_void", "cancel");
+    assert_eq!(
+        (canceled.0, &canceled.1["status"]),
+        (200, &json!("canceled"))
+    );
+    assert_eq!(sim.transition(&token, "pay_void", "cancel"), canceled);
+    let (status, resp) = sim.transition(&token, "pay_void", "capture");
+    assert_eq!(
+        (status, &resp["error"]["code"]),
+        (409, &json!("payment_unexpected_state"))
+    );
+
+    // Unknown id; no token.
+    let (status, resp) = sim.transition(&token, "pay_nobody", "capture");
+    assert_eq!(
+        (status, &resp["error"]["code"]),
+        (404, &json!("payment_not_found"))
+    );
+    let (status, _) = request(sim.api, "POST", "/v1/payments/pay_void/capture", &[], "")
+        .expect("capture without token");
+    assert_eq!(status, 401);
+
+    // What the backend saw.
+    let list = payments(&sim);
+    let row = |key: &str| {
+        list.iter()
+            .find(|p| p["key"] == key)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {key} in {list:?}"))
+    };
+    let on = row("pay_cap_on");
+    assert_eq!(
+        (&on["status"], &on["captures"], &on["cancels"]),
+        (&json!("succeeded"), &json!(2), &json!(1))
+    );
+    assert_eq!(on["outcome"], "requires_capture", "the decision is kept");
+    let off = row("pay_cap_off");
+    assert_eq!(
+        (&off["status"], &off["offline"]),
+        (&json!("succeeded"), &json!(true))
+    );
+    let void = row("pay_void");
+    assert_eq!(
+        (&void["status"], &void["captures"], &void["cancels"]),
+        (&json!("canceled"), &json!(1), &json!(2))
+    );
 }

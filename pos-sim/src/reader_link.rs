@@ -1,0 +1,391 @@
+//! A simulated reader's own link to the backend: `process` (send now, or store), and the
+//! forwarding loop that sends its stored payments when the link allows.
+//!
+//! The link "sends" by calling the backend's logic in-process, recorded like any request;
+//! when the reader's link is cut (`POST /_sim/readers/{id}/network`) it fails as unreachable.
+//! The calls into the backend side of pos-sim (sealing a card, charging, checking a pairing)
+//! are in the "backend adapters" section below, and nowhere else.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pos_protocol::backend::{OfflineInfo, PaymentBody, PaymentStatus};
+use pos_protocol::offline_rules;
+use pos_protocol::reader::{ForwardResult, ProcessMode, ProcessResult, ReaderErrorCode};
+
+use crate::api::{self, ApiState, ReaderCharge};
+use crate::card_crypto::{self, CardBinding, CardCryptoError, CardData, CardKey};
+use crate::reader_store::{Entry, ReaderStore, RowState, Stored, MAX_PENDING};
+use crate::readers::Reader;
+use crate::store::Store;
+use crate::util::now_ms;
+
+/// First wait after a failed forward; doubles up to [`MAX_BACKOFF`].
+pub const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest wait between two forwarding attempts.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// The forwarding loop looks again at least this often, even unwoken.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// What the backend made of a payment the reader sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Charge {
+    Approved {
+        payment_intent: String,
+        status: PaymentStatus,
+    },
+    Declined {
+        decline_code: String,
+    },
+    Rejected {
+        code: String,
+        message: String,
+    },
+    /// Nothing was sent: the reader's link is down.
+    Unreachable,
+    /// Sent, no usable answer (the backend failed): it may have it.
+    Unknown(String),
+}
+
+impl Charge {
+    fn final_result(&self) -> Option<ForwardResult> {
+        match self {
+            Self::Approved {
+                payment_intent,
+                status,
+            } => Some(ForwardResult::Approved {
+                payment_intent: payment_intent.clone(),
+                status: *status,
+            }),
+            Self::Declined { decline_code } => Some(ForwardResult::Declined {
+                decline_code: decline_code.clone(),
+            }),
+            Self::Rejected { code, message } => Some(ForwardResult::Rejected {
+                code: code.clone(),
+                message: message.clone(),
+            }),
+            Self::Unreachable | Self::Unknown(_) => None,
+        }
+    }
+}
+
+fn process_result_of(result: ForwardResult) -> ProcessResult {
+    match result {
+        ForwardResult::Approved {
+            payment_intent,
+            status,
+        } => ProcessResult::Approved {
+            payment_intent,
+            status,
+        },
+        ForwardResult::Declined { decline_code } => ProcessResult::Declined { decline_code },
+        ForwardResult::Rejected { code, message } => ProcessResult::Rejected { code, message },
+    }
+}
+
+/// The shared pieces a reader's link works with.
+pub struct LinkContext {
+    pub api: ApiState,
+    pub store: Arc<ReaderStore>,
+}
+
+/// A refusal of `process`: the `error` the reader answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessError {
+    pub code: ReaderErrorCode,
+    pub message: String,
+}
+
+impl ProcessError {
+    fn new(code: ReaderErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn storage(e: impl std::fmt::Display) -> Self {
+        eprintln!("[pos-sim] reader store failed: {e}");
+        Self::new(ReaderErrorCode::StorageFull, "the reader's store failed")
+    }
+}
+
+/// Sends `body` over the reader's link, unless it is down.
+pub async fn send(ctx: &LinkContext, reader: &Reader, body: PaymentBody) -> Charge {
+    if !reader.link_up() {
+        return Charge::Unreachable;
+    }
+    let api = ctx.api.clone();
+    match tokio::task::spawn_blocking(move || charge(&api, &body)).await {
+        Ok(charge) => charge,
+        Err(e) => Charge::Unknown(format!("the backend call failed: {e}")),
+    }
+}
+
+/// Runs the blocking store call `f` off the async workers.
+async fn blocking<T, F>(f: F) -> Result<T, ProcessError>
+where
+    F: FnOnce() -> Result<T, crate::reader_store::ReaderStoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(ProcessError::storage(e)),
+        Err(e) => Err(ProcessError::storage(e)),
+    }
+}
+
+/// `process {mode, payment}`: the answer for `processed`, or the `error` to send.
+pub async fn process(
+    ctx: &LinkContext,
+    reader: &Reader,
+    mode: ProcessMode,
+    payment: PaymentBody,
+) -> Result<ProcessResult, ProcessError> {
+    if payment.reader_id != reader.id {
+        return Err(ProcessError::new(
+            ReaderErrorCode::InvalidMessage,
+            "payment.reader_id is not this reader",
+        ));
+    }
+    if let Err(reason) = api::validate(&payment) {
+        return Err(ProcessError::new(ReaderErrorCode::InvalidMessage, reason));
+    }
+    let (store, reader_id, payment_id) = (ctx.store.clone(), reader.id.clone(), payment.id.clone());
+    let existing = blocking(move || store.find(&reader_id, &payment_id)).await?;
+    if let Some(entry) = existing {
+        return answer_for_existing(&entry, &payment);
+    }
+    match mode {
+        ProcessMode::Store => store_payment(ctx, reader, payment).await,
+        ProcessMode::Online | ProcessMode::OnlineOrStore => {
+            let charge = send(ctx, reader, payment.clone()).await;
+            if let Some(result) = charge.final_result() {
+                return Ok(process_result_of(result));
+            }
+            match (mode, charge) {
+                (ProcessMode::Online, Charge::Unknown(message)) => {
+                    Ok(ProcessResult::Unknown { message })
+                }
+                (ProcessMode::Online, _) => Ok(ProcessResult::Unreachable {
+                    message: String::from("the reader's link to the backend is down"),
+                }),
+                _ => store_payment(ctx, reader, payment).await,
+            }
+        }
+    }
+}
+
+/// A second `process` for a payment already stored: the same answer, never a second row.
+fn answer_for_existing(
+    entry: &Entry,
+    payment: &PaymentBody,
+) -> Result<ProcessResult, ProcessError> {
+    if entry.amount != payment.amount || entry.currency != payment.currency {
+        return Err(ProcessError::new(
+            ReaderErrorCode::InvalidMessage,
+            "another payment with this id is already stored on the reader",
+        ));
+    }
+    match (&entry.state, &entry.result) {
+        (RowState::Pending, _) | (_, None) => Ok(ProcessResult::Stored {
+            stored_at: entry.stored_at,
+        }),
+        (_, Some(result)) => Ok(process_result_of(result.clone())),
+    }
+}
+
+/// Stores `payment` sealed, after the offline rules and the store's limit.
+async fn store_payment(
+    ctx: &LinkContext,
+    reader: &Reader,
+    payment: PaymentBody,
+) -> Result<ProcessResult, ProcessError> {
+    let country = reader.country();
+    if let Err(refusal) = offline_rules::check(&payment.card, Some(&country)) {
+        return Err(ProcessError::new(
+            ReaderErrorCode::OfflinePaymentMethodUnsupported,
+            refusal.to_string(),
+        ));
+    }
+    let (store, reader_id) = (ctx.store.clone(), reader.id.clone());
+    let stored = blocking(move || {
+        if store.summary(&reader_id)?.count >= MAX_PENDING {
+            return Ok(None);
+        }
+        store.store(&reader_id, &payment, now_ms()).map(Some)
+    })
+    .await?;
+    match stored {
+        None => Err(ProcessError::new(
+            ReaderErrorCode::StorageFull,
+            "the reader holds too many stored payments",
+        )),
+        Some(Stored::New { stored_at }) => {
+            eprintln!("[pos-sim] reader {}: stored a payment", reader.id);
+            reader.store_changed();
+            reader.wake_forwarder();
+            Ok(ProcessResult::Stored { stored_at })
+        }
+        Some(Stored::Existing(entry)) => Ok(ProcessResult::Stored {
+            stored_at: entry.stored_at,
+        }),
+    }
+}
+
+/// What one forwarding attempt did.
+enum Forward {
+    /// A final answer: reported, not sent again.
+    Done,
+    /// Not pending any more (or never was).
+    Gone,
+    /// Network failure: try again later.
+    Retry,
+}
+
+async fn forward_one(ctx: &LinkContext, reader: &Reader, payment_id: String) -> Forward {
+    let (store, reader_id, id) = (ctx.store.clone(), reader.id.clone(), payment_id.clone());
+    let opened = blocking(move || store.open_pending(&reader_id, &id)).await;
+    let (mut body, stored_at) = match opened {
+        Ok(Some(opened)) => opened,
+        Ok(None) => return Forward::Gone,
+        Err(_) => {
+            // A row that does not open never will: end it rather than retry forever.
+            let failed = ForwardResult::Rejected {
+                code: String::from("reader_store_unreadable"),
+                message: String::from("the reader could not open this stored payment"),
+            };
+            return finish(ctx, reader, payment_id, failed).await;
+        }
+    };
+    if body.offline.is_none() {
+        body.offline = Some(OfflineInfo { stored_at });
+    }
+    let charge = send(ctx, reader, body).await;
+    match charge.final_result() {
+        Some(result) => finish(ctx, reader, payment_id, result).await,
+        None => Forward::Retry,
+    }
+}
+
+async fn finish(
+    ctx: &LinkContext,
+    reader: &Reader,
+    payment_id: String,
+    result: ForwardResult,
+) -> Forward {
+    let (store, reader_id) = (ctx.store.clone(), reader.id.clone());
+    let finished = blocking(move || store.finish(&reader_id, &payment_id, &result, now_ms())).await;
+    match finished {
+        Ok(Some(report)) => {
+            eprintln!(
+                "[pos-sim] reader {}: forwarded payment_id={} ({})",
+                reader.id,
+                report.payment_id,
+                outcome_name(&report.result)
+            );
+            reader.report(report);
+            reader.store_changed();
+            Forward::Done
+        }
+        Ok(None) => Forward::Gone,
+        Err(_) => Forward::Retry,
+    }
+}
+
+fn outcome_name(result: &ForwardResult) -> &'static str {
+    match result {
+        ForwardResult::Approved { .. } => "approved",
+        ForwardResult::Declined { .. } => "declined",
+        ForwardResult::Rejected { .. } => "rejected",
+    }
+}
+
+/// The reader's forwarding loop: while its link is up and it is not booting, send each
+/// pending payment with its own idempotency key; network failures back off (up to
+/// [`MAX_BACKOFF`]), final answers end the payment and are reported to the POS.
+pub async fn forward_loop(ctx: Arc<LinkContext>, reader: Arc<Reader>) {
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        if !reader.can_forward() {
+            let _ = tokio::time::timeout(IDLE_POLL, reader.forwarder_woken()).await;
+            continue;
+        }
+        let (store, reader_id) = (ctx.store.clone(), reader.id.clone());
+        let pending: Vec<String> = blocking(move || store.pending(&reader_id))
+            .await
+            .unwrap_or_default();
+        if pending.is_empty() {
+            let _ = tokio::time::timeout(IDLE_POLL, reader.forwarder_woken()).await;
+            continue;
+        }
+        let mut retry = false;
+        for payment_id in pending {
+            if !reader.can_forward() {
+                break;
+            }
+            match forward_one(&ctx, &reader, payment_id).await {
+                Forward::Done | Forward::Gone => backoff = MIN_BACKOFF,
+                Forward::Retry => {
+                    retry = true;
+                    break;
+                }
+            }
+        }
+        if retry {
+            tokio::time::sleep(backoff).await;
+            backoff = backoff.saturating_mul(2).min(MAX_BACKOFF);
+        }
+    }
+}
+
+// ---- Backend adapters: the one place the readers call into the backend side of pos-sim ----
+
+/// Charges `body` as the backend would answer `POST /v1/payments` with `Idempotency-Key =
+/// body.id` (in-process, recorded like any request). Blocks on SQLite.
+fn charge(api: &ApiState, body: &PaymentBody) -> Charge {
+    match api::charge_from_reader(api, body) {
+        ReaderCharge::Approved {
+            payment_intent,
+            status,
+        } => Charge::Approved {
+            payment_intent,
+            status,
+        },
+        ReaderCharge::Declined { decline_code } => Charge::Declined { decline_code },
+        // A storage failure of the backend: retried like a network error.
+        ReaderCharge::Rejected { code, .. } if code == "internal" => {
+            Charge::Unknown(String::from("the backend failed"))
+        }
+        ReaderCharge::Rejected { code, message } => Charge::Rejected { code, message },
+    }
+}
+
+/// Seals `card` for the backend, bound to this reader and to the payment it is read for.
+pub fn seal_card(
+    key: &CardKey,
+    reader_id: &str,
+    payment_id: &str,
+    amount: u64,
+    currency: &str,
+    card: &CardData,
+) -> Result<String, CardCryptoError> {
+    let binding = CardBinding {
+        payment_id: payment_id.to_owned(),
+        amount,
+        currency: currency.to_owned(),
+    };
+    card_crypto::encrypt(key, reader_id, &binding, card)
+}
+
+/// Whether `secret` is a valid pairing credential for `reader_id` now (the backend issued it
+/// for this reader and it has not expired).
+pub fn pairing_valid(store: &Store, reader_id: &str, secret: &str) -> bool {
+    match store.pairing_valid(reader_id, secret, now_ms()) {
+        Ok(valid) => valid,
+        Err(e) => {
+            eprintln!("[pos-sim] reader {reader_id}: pairing lookup failed: {e}");
+            false
+        }
+    }
+}
