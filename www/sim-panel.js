@@ -98,7 +98,7 @@ export function mountSimPanel({ readerId }) {
       const now = await simRequest("POST", "/_sim/network", { down });
       networkDown = typeof now?.down === "boolean" ? now.down : down;
       renderNetwork();
-      message(down ? "Backend network cut: payments will be stored offline." : "Backend network restored.");
+      message(down ? "This device's backend network cut: payments go through the reader's own link if it has one, else are stored offline." : "Backend network restored.");
     } catch (err) {
       message(`Could not change the network — ${err.message}`, "error");
     } finally {

@@ -18,7 +18,7 @@ import {
   pay,
   eventually,
   pendingCount,
-  setNetwork,
+  setPosLink,
   simGet,
   simPost,
   dependentSteps,
@@ -59,7 +59,7 @@ describe("the reader as a second storing agent", { timeout: 4 * 60_000 }, () => 
   });
 
   diag("2. the POS's backend link down, the reader's up: the payment goes through the reader", async () => {
-    await setNetwork(sim, true);
+    await setPosLink(sim, true);
     const r = await pay(page, "1500");
     assert.equal(r.status, "succeeded", `result: ${r.text}`);
     assert.match(r.text, /reader's own link/);
@@ -121,6 +121,6 @@ describe("the reader as a second storing agent", { timeout: 4 * 60_000 }, () => 
     assert.equal((await simGet(sim, `/_sim/readers/${READER}`)).stored.count, 0);
     assert.equal(await readerCount(), 0);
     await readerLink(false);
-    await setNetwork(sim, false);
+    await setPosLink(sim, false);
   });
 });
