@@ -80,10 +80,11 @@ async fn a_timed_out_online_attempt_is_stored_with_the_same_key_and_charged_once
     let reader_link = |down: bool| {
         let url = url.to_string();
         async move {
+            let body = format!(r#"{{"down":{down}}}"#);
             fetch_json(
                 &format!("{url}/_sim/readers/rdr_sim_1/network"),
                 "POST",
-                Some(&format!(r#"{{"down":{down}}}"#)),
+                Some(&body),
             )
             .await;
         }
