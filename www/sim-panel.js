@@ -83,7 +83,7 @@ export function mountSimPanel({ readerId }) {
     try {
       const entry = el.entry.value;
       await simRequest("POST", `/_sim/readers/${encodeURIComponent(id)}/card`, { number: el.card.value, entry });
-      message(`${id} will read ${label.split(" — ")[0]} (${entry}) next.`);
+      message(`${id} will present ${label.split(" — ")[0]} (${entry}) on the next tap.`);
     } catch (err) {
       message(`Could not set the test card — ${err.message}`, "error");
     } finally {
