@@ -4,7 +4,9 @@
 //! back to `pending` with a backoff; nothing is deleted. It knows nothing of the page: what
 //! happens is told through `Events`.
 
-use futures_util::future::join_all;
+use std::cell::{Cell, RefCell};
+
+use futures_util::stream::{self, StreamExt};
 use pos_protocol::backend::{OfflineInfo, PaymentBody};
 
 use crate::backend::Backend;
@@ -16,8 +18,11 @@ use crate::forward_policy::{
 };
 use crate::js;
 use crate::payment::{Entry, ErrorInfo, Header, SealedBody, StoredPayment, StoredState};
-use crate::store::Store;
+use crate::store::{ForwardQueue, Store};
 use crate::weblock;
+
+/// Records opened at once from the queue: what a run holds in memory, whatever the backlog.
+const PAGE: u32 = 64;
 
 /// What one run did, and why it stopped early if it did.
 #[derive(Debug, Clone, Default)]
@@ -76,14 +81,85 @@ impl Forwarder<'_> {
             });
             out.report.failed += 1;
         }
-        let mut todo = Vec::new();
-        for entry in self.store.all().await? {
+        // `concurrency` requests in flight at all times, a new one as soon as one ends; the
+        // records come a page at a time through the `state` index. A request that finds the
+        // backend gone stops the run (the scheduler probed `/v1/health` before it): the
+        // requests in flight end, the rest stays pending. One stream polls the page reads
+        // and the requests in flight together, so no transaction of either waits unpolled
+        // (IndexedDB would commit it under it).
+        let start = (self.store.forward_queue().await?, Vec::new().into_iter());
+        let halt = Cell::new(false);
+        let found = RefCell::new(RunOutcome::default());
+        // What was not handed out when the source ended (after a stop), for `remaining`.
+        let rest = RefCell::new(None);
+        let source = stream::unfold(start, |(mut queue, mut page)| async {
+            if halt.get() {
+                *rest.borrow_mut() = Some((queue, page));
+                return None;
+            }
+            match self.next_entry(&mut queue, &mut page, &found).await {
+                Ok(Some(entry)) => Some((Ok(entry), (queue, page))),
+                Ok(None) => None,
+                Err(e) => Some((Err(e), (queue, page))),
+            }
+        });
+        let results = source
+            .map(|item| async move { self.forward_one(item?, token, force).await })
+            .buffer_unordered(self.concurrency.max(1));
+        let mut results = std::pin::pin!(results);
+        let mut failure = None;
+        while let Some(one) = results.next().await {
+            match one {
+                Ok(one) => {
+                    out.report.merge(one.report);
+                    if one.stop.is_some() {
+                        out.stop = one.stop;
+                        halt.set(true);
+                    }
+                }
+                Err(e) => {
+                    failure = failure.or(Some(e));
+                    halt.set(true);
+                }
+            }
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        out.report.merge(found.borrow().report);
+        if let Some((queue, page)) = rest.borrow_mut().take() {
+            let left_in_page = page.filter(|e| e.header.state.is_outstanding()).count() as u32;
+            out.report.remaining += left_in_page + queue.remaining_outstanding();
+        }
+        Ok(out)
+    }
+
+    /// The next record to forward, from the page or the next one; quarantines tampered ones
+    /// (reported in `found`) and skips intents still in progress on the way. `None` at the
+    /// end of the queue.
+    async fn next_entry(
+        &self,
+        queue: &mut ForwardQueue,
+        page: &mut std::vec::IntoIter<Entry>,
+        found: &RefCell<RunOutcome>,
+    ) -> Result<Option<Entry>, PosError> {
+        loop {
+            let Some(entry) = page.next() else {
+                let next = self.store.next_page(queue, PAGE).await?;
+                if next.is_empty() {
+                    return Ok(None);
+                }
+                *page = next.into_iter();
+                continue;
+            };
             let state = entry.header.state;
             if state == StoredState::Quarantined {
                 continue;
             }
             if let Err(PosError::RecordTampered) = entry.body {
-                self.quarantine(entry, &mut out).await?;
+                let mut quarantined = RunOutcome::default();
+                self.quarantine(entry, &mut quarantined).await?;
+                found.borrow_mut().report.merge(quarantined.report);
                 continue;
             }
             // An intent is an online attempt in progress (in this tab or another) until it
@@ -93,29 +169,8 @@ impl Forwarder<'_> {
             if !state.is_outstanding() && !abandoned {
                 continue;
             }
-            todo.push(entry);
+            return Ok(Some(entry));
         }
-        // A few requests in flight at once; a wave that finds the backend gone stops the run
-        // (the scheduler probed `/v1/health` before it), the rest stays pending.
-        let mut todo = todo.into_iter();
-        while out.stop.is_none() {
-            let wave: Vec<Entry> = todo.by_ref().take(self.concurrency.max(1)).collect();
-            if wave.is_empty() {
-                break;
-            }
-            let sent = wave
-                .into_iter()
-                .map(|entry| self.forward_one(entry, token, force));
-            for one in join_all(sent).await {
-                let one = one?;
-                out.report.merge(one.report);
-                if one.stop.is_some() {
-                    out.stop = one.stop;
-                }
-            }
-        }
-        out.report.remaining += todo.len() as u32;
-        Ok(out)
     }
 
     async fn forward_one(

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod backend;
 pub mod backoff;
 pub mod connectivity;
+mod currency;
 pub mod error;
 pub mod events;
 pub mod fallback;

@@ -24,36 +24,90 @@ pub struct Outstanding {
     pub oldest_stored_at: Option<f64>,
 }
 
-/// One outstanding payment in the ledger.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LedgerEntry {
-    pub currency: String,
-    pub amount: u64,
-    pub stored_at: f64,
+/// Count and amounts per currency of the outstanding payments taken for one backend.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Totals {
+    pub count: u32,
+    pub amounts: BTreeMap<String, u64>,
+}
+
+impl Totals {
+    fn add(&mut self, currency: &str, amount: u64) {
+        self.count = self.count.saturating_add(1);
+        let sum = self.amounts.entry(currency.to_owned()).or_default();
+        *sum = sum.saturating_add(amount);
+    }
+
+    fn remove(&mut self, currency: &str, amount: u64) {
+        self.count = self.count.saturating_sub(1);
+        if let Some(sum) = self.amounts.get_mut(currency) {
+            *sum = sum.saturating_sub(amount);
+            if *sum == 0 {
+                self.amounts.remove(currency);
+            }
+        }
+    }
+
+    fn merge(&mut self, other: &Totals) {
+        self.count = self.count.saturating_add(other.count);
+        for (currency, amount) in &other.amounts {
+            let sum = self.amounts.entry(currency.clone()).or_default();
+            *sum = sum.saturating_add(*amount);
+        }
+    }
 }
 
 /// The running summary of outstanding payments, kept sealed next to them and updated in the
-/// same transaction as every add and state change, so a limit check and the write it allows
-/// are one transaction and the check reads one record, not every payment. Keyed by payment
-/// id, so applying the same change twice cannot make it drift.
+/// same transaction as every add and state change that makes a payment start or stop
+/// counting, so a limit check and the write it allows are one transaction, and the check
+/// and the status read one small record whatever the number stored. Aggregates only (per
+/// backend the payments were sealed for, `""` for none): its size does not grow with the
+/// payments. The oldest stored time is not in it but in the store's age keys
+/// (`store::ledger`), which answer "the oldest" without reading every payment.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Ledger {
-    pub entries: BTreeMap<String, LedgerEntry>,
+    pub backends: BTreeMap<String, Totals>,
 }
 
 impl Ledger {
-    pub fn outstanding(&self) -> Outstanding {
-        let mut out = Outstanding::default();
-        for e in self.entries.values() {
-            out.count += 1;
-            let sum = out.amounts.entry(e.currency.clone()).or_default();
-            *sum = sum.saturating_add(e.amount);
-            out.oldest_stored_at = Some(match out.oldest_stored_at {
-                Some(t) => t.min(e.stored_at),
-                None => e.stored_at,
-            });
+    /// A payment sealed for `backend` starts counting.
+    pub fn add(&mut self, backend: &str, currency: &str, amount: u64) {
+        self.backends
+            .entry(backend.to_owned())
+            .or_default()
+            .add(currency, amount);
+    }
+
+    /// A payment sealed for `backend` stops counting.
+    pub fn remove(&mut self, backend: &str, currency: &str, amount: u64) {
+        if let Some(totals) = self.backends.get_mut(backend) {
+            totals.remove(currency, amount);
+            if totals.count == 0 {
+                self.backends.remove(backend);
+            }
         }
-        out
+    }
+
+    /// The sum over the backends `visible` accepts.
+    pub fn totals(&self, visible: impl Fn(&str) -> bool) -> Totals {
+        let mut sum = Totals::default();
+        for (backend, totals) in &self.backends {
+            if visible(backend) {
+                sum.merge(totals);
+            }
+        }
+        sum
+    }
+
+    /// Every outstanding payment on this device, whatever its backend (the oldest is not
+    /// known here: `None`).
+    pub fn outstanding(&self) -> Outstanding {
+        let Totals { count, amounts } = self.totals(|_| true);
+        Outstanding {
+            count,
+            amounts,
+            oldest_stored_at: None,
+        }
     }
 }
 
@@ -121,31 +175,43 @@ mod tests {
     }
 
     #[test]
+    fn the_ledger_sums_per_backend_and_forgets_what_leaves() {
+        let mut ledger = Ledger::default();
+        ledger.add("https://a", "usd", 5);
+        ledger.add("https://a", "usd", 7);
+        ledger.add("https://b", "jpy", 300);
+        ledger.add("", "usd", 1);
+        let all = ledger.outstanding();
+        assert_eq!(all.count, 4);
+        assert_eq!(all.amounts.get("usd"), Some(&13));
+        let a = ledger.totals(|b| b.is_empty() || b == "https://a");
+        assert_eq!((a.count, a.amounts.get("usd")), (3, Some(&13)));
+        assert_eq!(a.amounts.get("jpy"), None);
+        ledger.remove("https://b", "jpy", 300);
+        assert!(
+            !ledger.backends.contains_key("https://b"),
+            "empty backends go"
+        );
+        ledger.remove("https://a", "usd", 5);
+        assert_eq!(ledger.outstanding().amounts.get("usd"), Some(&8));
+        // A backend that is not there changes nothing.
+        ledger.remove("https://c", "usd", 5);
+        assert_eq!(ledger.outstanding().count, 2);
+        ledger.remove("", "usd", 9);
+        assert_eq!(
+            ledger.outstanding().amounts.get("usd"),
+            Some(&7),
+            "never below zero"
+        );
+    }
+
+    #[test]
     fn the_age_limit_refuses_while_the_oldest_is_too_old() {
-        let ledger = Ledger {
-            entries: [
-                (
-                    "b".to_string(),
-                    LedgerEntry {
-                        currency: "usd".into(),
-                        amount: 5,
-                        stored_at: 900.0,
-                    },
-                ),
-                (
-                    "a".to_string(),
-                    LedgerEntry {
-                        currency: "usd".into(),
-                        amount: 7,
-                        stored_at: 500.0,
-                    },
-                ),
-            ]
-            .into(),
+        let now = Outstanding {
+            count: 2,
+            amounts: [("usd".to_string(), 12)].into(),
+            oldest_stored_at: Some(500.0),
         };
-        let now = ledger.outstanding();
-        assert_eq!((now.count, now.oldest_stored_at), (2, Some(500.0)));
-        assert_eq!(now.amounts.get("usd"), Some(&12));
         assert!(limits().check(1, "usd", &now, 1_500.0).is_ok());
         assert_eq!(
             limits().check(1, "usd", &now, 1_501.0).unwrap_err().code(),

@@ -1,12 +1,11 @@
 //! The offline status: what is stored and not yet accepted by the backend, computed in one
-//! place from the outstanding records.
+//! place from the sealed ledger's summary (`Store::summary`), never from the records.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use crate::limits::Outstanding;
-use crate::payment::Entry;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -54,35 +53,24 @@ pub struct StorageGuarantees {
     pub strict_durability: bool,
 }
 
-/// Count and amounts per currency of outstanding records (those whose body opened).
-pub fn outstanding(entries: &[Entry]) -> Outstanding {
-    let mut out = Outstanding::default();
-    for e in entries {
-        out.count += 1;
-        if let Ok(b) = &e.body {
-            *out.amounts.entry(b.currency.clone()).or_default() += b.amount;
-        }
-    }
-    out
-}
-
-/// The status from the outstanding records, the network as last seen, whether a forwarding
-/// run is under way and what the browser grants the store.
+/// The status from the outstanding payments' summary, the network as last seen, whether a
+/// forwarding run is under way and what the browser grants the store.
 pub fn compute(
-    entries: &[Entry],
+    outstanding: Outstanding,
     network: NetworkStatus,
     forwarding: bool,
     storage: StorageGuarantees,
 ) -> OfflineStatus {
-    let Outstanding { count, amounts, .. } = outstanding(entries);
+    let Outstanding {
+        count,
+        amounts,
+        oldest_stored_at,
+    } = outstanding;
     OfflineStatus {
         network_status: network,
         pending_count: count,
         pending_amounts: amounts,
-        oldest_stored_at: entries
-            .iter()
-            .map(|e| e.header.stored_at)
-            .min_by(f64::total_cmp),
+        oldest_stored_at,
         forwarding,
         storage,
         reader: None,
@@ -97,7 +85,7 @@ mod reporter {
     use std::cell::{Cell, RefCell};
     use std::rc::Rc;
 
-    use super::{compute, outstanding, OfflineStatus, ReaderOfflineStatus, StorageGuarantees};
+    use super::{compute, OfflineStatus, ReaderOfflineStatus, StorageGuarantees};
     use crate::connectivity::Connectivity;
     use crate::error::PosError;
     use crate::events::Events;
@@ -161,19 +149,12 @@ mod reporter {
         }
 
         pub async fn outstanding(&self) -> Result<Outstanding, PosError> {
-            Ok(outstanding(&self.store.outstanding().await?))
+            self.store.summary().await
         }
 
+        /// The status as stored now (the ledger: two small reads, whatever the number stored).
         pub async fn current(&self) -> Result<OfflineStatus, PosError> {
-            let entries = self.store.outstanding().await?;
-            let mut status = compute(
-                &entries,
-                self.connectivity.get(),
-                self.forwarding.get() > 0,
-                self.storage(),
-            );
-            status.reader = self.reader.borrow().clone();
-            Ok(status)
+            Ok(self.status_of(self.store.summary().await?))
         }
 
         /// The connected reader's store as it last reported it (`None`: no such reader);
@@ -184,6 +165,17 @@ mod reporter {
             }
             *self.reader.borrow_mut() = reader;
             self.publish().await;
+        }
+
+        fn status_of(&self, summary: Outstanding) -> OfflineStatus {
+            let mut status = compute(
+                summary,
+                self.connectivity.get(),
+                self.forwarding.get() > 0,
+                self.storage(),
+            );
+            status.reader = self.reader.borrow().clone();
+            status
         }
 
         pub fn is_forwarding(&self) -> bool {
@@ -198,11 +190,17 @@ mod reporter {
             self.publish().await;
         }
 
-        /// Emits `offline_status` when the status differs from the last one emitted.
+        /// Emits `offline_status` when the status differs from the last one emitted. Right
+        /// after a change of this store, its committed summary is used as it is (no read).
         pub async fn publish(&self) {
-            let Ok(status) = self.current().await else {
-                return;
+            let summary = match self.store.take_summary() {
+                Some(s) => s,
+                None => match self.store.summary().await {
+                    Ok(s) => s,
+                    Err(_) => return,
+                },
             };
+            let status = self.status_of(summary);
             let changed = self.last.borrow().as_ref() != Some(&status);
             if changed {
                 *self.last.borrow_mut() = Some(status.clone());
@@ -215,50 +213,26 @@ mod reporter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::PosError;
-    use crate::payment::{Header, StoredState, SCHEMA_VERSION};
-
-    fn entry(id: &str, at: f64, body: Option<(u64, &str)>) -> Entry {
-        let header = Header {
-            id: id.into(),
-            version: SCHEMA_VERSION,
-            state: StoredState::Pending,
-            stored_at: at,
-            updated_at: at,
-            next_attempt_at: at,
-        };
-        let body = match body {
-            Some((amount, currency)) => {
-                let mut b = crate::payment::tests::sealed_body();
-                b.amount = amount;
-                b.currency = currency.into();
-                Ok(b)
-            }
-            None => Err(PosError::RecordTampered),
-        };
-        Entry { header, body }
-    }
 
     #[test]
-    fn counts_amounts_per_currency_and_the_oldest() {
-        let entries = [
-            entry("a", 30.0, Some((1_000, "usd"))),
-            entry("b", 10.0, Some((250, "usd"))),
-            entry("c", 20.0, Some((700, "jpy"))),
-            entry("d", 40.0, None),
-        ];
+    fn the_status_shows_the_summary_as_it_is() {
+        let summary = Outstanding {
+            count: 4,
+            amounts: [("usd".to_string(), 1_250), ("jpy".to_string(), 700)].into(),
+            oldest_stored_at: Some(10.0),
+        };
         let s = compute(
-            &entries,
+            summary,
             NetworkStatus::Offline,
             false,
             StorageGuarantees::default(),
         );
-        assert_eq!(s.pending_count, 4, "an unreadable record still counts");
+        assert_eq!(s.pending_count, 4);
         assert_eq!(s.pending_amounts.get("usd"), Some(&1_250));
         assert_eq!(s.pending_amounts.get("jpy"), Some(&700));
         assert_eq!(s.oldest_stored_at, Some(10.0));
         let empty = compute(
-            &[],
+            Outstanding::default(),
             NetworkStatus::Online,
             true,
             StorageGuarantees::default(),
@@ -271,7 +245,7 @@ mod tests {
     #[test]
     fn serializes_as_the_js_api_says() {
         let s = compute(
-            &[],
+            Outstanding::default(),
             NetworkStatus::Unknown,
             false,
             StorageGuarantees::default(),
@@ -287,11 +261,21 @@ mod tests {
             persisted: Some(true),
             strict_durability: true,
         };
-        let json =
-            serde_json::to_value(compute(&[], NetworkStatus::Online, false, granted)).unwrap();
+        let json = serde_json::to_value(compute(
+            Outstanding::default(),
+            NetworkStatus::Online,
+            false,
+            granted,
+        ))
+        .unwrap();
         assert_eq!(json["persisted"], true);
         assert_eq!(json["strictDurability"], true);
-        let mut with_reader = compute(&[], NetworkStatus::Online, false, granted);
+        let mut with_reader = compute(
+            Outstanding::default(),
+            NetworkStatus::Online,
+            false,
+            granted,
+        );
         with_reader.reader = Some(ReaderOfflineStatus {
             network_status: NetworkStatus::Offline,
             pending_count: 2,

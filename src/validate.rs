@@ -2,8 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use iso_currency::Currency;
-
 use crate::error::PosError;
 
 /// Largest amount accepted, in minor units (as Stripe: 999,999.99 in a two-decimal currency).
@@ -28,14 +26,9 @@ pub fn amount(value: f64) -> Result<u64, PosError> {
 }
 
 /// A currency: a lowercase ISO 4217 code of a currency in use (not a fund, a metal or a
-/// superseded code), from the `iso_currency` tables.
+/// superseded code), from `currency`'s table.
 pub fn currency(code: &str) -> Result<String, PosError> {
-    let well_formed = code.len() == 3 && code.bytes().all(|b| b.is_ascii_lowercase());
-    let known = well_formed
-        .then(|| Currency::from_code(&code.to_ascii_uppercase()))
-        .flatten()
-        .filter(|c| c.exponent().is_some() && c.is_superseded().is_none() && !c.is_fund());
-    match known {
+    match crate::currency::minor_units(code) {
         Some(_) => Ok(code.to_string()),
         None => Err(PosError::InvalidCurrency(format!(
             "currency must be a lowercase ISO 4217 code in use, such as \"usd\", got {code:?}"
@@ -45,9 +38,7 @@ pub fn currency(code: &str) -> Result<String, PosError> {
 
 /// How many decimals the currency's minor unit has (JPY 0, USD 2, BHD 3); 2 if unknown.
 pub fn minor_units(code: &str) -> u32 {
-    Currency::from_code(&code.to_ascii_uppercase())
-        .and_then(Currency::exponent)
-        .map_or(2, u32::from)
+    crate::currency::minor_units(&code.to_ascii_lowercase()).unwrap_or(2)
 }
 
 /// An amount in minor units written in major units for messages: 1250 usd → "12.50 usd".

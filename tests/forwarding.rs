@@ -129,3 +129,39 @@ async fn a_timed_out_online_attempt_is_stored_with_the_same_key_and_charged_once
     );
     terminal.close();
 }
+
+#[wasm_bindgen_test]
+async fn a_backlog_of_several_pages_is_forwarded_whole_and_the_status_follows() {
+    let (api, url) = sim_addrs();
+    let db = unique_db("backlog");
+    let (terminal, _events) = connected_terminal(options(api, &db), "rdr_sim_2").await;
+    // More than two pages of the forwarder's queue (64 records each), with requests in flight
+    // while the next page is read.
+    let mut ids = Vec::new();
+    // One amount pos-sim approves (some amounts are its decline triggers).
+    for _ in 0..140 {
+        let result = pay(
+            &terminal,
+            request(4_321.0, Some(OfflineBehavior::ForceOffline)),
+        )
+        .await
+        .unwrap();
+        ids.push(result.id);
+    }
+    let status = terminal.offline_status().await.unwrap();
+    assert_eq!(status.pending_count, 140);
+    assert_eq!(status.pending_amounts.get("usd"), Some(&(140 * 4_321)));
+    assert!(status.oldest_stored_at.is_some());
+
+    let report = terminal.forward_stored_payments().await.unwrap();
+    assert_eq!((report.forwarded, report.remaining), (140, 0), "{report:?}");
+    let status = terminal.offline_status().await.unwrap();
+    assert_eq!(status.pending_count, 0);
+    assert!(status.pending_amounts.is_empty());
+    assert_eq!(status.oldest_stored_at, None);
+    for id in [&ids[0], &ids[70], &ids[139]] {
+        let mine = received(url, id).await.expect("the backend has it");
+        assert_eq!(get(&mine, "requests").as_f64(), Some(1.0));
+    }
+    terminal.close();
+}

@@ -284,10 +284,10 @@ async fn a_quota_error_wrapped_in_an_abort_is_a_clear_code_and_nothing_is_half_w
     assert_eq!(result.unwrap_err().code(), "storage_quota_exceeded");
     let outstanding = store.outstanding().await.unwrap();
     assert_eq!(outstanding.len(), 1, "no record of the refused payment");
-    let ledger = store.ledger().await.unwrap();
+    let ledger = store.ledger().await.unwrap().outstanding();
     assert_eq!(
-        ledger.entries.keys().collect::<Vec<_>>(),
-        vec![&first.id],
+        (ledger.count, ledger.amounts.get("usd")),
+        (1, Some(&500)),
         "the ledger is as before"
     );
     store.close();
@@ -509,7 +509,9 @@ async fn a_record_with_an_unreadable_header_is_moved_reported_and_not_pending() 
           });"#,
     );
     call(&put, &[db.clone().into()]).await;
-    assert_eq!(terminal.offline_status().await.unwrap().pending_count, 1);
+    // The status sums the sealed ledger, which only this SDK's own writes change: a record
+    // put behind its back counts nowhere until a forwarding run finds it.
+    assert_eq!(terminal.offline_status().await.unwrap().pending_count, 0);
     let report = terminal.forward_stored_payments().await.unwrap();
     assert_eq!(report.failed, 1, "{report:?}");
     assert_eq!(

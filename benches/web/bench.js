@@ -83,11 +83,24 @@ async function sdkVault(conn) {
 const aad = (db, id, state, version) => new TextEncoder().encode(`${db}|${id}|${state}|${version}`);
 
 // The sealed ledger of outstanding payments (src/limits.rs `Ledger`): key "ledger" in the
-// `keys` store, sealed with the data key under `db|ledger|1` (LEDGER_ID, SEALED_META_VERSION
-// in src/store.rs), serde JSON `{ entries: { id: { currency, amount, stored_at } } }`.
+// `keys` store, sealed with the data key under `db|ledger|2` (LEDGER_ID in src/store/mod.rs,
+// LEDGER_VERSION in src/store/ledger.rs), serde JSON of aggregates per backend
+// `{ backends: { "<backend url or empty>": { count, amounts: { usd: n } } } }`; beside it one
+// age key per outstanding payment, `["age", backend, storedAt, id]` → 1.
 const LEDGER_ID = "ledger";
-const SEALED_META_VERSION = 1;
-const ledgerAad = (db) => new TextEncoder().encode(`${db}|${LEDGER_ID}|${SEALED_META_VERSION}`);
+const LEDGER_VERSION = 2;
+const ledgerAad = (db) => new TextEncoder().encode(`${db}|${LEDGER_ID}|${LEDGER_VERSION}`);
+const ageKey = (backend, storedAt, id) => ["age", backend, storedAt, id];
+
+/** `ledger` with one payment of `body` (sealed for its backend) added (+1) or taken out (-1). */
+function ledgerApply(ledger, body, sign) {
+  const b = body.backend_url ?? "";
+  const t = (ledger.backends[b] ??= { count: 0, amounts: {} });
+  t.count = Math.max(0, t.count + sign);
+  t.amounts[body.currency] = Math.max(0, (t.amounts[body.currency] ?? 0) + sign * body.amount);
+  if (t.amounts[body.currency] === 0) delete t.amounts[body.currency];
+  if (t.count === 0) delete ledger.backends[b];
+}
 
 /** The ledger as the SDK last wrote it, or null when there is none (the SDK rebuilds it then). */
 async function readLedger(conn, key, db) {
@@ -216,8 +229,9 @@ async function dropLast(db, store) {
 }
 
 /**
- * The SDK's side of `dropLast`: the round's records and their ledger entries go in one
- * transaction, so the ledger keeps summing exactly the records left (the terminal is idle).
+ * The SDK's side of `dropLast`: the round's records, their share of the ledger and their age
+ * keys go in one transaction, so the ledger keeps summing exactly the records left (the
+ * terminal is idle).
  */
 async function sdkDropLast(db) {
   const ids = lastIds.get(db) ?? [];
@@ -225,13 +239,19 @@ async function sdkDropLast(db) {
   try {
     const key = await sdkVault(conn);
     const ledger = await readLedger(conn, key, db);
-    let sealed = null;
-    if (ledger) {
-      for (const id of ids) delete ledger.entries[id];
-      sealed = await sealLedger(key, db, ledger);
+    const read = conn.transaction(["payments"]);
+    const records = await Promise.all(ids.map((id) => req(read.objectStore("payments").get(id))));
+    const ages = [];
+    for (const r of records) {
+      if (!r || (r.state !== "pending" && r.state !== "forwarding")) continue;
+      const body = JSON.parse(new TextDecoder().decode(await open(key, aad(db, r.id, r.state, r.v), r.sealed)));
+      if (ledger) ledgerApply(ledger, body, -1);
+      ages.push(ageKey(body.backend_url ?? "", r.storedAt, r.id));
     }
+    const sealed = ledger ? await sealLedger(key, db, ledger) : null;
     const tx = conn.transaction(["payments", "keys"], "readwrite");
     for (const id of ids) tx.objectStore("payments").delete(id);
+    for (const k of ages) tx.objectStore("keys").delete(k);
     if (sealed) tx.objectStore("keys").put(sealed, LEDGER_ID);
     await done(tx);
     lastIds.delete(db);
@@ -295,8 +315,8 @@ async function readTemplate(db) {
  * Test-only pre-fill: `count` copies of a record the SDK stored, each under a new id and
  * sealed again with the database's data key and its own associated data (database, id,
  * state, the record's schema version), written 500 per transaction below the SDK. Each
- * transaction also rewrites the sealed ledger with the copies' entries, as the SDK's own
- * add does, so its limit checks and counts see them. The SDK cannot tell them from its own
+ * transaction also rewrites the sealed ledger with the copies added and puts their age keys,
+ * as the SDK's own add does, so its limit checks and counts see them. The SDK cannot tell them from its own
  * records. Needs the terminal idle (no store or drain in flight): the ledger is read once.
  */
 async function sdkPrefill(db, count) {
@@ -305,8 +325,8 @@ async function sdkPrefill(db, count) {
   const conn = await openDb(db);
   try {
     const key = await sdkVault(conn);
-    // No ledger: the SDK rebuilds it from the records on its next write (src/store.rs
-    // `ledger_in`), so none is written here either.
+    // No ledger: the SDK rebuilds it (and the age keys) from the records on its next write
+    // (src/store/ledger.rs `apply_in`), so none is written here either.
     const ledger = await readLedger(conn, key, db);
     for (let done_ = 0; done_ < count; ) {
       const batch = Math.min(500, count - done_);
@@ -320,13 +340,17 @@ async function sdkPrefill(db, count) {
       );
       let sealedLedger = null;
       if (ledger) {
-        for (const c of copies) ledger.entries[c.id] = { currency: body.currency, amount: body.amount, stored_at: c.storedAt };
+        for (let i = 0; i < copies.length; i++) ledgerApply(ledger, body, +1);
         sealedLedger = await sealLedger(key, db, ledger);
       }
       const tx = conn.transaction(["payments", "keys"], "readwrite");
       const store = tx.objectStore("payments");
       for (const c of copies) store.put(c);
-      if (sealedLedger) tx.objectStore("keys").put(sealedLedger, LEDGER_ID);
+      if (sealedLedger) {
+        const keys = tx.objectStore("keys");
+        keys.put(sealedLedger, LEDGER_ID);
+        for (const c of copies) keys.put(1, ageKey(body.backend_url ?? "", c.storedAt, c.id));
+      }
       await done(tx);
       done_ += batch;
     }
@@ -336,12 +360,12 @@ async function sdkPrefill(db, count) {
   }
 }
 
-/** Entries in the sealed ledger (null when there is none), to check it against the records. */
+/** Payments the sealed ledger counts (null when there is none), to check it against the records. */
 async function sdkLedgerCount(db) {
   const conn = await openDb(db);
   try {
     const ledger = await readLedger(conn, await sdkVault(conn), db);
-    return ledger ? Object.keys(ledger.entries).length : null;
+    return ledger ? Object.values(ledger.backends).reduce((n, t) => n + t.count, 0) : null;
   } finally {
     conn.close();
   }

@@ -179,7 +179,6 @@ pub fn handle_payment(state: &ApiState, headers: &HeaderMap, bytes: &[u8]) -> St
 /// What the backend concluded for a payment a reader sent over its own link
 /// ([`charge_from_reader`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(not(test), allow(dead_code))]
 pub enum ReaderCharge {
     Approved {
         payment_intent: String,
@@ -203,8 +202,6 @@ pub enum ReaderCharge {
 /// the reader's link is trusted (a real reader authenticates to its backend with its own
 /// device credential, never the POS's connection token). Blocks on SQLite: call it from
 /// `spawn_blocking` in async code.
-// Called by the readers' own link (readers.rs) once it lands; tests call it meanwhile.
-#[cfg_attr(not(test), allow(dead_code))]
 pub fn charge_from_reader(state: &ApiState, body: &PaymentBody) -> ReaderCharge {
     if let Err(message) = validate(body) {
         return ReaderCharge::Rejected {
@@ -217,7 +214,6 @@ pub fn charge_from_reader(state: &ApiState, body: &PaymentBody) -> ReaderCharge 
 }
 
 /// A stored HTTP answer as a [`ReaderCharge`].
-#[cfg_attr(not(test), allow(dead_code))]
 fn reader_charge(answer: &StoredAnswer) -> ReaderCharge {
     if answer.status == StatusCode::OK.as_u16() {
         if let Ok(ok) = serde_json::from_str::<PaymentOk>(&answer.body) {

@@ -15,7 +15,7 @@ use pos_protocol::reader::{ForwardResult, ProcessMode, ProcessResult, ReaderErro
 
 use crate::api::{self, ApiState, ReaderCharge};
 use crate::card_crypto::{self, CardBinding, CardCryptoError, CardData, CardKey};
-use crate::reader_store::{Entry, ReaderStore, RowState, Stored, MAX_PENDING};
+use crate::reader_store::{Entry, ReaderStore, ReaderStoreError, RowState, Stored, MAX_PENDING};
 use crate::readers::Reader;
 use crate::store::Store;
 use crate::util::now_ms;
@@ -125,7 +125,7 @@ pub async fn send(ctx: &LinkContext, reader: &Reader, body: PaymentBody) -> Char
 /// Runs the blocking store call `f` off the async workers.
 async fn blocking<T, F>(f: F) -> Result<T, ProcessError>
 where
-    F: FnOnce() -> Result<T, crate::reader_store::ReaderStoreError> + Send + 'static,
+    F: FnOnce() -> Result<T, ReaderStoreError> + Send + 'static,
     T: Send + 'static,
 {
     match tokio::task::spawn_blocking(f).await {
@@ -170,9 +170,29 @@ pub async fn process(
                 (ProcessMode::Online, _) => Ok(ProcessResult::Unreachable {
                     message: String::from("the reader's link to the backend is down"),
                 }),
+                (_, Charge::Unknown(message)) => {
+                    let stored = store_payment(ctx, reader, payment).await;
+                    Ok(after_unknown(stored, message))
+                }
                 _ => store_payment(ctx, reader, payment).await,
             }
         }
+    }
+}
+
+/// `online_or_store` after a send without an answer: the backend may have charged it. If the
+/// reader cannot store it (offline rules, full or failing store), the answer is `unknown`, not
+/// an error: an error would tell the POS nothing happened, and a cashier taking the payment
+/// again with another card could charge the customer twice. The POS keeps the key instead.
+fn after_unknown(stored: Result<ProcessResult, ProcessError>, message: String) -> ProcessResult {
+    match stored {
+        Ok(result) => result,
+        Err(refusal) => ProcessResult::Unknown {
+            message: format!(
+                "{message}; the reader could not store it either ({})",
+                refusal.message
+            ),
+        },
     }
 }
 
@@ -245,12 +265,32 @@ enum Forward {
 
 async fn forward_one(ctx: &LinkContext, reader: &Reader, payment_id: String) -> Forward {
     let (store, reader_id, id) = (ctx.store.clone(), reader.id.clone(), payment_id.clone());
-    let opened = blocking(move || store.open_pending(&reader_id, &id)).await;
+    let opened = tokio::task::spawn_blocking(move || store.open_pending(&reader_id, &id)).await;
     let (mut body, stored_at) = match opened {
-        Ok(Some(opened)) => opened,
-        Ok(None) => return Forward::Gone,
-        Err(_) => {
+        Ok(Ok(Some(opened))) => opened,
+        Ok(Ok(None)) => return Forward::Gone,
+        // SQLite busy or failing, a missing key row, a panicked task: the payment is still
+        // there, try again later. Ending it here would lose it.
+        Ok(Err(e)) if !unreadable(&e) => {
+            eprintln!(
+                "[pos-sim] reader {}: opening a stored payment failed: {e}",
+                reader.id
+            );
+            return Forward::Retry;
+        }
+        Err(e) => {
+            eprintln!(
+                "[pos-sim] reader {}: opening a stored payment failed: {e}",
+                reader.id
+            );
+            return Forward::Retry;
+        }
+        Ok(Err(e)) => {
             // A row that does not open never will: end it rather than retry forever.
+            eprintln!(
+                "[pos-sim] reader {}: a stored payment is unreadable: {e}",
+                reader.id
+            );
             let failed = ForwardResult::Rejected {
                 code: String::from("reader_store_unreadable"),
                 message: String::from("the reader could not open this stored payment"),
@@ -266,6 +306,12 @@ async fn forward_one(ctx: &LinkContext, reader: &Reader, payment_id: String) -> 
         Some(result) => finish(ctx, reader, payment_id, result).await,
         None => Forward::Retry,
     }
+}
+
+/// The stored row itself is bad (tampered, or not what this version wrote): retrying cannot
+/// help. Anything else (SQLite busy or failing, a key row missing) may pass.
+fn unreadable(e: &ReaderStoreError) -> bool {
+    matches!(e, ReaderStoreError::Open | ReaderStoreError::Corrupt)
 }
 
 async fn finish(
@@ -387,5 +433,261 @@ pub fn pairing_valid(store: &Store, reader_id: &str, secret: &str) -> bool {
             eprintln!("[pos-sim] reader {reader_id}: pairing lookup failed: {e}");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+    use std::time::Duration;
+
+    use pos_protocol::backend::CaptureMethod;
+    use pos_protocol::{CardSummary, EntryMode};
+    use rusqlite::Connection;
+
+    use super::*;
+    use crate::readers::{Readers, ReadersSetup};
+
+    const R1: &str = "rdr_sim_1";
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+        readers: Readers,
+        ctx: LinkContext,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = Arc::new(Store::open(&dir.path().join("sim.db")).expect("backend"));
+            let card_key = store.card_key().expect("key");
+            let api = ApiState { store, card_key };
+            let reader_store =
+                Arc::new(ReaderStore::open(&dir.path().join("r.sqlite")).expect("readers"));
+            let readers = Readers::new(ReadersSetup {
+                count: 1,
+                ws_base: "ws://127.0.0.1:1".into(),
+                api: api.clone(),
+                store: reader_store.clone(),
+                tap_delay: Duration::from_millis(1),
+                country: "US".into(),
+            });
+            let ctx = LinkContext {
+                api,
+                store: reader_store,
+            };
+            Self { dir, readers, ctx }
+        }
+
+        fn reader(&self) -> &Reader {
+            self.readers.get(R1).expect("reader")
+        }
+
+        /// A body as the SDK builds it from this reader's `card_read`.
+        fn body(&self, id: &str, amount: u64, entry: EntryMode) -> PaymentBody {
+            let card = CardData {
+                number: "4242424242424242".into(),
+                exp_month: 12,
+                exp_year: 2030,
+            };
+            let payload =
+                seal_card(&self.ctx.api.card_key, R1, id, amount, "usd", &card).expect("seal");
+            PaymentBody {
+                id: id.into(),
+                amount,
+                currency: "usd".into(),
+                capture_method: CaptureMethod::Automatic,
+                card_payload: payload,
+                card: CardSummary {
+                    brand: "visa".into(),
+                    last4: "4242".into(),
+                    exp_month: 12,
+                    exp_year: 2030,
+                    entry_mode: Some(entry),
+                    pin_verified: entry == EntryMode::Chip,
+                },
+                reader_id: R1.into(),
+                offline: None,
+                metadata: BTreeMap::new(),
+            }
+        }
+
+        /// Runs `sql` on the file `name` through a second connection, as another process
+        /// breaking (or repairing) it would.
+        fn tamper(&self, name: &str, sql: &str) {
+            let conn = Connection::open(self.dir.path().join(Path::new(name))).expect("open");
+            conn.execute_batch(sql).expect("tamper");
+        }
+
+        fn requests_for(&self, key: &str) -> Vec<u64> {
+            let list = self.ctx.api.store.list_payments().expect("list");
+            list.iter()
+                .filter(|p| p.key == key)
+                .map(|p| p.requests)
+                .collect()
+        }
+
+        fn state_of(&self, id: &str) -> Option<RowState> {
+            self.ctx.store.find(R1, id).expect("find").map(|e| e.state)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_store_failure_while_forwarding_keeps_the_payment() {
+        let f = Fixture::new();
+        f.reader().set_link_down(true);
+        let stored = process(
+            &f.ctx,
+            f.reader(),
+            ProcessMode::Store,
+            f.body("pay_t", 1000, EntryMode::Chip),
+        )
+        .await
+        .expect("process");
+        assert!(matches!(stored, ProcessResult::Stored { .. }), "{stored:?}");
+        f.reader().set_link_down(false);
+
+        // A failing store (here: its key table gone) is not an unreadable row: retry.
+        f.tamper(
+            "r.sqlite",
+            "ALTER TABLE reader_keys RENAME TO reader_keys_away;",
+        );
+        assert!(matches!(
+            forward_one(&f.ctx, f.reader(), "pay_t".into()).await,
+            Forward::Retry
+        ));
+        assert_eq!(f.state_of("pay_t"), Some(RowState::Pending), "still held");
+        assert!(f.requests_for("pay_t").is_empty(), "nothing sent");
+
+        f.tamper(
+            "r.sqlite",
+            "ALTER TABLE reader_keys_away RENAME TO reader_keys;",
+        );
+        assert!(matches!(
+            forward_one(&f.ctx, f.reader(), "pay_t".into()).await,
+            Forward::Done
+        ));
+        assert_eq!(f.state_of("pay_t"), Some(RowState::Forwarded));
+        assert_eq!(f.requests_for("pay_t"), [1]);
+    }
+
+    #[tokio::test]
+    async fn a_tampered_row_ends_as_rejected_not_retried_forever() {
+        let f = Fixture::new();
+        f.reader().set_link_down(true);
+        process(
+            &f.ctx,
+            f.reader(),
+            ProcessMode::Store,
+            f.body("pay_x", 1000, EntryMode::Chip),
+        )
+        .await
+        .expect("process");
+        f.reader().set_link_down(false);
+        f.tamper(
+            "r.sqlite",
+            "UPDATE stored_payments SET sealed = zeroblob(64) WHERE payment_id = 'pay_x';",
+        );
+        assert!(matches!(
+            forward_one(&f.ctx, f.reader(), "pay_x".into()).await,
+            Forward::Done
+        ));
+        let entry = f.ctx.store.find(R1, "pay_x").expect("find").expect("entry");
+        assert_eq!(entry.state, RowState::Failed);
+        assert!(
+            matches!(entry.result, Some(ForwardResult::Rejected { ref code, .. }) if code == "reader_store_unreadable")
+        );
+        assert!(f.requests_for("pay_x").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_forward_charged_before_a_crash_is_resent_with_its_key_and_charged_once() {
+        let f = Fixture::new();
+        f.reader().set_link_down(true);
+        let body = f.body("pay_c", 1500, EntryMode::Contactless);
+        let ProcessResult::Stored { stored_at } =
+            process(&f.ctx, f.reader(), ProcessMode::Store, body.clone())
+                .await
+                .expect("process")
+        else {
+            panic!("not stored");
+        };
+        // The reader sent it and the backend charged it, then the reader died before it
+        // marked the row forwarded: the row is still pending.
+        let mut sent = body;
+        sent.offline = Some(OfflineInfo { stored_at });
+        let ReaderCharge::Approved { payment_intent, .. } =
+            api::charge_from_reader(&f.ctx.api, &sent)
+        else {
+            panic!("not approved");
+        };
+        assert_eq!(f.state_of("pay_c"), Some(RowState::Pending));
+
+        // After the restart it sends it again, same key and body: the backend replays.
+        f.reader().set_link_down(false);
+        assert!(matches!(
+            forward_one(&f.ctx, f.reader(), "pay_c".into()).await,
+            Forward::Done
+        ));
+        let reports = f.ctx.store.unacked_reports(R1).expect("reports");
+        assert_eq!(reports.len(), 1);
+        assert_eq!(
+            reports[0].result,
+            ForwardResult::Approved {
+                payment_intent,
+                status: PaymentStatus::Succeeded
+            },
+            "the first charge's answer"
+        );
+        assert_eq!(f.requests_for("pay_c"), [2], "one payment, two requests");
+    }
+
+    #[tokio::test]
+    async fn online_or_store_without_an_answer_never_says_nothing_happened() {
+        let f = Fixture::new();
+        // The backend fails after the request reached it (500 internal): outcome unknown.
+        f.tamper("sim.db", "ALTER TABLE payments RENAME TO payments_away;");
+
+        // A swiped card may not be stored: the answer is `unknown`, not
+        // `offline_payment_method_unsupported` (the backend may have charged it).
+        let swiped = f.body("pay_swipe", 1000, EntryMode::Swipe);
+        let answer = process(&f.ctx, f.reader(), ProcessMode::OnlineOrStore, swiped)
+            .await
+            .expect("an answer, not an error");
+        assert!(
+            matches!(answer, ProcessResult::Unknown { .. }),
+            "{answer:?}"
+        );
+        assert_eq!(f.state_of("pay_swipe"), None, "nothing stored");
+
+        // Nothing sent at all (link down): then the refusal is the answer.
+        f.reader().set_link_down(true);
+        let refused = process(
+            &f.ctx,
+            f.reader(),
+            ProcessMode::OnlineOrStore,
+            f.body("pay_swipe_2", 1000, EntryMode::Swipe),
+        )
+        .await
+        .expect_err("refused");
+        assert_eq!(
+            refused.code,
+            ReaderErrorCode::OfflinePaymentMethodUnsupported
+        );
+        f.reader().set_link_down(false);
+
+        // A chip card is stored, and forwarded with its key once the backend works again.
+        let chip = f.body("pay_chip", 1000, EntryMode::Chip);
+        let answer = process(&f.ctx, f.reader(), ProcessMode::OnlineOrStore, chip)
+            .await
+            .expect("stored");
+        assert!(matches!(answer, ProcessResult::Stored { .. }), "{answer:?}");
+        f.tamper("sim.db", "ALTER TABLE payments_away RENAME TO payments;");
+        assert!(matches!(
+            forward_one(&f.ctx, f.reader(), "pay_chip".into()).await,
+            Forward::Done
+        ));
+        assert_eq!(f.requests_for("pay_chip"), [1]);
     }
 }

@@ -311,15 +311,15 @@ impl ReaderStore {
         payment_id: &str,
     ) -> Result<Option<(PaymentBody, u64)>, ReaderStoreError> {
         let conn = self.lock();
-        let row: Option<(Option<Vec<u8>>, i64)> = conn
+        let row: Option<(Option<Vec<u8>>, i64, i64, String)> = conn
             .query_row(
-                "SELECT sealed, stored_at FROM stored_payments
+                "SELECT sealed, stored_at, amount, currency FROM stored_payments
                  WHERE reader_id = ?1 AND payment_id = ?2 AND state = 'pending'",
                 params![reader_id, payment_id],
-                |row| Ok((row.get(0)?, row.get(1)?)),
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
             )
             .optional()?;
-        let Some((sealed, stored_at)) = row else {
+        let Some((sealed, stored_at, amount, currency)) = row else {
             return Ok(None);
         };
         let sealed = sealed.ok_or(ReaderStoreError::Corrupt)?;
@@ -341,7 +341,9 @@ impl ReaderStore {
             .map_err(|_| ReaderStoreError::Open)?;
         let body: PaymentBody =
             serde_json::from_slice(&plaintext).map_err(|_| ReaderStoreError::Corrupt)?;
-        if body.id != payment_id {
+        // Amount and currency are also in clear (for `store_status` and repeated `process`
+        // answers), outside the AAD: they must agree with the sealed body.
+        if body.id != payment_id || body.amount != from_sql(amount) || body.currency != currency {
             return Err(ReaderStoreError::Corrupt);
         }
         Ok(Some((body, from_sql(stored_at))))
@@ -560,6 +562,18 @@ mod tests {
         assert!(matches!(
             store.open_pending("rdr_sim_2", "pay_2"),
             Err(ReaderStoreError::Open)
+        ));
+        // The clear amount must agree with the sealed one.
+        store
+            .lock()
+            .execute(
+                "UPDATE stored_payments SET amount = 1 WHERE payment_id = 'pay_3'",
+                [],
+            )
+            .expect("tamper");
+        assert!(matches!(
+            store.open_pending("rdr_sim_1", "pay_3"),
+            Err(ReaderStoreError::Corrupt)
         ));
 
         let approved = ForwardResult::Approved {

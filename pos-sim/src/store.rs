@@ -281,7 +281,6 @@ impl Store {
 
     /// Whether `secret` is a pairing credential issued for `reader_id` and not expired at
     /// `now_ms`. The readers check a POS's `hello.pairing` with it.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub fn pairing_valid(
         &self,
         reader_id: &str,

@@ -1,113 +1,388 @@
-//! The sealed ledger of outstanding payments: read (or rebuilt) and written inside the same
-//! strict transaction as the records it sums, so offline limits are checked and the write
-//! they allow happen together.
+//! The sealed ledger of outstanding payments (`limits::Ledger`, aggregates per backend) and
+//! the age keys beside it, read (or rebuilt) and written inside the same strict transaction
+//! as the records they sum, so offline limits are checked and the write they allow happen
+//! together. Neither grows in cost with the number stored: the ledger is one small record,
+//! and the oldest outstanding payment is the first age key of a key range.
+//!
+//! Age keys live in the `keys` store, one per outstanding payment:
+//! `["age", backend, stored_at, id]` → `1` (`backend` is `""` for a payment sealed without
+//! one). IndexedDB orders array keys element by element, so the first key of
+//! `["age", backend] .. ["age", backend, []]` is that backend's oldest. They hold nothing
+//! that the record's clear header does not already show.
 
-use js_sys::Uint8Array;
+use futures_util::future::try_join_all;
+use js_sys::{Array, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
+use web_sys::{IdbKeyRange, IdbObjectStore, IdbRequest};
 
-use super::{
-    outstanding_records, Store, KEYS_STORE, LEDGER_ID, PAYMENTS_STORE, SEALED_META_VERSION,
-};
+use super::{outstanding_records, Store, KEYS_STORE, LEDGER_ID, PAYMENTS_STORE};
 use crate::error::PosError;
 use crate::idb::{self, StrictTx};
 use crate::js::storage_error;
-use crate::limits::{Ledger, LedgerEntry, OfflineLimits};
-use crate::payment::{Header, SealedBody, StoredState};
+use crate::limits::{Ledger, OfflineLimits, Outstanding, Totals};
+use crate::payment::{SealedBody, StoredState};
 
-impl Store {
-    /// The ledger as stored, or rebuilt from the outstanding records when it is missing
-    /// (a database from before it existed) or does not open; inside `tx`.
-    pub(super) async fn ledger_in(&self, tx: &StrictTx) -> Result<Ledger, PosError> {
-        let keys = tx.store(KEYS_STORE)?;
-        let req = keys
-            .get(&JsValue::from_str(LEDGER_ID))
-            .map_err(|e| storage_error(&e))?;
-        if let Ok(bytes) = idb::request(&req).await?.dyn_into::<Uint8Array>() {
-            if let Ok(ledger) =
-                self.vault
-                    .open_json::<Ledger>(LEDGER_ID, SEALED_META_VERSION, &bytes.to_vec())
-            {
-                return Ok(ledger);
-            }
-        }
-        let mut ledger = Ledger::default();
-        let records = outstanding_records(&tx.store(PAYMENTS_STORE)?).await?;
-        for entry in records.iter().filter_map(|r| self.entry_of(r)) {
-            if let Ok(body) = entry.body {
-                ledger.entries.insert(
-                    entry.header.id,
-                    LedgerEntry {
-                        currency: body.currency,
-                        amount: body.amount,
-                        stored_at: entry.header.stored_at,
-                    },
-                );
-            }
-        }
-        Ok(ledger)
-    }
-
-    pub(super) async fn put_ledger(&self, tx: &StrictTx, ledger: &Ledger) -> Result<(), PosError> {
-        // Sealing is synchronous (AES-GCM in Rust): the transaction stays active.
-        let sealed = self
-            .vault
-            .seal_json(LEDGER_ID, SEALED_META_VERSION, ledger)?;
-        let req = tx
-            .store(KEYS_STORE)?
-            .put_with_key(
-                &Uint8Array::from(&sealed[..]),
-                &JsValue::from_str(LEDGER_ID),
-            )
-            .map_err(|e| storage_error(&e))?;
-        idb::request(&req).await?;
-        Ok(())
-    }
-
-    /// The outstanding payments as the ledger sums them (one record read).
-    pub async fn ledger(&self) -> Result<Ledger, PosError> {
-        let tx = StrictTx::begin(&self.db, &[PAYMENTS_STORE, KEYS_STORE])?;
-        let ledger = self.ledger_in(&tx).await;
-        tx.abort().await;
-        ledger
-    }
-}
+/// Layout version of the sealed ledger, bound into its associated data. 1 kept one entry per
+/// payment; 2 keeps aggregates and the age keys. A ledger that does not open under this
+/// version (an older one included) is rebuilt from the records.
+pub(super) const LEDGER_VERSION: u32 = 2;
+const AGE: &str = "age";
 
 /// True for the states the ledger sums (stored offline, not yet answered).
 pub(super) fn counts(state: StoredState) -> bool {
     state.is_outstanding()
 }
 
-/// The ledger after a record with `body` moves from `from` (`None`: new) to `to`, or `None`
-/// when it does not change. Entering the ledger with `limits` checks them first.
-pub(super) fn ledger_change(
-    ledger: &Ledger,
-    header: &Header,
-    from: Option<StoredState>,
-    to: StoredState,
-    body: &SealedBody,
-    limits: Option<&OfflineLimits>,
-    now: f64,
-) -> Result<Option<Ledger>, PosError> {
-    let (was, will) = (from.is_some_and(counts), counts(to));
-    if was == will {
-        return Ok(None);
-    }
-    let mut next = ledger.clone();
-    if will {
-        if let Some(limits) = limits {
-            limits.check(body.amount, &body.currency, &ledger.outstanding(), now)?;
+/// Whether a store bound to `bound` sees payments sealed for `backend` (`""`: none), as
+/// `SealedBody::belongs_to` decides for records.
+pub(super) fn visible(bound: Option<&str>, backend: &str) -> bool {
+    backend.is_empty() || bound.is_none_or(|b| b == backend)
+}
+
+/// One outstanding payment as the ledger and the age keys know it.
+#[derive(Debug, Clone)]
+pub(super) struct Counted {
+    pub id: String,
+    pub backend: String,
+    pub currency: String,
+    pub amount: u64,
+    pub stored_at: f64,
+}
+
+impl Counted {
+    pub fn of(id: &str, stored_at: f64, body: &SealedBody) -> Self {
+        Counted {
+            id: id.to_owned(),
+            backend: body.backend_url.clone().unwrap_or_default(),
+            currency: body.currency.clone(),
+            amount: body.amount,
+            stored_at,
         }
-        next.entries.insert(
-            header.id.clone(),
-            LedgerEntry {
-                currency: body.currency.clone(),
-                amount: body.amount,
-                stored_at: header.stored_at,
-            },
-        );
-    } else {
-        next.entries.remove(&header.id);
     }
-    Ok(Some(next))
+}
+
+/// What a record's move does to the ledger.
+pub(super) enum Change {
+    /// Starts counting (stored offline, requeued).
+    Enter(Counted),
+    /// Stops counting (answered).
+    Leave(Counted),
+    /// Stops counting, but its body does not open (quarantined): the ledger is rebuilt from
+    /// the other outstanding records.
+    LeaveUnread(String),
+}
+
+fn age_key(backend: &str, stored_at: f64, id: &str) -> JsValue {
+    let key = Array::new();
+    key.push(&AGE.into());
+    key.push(&backend.into());
+    key.push(&stored_at.into());
+    key.push(&id.into());
+    key.into()
+}
+
+/// Every age key (`backend`: `None`), or one backend's.
+fn age_range(backend: Option<&str>) -> Result<IdbKeyRange, PosError> {
+    let (lower, upper) = (Array::of1(&AGE.into()), Array::of1(&AGE.into()));
+    if let Some(b) = backend {
+        lower.push(&b.into());
+        upper.push(&b.into());
+    }
+    // An array sorts after every number and string: the end of the range.
+    upper.push(&Array::new());
+    IdbKeyRange::bound(&lower, &upper).map_err(|e| storage_error(&e).into())
+}
+
+/// Issues one request per backend for its oldest age key (run them with `oldest_of`).
+fn oldest_requests<'a>(
+    keys: &IdbObjectStore,
+    backends: impl Iterator<Item = &'a str>,
+) -> Result<Vec<IdbRequest>, PosError> {
+    backends
+        .map(|b| {
+            keys.get_all_keys_with_key_and_limit(&age_range(Some(b))?.into(), 1)
+                .map_err(|e| storage_error(&e).into())
+        })
+        .collect()
+}
+
+/// The earliest `stored_at` among the first keys the `oldest_requests` returned.
+async fn oldest_of(requests: &[IdbRequest]) -> Result<Option<f64>, PosError> {
+    let found = try_join_all(requests.iter().map(idb::request)).await?;
+    Ok(found
+        .iter()
+        .filter_map(|keys| Array::from(keys).get(0).dyn_into::<Array>().ok())
+        .filter_map(|key| key.get(2).as_f64())
+        .min_by(f64::total_cmp))
+}
+
+/// The ledger and the oldest per backend rebuilt from the records.
+struct Rebuilt {
+    ledger: Ledger,
+    counted: Vec<Counted>,
+}
+
+impl Rebuilt {
+    fn oldest(&self, visible: impl Fn(&str) -> bool) -> Option<f64> {
+        self.counted
+            .iter()
+            .filter(|c| visible(&c.backend))
+            .map(|c| c.stored_at)
+            .min_by(f64::total_cmp)
+    }
+}
+
+impl Store {
+    /// Asks for the sealed ledger in `keys` (give the answer to `apply_in`).
+    pub(super) fn ledger_request(keys: &IdbObjectStore) -> Result<IdbRequest, PosError> {
+        keys.get(&JsValue::from_str(LEDGER_ID))
+            .map_err(|e| storage_error(&e).into())
+    }
+
+    fn open_ledger(&self, stored: &JsValue) -> Option<Ledger> {
+        let bytes = stored.dyn_ref::<Uint8Array>()?;
+        self.vault
+            .open_json::<Ledger>(LEDGER_ID, LEDGER_VERSION, &bytes.to_vec())
+            .ok()
+    }
+
+    fn bound(&self) -> Option<String> {
+        self.backend.borrow().clone()
+    }
+
+    /// The outstanding records (every backend) summed again, leaving out `except`.
+    async fn rebuild(
+        &self,
+        payments: &IdbObjectStore,
+        except: Option<&str>,
+    ) -> Result<Rebuilt, PosError> {
+        let mut rebuilt = Rebuilt {
+            ledger: Ledger::default(),
+            counted: Vec::new(),
+        };
+        for record in outstanding_records(payments).await? {
+            let Some(entry) = self.open_entry(&record) else {
+                continue;
+            };
+            let Ok(body) = entry.body else {
+                continue;
+            };
+            if except == Some(entry.header.id.as_str()) {
+                continue;
+            }
+            let c = Counted::of(&entry.header.id, entry.header.stored_at, &body);
+            rebuilt.ledger.add(&c.backend, &c.currency, c.amount);
+            rebuilt.counted.push(c);
+        }
+        Ok(rebuilt)
+    }
+
+    /// Inside `tx`, with `stored` the answer to `ledger_request`: checks `limits` when a
+    /// payment enters, then issues the writes of the changed ledger and age keys, not yet
+    /// awaited (the caller's own write joins them: `Applied::finish`).
+    pub(super) async fn apply_in(
+        &self,
+        tx: &StrictTx,
+        stored: &JsValue,
+        change: Change,
+        limits: Option<&OfflineLimits>,
+        now: f64,
+    ) -> Result<Applied, PosError> {
+        let keys = tx.store(KEYS_STORE)?;
+        let bound = self.bound();
+        let bound = bound.as_deref();
+        let opened = match &change {
+            Change::LeaveUnread(_) => None,
+            _ => self.open_ledger(stored),
+        };
+        let (mut ledger, rebuilt) = match opened {
+            Some(ledger) => (ledger, None),
+            None => {
+                let except = match &change {
+                    Change::LeaveUnread(id) => Some(id.as_str()),
+                    _ => None,
+                };
+                let r = self.rebuild(&tx.store(PAYMENTS_STORE)?, except).await?;
+                (r.ledger.clone(), Some(r))
+            }
+        };
+        let visible_oldest_before = if let Change::Enter(c) = &change {
+            // The limits count every payment on this device, whatever its backend.
+            if let Some(limits) = limits {
+                let mut now_out = ledger.outstanding();
+                now_out.oldest_stored_at = match (&rebuilt, limits.max_stored_age_ms) {
+                    (_, None) => None,
+                    (Some(r), Some(_)) => r.oldest(|_| true),
+                    (None, Some(_)) => {
+                        let backends = ledger.backends.keys().map(String::as_str);
+                        oldest_of(&oldest_requests(&keys, backends)?).await?
+                    }
+                };
+                limits.check(c.amount, &c.currency, &now_out, now)?;
+            }
+            rebuilt.as_ref().map(|r| r.oldest(|b| visible(bound, b)))
+        } else {
+            None
+        };
+
+        let mut writes = Vec::new();
+        if let Some(r) = &rebuilt {
+            writes.push(
+                keys.delete(&age_range(None)?.into())
+                    .map_err(|e| storage_error(&e))?,
+            );
+            for c in &r.counted {
+                writes.push(put_age(&keys, c)?);
+            }
+        }
+        match &change {
+            Change::Enter(c) => {
+                ledger.add(&c.backend, &c.currency, c.amount);
+                writes.push(put_age(&keys, c)?);
+            }
+            Change::Leave(c) => {
+                ledger.remove(&c.backend, &c.currency, c.amount);
+                writes.push(
+                    keys.delete(&age_key(&c.backend, c.stored_at, &c.id))
+                        .map_err(|e| storage_error(&e))?,
+                );
+            }
+            Change::LeaveUnread(_) => {}
+        }
+        // Sealing is synchronous (AES-GCM in Rust): the transaction stays active.
+        let sealed = self.vault.seal_json(LEDGER_ID, LEDGER_VERSION, &ledger)?;
+        writes.push(
+            keys.put_with_key(
+                &Uint8Array::from(&sealed[..]),
+                &JsValue::from_str(LEDGER_ID),
+            )
+            .map_err(|e| storage_error(&e))?,
+        );
+
+        let Totals { count, amounts } = ledger.totals(|b| visible(bound, b));
+        let mut oldest = Vec::new();
+        let oldest_stored_at = match (&change, visible_oldest_before) {
+            // Entering only adds an age: no need to ask the store again.
+            (Change::Enter(c), Some(before)) => {
+                let mine = visible(bound, &c.backend).then_some(c.stored_at);
+                before.into_iter().chain(mine).min_by(f64::total_cmp)
+            }
+            (Change::Enter(c), None) => {
+                // The visible oldest before, and this payment's if it is visible.
+                let backends = ledger
+                    .backends
+                    .keys()
+                    .map(String::as_str)
+                    .filter(|b| visible(bound, b) && *b != c.backend);
+                oldest = oldest_requests(&keys, backends)?;
+                let mine = visible(bound, &c.backend).then_some(c.stored_at);
+                oldest.extend(oldest_requests(
+                    &keys,
+                    mine.map(|_| c.backend.as_str()).into_iter(),
+                )?);
+                None
+            }
+            _ => {
+                // Issued after the writes, so it sees them.
+                let backends = ledger
+                    .backends
+                    .keys()
+                    .map(String::as_str)
+                    .filter(|b| visible(bound, b));
+                oldest = oldest_requests(&keys, backends)?;
+                None
+            }
+        };
+        Ok(Applied {
+            summary: Outstanding {
+                count,
+                amounts,
+                oldest_stored_at,
+            },
+            writes,
+            oldest,
+        })
+    }
+
+    /// The outstanding payments this store's status shows (its backend's), from the ledger
+    /// and the age keys: two small reads. A missing ledger is summed from the records (and
+    /// written by the next change).
+    pub async fn summary(&self) -> Result<Outstanding, PosError> {
+        let bound = self.bound();
+        let bound = bound.as_deref();
+        let (_tx, keys) = self.db.read(KEYS_STORE)?;
+        let stored = idb::request(&Self::ledger_request(&keys)?).await?;
+        if let Some(ledger) = self.open_ledger(&stored) {
+            let backends = ledger
+                .backends
+                .keys()
+                .map(String::as_str)
+                .filter(|b| visible(bound, b));
+            let oldest = oldest_of(&oldest_requests(&keys, backends)?).await?;
+            let Totals { count, amounts } = ledger.totals(|b| visible(bound, b));
+            return Ok(Outstanding {
+                count,
+                amounts,
+                oldest_stored_at: oldest,
+            });
+        }
+        let (_tx, payments) = self.db.read(PAYMENTS_STORE)?;
+        let r = self.rebuild(&payments, None).await?;
+        let Totals { count, amounts } = r.ledger.totals(|b| visible(bound, b));
+        Ok(Outstanding {
+            count,
+            amounts,
+            oldest_stored_at: r.oldest(|b| visible(bound, b)),
+        })
+    }
+
+    /// The ledger as stored, or as it would be rebuilt from the records (every backend).
+    pub async fn ledger(&self) -> Result<Ledger, PosError> {
+        let (_tx, keys) = self.db.read(KEYS_STORE)?;
+        let stored = idb::request(&Self::ledger_request(&keys)?).await?;
+        if let Some(ledger) = self.open_ledger(&stored) {
+            return Ok(ledger);
+        }
+        let (_tx, payments) = self.db.read(PAYMENTS_STORE)?;
+        Ok(self.rebuild(&payments, None).await?.ledger)
+    }
+}
+
+fn put_age(keys: &IdbObjectStore, c: &Counted) -> Result<IdbRequest, PosError> {
+    keys.put_with_key(&JsValue::from(1), &age_key(&c.backend, c.stored_at, &c.id))
+        .map_err(|e| storage_error(&e).into())
+}
+
+/// The ledger change `apply_in` issued, to await with the caller's own writes.
+pub(super) struct Applied {
+    /// What this store's status shows once the transaction commits (the oldest from `oldest`
+    /// when those were asked).
+    summary: Outstanding,
+    writes: Vec<IdbRequest>,
+    /// Age-key reads issued after the writes, for the oldest stored time.
+    oldest: Vec<IdbRequest>,
+}
+
+impl Applied {
+    /// Awaits every request issued in this round (`own`: the caller's, issued after
+    /// `apply_in`), all registered before anything yields.
+    pub async fn finish(self, own: Vec<IdbRequest>) -> Result<Outstanding, PosError> {
+        let Applied {
+            mut summary,
+            writes,
+            oldest,
+        } = self;
+        let writes = writes.into_iter().chain(own).collect::<Vec<_>>();
+        let (written, oldest) = futures_util::future::join(
+            try_join_all(writes.iter().map(idb::request)),
+            oldest_of(&oldest),
+        )
+        .await;
+        written?;
+        if let Some(t) = oldest? {
+            summary.oldest_stored_at = Some(t);
+        }
+        Ok(summary)
+    }
 }

@@ -16,23 +16,26 @@ use crate::error::{DomErrorName, PosError};
 use crate::idb::{self, Database, StrictTx};
 use crate::js::{self, storage_error};
 use crate::keystore::{self, KEYS_STORE};
-use crate::limits::OfflineLimits;
+use crate::limits::{OfflineLimits, Outstanding};
 use crate::payment::{Collected, Entry, Header, SealedBody, StoredState, SCHEMA_VERSION};
 use crate::vault::Vault;
 
 mod config;
 mod ledger;
+mod queue;
 mod upkeep;
 
 pub use config::{storage_headroom, PersistedConfig, STORAGE_MARGIN_BYTES};
-use ledger::{counts, ledger_change};
+use ledger::{counts, Change, Counted};
+pub use queue::ForwardQueue;
 
 pub const PAYMENTS_STORE: &str = "payments";
 const STATE_INDEX: &str = "state";
 const CONFIG_ID: &str = "config";
 /// Key of the sealed ledger in the keys store.
 const LEDGER_ID: &str = "ledger";
-/// Layout version of the sealed config and ledger (apart from the records' schema).
+/// Layout version of the sealed config (apart from the records' schema; the ledger has its
+/// own, `ledger::LEDGER_VERSION`).
 const SEALED_META_VERSION: u32 = 1;
 /// Database version (object stores and indexes); records carry `SCHEMA_VERSION`.
 const DB_VERSION: u32 = 1;
@@ -44,6 +47,8 @@ pub struct Store {
     /// The backend this store works for (`bind_backend`): sealed into every new record, and
     /// records sealed for another backend are left out of every read.
     backend: RefCell<Option<String>>,
+    /// What the status shows after the last change this store committed (`take_summary`).
+    summary: RefCell<Option<Outstanding>>,
 }
 
 /// Creates what version 1 has; only adds, so a store added by a later version survives a
@@ -87,6 +92,7 @@ impl Store {
             db,
             vault,
             backend: RefCell::new(None),
+            summary: RefCell::new(None),
         })
     }
 
@@ -116,6 +122,12 @@ impl Store {
     /// for another backend stay stored but are neither listed, counted nor forwarded here.
     pub fn bind_backend(&self, backend_url: &str) {
         *self.backend.borrow_mut() = Some(backend_url.to_owned());
+    }
+
+    /// The status summary as of the last change this store committed, once: a caller that
+    /// publishes right after its own change needs no read. `None` when nothing changed since.
+    pub fn take_summary(&self) -> Option<Outstanding> {
+        self.summary.borrow_mut().take()
     }
 
     /// Closes the connection; later calls fail with a storage error.
@@ -162,7 +174,19 @@ impl Store {
         ))
     }
 
+    /// The record opened, if it is for this store's backend.
     fn entry_of(&self, record: &JsValue) -> Option<Entry> {
+        let entry = self.open_entry(record)?;
+        if let Ok(b) = &entry.body {
+            if !b.belongs_to(self.backend.borrow().as_deref()) {
+                return None;
+            }
+        }
+        Some(entry)
+    }
+
+    /// The record opened, whatever its backend; `None` without even an id.
+    fn open_entry(&self, record: &JsValue) -> Option<Entry> {
         let (header, sealed) = match Self::header_of(record) {
             Some(h) => h,
             None => {
@@ -191,11 +215,6 @@ impl Store {
                 &sealed,
             )
         };
-        if let Ok(b) = &body {
-            if !b.belongs_to(self.backend.borrow().as_deref()) {
-                return None;
-            }
-        }
         Some(Entry { header, body })
     }
 
@@ -256,26 +275,31 @@ impl Store {
         let tx = StrictTx::begin(&self.db, &[PAYMENTS_STORE, KEYS_STORE])?;
         let added = async {
             let payments = tx.store(PAYMENTS_STORE)?;
-            let existing = idb::request(
-                &payments
-                    .count_with_key(&header.id.as_str().into())
-                    .map_err(|e| storage_error(&e))?,
-            )
-            .await?;
+            let count = payments
+                .count_with_key(&header.id.as_str().into())
+                .map_err(|e| storage_error(&e))?;
+            let ledger = Self::ledger_request(&tx.store(KEYS_STORE)?)?;
+            // Both asked at once; answered in order.
+            let (existing, stored) =
+                futures_util::future::try_join(idb::request(&count), idb::request(&ledger)).await?;
             if existing.as_f64().unwrap_or(0.0) > 0.0 {
                 return Ok(None);
             }
-            let ledger = self.ledger_in(&tx).await?;
-            if let Some(changed) = ledger_change(&ledger, &header, None, state, &body, limits, now)?
-            {
-                self.put_ledger(&tx, &changed).await?;
+            if !counts(state) {
+                let req = payments.add(&record).map_err(|e| storage_error(&e))?;
+                idb::request(&req).await?;
+                return Ok(Some(None));
             }
+            let change = Change::Enter(Counted::of(&header.id, now, &body));
+            let applied = self.apply_in(&tx, &stored, change, limits, now).await?;
             let req = payments.add(&record).map_err(|e| storage_error(&e))?;
-            idb::request(&req).await?;
-            Ok::<_, PosError>(Some(()))
+            Ok::<_, PosError>(Some(Some(applied.finish(vec![req]).await?)))
         }
         .await;
-        if end_tx(tx, added).await?.is_some() {
+        if let Some(summary) = end_tx(tx, added).await? {
+            if summary.is_some() {
+                *self.summary.borrow_mut() = summary;
+            }
             return Ok(header);
         }
         match self.get(&c.id).await? {
@@ -372,7 +396,19 @@ impl Store {
             let req = store
                 .get(&JsValue::from_str(&header.id))
                 .map_err(|e| storage_error(&e))?;
-            let current = idb::request(&req).await?;
+            // The ledger is read only when the record starts or stops counting; asked for
+            // together with the record.
+            let ledger = match counts(header.state) != counts(to) {
+                true => Some(Self::ledger_request(&tx.store(KEYS_STORE)?)?),
+                false => None,
+            };
+            let (current, stored) = futures_util::future::try_join(idb::request(&req), async {
+                match &ledger {
+                    Some(r) => idb::request(r).await.map(Some),
+                    None => Ok(None),
+                }
+            })
+            .await?;
             // Same state and same last update: nobody moved it since we read it (this holds
             // even where Web Locks are missing and two forwarders race).
             let current_state = js::get(&current, "state").as_string();
@@ -383,28 +419,27 @@ impl Store {
             {
                 return Ok(None);
             }
-            // The ledger is read only when the record starts or stops counting.
-            if counts(header.state) != counts(to) {
-                let ledger = self.ledger_in(&tx).await?;
-                let changed = match body {
-                    Some(b) => {
-                        ledger_change(&ledger, header, Some(header.state), to, b, limits, now)?
-                    }
-                    None if counts(to) => {
-                        return Err(PosError::Internal(
-                            "a record starts counting without its body".into(),
-                        ))
-                    }
-                    None => {
-                        let mut ledger = ledger;
-                        ledger.entries.remove(&header.id);
-                        Some(ledger)
-                    }
-                };
-                if let Some(changed) = changed {
-                    self.put_ledger(&tx, &changed).await?;
+            let change = match (counts(header.state), counts(to), body) {
+                (false, false, _) | (true, true, _) => None,
+                (false, true, Some(b)) => {
+                    Some(Change::Enter(Counted::of(&header.id, header.stored_at, b)))
                 }
-            }
+                (false, true, None) => {
+                    return Err(PosError::Internal(
+                        "a record starts counting without its body".into(),
+                    ))
+                }
+                (true, false, Some(b)) => {
+                    Some(Change::Leave(Counted::of(&header.id, header.stored_at, b)))
+                }
+                (true, false, None) => Some(Change::LeaveUnread(header.id.clone())),
+            };
+            let applied = match (change, &stored) {
+                (Some(change), Some(stored)) => {
+                    Some(self.apply_in(&tx, stored, change, limits, now).await?)
+                }
+                _ => None,
+            };
             let record = match new_record {
                 Some(r) => r,
                 None => {
@@ -416,11 +451,23 @@ impl Store {
                 }
             };
             let req = store.put(&record).map_err(|e| storage_error(&e))?;
-            idb::request(&req).await?;
-            Ok::<_, PosError>(Some(()))
+            let summary = match applied {
+                Some(applied) => Some(applied.finish(vec![req]).await?),
+                None => {
+                    idb::request(&req).await?;
+                    None
+                }
+            };
+            Ok::<_, PosError>(Some(summary))
         }
         .await;
-        Ok(end_tx(tx, moved).await?.map(|()| next))
+        let Some(summary) = end_tx(tx, moved).await? else {
+            return Ok(None);
+        };
+        if summary.is_some() {
+            *self.summary.borrow_mut() = summary;
+        }
+        Ok(Some(next))
     }
 
     /// The durability a strict transaction really gets in this browser.
