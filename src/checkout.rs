@@ -11,13 +11,31 @@ use crate::backend::{Backend, PaymentOutcome};
 use crate::connectivity::{Connectivity, QUICK_PROBE_MS};
 use crate::error::PosError;
 use crate::error::{BackendError, DomErrorName, StorageError};
-use crate::fallback::{self, AfterFailure, Route};
+use crate::fallback::{self, AfterFailure, OnlineFailure, Route};
 use crate::held::Held;
 use crate::js;
 use crate::limits::OfflineLimits;
+use crate::options::OfflineStorage;
 use crate::payment::{Collected, Header, OfflineBehavior, PaymentResult, SealedBody, StoredState};
+use crate::reader::agent::ReaderAgent;
+use crate::reader_fallback::{self, AfterReader};
 use crate::status::{NetworkStatus, StatusReporter};
 use crate::store::Store;
+
+/// The body of `POST /v1/payments` for `p`, whoever sends it (the SDK or the reader).
+fn payment_body(p: &Collected) -> PaymentBody {
+    PaymentBody {
+        id: p.id.clone(),
+        amount: p.amount,
+        currency: p.currency.clone(),
+        capture_method: p.capture_method,
+        card_payload: p.card_payload.clone(),
+        card: p.card.clone(),
+        reader_id: p.reader_id.clone(),
+        offline: None,
+        metadata: p.metadata.clone(),
+    }
+}
 
 /// The intent record of an online attempt.
 enum Intent {
@@ -38,6 +56,12 @@ pub struct Checkout {
     pub connectivity: Rc<Connectivity>,
     pub status: Rc<StatusReporter>,
     pub held: RefCell<Held>,
+    /// The connected reader as the second agent.
+    pub agent: Rc<ReaderAgent>,
+    /// Which agent stores a payment when neither reaches the backend.
+    pub offline_storage: OfflineStorage,
+    /// How long the reader may take to answer a `process`.
+    pub reader_timeout_ms: u32,
 }
 
 impl Checkout {
@@ -55,12 +79,24 @@ impl Checkout {
 
     async fn process_collected(&self, p: &Collected) -> Result<PaymentResult, PosError> {
         let offline_allowed = fallback::offline_allowed(p.offline_behavior, self.offline_enabled);
+        // The offline rules, whoever would store it: checked before anything is stored.
+        let country = self.agent.country_of(&p.reader_id);
+        let rules = fallback::offline_rules_check(&p.card, country.as_deref());
+        let may_store = offline_allowed && rules.is_ok();
         let known_offline = self.connectivity.known_offline(js::navigator_on_line());
         match fallback::route(p.offline_behavior, self.offline_enabled, known_offline) {
-            Route::Offline => return self.store_offline(p).await,
+            Route::Offline => {
+                let why = BackendError::NotSent("offlineBehavior is force_offline".into());
+                return self
+                    .without_backend(p, &Intent::Unwritten, false, why.into(), rules)
+                    .await;
+            }
             Route::ProbeFirst => {
-                if self.backend.health_within(QUICK_PROBE_MS).await.is_err() {
-                    return self.store_offline(p).await;
+                if let Err(e) = self.backend.health_within(QUICK_PROBE_MS).await {
+                    let why = BackendError::NotSent(format!("the health check failed: {e}"));
+                    return self
+                        .without_backend(p, &Intent::Unwritten, false, why.into(), rules)
+                        .await;
                 }
                 self.connectivity.set(NetworkStatus::Online);
             }
@@ -68,21 +104,22 @@ impl Checkout {
         }
         // Without an offline fallback, confirm the backend before sending: "unreachable" is
         // then certain (nothing was sent); any failure after sending is an unknown outcome.
-        if !offline_allowed {
+        if !may_store {
             if let Err(e) = self.backend.health_within(QUICK_PROBE_MS).await {
                 self.connectivity.set(NetworkStatus::Offline);
-                return Err(BackendError::Unreachable(format!(
+                let why = BackendError::NotSent(format!(
                     "the health check failed, the payment was not sent: {e}"
-                ))
-                .into());
+                ));
+                return self
+                    .without_backend(p, &Intent::Unwritten, false, why.into(), rules)
+                    .await;
             }
         }
         let intent = self.intent_for(p).await;
         if let Intent::AlreadyStored(header) = &intent {
             return Ok(PaymentResult::stored(p, header));
         }
-        let online = self.online(p).await;
-        let online_error = match online {
+        let online_error = match self.online(p).await {
             Err(e) => e,
             ok => {
                 self.settle_intent(&intent).await;
@@ -92,26 +129,121 @@ impl Checkout {
         if fallback::means_offline(&online_error) {
             self.connectivity.set(NetworkStatus::Offline);
         }
-        match fallback::after_online_failure(online_error.clone(), offline_allowed) {
+        match fallback::classify(online_error) {
+            OnlineFailure::Final(e) => {
+                self.settle_intent(&intent).await;
+                Err(e)
+            }
+            // The reader next, then the SDK's store, all under the same id: if this attempt
+            // did reach the backend, the others get its stored answer, not a second charge.
+            OnlineFailure::NotReached {
+                may_have_arrived,
+                error,
+            } => {
+                self.without_backend(p, &intent, may_have_arrived, error, rules)
+                    .await
+            }
+        }
+    }
+
+    /// The SDK did not get the payment to the backend (`why`; `may_have_arrived`: its
+    /// attempt may have reached it): through the connected reader's own link if it can (or
+    /// stored on it, when it is the chosen agent), else stored here if allowed. The intent
+    /// is settled only on a final answer.
+    async fn without_backend(
+        &self,
+        p: &Collected,
+        intent: &Intent,
+        may_have_arrived: bool,
+        why: PosError,
+        rules: Result<(), PosError>,
+    ) -> Result<PaymentResult, PosError> {
+        let mut may_have_arrived = may_have_arrived;
+        let mut why = why;
+        let may_store = fallback::offline_allowed(p.offline_behavior, self.offline_enabled)
+            && rules.is_ok()
+            && self.within_transaction_limit(p);
+        let mode = reader_fallback::reader_mode(
+            p.offline_behavior,
+            self.offline_storage,
+            self.agent.capabilities_of(&p.reader_id),
+            may_store,
+        );
+        if let Some(mode) = mode {
+            let answer = self
+                .agent
+                .process(&payment_body(p), mode, self.reader_timeout_ms)
+                .await;
+            match reader_fallback::after_reader(answer) {
+                AfterReader::Approved(ok) => {
+                    self.settle_intent(intent).await;
+                    return Ok(PaymentResult::online_through_reader(p, &ok));
+                }
+                AfterReader::StoredOnReader { stored_at } => {
+                    self.settle_intent(intent).await;
+                    return Ok(PaymentResult::stored_on_reader(p, stored_at));
+                }
+                AfterReader::Final(e) => {
+                    self.settle_intent(intent).await;
+                    return Err(e);
+                }
+                AfterReader::Refused(e) if !may_have_arrived => {
+                    self.settle_intent(intent).await;
+                    return Err(e);
+                }
+                // The SDK's attempt may have arrived: never "not charged".
+                AfterReader::Refused(e) => {
+                    return Err(PosError::OutcomeUnknown(format!("{}: {e}", e.code())));
+                }
+                AfterReader::NotThrough {
+                    may_have_arrived: reader_may,
+                    why: reader_why,
+                } => {
+                    web_sys::console::warn_1(
+                        &format!(
+                            "pos-terminal: {} not processed by the reader: {reader_why}",
+                            p.id
+                        )
+                        .into(),
+                    );
+                    may_have_arrived |= reader_may;
+                    if reader_may {
+                        why = PosError::OutcomeUnknown(reader_why);
+                    }
+                }
+            }
+        }
+        match fallback::nobody_got_through(
+            may_have_arrived,
+            p.offline_behavior,
+            self.offline_enabled,
+            rules,
+            &why,
+        ) {
             AfterFailure::Fail(e) => {
                 // An unknown outcome keeps its intent: it is forwarded with the same key.
                 if e.code() != "payment_outcome_unknown" {
-                    self.settle_intent(&intent).await;
+                    self.settle_intent(intent).await;
                 }
                 Err(e)
             }
-            // Same id as the online attempt: if that attempt did reach the backend,
-            // forwarding gets its stored answer instead of a second charge.
             AfterFailure::StoreOffline { may_have_arrived } => {
-                let stored = match &intent {
+                let stored = match intent {
                     Intent::Written(header) => self.intent_offline(p, header).await,
                     Intent::Unwritten | Intent::AlreadyStored(_) => self.store_offline(p).await,
                 };
-                stored.map_err(|stored| {
-                    fallback::after_store_failure(stored, &online_error, may_have_arrived)
-                })
+                stored
+                    .map_err(|stored| fallback::after_store_failure(stored, &why, may_have_arrived))
             }
         }
+    }
+
+    /// The terminal's per-payment offline limit, which binds the reader's store too.
+    fn within_transaction_limit(&self, p: &Collected) -> bool {
+        self.limits
+            .transaction_limit
+            .get(&p.currency)
+            .is_none_or(|limit| p.amount <= *limit)
     }
 
     /// The intent record of this payment, written (sealed, strict) before anything is sent.
@@ -172,18 +304,7 @@ impl Checkout {
     }
 
     async fn online(&self, p: &Collected) -> Result<PaymentResult, PosError> {
-        let body = PaymentBody {
-            id: p.id.clone(),
-            amount: p.amount,
-            currency: p.currency.clone(),
-            capture_method: p.capture_method,
-            card_payload: p.card_payload.clone(),
-            card: p.card.clone(),
-            reader_id: p.reader_id.clone(),
-            offline: None,
-            metadata: p.metadata.clone(),
-        };
-        let body = &body;
+        let body = &payment_body(p);
         let answer = self
             .auth
             .retry(|token| async move { Ok(self.backend.create_payment(&token, body).await?) })

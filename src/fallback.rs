@@ -3,6 +3,9 @@
 //! second half of invariant 2 lives: a fallback reuses the payment id, and a payment that
 //! may have reached the backend is never reported as "not charged".
 
+use pos_protocol::offline_rules;
+use pos_protocol::CardSummary;
+
 use crate::error::{BackendError, PosError};
 use crate::payment::OfflineBehavior;
 
@@ -61,19 +64,78 @@ fn may_have_arrived(e: &PosError) -> bool {
 }
 
 pub fn after_online_failure(e: PosError, offline_allowed: bool) -> AfterFailure {
-    if !fallback_applies(&e) {
-        return AfterFailure::Fail(e);
+    match classify(e) {
+        OnlineFailure::Final(e) => AfterFailure::Fail(e),
+        OnlineFailure::NotReached {
+            may_have_arrived,
+            error,
+        } => {
+            let behavior = if offline_allowed {
+                OfflineBehavior::PreferOnline
+            } else {
+                OfflineBehavior::RequireOnline
+            };
+            nobody_got_through(may_have_arrived, behavior, true, Ok(()), &error)
+        }
     }
-    let may_have_arrived = may_have_arrived(&e);
-    if offline_allowed {
-        return AfterFailure::StoreOffline { may_have_arrived };
-    }
-    AfterFailure::Fail(if may_have_arrived {
-        // Never "not charged": that invites a second card.
-        PosError::OutcomeUnknown(format!("{}: {e}", e.code()))
+}
+
+/// How the SDK's own online attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnlineFailure {
+    /// The backend's final answer (a decline, a refusal): no other agent tries.
+    Final(PosError),
+    /// The SDK did not get the payment to the backend; another agent (the reader) may try,
+    /// with the same id.
+    NotReached {
+        may_have_arrived: bool,
+        error: PosError,
+    },
+}
+
+pub fn classify(e: PosError) -> OnlineFailure {
+    if fallback_applies(&e) {
+        OnlineFailure::NotReached {
+            may_have_arrived: may_have_arrived(&e),
+            error: e,
+        }
     } else {
-        BackendError::Unreachable(e.to_string()).into()
-    })
+        OnlineFailure::Final(e)
+    }
+}
+
+/// The offline rules (`pos_protocol::offline_rules`) for `card` read by a reader located in
+/// `country`, as this SDK's error.
+pub fn offline_rules_check(card: &CardSummary, country: Option<&str>) -> Result<(), PosError> {
+    offline_rules::check(card, country)
+        .map_err(|refusal| PosError::OfflinePaymentMethodUnsupported(refusal.to_string()))
+}
+
+/// Neither the SDK nor the reader got the payment to the backend (`may_have_arrived`: one
+/// of them may have): store it in the SDK when `offlineBehavior`, the terminal and the
+/// offline rules (`rules`) allow; otherwise the error to report, never "not charged" for a
+/// payment that may have arrived. `why` says what failed last.
+pub fn nobody_got_through(
+    may_have_arrived: bool,
+    behavior: OfflineBehavior,
+    offline_enabled: bool,
+    rules: Result<(), PosError>,
+    why: &PosError,
+) -> AfterFailure {
+    let unknown = || PosError::OutcomeUnknown(format!("{}: {why}", why.code()));
+    if !offline_allowed(behavior, offline_enabled) {
+        return AfterFailure::Fail(if may_have_arrived {
+            unknown()
+        } else if behavior == OfflineBehavior::ForceOffline {
+            PosError::OfflineDisabled
+        } else {
+            BackendError::Unreachable(why.to_string()).into()
+        });
+    }
+    if let Err(refused) = rules {
+        return AfterFailure::Fail(if may_have_arrived { unknown() } else { refused });
+    }
+    AfterFailure::StoreOffline { may_have_arrived }
 }
 
 /// The error to report when storing offline failed after an online attempt failed.
@@ -182,6 +244,108 @@ mod tests {
         ] {
             assert_eq!(after_online_failure(e.clone(), true), AfterFailure::Fail(e));
         }
+    }
+
+    fn swiped() -> CardSummary {
+        CardSummary {
+            brand: "visa".into(),
+            last4: "4242".into(),
+            exp_month: 12,
+            exp_year: 2031,
+            entry_mode: Some(pos_protocol::EntryMode::Swipe),
+            pin_verified: false,
+        }
+    }
+
+    #[test]
+    fn the_offline_rules_refuse_with_their_code() {
+        let mut card = swiped();
+        assert_eq!(
+            offline_rules_check(&card, Some("US")).unwrap_err().code(),
+            "offline_payment_method_unsupported"
+        );
+        card.entry_mode = Some(pos_protocol::EntryMode::Contactless);
+        assert_eq!(offline_rules_check(&card, Some("US")), Ok(()));
+        assert_eq!(
+            offline_rules_check(&card, Some("FR")).unwrap_err().code(),
+            "offline_payment_method_unsupported",
+            "EEA: chip and PIN only"
+        );
+        card.entry_mode = Some(pos_protocol::EntryMode::Chip);
+        card.brand = "interac".into();
+        assert!(offline_rules_check(&card, Some("CA")).is_err());
+    }
+
+    #[test]
+    fn only_the_backends_final_answers_keep_other_agents_out() {
+        assert_eq!(
+            classify(PosError::CardDeclined {
+                decline_code: "x".into()
+            }),
+            OnlineFailure::Final(PosError::CardDeclined {
+                decline_code: "x".into()
+            })
+        );
+        let down = PosError::from(BackendError::Unreachable("reset".into()));
+        assert!(matches!(
+            classify(down),
+            OnlineFailure::NotReached {
+                may_have_arrived: true,
+                ..
+            }
+        ));
+        let not_sent = PosError::from(BackendError::NotSent("offline".into()));
+        assert!(matches!(
+            classify(not_sent),
+            OnlineFailure::NotReached {
+                may_have_arrived: false,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn when_nobody_got_through_the_sdk_stores_what_the_rules_allow() {
+        let why = PosError::from(BackendError::NotSent("down".into()));
+        let refused = || offline_rules_check(&swiped(), None);
+        assert_eq!(
+            nobody_got_through(false, PreferOnline, true, Ok(()), &why),
+            AfterFailure::StoreOffline {
+                may_have_arrived: false
+            }
+        );
+        // A swiped card: refused with the rules' code, nothing stored.
+        let AfterFailure::Fail(e) = nobody_got_through(false, PreferOnline, true, refused(), &why)
+        else {
+            panic!("refused")
+        };
+        assert_eq!(e.code(), "offline_payment_method_unsupported");
+        let AfterFailure::Fail(e) = nobody_got_through(false, ForceOffline, true, refused(), &why)
+        else {
+            panic!("refused")
+        };
+        assert_eq!(e.code(), "offline_payment_method_unsupported");
+        // ...but never "not charged" when an attempt may have reached the backend.
+        let AfterFailure::Fail(e) = nobody_got_through(true, PreferOnline, true, refused(), &why)
+        else {
+            panic!("refused")
+        };
+        assert_eq!(e.code(), "payment_outcome_unknown");
+        let AfterFailure::Fail(e) = nobody_got_through(false, ForceOffline, false, Ok(()), &why)
+        else {
+            panic!("disabled")
+        };
+        assert_eq!(e.code(), "offline_disabled");
+        let AfterFailure::Fail(e) = nobody_got_through(false, RequireOnline, true, Ok(()), &why)
+        else {
+            panic!("require_online")
+        };
+        assert_eq!(e.code(), "backend_unreachable");
+        let AfterFailure::Fail(e) = nobody_got_through(true, RequireOnline, true, Ok(()), &why)
+        else {
+            panic!("require_online")
+        };
+        assert_eq!(e.code(), "payment_outcome_unknown");
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod options;
 pub mod pairing;
 pub mod payment;
 pub mod reader;
+pub mod reader_fallback;
 pub mod status;
 pub mod validate;
 pub mod vault;

@@ -26,6 +26,18 @@ pub struct TerminalOptions {
     /// Forwarding requests in flight at once (1 to 16).
     pub forward_concurrency: Option<f64>,
     pub offline: Option<OfflineOptions>,
+    /// Which agent stores a payment when neither reaches the backend (default the SDK).
+    pub offline_storage: Option<OfflineStorage>,
+}
+
+/// `offlineStorage`: the agent that stores a payment when neither the SDK nor the reader
+/// reaches the backend. `Reader` falls back to the SDK for readers that cannot store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OfflineStorage {
+    #[default]
+    Sdk,
+    Reader,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -57,6 +69,7 @@ pub struct Settings {
     pub request_timeout_ms: u32,
     pub forward_interval_ms: u32,
     pub forward_concurrency: usize,
+    pub offline_storage: OfflineStorage,
 }
 
 fn integer(
@@ -155,6 +168,7 @@ impl Settings {
                 1,
                 16,
             )? as usize,
+            offline_storage: o.offline_storage.unwrap_or_default(),
         })
     }
 }
@@ -180,6 +194,21 @@ mod tests {
         assert_eq!(s.retention_ms, DEFAULT_RETENTION_MS);
         assert_eq!(s.forward_concurrency, 3);
         assert_eq!(s.limits, OfflineLimits::default());
+        assert_eq!(s.offline_storage, OfflineStorage::Sdk);
+    }
+
+    #[test]
+    fn offline_storage_names_an_agent() {
+        let s = parse(r#"{"backendUrl":"http://x","offlineStorage":"reader"}"#).unwrap();
+        assert_eq!(s.offline_storage, OfflineStorage::Reader);
+        let s = parse(r#"{"backendUrl":"http://x","offlineStorage":"sdk"}"#).unwrap();
+        assert_eq!(s.offline_storage, OfflineStorage::Sdk);
+        for bad in [
+            r#"{"backendUrl":"http://x","offlineStorage":"cloud"}"#,
+            r#"{"backendUrl":"http://x","offlineStorage":true}"#,
+        ] {
+            assert_eq!(parse(bad).unwrap_err().code(), "invalid_argument", "{bad}");
+        }
     }
 
     #[test]

@@ -25,6 +25,19 @@ pub struct OfflineStatus {
     pub forwarding: bool,
     #[serde(flatten)]
     pub storage: StorageGuarantees,
+    /// The connected reader's own store, from its latest `store_status`; `None` with no
+    /// reader connected, a reader that cannot store, or before its first report.
+    pub reader: Option<ReaderOfflineStatus>,
+}
+
+/// What the connected reader stores and whether its own link reaches the backend.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReaderOfflineStatus {
+    /// The reader's own link to the backend.
+    pub network_status: NetworkStatus,
+    pub pending_count: u32,
+    pub pending_amounts: BTreeMap<String, u64>,
 }
 
 /// What this browser grants the stored payments, detected once per terminal. Payments are
@@ -60,6 +73,7 @@ pub fn compute(
         oldest_stored_at,
         forwarding,
         storage,
+        reader: None,
     }
 }
 
@@ -71,7 +85,7 @@ mod reporter {
     use std::cell::{Cell, RefCell};
     use std::rc::Rc;
 
-    use super::{compute, OfflineStatus, StorageGuarantees};
+    use super::{compute, OfflineStatus, ReaderOfflineStatus, StorageGuarantees};
     use crate::connectivity::Connectivity;
     use crate::error::PosError;
     use crate::events::Events;
@@ -88,6 +102,7 @@ mod reporter {
         last: RefCell<Option<OfflineStatus>>,
         strict_durability: bool,
         persistence: RefCell<Option<Rc<Persistence>>>,
+        reader: RefCell<Option<ReaderOfflineStatus>>,
     }
 
     impl StatusReporter {
@@ -106,6 +121,7 @@ mod reporter {
                 last: RefCell::new(None),
                 strict_durability,
                 persistence: RefCell::new(None),
+                reader: RefCell::new(None),
             }
         }
 
@@ -141,13 +157,25 @@ mod reporter {
             Ok(self.status_of(self.store.summary().await?))
         }
 
+        /// The connected reader's store as it last reported it (`None`: no such reader);
+        /// publishes when it changed.
+        pub async fn set_reader(&self, reader: Option<ReaderOfflineStatus>) {
+            if *self.reader.borrow() == reader {
+                return;
+            }
+            *self.reader.borrow_mut() = reader;
+            self.publish().await;
+        }
+
         fn status_of(&self, summary: Outstanding) -> OfflineStatus {
-            compute(
+            let mut status = compute(
                 summary,
                 self.connectivity.get(),
                 self.forwarding.get() > 0,
                 self.storage(),
-            )
+            );
+            status.reader = self.reader.borrow().clone();
+            status
         }
 
         pub fn is_forwarding(&self) -> bool {
@@ -228,6 +256,7 @@ mod tests {
         assert!(json["oldestStoredAt"].is_null());
         assert!(json["persisted"].is_null());
         assert_eq!(json["strictDurability"], false);
+        assert!(json["reader"].is_null(), "no reader that stores");
         let granted = StorageGuarantees {
             persisted: Some(true),
             strict_durability: true,
@@ -241,5 +270,20 @@ mod tests {
         .unwrap();
         assert_eq!(json["persisted"], true);
         assert_eq!(json["strictDurability"], true);
+        let mut with_reader = compute(
+            Outstanding::default(),
+            NetworkStatus::Online,
+            false,
+            granted,
+        );
+        with_reader.reader = Some(ReaderOfflineStatus {
+            network_status: NetworkStatus::Offline,
+            pending_count: 2,
+            pending_amounts: BTreeMap::from([("usd".to_string(), 300)]),
+        });
+        let json = serde_json::to_value(with_reader).unwrap();
+        assert_eq!(json["reader"]["networkStatus"], "offline");
+        assert_eq!(json["reader"]["pendingCount"], 2);
+        assert_eq!(json["reader"]["pendingAmounts"]["usd"], 300);
     }
 }

@@ -21,6 +21,7 @@ use crate::payment::{
     check_capturable, check_payment_id, new_payment_id, CaptureResult, Collected, Entry,
     PaymentRequest, PaymentResult, StoredPayment, StoredState,
 };
+use crate::reader::agent::ReaderAgent;
 use crate::reader::session::ReaderSession;
 use crate::reader::{Address, CartInput, Discovered, Discovery, Timeouts};
 use crate::scheduler::{Drain, Scheduler};
@@ -104,6 +105,10 @@ impl Terminal {
                 concurrency: settings.forward_concurrency,
             },
         ));
+        // The connected reader as the second agent: its store, its forwarded payments.
+        let agent = Rc::new(ReaderAgent::new(events.clone(), status.clone()));
+        let reader = Rc::new(ReaderSession::new(events.clone(), Timeouts::default()));
+        reader.set_agent(agent.clone());
         let checkout = Checkout {
             offline_enabled: settings.offline_enabled,
             require_persistent_storage: settings.require_persistent_storage,
@@ -114,11 +119,15 @@ impl Terminal {
             connectivity,
             status: status.clone(),
             held: RefCell::new(Held::default()),
+            agent,
+            offline_storage: settings.offline_storage,
+            // The reader sends it with its own timeout, maybe after the token's refresh.
+            reader_timeout_ms: settings.request_timeout_ms.saturating_mul(2) + 5_000,
         };
         let terminal = Terminal {
             store,
             pairings,
-            reader: Rc::new(ReaderSession::new(events.clone(), Timeouts::default())),
+            reader,
             checkout,
             scheduler: scheduler.clone(),
             status,

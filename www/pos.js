@@ -77,6 +77,7 @@ export class Pos {
 
   /**
    * @param settings { backendUrl, databaseName?, requestTimeoutMs?, forwardIntervalMs?, offline?,
+   *   offlineStorage? ("sdk" | "reader"),
    *   serviceWorker? (its URL, e.g. "/sw.js") }
    * @param handlers the SDK's callbacks (onNetworkStatusChange, onOfflineStatusChange,
    *   onPaymentForwarded, onForwardingFailure, onUnexpectedReaderDisconnect,
@@ -205,7 +206,7 @@ export class Pos {
 
   /** TerminalOptions for Terminal.create; callbacks of an older terminal are dropped. */
   #options(generation) {
-    const { backendUrl, databaseName, requestTimeoutMs, forwardIntervalMs, offline } = this.#settings;
+    const { backendUrl, databaseName, requestTimeoutMs, forwardIntervalMs, offline, offlineStorage } = this.#settings;
     const h = this.#handlers;
     const current = (fn) => (arg) => {
       if (generation === this.#generation) fn(arg);
@@ -224,6 +225,9 @@ export class Pos {
         return (await res.json()).secret;
       },
       offline: offline ?? DEFAULT_OFFLINE,
+      // Which agent stores a payment when neither this device nor the reader reaches the
+      // backend: "sdk" (this browser, the default) or "reader" (a reader that can store).
+      offlineStorage: offlineStorage ?? "sdk",
       onNetworkStatusChange: current((s) => h.onNetworkStatusChange?.(s)),
       onOfflineStatusChange: current((s) => h.onOfflineStatusChange?.(s)),
       onPaymentForwarded: current((p) => h.onPaymentForwarded?.(p)),

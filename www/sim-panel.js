@@ -46,8 +46,19 @@ export function mountSimPanel({ readerId }) {
     networkToggle: byId("sim-network-toggle"),
     networkLabel: byId("sim-network-label"),
     status: byId("sim-status"),
+    entry: byId("sim-entry"),
+    readerLinkToggle: byId("sim-reader-link-toggle"),
+    readerLinkLabel: byId("sim-reader-link-label"),
+    reboot: byId("sim-reader-reboot"),
   };
   let networkDown = false;
+  let readerLinkDown = false;
+
+  function renderReaderLink() {
+    el.readerLinkToggle.dataset.down = String(readerLinkDown);
+    el.readerLinkToggle.textContent = readerLinkDown ? "Restore reader link" : "Cut reader link";
+    el.readerLinkLabel.textContent = readerLinkDown ? "Reader's own link: cut" : "Reader's own link: reachable";
+  }
 
   function renderNetwork() {
     el.networkToggle.dataset.down = String(networkDown);
@@ -70,8 +81,9 @@ export function mountSimPanel({ readerId }) {
     el.cardBtn.disabled = true;
     const label = el.card.selectedOptions[0]?.textContent || "";
     try {
-      await simRequest("POST", `/_sim/readers/${encodeURIComponent(id)}/card`, { number: el.card.value });
-      message(`${id} will present ${label.split(" — ")[0]} on the next tap.`);
+      const entry = el.entry.value;
+      await simRequest("POST", `/_sim/readers/${encodeURIComponent(id)}/card`, { number: el.card.value, entry });
+      message(`${id} will present ${label.split(" — ")[0]} (${entry}) on the next tap.`);
     } catch (err) {
       message(`Could not set the test card — ${err.message}`, "error");
     } finally {
@@ -86,7 +98,7 @@ export function mountSimPanel({ readerId }) {
       const now = await simRequest("POST", "/_sim/network", { down });
       networkDown = typeof now?.down === "boolean" ? now.down : down;
       renderNetwork();
-      message(down ? "Backend network cut: payments will be stored offline." : "Backend network restored.");
+      message(down ? "This device's backend network cut: payments go through the reader's own link if it has one, else are stored offline." : "Backend network restored.");
     } catch (err) {
       message(`Could not change the network — ${err.message}`, "error");
     } finally {
@@ -94,7 +106,60 @@ export function mountSimPanel({ readerId }) {
     }
   });
 
+  el.readerLinkToggle.addEventListener("click", async () => {
+    const id = readerId();
+    if (!id) {
+      message("Pick a reader first.", "error");
+      return;
+    }
+    el.readerLinkToggle.disabled = true;
+    const down = !readerLinkDown;
+    try {
+      const now = await simRequest("POST", `/_sim/readers/${encodeURIComponent(id)}/network`, { down });
+      readerLinkDown = now?.link ? now.link === "offline" : down;
+      renderReaderLink();
+      message(down ? `${id}'s own link cut: it stores payments (offline storage "reader").` : `${id}'s own link restored: it forwards what it stored.`);
+    } catch (err) {
+      message(`Could not change the reader's link — ${err.message}`, "error");
+    } finally {
+      el.readerLinkToggle.disabled = false;
+    }
+  });
+
+  el.reboot.addEventListener("click", async () => {
+    const id = readerId();
+    if (!id) {
+      message("Pick a reader first.", "error");
+      return;
+    }
+    el.reboot.disabled = true;
+    try {
+      await simRequest("POST", `/_sim/readers/${encodeURIComponent(id)}/reboot`);
+      message(`${id} is rebooting: its stored payments survive, the POS reconnects by itself.`);
+    } catch (err) {
+      message(`Could not reboot the reader — ${err.message}`, "error");
+    } finally {
+      el.reboot.disabled = false;
+    }
+  });
+
+  async function syncReader() {
+    const id = readerId();
+    if (!id) return;
+    try {
+      const res = await fetch(`/_sim/readers/${encodeURIComponent(id)}`, { cache: "no-store" });
+      if (res.ok && (res.headers.get("content-type") || "").includes("json")) {
+        const j = await res.json();
+        if (typeof j?.link === "string") readerLinkDown = j.link === "offline";
+      }
+    } catch {
+      /* keep the last known state */
+    }
+    if (!el.readerLinkToggle.disabled) renderReaderLink();
+  }
+
   async function sync() {
+    await syncReader();
     // GET /_sim/network → { down, latency_ms }
     try {
       const res = await fetch("/_sim/network", { cache: "no-store" });

@@ -49,6 +49,10 @@ const el = {
   retryBtn: $("#retry-btn"),
   discardBtn: $("#discard-btn"),
   pendingCount: $("#pending-count"),
+  offlineStorage: $("#offline-storage"),
+  readerStore: $("#reader-store"),
+  readerPendingCount: $("#reader-pending-count"),
+  readerLink: $("#reader-link"),
   forwardBtn: $("#forward-btn"),
   forwardReport: $("#forward-report"),
   storedBody: $("#stored-body"),
@@ -163,9 +167,24 @@ function renderOfflineStatus(status) {
     text = "Sending stored payments…";
   }
   el.networkPending.textContent = text;
+  renderReaderStore(status.reader);
   el.banner.dataset.pending = String(n);
   el.banner.classList.toggle("has-pending", n > 0);
   renderProgress();
+}
+
+/** The connected reader's own store (null: no reader that stores). */
+function renderReaderStore(reader) {
+  el.readerStore.hidden = !reader;
+  if (!reader) return;
+  const n = Number(reader.pendingCount) || 0;
+  const amounts = formatAmounts(reader.pendingAmounts);
+  el.readerPendingCount.textContent = String(n);
+  el.readerStore.title = `Stored on the connected reader${amounts ? ` (${amounts})` : ""}; it sends them over its own link`;
+  el.readerStore.classList.toggle("is-active", n > 0);
+  const link = ["online", "offline"].includes(reader.networkStatus) ? reader.networkStatus : "unknown";
+  el.readerLink.dataset.status = link === "online" ? "ready" : link;
+  el.readerLink.textContent = `link ${link}`;
 }
 
 // ---------------------------------------------------------------------------
@@ -615,16 +634,18 @@ function showPaymentResult(r) {
     succeeded: "Approved",
     requires_capture: "Authorized — capture pending",
     stored_offline: "Stored offline",
+    stored_on_reader: "Stored on the reader",
   };
   const subs = {
     stored_offline: "Saved on this device; it will be sent automatically when the connection returns.",
+    stored_on_reader: "Sealed on the reader; the reader sends it itself when its own connection returns.",
     requires_capture: "The card is authorized; capture it from your back office.",
   };
   el.lastResult.dataset.code = "";
   el.lastResult.dataset.paymentId = r.id;
   showResult(r.status, [
     h("div", { class: "result-head" },
-      h("span", { class: "result-icon", "aria-hidden": "true", text: r.status === "stored_offline" ? "⇣" : "✓" }),
+      h("span", { class: "result-icon", "aria-hidden": "true", text: r.status.startsWith("stored_") ? "⇣" : "✓" }),
       h("strong", { class: "result-title", text: titles[r.status] || r.status }),
       h("span", { class: "result-amount", text: formatMoney(r.amount, r.currency) })),
     subs[r.status] ? h("p", { class: "result-sub", text: subs[r.status] }) : null,
@@ -632,6 +653,7 @@ function showPaymentResult(r) {
       h("dt", { text: "Card" }), h("dd", { class: "result-card", text: cardText(r.card) }),
       h("dt", { text: "Payment" }), h("dd", { class: "mono result-id", text: r.id }),
       r.paymentIntentId ? [h("dt", { text: "Intent" }), h("dd", { class: "mono", text: r.paymentIntentId })] : null,
+      [h("dt", { text: "Through" }), h("dd", { class: "result-agent", text: r.processedBy === "reader" ? "the reader's own link" : "this device" })],
       r.offlineDetails
         ? [h("dt", { text: "Stored" }), h("dd", { text: formatTime(r.offlineDetails.storedAt) })]
         : null),
@@ -647,6 +669,7 @@ const FRIENDLY_ERROR = {
   reader_not_connected: "No reader connected",
   offline_limit_exceeded: "Offline limit reached",
   offline_disabled: "Offline payments are disabled",
+  offline_payment_method_unsupported: "This card cannot be taken offline",
   invalid_amount: "Invalid amount",
   invalid_currency: "Invalid currency",
   storage_failed: "Could not store the payment on this device",
@@ -777,6 +800,17 @@ function configFromUrl() {
 //   ?requestTimeoutMs=N       the SDK's backend request timeout (small → provoke timeouts)
 //   ?forwardIntervalMs=N      the SDK's forwarding timer
 //   ?offlineTransactionLimit=N  offline per-payment limit (minor units, every currency)
+//   ?offlineStorage=sdk|reader  which agent stores offline (else the page's switch, saved)
+const OFFLINE_STORAGE_KEY = "posDemo.offlineStorage";
+
+// offlineStorage is a Terminal option: the switch saves it and reloads the page.
+el.offlineStorage.addEventListener("change", () => {
+  localStorage.setItem(OFFLINE_STORAGE_KEY, el.offlineStorage.value);
+  const url = new URL(location.href);
+  url.searchParams.delete("offlineStorage");
+  location.replace(url);
+});
+
 function testKnobs() {
   const q = new URLSearchParams(location.search);
   const number = (name) => {
@@ -784,7 +818,9 @@ function testKnobs() {
     const n = v == null ? NaN : Number(v);
     return Number.isFinite(n) && n > 0 ? n : undefined;
   };
+  const storage = q.get("offlineStorage") || localStorage.getItem(OFFLINE_STORAGE_KEY);
   const knobs = {
+    offlineStorage: storage === "reader" ? "reader" : "sdk",
     databaseName: q.get("db") || undefined,
     requestTimeoutMs: number("requestTimeoutMs"),
     forwardIntervalMs: number("forwardIntervalMs"),
@@ -895,7 +931,9 @@ async function start() {
   }
   state.config = config;
 
-  pos = new Pos({ backendUrl: config.backendUrl, serviceWorker: "./sw.js", ...testKnobs() }, handlers);
+  const knobs = testKnobs();
+  el.offlineStorage.value = knobs.offlineStorage;
+  pos = new Pos({ backendUrl: config.backendUrl, serviceWorker: "./sw.js", ...knobs }, handlers);
   try {
     await pos.start();
   } catch (err) {
@@ -904,7 +942,7 @@ async function start() {
     showConfigError(`<strong>${what}</strong> — <code>${escapeHtml(e.code)}</code>: ${escapeHtml(e.message)}`);
     throw err;
   }
-  logEvent("Terminal.create", { backendUrl: config.backendUrl, readers: config.readerUrls.length, simulator: !!simConfig, savedConfig: !!saved });
+  logEvent("Terminal.create", { backendUrl: config.backendUrl, readers: config.readerUrls.length, simulator: !!simConfig, savedConfig: !!saved, offlineStorage: knobs.offlineStorage });
 
   if (simConfig) {
     sim = mountSimPanel({ readerId: () => pos.reader?.id || el.readerSelect.value });

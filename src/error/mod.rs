@@ -67,6 +67,11 @@ pub enum PosError {
     /// Capture or cancel of a payment still stored offline by this SDK.
     #[error("payment {0} is still stored offline and not forwarded yet; capture or cancel it once it is forwarded (see onPaymentForwarded)")]
     PaymentNotForwarded(String),
+    /// The payment would have to be stored offline (by the SDK or the reader) and the
+    /// offline rules refuse its card (swiped, a brand that needs online authorisation, or an
+    /// EEA location without chip and PIN). Nothing was stored.
+    #[error("this payment cannot be stored offline: {0}")]
+    OfflinePaymentMethodUnsupported(String),
 }
 
 /// Every code `PosError::code` can return, in the README's order.
@@ -120,6 +125,7 @@ pub const CODES: &[&str] = &[
     "payment_not_found",
     "payment_unexpected_state",
     "payment_not_forwarded",
+    "offline_payment_method_unsupported",
 ];
 
 impl PosError {
@@ -188,6 +194,7 @@ impl PosError {
             Self::Internal(_) => "internal_error",
             Self::InsecureReaderUrl(_) => "insecure_reader_url",
             Self::PaymentNotForwarded(_) => "payment_not_forwarded",
+            Self::OfflinePaymentMethodUnsupported(_) => "offline_payment_method_unsupported",
         }
     }
 
@@ -296,6 +303,7 @@ mod tests {
             BackendError::PaymentNotFound(s()).into(),
             BackendError::PaymentUnexpectedState(s()).into(),
             PosError::PaymentNotForwarded(s()),
+            PosError::OfflinePaymentMethodUnsupported(s()),
         ]
     }
 

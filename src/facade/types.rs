@@ -45,6 +45,11 @@ export interface TerminalOptions {
   /** Forwarding requests in flight at once, 1 to 16. Default 3. */
   forwardConcurrency?: number;
   offline?: OfflineOptions;
+  /**
+   * Which agent stores a payment when neither this SDK nor the connected reader reaches the
+   * backend. Default "sdk". "reader" falls back to the SDK for readers that cannot store.
+   */
+  offlineStorage?: OfflineStorage;
   onNetworkStatusChange?(status: NetworkStatus): void;
   onOfflineStatusChange?(status: OfflineStatus): void;
   onPaymentForwarded?(payment: StoredPayment): void;
@@ -142,12 +147,15 @@ export interface CollectedPayment {
 
 export interface PaymentResult {
   id: string;
-  status: "succeeded" | "requires_capture" | "stored_offline";
+  /** `stored_on_reader`: stored sealed on the reader, which forwards it itself. */
+  status: "succeeded" | "requires_capture" | "stored_offline" | "stored_on_reader";
   paymentIntentId: string | null;
   amount: number;
   currency: string;
   card: CardSummary;
-  offlineDetails: { storedAt: number; requiresUpload: boolean } | null;
+  offlineDetails: { storedAt: number; requiresUpload: boolean; storedBy: Agent } | null;
+  /** The agent that sent it online or stored it. */
+  processedBy: Agent;
 }
 
 export interface StoredPayment {
@@ -164,6 +172,8 @@ export interface StoredPayment {
   metadata: Record<string, string>;
   /** The payment's state at the backend as last heard (when forwarded, after `capturePayment` / `cancelPayment` here); null before it was forwarded. */
   paymentStatus: BackendPaymentStatus | null;
+  /** Who stored it; a payment the reader forwarded has only what the reader reported (and the card, if this terminal sent it). */
+  storedBy: Agent;
 }
 
 export interface ForwardingFailure {
@@ -183,6 +193,22 @@ export interface OfflineStatus {
   persisted: boolean | null;
   /** IndexedDB honours durability "strict" here (writes reported only once on disk). */
   strictDurability: boolean;
+  /** The connected reader's own store; null without a connected reader that stores. */
+  reader: ReaderOfflineStatus | null;
+}
+
+// ---- The reader as the second storing agent ----
+
+/** Who sent or stored a payment: this SDK (the POS device) or the smart reader (its own link). */
+export type Agent = "sdk" | "reader";
+export type OfflineStorage = "sdk" | "reader";
+
+/** The connected reader's store, as its latest `store_status` said. */
+export interface ReaderOfflineStatus {
+  /** The reader's own link to the backend. */
+  networkStatus: NetworkStatus;
+  pendingCount: number;
+  pendingAmounts: Record<string, number>;
 }
 
 export interface ForwardReport { forwarded: number; declined: number; failed: number; remaining: number; }

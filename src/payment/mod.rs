@@ -4,7 +4,7 @@
 mod view;
 
 pub use view::{
-    CardView, CollectedView, OfflineDetails, PaymentResult, ResultStatus, StoredPayment,
+    Agent, CardView, CollectedView, OfflineDetails, PaymentResult, ResultStatus, StoredPayment,
 };
 
 use std::collections::BTreeMap;

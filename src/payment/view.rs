@@ -31,7 +31,7 @@ impl From<&CardSummary> for CardView {
 }
 
 impl CardView {
-    fn unknown() -> Self {
+    pub fn unknown() -> Self {
         Self {
             brand: "unknown".into(),
             last4: "0000".into(),
@@ -77,6 +77,18 @@ pub enum ResultStatus {
     RequiresCapture,
     StoredOffline,
     Canceled,
+    /// Stored sealed on the reader, which forwards it over its own link.
+    StoredOnReader,
+}
+
+/// Which of the two agents sent or stored a payment: this SDK (the POS device) or the
+/// connected smart reader (over its own link to the backend).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Agent {
+    #[default]
+    Sdk,
+    Reader,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -84,6 +96,7 @@ pub enum ResultStatus {
 pub struct OfflineDetails {
     pub stored_at: f64,
     pub requires_upload: bool,
+    pub stored_by: Agent,
 }
 
 /// What `processPayment` resolves with.
@@ -97,6 +110,8 @@ pub struct PaymentResult {
     pub currency: String,
     pub card: CardView,
     pub offline_details: Option<OfflineDetails>,
+    /// The agent that sent it online or stored it.
+    pub processed_by: Agent,
 }
 
 impl PaymentResult {
@@ -113,6 +128,33 @@ impl PaymentResult {
             currency: c.currency.clone(),
             card: (&c.card).into(),
             offline_details: None,
+            processed_by: Agent::Sdk,
+        }
+    }
+
+    /// Approved by the backend through the reader's own link.
+    pub fn online_through_reader(c: &Collected, ok: &PaymentOk) -> Self {
+        Self {
+            processed_by: Agent::Reader,
+            ..Self::online(c, ok)
+        }
+    }
+
+    /// Stored sealed on the reader at `stored_at` (ms since the epoch, the reader's clock).
+    pub fn stored_on_reader(c: &Collected, stored_at: u64) -> Self {
+        Self {
+            id: c.id.clone(),
+            status: ResultStatus::StoredOnReader,
+            payment_intent_id: None,
+            amount: c.amount,
+            currency: c.currency.clone(),
+            card: (&c.card).into(),
+            offline_details: Some(OfflineDetails {
+                stored_at: stored_at as f64,
+                requires_upload: true,
+                stored_by: Agent::Reader,
+            }),
+            processed_by: Agent::Reader,
         }
     }
 
@@ -127,7 +169,9 @@ impl PaymentResult {
             offline_details: Some(OfflineDetails {
                 stored_at: header.stored_at,
                 requires_upload: true,
+                stored_by: Agent::Sdk,
             }),
+            processed_by: Agent::Sdk,
         }
     }
 }
@@ -150,6 +194,8 @@ pub struct StoredPayment {
     /// The payment's state at the backend as last heard (when forwarded, after a capture or
     /// cancel through this SDK); `null` before it was forwarded.
     pub payment_status: Option<PaymentStatus>,
+    /// Who stored it: this SDK, or the reader (reported by its `forwarded` messages).
+    pub stored_by: Agent,
 }
 
 impl From<&Entry> for StoredPayment {
@@ -169,6 +215,7 @@ impl From<&Entry> for StoredPayment {
                 card: (&b.card).into(),
                 metadata: b.metadata.clone(),
                 payment_status: b.payment_status,
+                stored_by: Agent::Sdk,
             },
             // Unreadable: what is known in the clear, and why the rest is not.
             Err(err) => Self {
@@ -184,6 +231,7 @@ impl From<&Entry> for StoredPayment {
                 card: CardView::unknown(),
                 metadata: BTreeMap::new(),
                 payment_status: None,
+                stored_by: Agent::Sdk,
             },
         }
     }

@@ -12,8 +12,8 @@ use futures_util::future::{select, Either};
 use gloo_timers::callback::Interval;
 use gloo_timers::future::TimeoutFuture;
 use pos_protocol::reader::{
-    parse_reader_frame, to_frame, FrameError, HelloIntent, PosMessage, ReaderErrorCode, ReaderInfo,
-    ReaderMessage, ReaderStatus, PROTOCOL_VERSION,
+    parse_reader_frame, to_frame, Capabilities, FrameError, HelloIntent, PosMessage,
+    ReaderErrorCode, ReaderInfo, ReaderMessage, ReaderStatus, PROTOCOL_VERSION,
 };
 
 use super::transport::{Inbound, Incoming, Transport};
@@ -25,6 +25,11 @@ const HELLO_KEY: &str = "\u{0}hello";
 
 type Reply = Result<ReaderMessage, PosError>;
 type DisconnectHook = Box<dyn FnOnce(PosError)>;
+/// Hears what a reader sends on its own (`store_status`, `forwarded`).
+pub type NoticeHook = Rc<dyn Fn(ReaderMessage)>;
+
+/// Reports a reader sends before anyone listens (right after `hello_ack`) wait here.
+const MAX_BUFFERED_NOTICES: usize = 64;
 
 #[derive(Default)]
 struct Shared {
@@ -33,6 +38,10 @@ struct Shared {
     last_seen: f64,
     next_nonce: u64,
     on_disconnect: Option<DisconnectHook>,
+    /// What the reader's `hello_ack` declared it can do.
+    capabilities: Capabilities,
+    on_notice: Option<NoticeHook>,
+    notices: Vec<ReaderMessage>,
 }
 
 impl Shared {
@@ -202,6 +211,41 @@ impl Connection {
         *self.heartbeat.borrow_mut() = Some(interval);
     }
 
+    /// What the reader's `hello_ack` declared it can do (`process`, `store`).
+    pub fn capabilities(&self) -> Capabilities {
+        self.shared.borrow().capabilities
+    }
+
+    /// Hands every report the reader sends on its own (`store_status`, `forwarded`) to
+    /// `hook`, those that arrived before first.
+    pub fn on_notice(&self, hook: NoticeHook) {
+        let waiting = {
+            let mut s = self.shared.borrow_mut();
+            s.on_notice = Some(hook.clone());
+            std::mem::take(&mut s.notices)
+        };
+        for msg in waiting {
+            hook(msg);
+        }
+    }
+
+    fn notice(&self, msg: ReaderMessage) {
+        let hook = {
+            let mut s = self.shared.borrow_mut();
+            match &s.on_notice {
+                Some(hook) => hook.clone(),
+                None => {
+                    if s.notices.len() < MAX_BUFFERED_NOTICES {
+                        s.notices.push(msg);
+                    }
+                    return;
+                }
+            }
+        };
+        // Outside the borrow: the hook may send (an ack) through this connection.
+        hook(msg);
+    }
+
     /// Called once if the reader goes away without `close()` being called.
     pub fn on_disconnect(&self, hook: DisconnectHook) {
         self.shared.borrow_mut().on_disconnect = Some(hook);
@@ -326,15 +370,18 @@ impl Connection {
             }
         };
         match msg {
-            ReaderMessage::HelloAck { .. } => {
-                self.shared.borrow_mut().resolve(HELLO_KEY, Ok(msg));
+            ReaderMessage::HelloAck { capabilities, .. } => {
+                let mut s = self.shared.borrow_mut();
+                s.capabilities = capabilities;
+                s.resolve(HELLO_KEY, Ok(msg));
             }
             ReaderMessage::CollectStarted { .. } | ReaderMessage::CardEvent { .. } => {}
-            // Reader-side storage is not used yet by this SDK.
-            ReaderMessage::Processed { .. }
-            | ReaderMessage::StoreStatus { .. }
-            | ReaderMessage::Forwarded { .. } => {}
-            ReaderMessage::CardRead { ref request_id, .. }
+            // Reports of the reader's own store: to whoever listens (the reader agent).
+            ReaderMessage::StoreStatus { .. } | ReaderMessage::Forwarded { .. } => {
+                self.notice(msg);
+            }
+            ReaderMessage::Processed { ref request_id, .. }
+            | ReaderMessage::CardRead { ref request_id, .. }
             | ReaderMessage::Canceled { ref request_id, .. }
             | ReaderMessage::Ack { ref request_id } => {
                 let key = request_id.clone();

@@ -4,6 +4,7 @@
 //! length-framed on bulk endpoints) and an in-page simulated reader (`simulated`) are the
 //! transports. Nothing above `transport` knows which one is in use.
 
+pub mod agent;
 #[cfg(target_arch = "wasm32")]
 pub mod connection;
 #[cfg(target_arch = "wasm32")]

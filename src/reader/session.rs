@@ -13,6 +13,7 @@ use gloo_timers::future::TimeoutFuture;
 use pos_protocol::reader::{Cart, HelloIntent, PosMessage, ReaderMessage, ReaderStatus};
 use pos_protocol::CardSummary;
 
+use super::agent::ReaderAgent;
 use super::connection::{Connection, Paired};
 use super::simulated::{self, SimulatedTransport};
 use super::transport::Inbound;
@@ -59,6 +60,8 @@ pub struct ReaderSession {
     /// Reader ids by address, as the readers said in their `hello_ack` (discovery, connects):
     /// the reader a pairing credential is asked for.
     known_ids: RefCell<HashMap<String, String>>,
+    /// Hears of every connected reader's store and forwarded payments (the second agent).
+    agent: RefCell<Option<Rc<ReaderAgent>>>,
 }
 
 /// Opens the transport for `address` and says `hello` with `intent` and `pairing`.
@@ -94,7 +97,17 @@ impl ReaderSession {
             commanding: Cell::new(false),
             generation: Cell::new(0),
             known_ids: RefCell::new(HashMap::new()),
+            agent: RefCell::new(None),
         }
+    }
+
+    /// The reader agent told of every connection (its reports, `process`).
+    pub fn set_agent(&self, agent: Rc<ReaderAgent>) {
+        *self.agent.borrow_mut() = Some(agent);
+    }
+
+    fn agent(&self) -> Option<Rc<ReaderAgent>> {
+        self.agent.borrow().clone()
     }
 
     /// Changes the timeouts of later commands and connections (tests shorten them).
@@ -300,6 +313,9 @@ impl ReaderSession {
             address,
             status: ReaderStatus::Online,
         };
+        if let Some(agent) = self.agent() {
+            agent.attached(&paired.conn, &reader.info);
+        }
         *self.connected.borrow_mut() = Some(Connected {
             conn: paired.conn,
             reader: reader.clone(),
@@ -320,6 +336,9 @@ impl ReaderSession {
             return;
         }
         self.connected.borrow_mut().take();
+        if let Some(agent) = self.agent() {
+            agent.detached();
+        }
         self.events
             .connection_status(ConnectionStatus::NotConnected);
         self.events.payment_status(PaymentStatus::NotReady);
@@ -382,6 +401,9 @@ impl ReaderSession {
     pub fn disconnect(&self) {
         self.generation.set(self.generation.get() + 1);
         let taken = self.connected.borrow_mut().take();
+        if let Some(agent) = self.agent() {
+            agent.detached();
+        }
         if let Some(c) = taken {
             c.conn.close();
             self.events

@@ -67,6 +67,10 @@ describe("payments that are not stored", { timeout: 5 * 60_000 }, () => {
       await toggle.click();
       await page.locator('#sim-network-toggle[data-down="true"]').waitFor();
       assert.match(await toggle.innerText(), /restore/i);
+      // And the reader's own link: a reader that processes payments would take it online.
+      const readerLink = page.locator("#sim-reader-link-toggle");
+      await readerLink.click();
+      await page.locator('#sim-reader-link-toggle[data-down="true"]').waitFor();
 
       const r = await pay(page, "1500", { offlineBehavior: "require_online" });
       assert.equal(r.status, "error", r.text);
@@ -79,6 +83,8 @@ describe("payments that are not stored", { timeout: 5 * 60_000 }, () => {
 
       await toggle.click();
       await page.locator('#sim-network-toggle[data-down="false"]').waitFor();
+      await readerLink.click();
+      await page.locator('#sim-reader-link-toggle[data-down="false"]').waitFor();
       assert.equal((await simGet(sim, "/_sim/payments")).length, 0, "the backend never saw it");
     });
   });

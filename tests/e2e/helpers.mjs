@@ -147,8 +147,21 @@ async function simFetch(sim, method, p, body) {
 
 export const simGet = (sim, p) => simFetch(sim, "GET", p);
 export const simPost = (sim, p, body = {}) => simFetch(sim, "POST", p, body);
-export const setNetwork = (sim, down, latencyMs) =>
+/** The POS's link to the backend only (`/_sim/network`); the readers' own links stay as they are. */
+export const setPosLink = (sim, down, latencyMs) =>
   simPost(sim, "/_sim/network", latencyMs === undefined ? { down } : { down, latency_ms: latencyMs });
+/**
+ * The shop's whole network: the POS's link and every reader's own link (pos-sim's readers
+ * process and store payments over their own link, so a POS-only outage goes through them).
+ */
+export async function setNetwork(sim, down, latencyMs) {
+  const now = await setPosLink(sim, down, latencyMs);
+  const readers = await simGet(sim, "/_sim/readers");
+  for (const r of Array.isArray(readers) ? readers : []) {
+    await simPost(sim, `/_sim/readers/${encodeURIComponent(r.id)}/network`, { down });
+  }
+  return now;
+}
 export const presentCard = (sim, readerId, number) => simPost(sim, `/_sim/readers/${readerId}/card`, { number });
 
 // ---------------------------------------------------------------------------

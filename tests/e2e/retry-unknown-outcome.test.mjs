@@ -17,8 +17,9 @@ import {
   waitResult,
   storedRows,
   eventually,
-  setNetwork,
+  setPosLink,
   simGet,
+  simPost,
 } from "./helpers.mjs";
 
 const READER = "rdr_sim_1";
@@ -34,12 +35,15 @@ describe("retry after payment_outcome_unknown", { timeout: 3 * 60_000 }, () => {
     sim = await startSim({ readers: 1 });
     browser = await launchBrowser();
     page = browser.page;
+    // The reader's own link down: it would take the payment through otherwise (the same key,
+    // charged once too); this is the SDK alone.
+    await simPost(sim, `/_sim/readers/${READER}/network`, { down: true });
     await openPos(page, sim, QUERY);
     await connectReader(page, READER);
   });
 
   after(async () => {
-    await setNetwork(sim, false, 0).catch(() => {});
+    await setPosLink(sim, false, 0).catch(() => {});
     await browser?.close();
     await sim?.stop();
   });
@@ -52,7 +56,7 @@ describe("retry after payment_outcome_unknown", { timeout: 3 * 60_000 }, () => {
       assert.equal(await page.locator("#retry-box").isVisible(), false, "nothing to retry after a success");
 
       // The backend records the payment, then answers 3 s late: beyond requestTimeoutMs.
-      await setNetwork(sim, false, 3000);
+      await setPosLink(sim, false, 3000);
       const r = await pay(page, "1500", { settled: "#retry-btn:not([disabled])" });
       assert.equal(r.status, "error", r.text);
       assert.equal(r.code, "payment_outcome_unknown", r.text);
@@ -76,7 +80,7 @@ describe("retry after payment_outcome_unknown", { timeout: 3 * 60_000 }, () => {
       assert.equal(reached.requests, 1, "the first attempt did reach the backend");
 
       // The backend answers promptly again; Retry sends the same payment.
-      await setNetwork(sim, false, 0);
+      await setPosLink(sim, false, 0);
       const seq = Number(await page.locator("#last-result").getAttribute("data-seq"));
       await page.click("#retry-btn");
       const again = await waitResult(page, seq);
@@ -100,11 +104,11 @@ describe("retry after payment_outcome_unknown", { timeout: 3 * 60_000 }, () => {
 
   test("Dismiss gives up the retry and unlocks Charge", async () => {
     await withDiagnostics("dismiss unknown outcome", { browser, sim }, async () => {
-      await setNetwork(sim, false, 3000);
+      await setPosLink(sim, false, 3000);
       const r = await pay(page, "1600", { settled: "#retry-btn:not([disabled])" });
       assert.equal(r.code, "payment_outcome_unknown", r.text);
       assert.equal(await page.locator("#pay-btn").isDisabled(), true);
-      await setNetwork(sim, false, 0);
+      await setPosLink(sim, false, 0);
       await page.click("#discard-btn");
       assert.equal(await page.locator("#retry-box").isVisible(), false);
       assert.equal(await page.locator("#pay-btn").isDisabled(), false);

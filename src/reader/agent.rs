@@ -1,0 +1,473 @@
+//! The connected reader as the second storing agent: what its `hello_ack` said it can do
+//! (`process`, `store`) and where it is (its country, for the offline rules); its store as
+//! it last reported it (`store_status`, into the offline status); the payments it forwarded
+//! on its own (`forwarded`, reported once through `onPaymentForwarded` /
+//! `onForwardingFailure` with `storedBy: "reader"`, then acknowledged); and `process`, which
+//! sends a payment through the reader's own link to the backend.
+//!
+//! The conversions are pure (tested natively); the live agent is wasm only.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use pos_protocol::reader::{ForwardResult, LinkStatus};
+
+use crate::forward_policy::ForwardingFailure;
+use crate::payment::{Agent, CardView, ErrorInfo, StoredPayment, StoredState};
+use crate::status::{NetworkStatus, ReaderOfflineStatus};
+
+/// At most this many payment ids are remembered as reported (a long session's memory stays
+/// bounded; a repeat beyond it is reported again, which is harmless).
+pub const MAX_REMEMBERED: usize = 10_000;
+
+/// The reader's `store_status` as the offline status shows it.
+pub fn reader_status(
+    link: LinkStatus,
+    pending_count: u32,
+    pending_amounts: &BTreeMap<String, u64>,
+) -> ReaderOfflineStatus {
+    ReaderOfflineStatus {
+        network_status: match link {
+            LinkStatus::Online => NetworkStatus::Online,
+            LinkStatus::Offline => NetworkStatus::Offline,
+            LinkStatus::Unknown => NetworkStatus::Unknown,
+        },
+        pending_count,
+        pending_amounts: pending_amounts.clone(),
+    }
+}
+
+/// A `forwarded` report of the reader as the page's events see it.
+#[derive(Debug, Clone)]
+pub enum ForwardedByReader {
+    Forwarded(StoredPayment),
+    Failure(ForwardingFailure),
+}
+
+/// What is known of a payment the reader forwarded, besides its report: the card summary and
+/// metadata, when this terminal sent it to the reader.
+#[derive(Debug, Clone, Default)]
+pub struct Known {
+    pub card: Option<CardView>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Turns a `forwarded` report into the payment (and failure) the events carry.
+pub fn forwarded_by_reader(
+    payment_id: &str,
+    amount: u64,
+    currency: &str,
+    stored_at: u64,
+    result: &ForwardResult,
+    known: Known,
+) -> ForwardedByReader {
+    let mut payment = StoredPayment {
+        id: payment_id.to_string(),
+        state: StoredState::Forwarded,
+        amount,
+        currency: currency.to_string(),
+        stored_at: stored_at as f64,
+        // The SDK made no attempt: the reader forwarded it.
+        attempts: 0,
+        payment_intent_id: None,
+        last_error: None,
+        decline_code: None,
+        card: known.card.unwrap_or_else(CardView::unknown),
+        metadata: known.metadata,
+        payment_status: None,
+        stored_by: Agent::Reader,
+    };
+    match result {
+        ForwardResult::Approved {
+            payment_intent,
+            status,
+        } => {
+            payment.payment_intent_id = Some(payment_intent.clone());
+            payment.payment_status = Some(*status);
+            ForwardedByReader::Forwarded(payment)
+        }
+        ForwardResult::Declined { decline_code } => {
+            payment.state = StoredState::Declined;
+            payment.decline_code = Some(decline_code.clone());
+            let message = format!("the card was declined ({decline_code})");
+            payment.last_error = Some(ErrorInfo {
+                code: "card_declined".into(),
+                message: message.clone(),
+            });
+            ForwardedByReader::Failure(ForwardingFailure {
+                payment,
+                code: "card_declined".into(),
+                message,
+                decline_code: Some(decline_code.clone()),
+            })
+        }
+        ForwardResult::Rejected { code, message } => {
+            payment.state = StoredState::Failed;
+            payment.last_error = Some(ErrorInfo {
+                code: code.clone(),
+                message: message.clone(),
+            });
+            ForwardedByReader::Failure(ForwardingFailure {
+                payment,
+                code: code.clone(),
+                message: message.clone(),
+                decline_code: None,
+            })
+        }
+    }
+}
+
+/// Payment ids already reported: a reader repeats a report until it hears the ack, and
+/// the page hears of each payment once per terminal.
+#[derive(Debug, Default)]
+pub struct Reported {
+    ids: BTreeSet<String>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl Reported {
+    /// True the first time `id` is seen.
+    pub fn first_time(&mut self, id: &str) -> bool {
+        if self.ids.contains(id) {
+            return false;
+        }
+        if self.order.len() >= MAX_REMEMBERED {
+            if let Some(old) = self.order.pop_front() {
+                self.ids.remove(&old);
+            }
+        }
+        self.ids.insert(id.to_string());
+        self.order.push_back(id.to_string());
+        true
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+pub use live::ReaderAgent;
+
+#[cfg(target_arch = "wasm32")]
+mod live {
+    use std::cell::{Cell, RefCell};
+    use std::collections::BTreeMap;
+    use std::rc::{Rc, Weak};
+
+    use gloo_timers::future::TimeoutFuture;
+    use pos_protocol::backend::PaymentBody;
+    use pos_protocol::reader::{Capabilities, PosMessage, ProcessMode, ReaderInfo, ReaderMessage};
+
+    use super::{forwarded_by_reader, reader_status, ForwardedByReader, Known, Reported};
+    use crate::error::{PosError, ReaderError};
+    use crate::events::Events;
+    use crate::payment::{new_payment_id, CardView};
+    use crate::reader::connection::Connection;
+    use crate::reader_fallback::ReaderAnswer;
+    use crate::status::StatusReporter;
+
+    /// How long after connecting a reader that stores may stay silent about its store
+    /// before the SDK asks (`store_status_request`).
+    const STATUS_GRACE_MS: u32 = 500;
+    /// Payments sent through the reader whose card summary is remembered for its reports.
+    const MAX_KNOWN: usize = 256;
+
+    struct Link {
+        conn: Weak<Connection>,
+        reader_id: String,
+        capabilities: Capabilities,
+        status_seen: bool,
+    }
+
+    pub struct ReaderAgent {
+        events: Rc<dyn Events>,
+        status: Rc<StatusReporter>,
+        link: RefCell<Option<Link>>,
+        /// Bumped on every attach and detach: reports of an older connection are dropped.
+        generation: Cell<u64>,
+        /// The country of each reader seen by this terminal (for the offline rules).
+        countries: RefCell<BTreeMap<String, Option<String>>>,
+        reported: RefCell<Reported>,
+        known: RefCell<BTreeMap<String, Known>>,
+    }
+
+    impl ReaderAgent {
+        pub fn new(events: Rc<dyn Events>, status: Rc<StatusReporter>) -> Self {
+            Self {
+                events,
+                status,
+                link: RefCell::new(None),
+                generation: Cell::new(0),
+                countries: RefCell::new(BTreeMap::new()),
+                reported: RefCell::new(Reported::default()),
+                known: RefCell::new(BTreeMap::new()),
+            }
+        }
+
+        /// A reader is connected on `conn`: listen to its reports, and ask for its store's
+        /// status if it stores and has not said yet.
+        pub fn attached(self: &Rc<Self>, conn: &Rc<Connection>, info: &ReaderInfo) {
+            let generation = self.generation.get() + 1;
+            self.generation.set(generation);
+            self.countries
+                .borrow_mut()
+                .insert(info.id.clone(), info.country.clone());
+            let capabilities = conn.capabilities();
+            *self.link.borrow_mut() = Some(Link {
+                conn: Rc::downgrade(conn),
+                reader_id: info.id.clone(),
+                capabilities,
+                status_seen: false,
+            });
+            let weak: Weak<Self> = Rc::downgrade(self);
+            conn.on_notice(Rc::new(move |msg| {
+                if let Some(agent) = weak.upgrade() {
+                    agent.on_notice(generation, msg);
+                }
+            }));
+            if capabilities.store {
+                let agent = self.clone();
+                wasm_bindgen_futures::spawn_local(async move {
+                    TimeoutFuture::new(STATUS_GRACE_MS).await;
+                    agent.ask_status(generation);
+                });
+            }
+        }
+
+        /// The reader is gone (or disconnected): its part of the status is `null`.
+        pub fn detached(&self) {
+            self.generation.set(self.generation.get() + 1);
+            self.link.borrow_mut().take();
+            let status = self.status.clone();
+            wasm_bindgen_futures::spawn_local(async move { status.set_reader(None).await });
+        }
+
+        fn ask_status(&self, generation: u64) {
+            if self.generation.get() != generation {
+                return;
+            }
+            let conn = match self.link.borrow().as_ref() {
+                Some(link) if !link.status_seen => link.conn.upgrade(),
+                _ => None,
+            };
+            let (Some(conn), Ok(id)) = (conn, new_payment_id()) else {
+                return;
+            };
+            let request_id = id.replacen("pay_", "sts_", 1);
+            if let Err(e) = conn.send(&PosMessage::StoreStatusRequest { request_id }) {
+                web_sys::console::warn_1(
+                    &format!("pos-terminal: store_status_request not sent: {e}").into(),
+                );
+            }
+        }
+
+        fn on_notice(&self, generation: u64, msg: ReaderMessage) {
+            if self.generation.get() != generation {
+                return;
+            }
+            match msg {
+                ReaderMessage::StoreStatus {
+                    link,
+                    pending_count,
+                    ref pending_amounts,
+                    ..
+                } => {
+                    let stores = {
+                        let mut current = self.link.borrow_mut();
+                        match current.as_mut() {
+                            Some(l) => {
+                                l.status_seen = true;
+                                l.capabilities.store
+                            }
+                            None => false,
+                        }
+                    };
+                    if !stores {
+                        return;
+                    }
+                    let view = reader_status(link, pending_count, pending_amounts);
+                    let status = self.status.clone();
+                    wasm_bindgen_futures::spawn_local(async move {
+                        status.set_reader(Some(view)).await;
+                    });
+                }
+                ReaderMessage::Forwarded {
+                    payment_id,
+                    amount,
+                    currency,
+                    stored_at,
+                    result,
+                } => {
+                    if self.reported.borrow_mut().first_time(&payment_id) {
+                        let known = self
+                            .known
+                            .borrow_mut()
+                            .remove(&payment_id)
+                            .unwrap_or_default();
+                        match forwarded_by_reader(
+                            &payment_id,
+                            amount,
+                            &currency,
+                            stored_at,
+                            &result,
+                            known,
+                        ) {
+                            ForwardedByReader::Forwarded(p) => self.events.payment_forwarded(&p),
+                            ForwardedByReader::Failure(f) => self.events.forwarding_failure(&f),
+                        }
+                    }
+                    // After the callback ran (or for a repeat): the reader may drop the report.
+                    let conn = self.link.borrow().as_ref().and_then(|l| l.conn.upgrade());
+                    if let Some(conn) = conn {
+                        let _ = conn.send(&PosMessage::ForwardedAck { payment_id });
+                    }
+                }
+                _ => {}
+            }
+        }
+
+        /// What the connected reader can do, if it is `reader_id`.
+        pub fn capabilities_of(&self, reader_id: &str) -> Option<Capabilities> {
+            self.link
+                .borrow()
+                .as_ref()
+                .filter(|l| l.reader_id == reader_id && l.conn.upgrade().is_some())
+                .map(|l| l.capabilities)
+        }
+
+        /// The country of reader `reader_id` as it last said (`None`: it did not say, or
+        /// this terminal never connected it).
+        pub fn country_of(&self, reader_id: &str) -> Option<String> {
+            self.countries.borrow().get(reader_id).cloned().flatten()
+        }
+
+        /// Sends `payment` through the connected reader's own link (`process`), waiting at
+        /// most `timeout_ms` for its `processed`.
+        pub async fn process(
+            &self,
+            payment: &PaymentBody,
+            mode: ProcessMode,
+            timeout_ms: u32,
+        ) -> ReaderAnswer {
+            let conn = self.link.borrow().as_ref().and_then(|l| l.conn.upgrade());
+            let Some(conn) = conn else {
+                return ReaderAnswer::Failed(ReaderError::NotConnected.into());
+            };
+            let request_id = match new_payment_id() {
+                Ok(id) => id.replacen("pay_", "prc_", 1),
+                Err(e) => return ReaderAnswer::Failed(e),
+            };
+            {
+                let mut known = self.known.borrow_mut();
+                if known.len() >= MAX_KNOWN {
+                    if let Some(first) = known.keys().next().cloned() {
+                        known.remove(&first);
+                    }
+                }
+                known.insert(
+                    payment.id.clone(),
+                    Known {
+                        card: Some(CardView::from(&payment.card)),
+                        metadata: payment.metadata.clone(),
+                    },
+                );
+            }
+            let msg = PosMessage::Process {
+                request_id: request_id.clone(),
+                mode,
+                payment: payment.clone(),
+            };
+            match conn.request(&request_id, &msg, Some(timeout_ms)).await {
+                Ok(ReaderMessage::Processed {
+                    payment_id, result, ..
+                }) if payment_id == payment.id => ReaderAnswer::Processed(result),
+                Ok(ReaderMessage::Error { code, message, .. }) => {
+                    ReaderAnswer::Refused { code, message }
+                }
+                Ok(other) => ReaderAnswer::Failed(PosError::from(ReaderError::Protocol(format!(
+                    "expected processed for this payment, got {}",
+                    other.kind()
+                )))),
+                Err(e) => ReaderAnswer::Failed(e),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pos_protocol::backend::PaymentStatus;
+
+    #[test]
+    fn a_store_status_becomes_the_readers_part_of_the_offline_status() {
+        let amounts = BTreeMap::from([("usd".to_string(), 1_250)]);
+        let view = reader_status(LinkStatus::Offline, 2, &amounts);
+        assert_eq!(view.network_status, NetworkStatus::Offline);
+        assert_eq!(view.pending_count, 2);
+        assert_eq!(view.pending_amounts.get("usd"), Some(&1_250));
+        assert_eq!(
+            reader_status(LinkStatus::Online, 0, &BTreeMap::new()).network_status,
+            NetworkStatus::Online
+        );
+    }
+
+    #[test]
+    fn forwarded_reports_are_stored_by_the_reader() {
+        let approved = ForwardResult::Approved {
+            payment_intent: "pi_9".into(),
+            status: PaymentStatus::Succeeded,
+        };
+        let ForwardedByReader::Forwarded(p) =
+            forwarded_by_reader("pay_1", 500, "usd", 7, &approved, Known::default())
+        else {
+            panic!("approved is forwarded")
+        };
+        assert_eq!(p.stored_by, Agent::Reader);
+        assert_eq!(p.state, StoredState::Forwarded);
+        assert_eq!(p.payment_intent_id.as_deref(), Some("pi_9"));
+        assert_eq!(p.stored_at, 7.0);
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["storedBy"], "reader");
+
+        let declined = ForwardResult::Declined {
+            decline_code: "insufficient_funds".into(),
+        };
+        let ForwardedByReader::Failure(f) =
+            forwarded_by_reader("pay_2", 500, "usd", 7, &declined, Known::default())
+        else {
+            panic!("declined is a failure")
+        };
+        assert_eq!(f.code, "card_declined");
+        assert_eq!(f.decline_code.as_deref(), Some("insufficient_funds"));
+        assert_eq!(f.payment.state, StoredState::Declined);
+        assert_eq!(f.payment.stored_by, Agent::Reader);
+
+        let rejected = ForwardResult::Rejected {
+            code: "card_payload_mismatch".into(),
+            message: "x".into(),
+        };
+        let card = CardView {
+            brand: "visa".into(),
+            last4: "4242".into(),
+            exp_month: 12,
+            exp_year: 2031,
+        };
+        let known = Known {
+            card: Some(card.clone()),
+            metadata: BTreeMap::new(),
+        };
+        let ForwardedByReader::Failure(f) =
+            forwarded_by_reader("pay_3", 500, "usd", 7, &rejected, known)
+        else {
+            panic!("rejected is a failure")
+        };
+        assert_eq!(f.code, "card_payload_mismatch");
+        assert_eq!(f.payment.state, StoredState::Failed);
+        assert_eq!(f.payment.card, card, "the card this terminal sent");
+    }
+
+    #[test]
+    fn each_payment_is_reported_once() {
+        let mut reported = Reported::default();
+        assert!(reported.first_time("pay_1"));
+        assert!(!reported.first_time("pay_1"));
+        assert!(reported.first_time("pay_2"));
+    }
+}
