@@ -74,9 +74,12 @@ struct Answered {
     settled: Settled,
 }
 
+/// A settlement being written.
+type Writing<'a> = Pin<Box<dyn Future<Output = Result<RunOutcome, PosError>> + 'a>>;
+
 /// What the run loop waits for next.
 enum Event {
-    Answer(Option<Result<Answered, PosError>>),
+    Answer(Option<Result<Box<Answered>, PosError>>),
     Written(Result<RunOutcome, PosError>),
 }
 
@@ -138,12 +141,11 @@ impl Forwarder<'_> {
             }
         });
         let answers = source
-            .map(|item| async move { self.send(item?, token).await })
+            .map(|item| async move { self.send(item?, token).await.map(Box::new) })
             .buffer_unordered(self.concurrency.max(1));
         let mut answers = std::pin::pin!(answers);
         let mut ready: Vec<Answered> = Vec::new();
-        let mut writing: Option<Pin<Box<dyn Future<Output = Result<RunOutcome, PosError>> + '_>>> =
-            None;
+        let mut writing: Option<Writing<'_>> = None;
         let mut answers_done = false;
         let mut failure = None;
         loop {
@@ -184,7 +186,7 @@ impl Forwarder<'_> {
                         out.stop = a.settled.stop.clone();
                         halt.set(true);
                     }
-                    ready.push(a);
+                    ready.push(*a);
                 }
                 Event::Answer(Some(Err(e))) => {
                     failure = failure.or(Some(e));
@@ -196,7 +198,8 @@ impl Forwarder<'_> {
             return Err(e);
         }
         out.report.merge(found.borrow().report);
-        if let Some((queue, claimed)) = rest.borrow_mut().take() {
+        let rest = rest.borrow_mut().take();
+        if let Some((queue, claimed)) = rest {
             out.report.remaining += claimed.len() as u32 + queue.remaining_outstanding();
             self.release(claimed.into()).await?;
         }
