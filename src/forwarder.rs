@@ -1,11 +1,17 @@
 //! Forwarding stored payments to the backend, exactly once per payment: the caller holds the
-//! Web Lock; each record is marked `forwarding` (strict transaction) before its request, and
-//! moves on only after the backend answered (`forward_policy`). Transport failures put it
+//! Web Lock; each record is marked `forwarding` (a page of them per strict transaction)
+//! before its request, and moves on only after the backend answered (`forward_policy`;
+//! the answers that arrive together settle in one strict transaction). Transport failures put it
 //! back to `pending` with a backoff; nothing is deleted. It knows nothing of the page: what
 //! happens is told through `Events`.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 
+use futures_util::future::poll_fn;
 use futures_util::stream::{self, StreamExt};
 use pos_protocol::backend::{OfflineInfo, PaymentBody};
 
@@ -13,12 +19,12 @@ use crate::backend::Backend;
 use crate::error::PosError;
 use crate::events::Events;
 use crate::forward_policy::{
-    intent_abandoned, next_after, settle, ForwardReport, ForwardingFailure, Next, Notify, Stop,
-    FORWARDING_LEASE_MS,
+    intent_abandoned, next_after, settle, ForwardReport, ForwardingFailure, Next, Notify, Settled,
+    Stop, FORWARDING_LEASE_MS,
 };
 use crate::js;
 use crate::payment::{Entry, ErrorInfo, Header, SealedBody, StoredPayment, StoredState};
-use crate::store::{ForwardQueue, Store};
+use crate::store::{ForwardQueue, Move, Store};
 use crate::weblock;
 
 /// Records opened at once from the queue: what a run holds in memory, whatever the backlog.
@@ -55,9 +61,38 @@ fn body_for(header: &Header, body: &SealedBody) -> Option<PaymentBody> {
     })
 }
 
+/// A record claimed for this run (`forwarding`, leased), with its body as claimed.
+struct Claimed {
+    header: Header,
+    body: SealedBody,
+}
+
+/// A claimed record after its request: how it settles.
+struct Answered {
+    header: Header,
+    body: SealedBody,
+    settled: Settled,
+}
+
+/// A settlement being written.
+type Writing<'a> = Pin<Box<dyn Future<Output = Result<RunOutcome, PosError>> + 'a>>;
+
+/// What the run loop waits for next.
+enum Event {
+    Answer(Option<Result<Box<Answered>, PosError>>),
+    Written(Result<RunOutcome, PosError>),
+}
+
 impl Forwarder<'_> {
     /// One pass over the stored payments. `force` ignores backoff (the "forward now" button).
     /// Must run under the Web Lock `scheduler::LOCK_NAME`.
+    ///
+    /// Records are read a page at a time through the `state` index and each page's records
+    /// are claimed together (`forwarding`, leased, attempt counted) in ONE strict
+    /// transaction before any of them is sent; `concurrency` requests are in flight at all
+    /// times; the answers that arrived while the previous settlement was being written are
+    /// settled together in the next strict transaction (one ledger write). A crash anywhere
+    /// leaves a claimed record `forwarding`: the next run sends it again with the same key.
     pub async fn run(&self, token: &str, force: bool) -> Result<RunOutcome, PosError> {
         let mut out = RunOutcome::default();
         for id in self.store.quarantine_unreadable().await? {
@@ -81,43 +116,79 @@ impl Forwarder<'_> {
             });
             out.report.failed += 1;
         }
-        // `concurrency` requests in flight at all times, a new one as soon as one ends; the
-        // records come a page at a time through the `state` index. A request that finds the
-        // backend gone stops the run (the scheduler probed `/v1/health` before it): the
-        // requests in flight end, the rest stays pending. One stream polls the page reads
-        // and the requests in flight together, so no transaction of either waits unpolled
-        // (IndexedDB would commit it under it).
-        let start = (self.store.forward_queue().await?, Vec::new().into_iter());
+        // A request that finds the backend gone (or refuses the token) stops the run: the
+        // requests in flight end, the claimed records not sent yet go back to `pending`.
+        // One loop polls the page reads and claims, the requests in flight and the
+        // settlement being written together, so no transaction waits unpolled (IndexedDB
+        // would commit it under it).
+        let start = (self.store.forward_queue().await?, VecDeque::new());
         let halt = Cell::new(false);
         let found = RefCell::new(RunOutcome::default());
         // What was not handed out when the source ended (after a stop), for `remaining`.
         let rest = RefCell::new(None);
-        let source = stream::unfold(start, |(mut queue, mut page)| async {
+        let source = stream::unfold(start, |(mut queue, mut claimed)| async {
             if halt.get() {
-                *rest.borrow_mut() = Some((queue, page));
+                *rest.borrow_mut() = Some((queue, claimed));
                 return None;
             }
-            match self.next_entry(&mut queue, &mut page, &found).await {
-                Ok(Some(entry)) => Some((Ok(entry), (queue, page))),
+            match self
+                .next_claimed(&mut queue, &mut claimed, &found, force)
+                .await
+            {
+                Ok(Some(c)) => Some((Ok(c), (queue, claimed))),
                 Ok(None) => None,
-                Err(e) => Some((Err(e), (queue, page))),
+                Err(e) => Some((Err(e), (queue, claimed))),
             }
         });
-        let results = source
-            .map(|item| async move { self.forward_one(item?, token, force).await })
+        let answers = source
+            .map(|item| async move { self.send(item?, token).await.map(Box::new) })
             .buffer_unordered(self.concurrency.max(1));
-        let mut results = std::pin::pin!(results);
+        let mut answers = std::pin::pin!(answers);
+        let mut ready: Vec<Answered> = Vec::new();
+        let mut writing: Option<Writing<'_>> = None;
+        let mut answers_done = false;
         let mut failure = None;
-        while let Some(one) = results.next().await {
-            match one {
-                Ok(one) => {
-                    out.report.merge(one.report);
-                    if one.stop.is_some() {
-                        out.stop = one.stop;
-                        halt.set(true);
+        loop {
+            if writing.is_none() && !ready.is_empty() {
+                writing = Some(Box::pin(self.settle_batch(std::mem::take(&mut ready))));
+            }
+            if writing.is_none() && answers_done {
+                break;
+            }
+            let event = poll_fn(|cx| {
+                if let Some(w) = writing.as_mut() {
+                    if let Poll::Ready(r) = w.as_mut().poll(cx) {
+                        return Poll::Ready(Event::Written(r));
                     }
                 }
-                Err(e) => {
+                if !answers_done {
+                    if let Poll::Ready(a) = answers.poll_next_unpin(cx) {
+                        return Poll::Ready(Event::Answer(a));
+                    }
+                }
+                Poll::Pending
+            })
+            .await;
+            match event {
+                Event::Written(r) => {
+                    writing = None;
+                    match r {
+                        Ok(one) => out.report.merge(one.report),
+                        Err(e) => {
+                            failure = failure.or(Some(e));
+                            halt.set(true);
+                        }
+                    }
+                }
+                Event::Answer(None) => answers_done = true,
+                Event::Answer(Some(Ok(a))) => {
+                    if a.settled.stop.is_some() {
+                        out.stop = a.settled.stop.clone();
+                        halt.set(true);
+                    }
+                    ready.push(*a);
+                }
+                Event::Answer(Some(Err(e))) => {
                     failure = failure.or(Some(e));
                     halt.set(true);
                 }
@@ -127,122 +198,201 @@ impl Forwarder<'_> {
             return Err(e);
         }
         out.report.merge(found.borrow().report);
-        if let Some((queue, page)) = rest.borrow_mut().take() {
-            let left_in_page = page.filter(|e| e.header.state.is_outstanding()).count() as u32;
-            out.report.remaining += left_in_page + queue.remaining_outstanding();
+        let rest = rest.borrow_mut().take();
+        if let Some((queue, claimed)) = rest {
+            out.report.remaining += claimed.len() as u32 + queue.remaining_outstanding();
+            self.release(claimed.into()).await?;
         }
         Ok(out)
     }
 
-    /// The next record to forward, from the page or the next one; quarantines tampered ones
-    /// (reported in `found`) and skips intents still in progress on the way. `None` at the
-    /// end of the queue.
-    async fn next_entry(
+    /// The next claimed record, claiming the next page when this one is used up. `None` at
+    /// the end of the queue.
+    async fn next_claimed(
         &self,
         queue: &mut ForwardQueue,
-        page: &mut std::vec::IntoIter<Entry>,
+        claimed: &mut VecDeque<Claimed>,
         found: &RefCell<RunOutcome>,
-    ) -> Result<Option<Entry>, PosError> {
+        force: bool,
+    ) -> Result<Option<Claimed>, PosError> {
         loop {
-            let Some(entry) = page.next() else {
-                let next = self.store.next_page(queue, PAGE).await?;
-                if next.is_empty() {
-                    return Ok(None);
+            if let Some(c) = claimed.pop_front() {
+                return Ok(Some(c));
+            }
+            let page = self.store.next_page(queue, PAGE).await?;
+            if page.is_empty() {
+                return Ok(None);
+            }
+            let mut candidates = Vec::new();
+            for entry in page {
+                if let Some(c) = self.eligible(entry, force, found).await? {
+                    candidates.push(c);
                 }
-                *page = next.into_iter();
-                continue;
-            };
-            let state = entry.header.state;
-            if state == StoredState::Quarantined {
-                continue;
             }
-            if let Err(PosError::RecordTampered) = entry.body {
-                let mut quarantined = RunOutcome::default();
-                self.quarantine(entry, &mut quarantined).await?;
-                found.borrow_mut().report.merge(quarantined.report);
-                continue;
-            }
-            // An intent is an online attempt in progress (in this tab or another) until it
-            // is old enough to have been abandoned; then it is forwarded like `pending`.
-            let abandoned = state == StoredState::Intent
-                && intent_abandoned(entry.header.updated_at, js::now_ms());
-            if !state.is_outstanding() && !abandoned {
-                continue;
-            }
-            return Ok(Some(entry));
+            claimed.extend(self.claim(candidates).await?);
         }
     }
 
-    async fn forward_one(
+    /// The record with its body if this run should send it; quarantines tampered ones and
+    /// counts the ones left for later in `found`.
+    async fn eligible(
         &self,
         entry: Entry,
-        token: &str,
         force: bool,
-    ) -> Result<RunOutcome, PosError> {
-        let mut out = RunOutcome::default();
-        self.forward_entry(entry, token, force, &mut out).await?;
-        Ok(out)
-    }
-
-    async fn forward_entry(
-        &self,
-        entry: Entry,
-        token: &str,
-        force: bool,
-        out: &mut RunOutcome,
-    ) -> Result<(), PosError> {
-        let header = entry.header.clone();
-        let mut body = match entry.body {
+        found: &RefCell<RunOutcome>,
+    ) -> Result<Option<Claimed>, PosError> {
+        let state = entry.header.state;
+        if state == StoredState::Quarantined {
+            return Ok(None);
+        }
+        let now = js::now_ms();
+        // An intent is an online attempt in progress (in this tab or another) until it is
+        // old enough to have been abandoned; then it is forwarded like `pending`.
+        let abandoned =
+            state == StoredState::Intent && intent_abandoned(entry.header.updated_at, now);
+        let body = match entry.body {
             Ok(b) => b,
             Err(PosError::UnknownSchemaVersion(_)) => {
                 // Written by a newer SDK: leave it for that version to forward.
-                out.report.remaining += 1;
-                return Ok(());
+                if state.is_outstanding() || abandoned {
+                    found.borrow_mut().report.remaining += 1;
+                }
+                return Ok(None);
             }
             Err(err) => {
+                let mut quarantined = RunOutcome::default();
                 let entry = Entry {
-                    header,
+                    header: entry.header,
                     body: Err(err),
                 };
-                return self.quarantine(entry, out).await;
+                self.quarantine(entry, &mut quarantined).await?;
+                found.borrow_mut().report.merge(quarantined.report);
+                return Ok(None);
             }
         };
-        let now = js::now_ms();
-        let backing_off =
-            !force && header.state == StoredState::Pending && header.next_attempt_at > now;
+        if !state.is_outstanding() && !abandoned {
+            return Ok(None);
+        }
+        let header = entry.header;
+        let backing_off = !force && state == StoredState::Pending && header.next_attempt_at > now;
         // Under the Web Lock a `forwarding` record is a crashed try, taken at once; without
         // Web Locks another context may be sending it, so it is taken only once its lease
         // ran out.
-        let leased = header.state == StoredState::Forwarding
+        let leased = state == StoredState::Forwarding
             && !weblock::available()
             && header.next_attempt_at > now;
         if backing_off || leased {
-            out.report.remaining += 1;
-            return Ok(());
+            found.borrow_mut().report.remaining += 1;
+            return Ok(None);
         }
-        // Mark in flight first: a crash from here on leaves `forwarding`, retried later with
-        // the same key, never lost and never charged twice.
-        body.attempts = body.attempts.saturating_add(1);
-        let Some(in_flight) = self
-            .store
-            .transition(
-                &header,
-                StoredState::Forwarding,
-                Some(&body),
-                now + FORWARDING_LEASE_MS,
-            )
-            .await?
-        else {
-            return Ok(());
-        };
-        let next = match body_for(&in_flight, &body) {
+        Ok(Some(Claimed { header, body }))
+    }
+
+    /// Marks `candidates` in flight (`forwarding`, leased, one more attempt) in one strict
+    /// transaction, before any of them is sent: a crash from there on leaves them
+    /// `forwarding`, sent again later with the same key, never lost and never charged twice.
+    /// Records someone else moved meanwhile are left out.
+    async fn claim(&self, candidates: Vec<Claimed>) -> Result<Vec<Claimed>, PosError> {
+        let lease = js::now_ms() + FORWARDING_LEASE_MS;
+        let bodies: Vec<SealedBody> = candidates
+            .iter()
+            .map(|c| SealedBody {
+                attempts: c.body.attempts.saturating_add(1),
+                ..c.body.clone()
+            })
+            .collect();
+        let moves: Vec<Move> = candidates
+            .iter()
+            .zip(&bodies)
+            .map(|(c, body)| Move {
+                header: &c.header,
+                to: StoredState::Forwarding,
+                body,
+                next_attempt_at: lease,
+            })
+            .collect();
+        let moved = self.store.transition_many(&moves).await?;
+        Ok(moved
+            .into_iter()
+            .zip(bodies)
+            .filter_map(|(h, body)| h.map(|header| Claimed { header, body }))
+            .collect())
+    }
+
+    /// Claimed records a stopped run did not send, back to `pending` as they were (their
+    /// attempt given back), in one strict transaction.
+    async fn release(&self, claimed: Vec<Claimed>) -> Result<(), PosError> {
+        let bodies: Vec<SealedBody> = claimed
+            .iter()
+            .map(|c| SealedBody {
+                attempts: c.body.attempts.saturating_sub(1),
+                ..c.body.clone()
+            })
+            .collect();
+        let now = js::now_ms();
+        let moves: Vec<Move> = claimed
+            .iter()
+            .zip(&bodies)
+            .map(|(c, body)| Move {
+                header: &c.header,
+                to: StoredState::Pending,
+                body,
+                next_attempt_at: now,
+            })
+            .collect();
+        self.store.transition_many(&moves).await?;
+        Ok(())
+    }
+
+    /// Sends one claimed record and decides how it settles (nothing written yet).
+    async fn send(&self, claimed: Claimed, token: &str) -> Result<Answered, PosError> {
+        let Claimed { header, mut body } = claimed;
+        let next = match body_for(&header, &body) {
             Some(request) => next_after(&self.backend.create_payment(token, &request).await),
             None => Next::Failed(ErrorInfo {
                 code: "internal_error".into(),
                 message: "the stored payment has no card payload".into(),
             }),
         };
-        self.finish(&in_flight, body, next, out).await
+        let mut report = ForwardReport::default();
+        let settled = settle(
+            next,
+            &mut body,
+            js::now_ms(),
+            js::random_unit(),
+            &mut report,
+        );
+        Ok(Answered {
+            header,
+            body,
+            settled,
+        })
+    }
+
+    /// Writes the answers that arrived together in one strict transaction, then tells the
+    /// caller about each record that moved.
+    async fn settle_batch(&self, answered: Vec<Answered>) -> Result<RunOutcome, PosError> {
+        let moves: Vec<Move> = answered
+            .iter()
+            .map(|a| Move {
+                header: &a.header,
+                to: a.settled.state,
+                body: &a.body,
+                next_attempt_at: a.settled.next_attempt_at,
+            })
+            .collect();
+        let moved = self.store.transition_many(&moves).await?;
+        let mut out = RunOutcome::default();
+        for (a, header) in answered.into_iter().zip(moved) {
+            // `None`: moved by someone else meanwhile (only possible without Web Locks):
+            // theirs stands.
+            let Some(header) = header else {
+                continue;
+            };
+            count(&a.settled, &mut out.report);
+            self.notify(header, a.body, a.settled.notify);
+        }
+        Ok(out)
     }
 
     /// Moves a record that failed authentication to `quarantined` and reports it; it is kept
@@ -272,31 +422,12 @@ impl Forwarder<'_> {
         Ok(())
     }
 
-    async fn finish(
-        &self,
-        header: &Header,
-        mut body: SealedBody,
-        next: Next,
-        out: &mut RunOutcome,
-    ) -> Result<(), PosError> {
-        let now = js::now_ms();
-        let settled = settle(next, &mut body, now, js::random_unit(), &mut out.report);
-        if settled.stop.is_some() {
-            out.stop = settled.stop.clone();
-        }
-        let Some(header) = self
-            .store
-            .transition(header, settled.state, Some(&body), settled.next_attempt_at)
-            .await?
-        else {
-            // Moved by someone else meanwhile (only possible without Web Locks): theirs stands.
-            return Ok(());
-        };
+    fn notify(&self, header: Header, body: SealedBody, notify: Notify) {
         let payment = StoredPayment::from(&Entry {
             header,
             body: Ok(body.clone()),
         });
-        match settled.notify {
+        match notify {
             Notify::Forwarded => self.events.payment_forwarded(&payment),
             Notify::Failure { decline_code } => {
                 let error = body.last_error.unwrap_or(ErrorInfo {
@@ -312,6 +443,15 @@ impl Forwarder<'_> {
             }
             Notify::Nothing => {}
         }
-        Ok(())
+    }
+}
+
+/// Counts a settled record in `report` as `forward_policy::settle` did.
+fn count(settled: &Settled, report: &mut ForwardReport) {
+    match settled.state {
+        StoredState::Forwarded => report.forwarded += 1,
+        StoredState::Declined => report.declined += 1,
+        StoredState::Failed => report.failed += 1,
+        _ => report.remaining += 1,
     }
 }

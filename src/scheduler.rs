@@ -96,20 +96,20 @@ async fn run_locked(
     })
 }
 
-/// Forwards once, for a context without a terminal (a service worker). Errors if the
-/// backend is not reachable.
+/// Forwards once, for a context without a terminal (a service worker's `sync`: the browser
+/// believes it is online, so no `/v1/health` probe first; the first request's own failure
+/// says the backend is not reachable). Errors if the backend is not reachable.
 pub async fn forward_once(
     store: &Rc<Store>,
     backend: &Rc<Backend>,
     auth: &Auth,
     events: &Rc<dyn Events>,
 ) -> Result<ForwardReport, PosError> {
-    backend.health().await?;
-    Ok(
-        run_locked(store, backend, auth, events, true, DEFAULT_CONCURRENCY)
-            .await?
-            .report,
-    )
+    let outcome = run_locked(store, backend, auth, events, true, DEFAULT_CONCURRENCY).await?;
+    if let Some(Stop::NetworkDown(why)) = outcome.stop {
+        return Err(BackendError::Unreachable(why).into());
+    }
+    Ok(outcome.report)
 }
 
 impl Scheduler {

@@ -473,7 +473,8 @@ async function fetchLoop(api, sdkDb, n, concurrency = SDK_CONCURRENCY) {
         body: JSON.stringify({ ...shape.template, id }),
       });
       await res.text();
-      if (!res.ok) failures++;
+      // pos-sim refuses the copies (400/409, see run.mjs): an answer all the same.
+      if (res.status >= 500) failures++;
     }
   };
   const t0 = performance.now();

@@ -155,7 +155,7 @@ impl Store {
     async fn rebuild(
         &self,
         payments: &IdbObjectStore,
-        except: Option<&str>,
+        except: &[&str],
     ) -> Result<Rebuilt, PosError> {
         let mut rebuilt = Rebuilt {
             ledger: Ledger::default(),
@@ -168,7 +168,7 @@ impl Store {
             let Ok(body) = entry.body else {
                 continue;
             };
-            if except == Some(entry.header.id.as_str()) {
+            if except.contains(&entry.header.id.as_str()) {
                 continue;
             }
             let c = Counted::of(&entry.header.id, entry.header.stored_at, &body);
@@ -179,35 +179,49 @@ impl Store {
     }
 
     /// Inside `tx`, with `stored` the answer to `ledger_request`: checks `limits` when a
-    /// payment enters, then issues the writes of the changed ledger and age keys, not yet
-    /// awaited (the caller's own write joins them: `Applied::finish`).
+    /// payment enters (`limits` only with a single change), then issues the writes of the
+    /// changed ledger and age keys, not yet awaited (the caller's own writes join them:
+    /// `Applied::finish`). Several changes (a batch of settled records) make one ledger write.
     pub(super) async fn apply_in(
         &self,
         tx: &StrictTx,
         stored: &JsValue,
-        change: Change,
+        changes: Vec<Change>,
         limits: Option<&OfflineLimits>,
         now: f64,
     ) -> Result<Applied, PosError> {
+        if limits.is_some() && changes.len() != 1 {
+            return Err(PosError::Internal(
+                "offline limits are checked one payment at a time".into(),
+            ));
+        }
         let keys = tx.store(KEYS_STORE)?;
         let bound = self.bound();
         let bound = bound.as_deref();
-        let opened = match &change {
-            Change::LeaveUnread(_) => None,
-            _ => self.open_ledger(stored),
+        let unread: Vec<&str> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::LeaveUnread(id) => Some(id.as_str()),
+                _ => None,
+            })
+            .collect();
+        let opened = match unread.is_empty() {
+            true => self.open_ledger(stored),
+            false => None,
         };
         let (mut ledger, rebuilt) = match opened {
             Some(ledger) => (ledger, None),
             None => {
-                let except = match &change {
-                    Change::LeaveUnread(id) => Some(id.as_str()),
-                    _ => None,
-                };
-                let r = self.rebuild(&tx.store(PAYMENTS_STORE)?, except).await?;
+                let r = self.rebuild(&tx.store(PAYMENTS_STORE)?, &unread).await?;
                 (r.ledger.clone(), Some(r))
             }
         };
-        let visible_oldest_before = if let Change::Enter(c) = &change {
+        // The single payment entering, if that is the whole change.
+        let single_enter = match changes.as_slice() {
+            [Change::Enter(c)] => Some(c),
+            _ => None,
+        };
+        let visible_oldest_before = if let Some(c) = single_enter {
             // The limits count every payment on this device, whatever its backend.
             if let Some(limits) = limits {
                 let mut now_out = ledger.outstanding();
@@ -236,19 +250,21 @@ impl Store {
                 writes.push(put_age(&keys, c)?);
             }
         }
-        match &change {
-            Change::Enter(c) => {
-                ledger.add(&c.backend, &c.currency, c.amount);
-                writes.push(put_age(&keys, c)?);
+        for change in &changes {
+            match change {
+                Change::Enter(c) => {
+                    ledger.add(&c.backend, &c.currency, c.amount);
+                    writes.push(put_age(&keys, c)?);
+                }
+                Change::Leave(c) => {
+                    ledger.remove(&c.backend, &c.currency, c.amount);
+                    writes.push(
+                        keys.delete(&age_key(&c.backend, c.stored_at, &c.id))
+                            .map_err(|e| storage_error(&e))?,
+                    );
+                }
+                Change::LeaveUnread(_) => {}
             }
-            Change::Leave(c) => {
-                ledger.remove(&c.backend, &c.currency, c.amount);
-                writes.push(
-                    keys.delete(&age_key(&c.backend, c.stored_at, &c.id))
-                        .map_err(|e| storage_error(&e))?,
-                );
-            }
-            Change::LeaveUnread(_) => {}
         }
         // Sealing is synchronous (AES-GCM in Rust): the transaction stays active.
         let sealed = self.vault.seal_json(LEDGER_ID, LEDGER_VERSION, &ledger)?;
@@ -262,13 +278,13 @@ impl Store {
 
         let Totals { count, amounts } = ledger.totals(|b| visible(bound, b));
         let mut oldest = Vec::new();
-        let oldest_stored_at = match (&change, visible_oldest_before) {
+        let oldest_stored_at = match (single_enter, visible_oldest_before) {
             // Entering only adds an age: no need to ask the store again.
-            (Change::Enter(c), Some(before)) => {
+            (Some(c), Some(before)) => {
                 let mine = visible(bound, &c.backend).then_some(c.stored_at);
                 before.into_iter().chain(mine).min_by(f64::total_cmp)
             }
-            (Change::Enter(c), None) => {
+            (Some(c), None) => {
                 // The visible oldest before, and this payment's if it is visible.
                 let backends = ledger
                     .backends
@@ -328,7 +344,7 @@ impl Store {
             });
         }
         let (_tx, payments) = self.db.read(PAYMENTS_STORE)?;
-        let r = self.rebuild(&payments, None).await?;
+        let r = self.rebuild(&payments, &[]).await?;
         let Totals { count, amounts } = r.ledger.totals(|b| visible(bound, b));
         Ok(Outstanding {
             count,
@@ -345,7 +361,7 @@ impl Store {
             return Ok(ledger);
         }
         let (_tx, payments) = self.db.read(PAYMENTS_STORE)?;
-        Ok(self.rebuild(&payments, None).await?.ledger)
+        Ok(self.rebuild(&payments, &[]).await?.ledger)
     }
 }
 

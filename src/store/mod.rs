@@ -40,6 +40,15 @@ const SEALED_META_VERSION: u32 = 1;
 /// Database version (object stores and indexes); records carry `SCHEMA_VERSION`.
 const DB_VERSION: u32 = 1;
 
+/// One compare-and-set of `Store::transition_many`: the record as `header` describes it
+/// moves to `to`, sealed again with `body`.
+pub struct Move<'a> {
+    pub header: &'a Header,
+    pub to: StoredState,
+    pub body: &'a SealedBody,
+    pub next_attempt_at: f64,
+}
+
 /// The payments store of one database, with its vault.
 pub struct Store {
     db: Database,
@@ -291,7 +300,9 @@ impl Store {
                 return Ok(Some(None));
             }
             let change = Change::Enter(Counted::of(&header.id, now, &body));
-            let applied = self.apply_in(&tx, &stored, change, limits, now).await?;
+            let applied = self
+                .apply_in(&tx, &stored, vec![change], limits, now)
+                .await?;
             let req = payments.add(&record).map_err(|e| storage_error(&e))?;
             Ok::<_, PosError>(Some(Some(applied.finish(vec![req]).await?)))
         }
@@ -463,9 +474,10 @@ impl Store {
                 (true, false, None) => Some(Change::LeaveUnread(header.id.clone())),
             };
             let applied = match (change, &stored) {
-                (Some(change), Some(stored)) => {
-                    Some(self.apply_in(&tx, stored, change, limits, now).await?)
-                }
+                (Some(change), Some(stored)) => Some(
+                    self.apply_in(&tx, stored, vec![change], limits, now)
+                        .await?,
+                ),
                 _ => None,
             };
             let record = match new_record {
@@ -496,6 +508,121 @@ impl Store {
             *self.summary.borrow_mut() = summary;
         }
         Ok(Some(next))
+    }
+
+    /// Several compare-and-sets in ONE strict transaction (a forwarding run claims a page
+    /// of records, then settles the answers that arrived together): each record moves to its
+    /// `to` with its re-sealed body only if it is still as its header describes it; the
+    /// others are left as they are (`None` at their place). The ledger, if any record starts
+    /// or stops counting, is written once. Returns after the transaction completed.
+    pub async fn transition_many(
+        &self,
+        moves: &[Move<'_>],
+    ) -> Result<Vec<Option<Header>>, PosError> {
+        let none = || vec![None; moves.len()];
+        if moves.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = js::now_ms();
+        let mut nexts = Vec::with_capacity(moves.len());
+        let mut records = Vec::with_capacity(moves.len());
+        for m in moves {
+            if !m.header.state.can_move_to(m.to) || m.to == StoredState::Quarantined {
+                return Err(PosError::Internal(format!(
+                    "refused state change {} -> {} (a bug: callers check first)",
+                    m.header.state.as_str(),
+                    m.to.as_str()
+                )));
+            }
+            let next = Header {
+                state: m.to,
+                updated_at: now,
+                next_attempt_at: m.next_attempt_at,
+                version: SCHEMA_VERSION,
+                ..m.header.clone()
+            };
+            // Sealed before the transaction opens (synchronous anyway).
+            records.push(self.to_record(&next, m.body)?);
+            nexts.push(next);
+        }
+        let needs_ledger = moves.iter().any(|m| counts(m.header.state) != counts(m.to));
+        let tx = StrictTx::begin(&self.db, &[PAYMENTS_STORE, KEYS_STORE])?;
+        let moved = async {
+            let store = tx.store(PAYMENTS_STORE)?;
+            let gets = moves
+                .iter()
+                .map(|m| {
+                    store
+                        .get(&JsValue::from_str(&m.header.id))
+                        .map_err(|e| storage_error(&e))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let ledger = match needs_ledger {
+                true => Some(Self::ledger_request(&tx.store(KEYS_STORE)?)?),
+                false => None,
+            };
+            let (currents, stored) = futures_util::future::try_join(
+                futures_util::future::try_join_all(gets.iter().map(idb::request)),
+                async {
+                    match &ledger {
+                        Some(r) => idb::request(r).await.map(Some),
+                        None => Ok(None),
+                    }
+                },
+            )
+            .await?;
+            let mut out = none();
+            let mut changes = Vec::new();
+            let mut keep = Vec::new();
+            for (i, (m, current)) in moves.iter().zip(&currents).enumerate() {
+                // Same state and same last update: nobody moved it since it was read.
+                if current.is_undefined()
+                    || js::get(current, "state").as_string().as_deref()
+                        != Some(m.header.state.as_str())
+                    || js::get(current, "updatedAt").as_f64() != Some(m.header.updated_at)
+                {
+                    continue;
+                }
+                let c = || Counted::of(&m.header.id, m.header.stored_at, m.body);
+                match (counts(m.header.state), counts(m.to)) {
+                    (false, true) => changes.push(Change::Enter(c())),
+                    (true, false) => changes.push(Change::Leave(c())),
+                    _ => {}
+                }
+                keep.push(i);
+                out[i] = Some(nexts[i].clone());
+            }
+            if keep.is_empty() {
+                return Ok(None);
+            }
+            // The ledger's reads (a rebuild) come before the records' writes.
+            let applied = match (changes.is_empty(), &stored) {
+                (false, Some(stored)) => {
+                    Some(self.apply_in(&tx, stored, changes, None, now).await?)
+                }
+                _ => None,
+            };
+            let puts = keep
+                .iter()
+                .map(|&i| store.put(&records[i]).map_err(|e| storage_error(&e)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let summary = match applied {
+                Some(applied) => Some(applied.finish(puts).await?),
+                None => {
+                    futures_util::future::try_join_all(puts.iter().map(idb::request)).await?;
+                    None
+                }
+            };
+            Ok::<_, PosError>(Some((out, summary)))
+        }
+        .await;
+        let Some((out, summary)) = end_tx(tx, moved).await? else {
+            return Ok(none());
+        };
+        if summary.is_some() {
+            *self.summary.borrow_mut() = summary;
+        }
+        Ok(out)
     }
 
     /// The durability a strict transaction really gets in this browser.
