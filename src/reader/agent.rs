@@ -116,16 +116,18 @@ pub fn forwarded_by_reader(
     }
 }
 
-/// Payment ids already reported: a reader repeats a report until it hears the ack, and
-/// the page hears of each payment once per terminal.
+/// A bounded set of payment ids, oldest forgotten first (a long session's memory stays
+/// bounded at `MAX_REMEMBERED`). Used for the ids already reported (a reader repeats a report
+/// until it hears the ack, and the page hears of each payment once per terminal) and for the
+/// ids the reader stored and has not reported forwarded yet.
 #[derive(Debug, Default)]
-pub struct Reported {
+pub struct RecentIds {
     ids: BTreeSet<String>,
     order: std::collections::VecDeque<String>,
 }
 
-impl Reported {
-    /// True the first time `id` is seen.
+impl RecentIds {
+    /// Adds `id`; true the first time it is seen.
     pub fn first_time(&mut self, id: &str) -> bool {
         if self.ids.contains(id) {
             return false;
@@ -138,6 +140,16 @@ impl Reported {
         self.ids.insert(id.to_string());
         self.order.push_back(id.to_string());
         true
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.ids.contains(id)
+    }
+
+    pub fn remove(&mut self, id: &str) {
+        if self.ids.remove(id) {
+            self.order.retain(|o| o != id);
+        }
     }
 }
 
@@ -154,7 +166,7 @@ mod live {
     use pos_protocol::backend::PaymentBody;
     use pos_protocol::reader::{Capabilities, PosMessage, ProcessMode, ReaderInfo, ReaderMessage};
 
-    use super::{forwarded_by_reader, reader_status, ForwardedByReader, Known, Reported};
+    use super::{forwarded_by_reader, reader_status, ForwardedByReader, Known, RecentIds};
     use crate::error::{PosError, ReaderError};
     use crate::events::Events;
     use crate::payment::{new_payment_id, CardView};
@@ -183,7 +195,10 @@ mod live {
         generation: Cell<u64>,
         /// The country of each reader seen by this terminal (for the offline rules).
         countries: RefCell<BTreeMap<String, Option<String>>>,
-        reported: RefCell<Reported>,
+        reported: RefCell<RecentIds>,
+        /// Payments the reader stored for this terminal and has not reported forwarded yet
+        /// (the backend does not know them: capture answers `payment_not_forwarded`).
+        on_reader: RefCell<RecentIds>,
         known: RefCell<BTreeMap<String, Known>>,
     }
 
@@ -195,7 +210,8 @@ mod live {
                 link: RefCell::new(None),
                 generation: Cell::new(0),
                 countries: RefCell::new(BTreeMap::new()),
-                reported: RefCell::new(Reported::default()),
+                reported: RefCell::new(RecentIds::default()),
+                on_reader: RefCell::new(RecentIds::default()),
                 known: RefCell::new(BTreeMap::new()),
             }
         }
@@ -294,6 +310,7 @@ mod live {
                     stored_at,
                     result,
                 } => {
+                    self.on_reader.borrow_mut().remove(&payment_id);
                     if self.reported.borrow_mut().first_time(&payment_id) {
                         let known = self
                             .known
@@ -329,6 +346,25 @@ mod live {
                 .as_ref()
                 .filter(|l| l.reader_id == reader_id && l.conn.upgrade().is_some())
                 .map(|l| l.capabilities)
+        }
+
+        /// The reader answered `stored` for payment `id`: it holds it until its `forwarded`.
+        pub fn stored_on_reader(&self, id: &str) {
+            self.on_reader.borrow_mut().first_time(id);
+        }
+
+        /// True when the reader stored payment `id` for this terminal and has not reported
+        /// it forwarded yet.
+        pub fn held_by_reader(&self, id: &str) -> bool {
+            self.on_reader.borrow().contains(id)
+        }
+
+        /// The reader `reader_id` is now located in `country` (the in-page simulated
+        /// reader's location changes without a new hello).
+        pub fn set_country(&self, reader_id: &str, country: Option<String>) {
+            self.countries
+                .borrow_mut()
+                .insert(reader_id.to_string(), country);
         }
 
         /// The country of reader `reader_id` as it last said (`None`: it did not say, or
@@ -465,9 +501,26 @@ mod tests {
 
     #[test]
     fn each_payment_is_reported_once() {
-        let mut reported = Reported::default();
+        let mut reported = RecentIds::default();
         assert!(reported.first_time("pay_1"));
         assert!(!reported.first_time("pay_1"));
         assert!(reported.first_time("pay_2"));
+    }
+
+    #[test]
+    fn recent_ids_are_bounded_and_removable() {
+        let mut ids = RecentIds::default();
+        for i in 0..MAX_REMEMBERED {
+            assert!(ids.first_time(&format!("pay_{i}")));
+        }
+        assert!(ids.contains("pay_0"));
+        assert!(ids.first_time("pay_new"));
+        assert!(!ids.contains("pay_0"), "the oldest is forgotten first");
+        assert!(ids.contains("pay_1"));
+        ids.remove("pay_1");
+        assert!(!ids.contains("pay_1"));
+        assert!(ids.first_time("pay_1"), "a removed id is new again");
+        assert_eq!(ids.order.len(), MAX_REMEMBERED);
+        assert_eq!(ids.ids.len(), MAX_REMEMBERED);
     }
 }

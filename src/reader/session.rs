@@ -467,6 +467,20 @@ impl ReaderSession {
             .await
     }
 
+    /// The in-page simulated reader's location changes with `setSimulatorConfiguration`,
+    /// without a new hello: the offline rules must judge its cards where it is now.
+    fn note_simulated_location(&self, reader_id: &str) {
+        let simulated = self
+            .connected
+            .borrow()
+            .as_ref()
+            .is_some_and(|c| c.reader.address.method == Method::Simulated);
+        if let (true, Some(agent)) = (simulated, self.agent()) {
+            let country = self.simulator.borrow().country.clone();
+            agent.set_country(reader_id, Some(country));
+        }
+    }
+
     /// Asks the reader for a card for payment `id`; gives up (and cancels on the reader)
     /// after `timeouts.collect_ms`.
     pub async fn collect(
@@ -482,6 +496,7 @@ impl ReaderSession {
         if self.commanding.get() {
             return Err(PosError::CommandInProgress);
         }
+        self.note_simulated_location(&reader_id);
         *self.collecting.borrow_mut() = Some(id.to_string());
         self.events.payment_status(PaymentStatus::WaitingForInput);
         let msg = PosMessage::Collect {
