@@ -180,6 +180,7 @@ impl Checkout {
                     return Ok(PaymentResult::online_through_reader(p, &ok));
                 }
                 AfterReader::StoredOnReader { stored_at } => {
+                    self.agent.stored_on_reader(&p.id);
                     self.settle_intent(intent).await;
                     return Ok(PaymentResult::stored_on_reader(p, stored_at));
                 }

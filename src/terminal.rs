@@ -18,8 +18,8 @@ use crate::held::Held;
 use crate::options::Settings;
 use crate::pairing::Pairings;
 use crate::payment::{
-    check_capturable, check_payment_id, new_payment_id, CaptureResult, Collected, Entry,
-    PaymentRequest, PaymentResult, StoredPayment, StoredState,
+    capture_error, check_capturable, check_payment_id, new_payment_id, CaptureResult, Collected,
+    Entry, PaymentRequest, PaymentResult, StoredPayment, StoredState,
 };
 use crate::reader::agent::ReaderAgent;
 use crate::reader::session::ReaderSession;
@@ -314,7 +314,8 @@ impl Terminal {
                         .map_err(PosError::from)
                 }
             })
-            .await?;
+            .await
+            .map_err(|e| capture_error(id, e, self.checkout.agent.held_by_reader(id)))?;
         if let Some(entry) = entry {
             self.note_payment_status(entry, ok.status).await;
         }

@@ -77,19 +77,7 @@ async fn a_timed_out_online_attempt_is_stored_with_the_same_key_and_charged_once
     // The backend records the payment, then answers after the SDK stopped waiting. The
     // reader's own link is down too, so the SDK stores it (not the reader's link: see
     // tests/reader_agent.rs).
-    let reader_link = |down: bool| {
-        let url = url.to_string();
-        async move {
-            let body = format!(r#"{{"down":{down}}}"#);
-            fetch_json(
-                &format!("{url}/_sim/readers/rdr_sim_1/network"),
-                "POST",
-                Some(&body),
-            )
-            .await;
-        }
-    };
-    reader_link(true).await;
+    reader_link("rdr_sim_1", true).await;
     fetch_json(
         &format!("{url}/_sim/network"),
         "POST",
@@ -103,7 +91,7 @@ async fn a_timed_out_online_attempt_is_stored_with_the_same_key_and_charged_once
         Some(r#"{"down":false,"latency_ms":0}"#),
     )
     .await;
-    reader_link(false).await;
+    reader_link("rdr_sim_1", false).await;
     let result = result.unwrap();
     assert_eq!(result.status, ResultStatus::StoredOffline);
 

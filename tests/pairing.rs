@@ -14,6 +14,7 @@ use js_sys::Function;
 use pos_protocol::reader::Capabilities;
 use pos_protocol::EntryMode;
 use pos_terminal::events::ConnectionStatus;
+use pos_terminal::payment::OfflineBehavior;
 use pos_terminal::reader::{simulated, Address, Discovery, Method};
 use reader_kit::*;
 use wasm_bindgen::JsValue;
@@ -122,6 +123,22 @@ async fn the_simulated_reader_reports_entry_mode_pin_and_country() {
     assert_eq!(tapped.card.entry_mode, Some(EntryMode::Contactless));
     assert!(!tapped.card.pin_verified);
     terminal.process_payment(&tapped.id).await.unwrap();
+    // Now in France, still connected (no new hello): the offline rules judge the card where
+    // the reader is now. Contactless without PIN may not be stored in the EEA.
+    let refused = pay(
+        &terminal,
+        request(720.0, Some(OfflineBehavior::ForceOffline)),
+    )
+    .await;
+    assert_eq!(
+        refused.map(|r| r.status).map_err(|e| e.code()),
+        Err("offline_payment_method_unsupported")
+    );
+    assert_eq!(
+        terminal.offline_status().await.unwrap().pending_count,
+        0,
+        "nothing stored"
+    );
     terminal.disconnect_reader();
     let again = terminal
         .connect_reader(&found[0].address, false)

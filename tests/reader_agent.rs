@@ -13,10 +13,11 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use common::*;
+use pos_protocol::backend::PaymentStatus;
 use pos_terminal::events::Events;
 use pos_terminal::forward_policy::ForwardingFailure;
 use pos_terminal::options::{OfflineStorage, TerminalOptions};
-use pos_terminal::payment::{Agent, OfflineBehavior, ResultStatus, StoredPayment};
+use pos_terminal::payment::{Agent, OfflineBehavior, ResultStatus, StoredPayment, StoredState};
 use pos_terminal::reader::Discovery;
 use pos_terminal::status::{NetworkStatus, OfflineStatus};
 use pos_terminal::terminal::Terminal;
@@ -63,9 +64,18 @@ impl Seen {
 /// A terminal storing with `storage`, connected to `READER`, once the reader reported its
 /// store (it can store: `offlineStatus().reader` is not null).
 async fn agent_terminal(storage: OfflineStorage) -> (Terminal, Rc<Seen>) {
+    agent_terminal_with(storage, None).await
+}
+
+/// `agent_terminal`, waiting at most `request_timeout_ms` for the backend.
+async fn agent_terminal_with(
+    storage: OfflineStorage,
+    request_timeout_ms: Option<f64>,
+) -> (Terminal, Rc<Seen>) {
     let (api, _) = sim_addrs();
     let opts = TerminalOptions {
         offline_storage: Some(storage),
+        request_timeout_ms,
         ..options(api, &unique_db("reader-agent"))
     };
     let seen = Rc::new(Seen::default());
@@ -108,14 +118,6 @@ async fn pos_link(down: bool) {
     sim_post("/_sim/network", &format!(r#"{{"down":{down}}}"#)).await;
 }
 
-async fn reader_link(down: bool) {
-    sim_post(
-        &format!("/_sim/readers/{READER}/network"),
-        &format!(r#"{{"down":{down}}}"#),
-    )
-    .await;
-}
-
 async fn next_card(body: &str) {
     sim_post(&format!("/_sim/readers/{READER}/card"), body).await;
 }
@@ -138,7 +140,7 @@ async fn stored_on_sim_reader() -> f64 {
 /// Every link back as it was, whatever a failed test left behind.
 async fn restore() {
     pos_link(false).await;
-    reader_link(false).await;
+    reader_link(READER, false).await;
     location("US").await;
 }
 
@@ -172,11 +174,53 @@ async fn the_pos_link_down_and_the_readers_up_the_payment_goes_online_through_th
 }
 
 #[wasm_bindgen_test]
+async fn an_sdk_attempt_that_may_have_arrived_is_settled_by_the_readers_answer_charged_once() {
+    restore().await;
+    let (terminal, _seen) = agent_terminal_with(OfflineStorage::Reader, Some(300.0)).await;
+    // The backend records the SDK's attempt, then answers after the SDK stopped waiting:
+    // the outcome is unknown to the SDK. The reader sends the same payment (same key) over
+    // its own link and gets the backend's first answer.
+    sim_post("/_sim/network", r#"{"down":false,"latency_ms":1500}"#).await;
+    let paid = pay(&terminal, request(1_700.0, None)).await;
+    sim_post("/_sim/network", r#"{"down":false,"latency_ms":0}"#).await;
+    let paid = paid.unwrap();
+    assert_eq!(paid.status, ResultStatus::Succeeded);
+    assert_eq!(paid.processed_by, Agent::Reader);
+    let (_, url) = sim_addrs();
+    let record = received(url, &paid.id).await;
+    let record = record.expect("the backend has the payment");
+    assert_eq!(
+        get(&record, "outcome").as_string().as_deref(),
+        Some("succeeded")
+    );
+    assert_eq!(
+        get(&record, "requests").as_f64(),
+        Some(2.0),
+        "the SDK's attempt and the reader's, one key"
+    );
+    assert_eq!(
+        paid.payment_intent_id,
+        get(&record, "payment_intent").as_string(),
+        "the backend's first answer, replayed"
+    );
+    // The reader's final answer settled the SDK's intent: nothing left to forward anywhere.
+    let intents = terminal
+        .list_stored_payments(Some(StoredState::Intent))
+        .await
+        .unwrap();
+    assert!(intents.is_empty(), "intent left behind: {intents:?}");
+    let status = terminal.offline_status().await.unwrap();
+    assert_eq!(status.pending_count, 0);
+    assert_eq!(status.reader.map(|r| r.pending_count), Some(0));
+    terminal.close();
+}
+
+#[wasm_bindgen_test]
 async fn both_links_down_it_is_stored_on_the_reader_and_forwarded_once_after_a_reboot() {
     restore().await;
     let (terminal, seen) = agent_terminal(OfflineStorage::Reader).await;
     pos_link(true).await;
-    reader_link(true).await;
+    reader_link(READER, true).await;
     let stored = pay(&terminal, request(2_100.0, None)).await;
     let stored = match stored {
         Ok(r) => r,
@@ -197,6 +241,20 @@ async fn both_links_down_it_is_stored_on_the_reader_and_forwarded_once_after_a_r
         status.reader.map(|r| r.network_status),
         Some(NetworkStatus::Offline)
     );
+    // The backend does not know it yet: capture and cancel say so, never "not found".
+    pos_link(false).await;
+    for cancel in [false, true] {
+        let answer = if cancel {
+            terminal.cancel_payment(&stored.id).await
+        } else {
+            terminal.capture_payment(&stored.id).await
+        };
+        assert_eq!(
+            answer.map(|r| r.status).map_err(|e| e.code()),
+            Err("payment_not_forwarded"),
+            "cancel: {cancel}"
+        );
+    }
 
     // The reader reboots: the socket drops, the SDK reconnects by itself.
     sim_post(&format!("/_sim/readers/{READER}/reboot"), "{}").await;
@@ -212,7 +270,7 @@ async fn both_links_down_it_is_stored_on_the_reader_and_forwarded_once_after_a_r
     assert_eq!(stored_on_sim_reader().await, 1.0, "it survived the reboot");
 
     // Its own link back: the reader forwards it, once; the SDK reports it once.
-    reader_link(false).await;
+    reader_link(READER, false).await;
     wait_for_reader_count(&terminal, 0).await;
     wait_until("onPaymentForwarded from the reader", 10_000, || {
         seen.forwarded_by_reader(&stored.id) == 1
@@ -239,6 +297,9 @@ async fn both_links_down_it_is_stored_on_the_reader_and_forwarded_once_after_a_r
     assert!(by_reader[0].payment_intent_id.is_some());
     sleep(1_000).await;
     assert_eq!(seen.forwarded_by_reader(&stored.id), 1, "never twice");
+    // Forwarded: the backend has it now (automatic capture: capturing answers succeeded).
+    let captured = terminal.capture_payment(&stored.id).await.unwrap();
+    assert_eq!(captured.status, PaymentStatus::Succeeded);
     terminal.close();
 }
 
@@ -252,7 +313,7 @@ async fn payments_held_by_both_agents_are_each_charged_once() {
     let address = address.unwrap_or_else(|| panic!("the terminal knows its reader"));
     let (on_reader, _) = agent_terminal(OfflineStorage::Reader).await;
     pos_link(true).await;
-    reader_link(true).await;
+    reader_link(READER, true).await;
     // One payment stored on the reader...
     let a = pay(&on_reader, request(1_100.0, None)).await;
     on_reader.close();
@@ -280,7 +341,7 @@ async fn payments_held_by_both_agents_are_each_charged_once() {
 
     // Both links back: each agent forwards its own.
     pos_link(false).await;
-    reader_link(false).await;
+    reader_link(READER, false).await;
     let report = terminal.forward_stored_payments().await.unwrap();
     assert_eq!(report.forwarded, 1);
     wait_for_reader_count(&terminal, 0).await;
@@ -314,7 +375,7 @@ async fn payments_the_offline_rules_refuse_are_stored_nowhere() {
     restore().await;
     let (terminal, _) = agent_terminal(OfflineStorage::Reader).await;
     pos_link(true).await;
-    reader_link(true).await;
+    reader_link(READER, true).await;
     let cases = [
         (
             "swiped",

@@ -31,23 +31,10 @@ async fn faults(url: &str, script: &str) {
 /// when its reused connection was reset.
 const RESETS: &str = r#"[{"kind":"reset_after"},{"kind":"reset_after"}]"#;
 
-/// Cuts or restores the own link of pos-sim's reader `rdr_sim_1` (it processes payments
-/// itself: these scenarios are about what the SDK does alone, so its link is down).
-async fn reader_link(down: bool) {
-    let (_, url) = sim_addrs();
-    let body = format!(r#"{{"down":{down}}}"#);
-    fetch_json(
-        &format!("{url}/_sim/readers/rdr_sim_1/network"),
-        "POST",
-        Some(&body),
-    )
-    .await;
-}
-
 /// The scenarios that use the one simulated reader and the one fault script, in turn.
 #[wasm_bindgen_test]
 async fn against_pos_sim_one_scenario_at_a_time() {
-    reader_link(true).await;
+    reader_link("rdr_sim_1", true).await;
     a_reset_after_the_backend_recorded_is_an_unknown_outcome_under_require_online().await;
     a_reset_then_a_refused_store_is_unknown_not_a_limit_error().await;
     an_abandoned_intent_is_forwarded_once_and_a_fresh_one_is_left_alone().await;
@@ -58,7 +45,7 @@ async fn against_pos_sim_one_scenario_at_a_time() {
     a_record_with_an_unreadable_header_is_moved_reported_and_not_pending().await;
     without_web_locks_a_forwarding_record_is_taken_over_only_after_its_lease().await;
     draining_keeps_a_few_requests_in_flight().await;
-    reader_link(false).await;
+    reader_link("rdr_sim_1", false).await;
 }
 
 /// A terminal on a database of its own, and a payment of `amount` stored offline in it.

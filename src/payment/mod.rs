@@ -258,6 +258,19 @@ pub fn check_capturable(id: &str, state: Option<StoredState>) -> Result<(), PosE
     }
 }
 
+/// The error of a capture or cancel the backend refused with `e`: a payment the connected
+/// reader stored (`held_by_reader`) and has not forwarded yet is unknown to the backend, which
+/// says `payment_not_found`; it is `payment_not_forwarded`, as for the SDK's own store (a
+/// cashier must never read "not found" as "not taken").
+pub fn capture_error(id: &str, e: PosError, held_by_reader: bool) -> PosError {
+    match e {
+        PosError::Backend(crate::error::BackendError::PaymentNotFound(_)) if held_by_reader => {
+            PosError::PaymentNotForwarded(id.to_string())
+        }
+        e => e,
+    }
+}
+
 /// What `capturePayment` and `cancelPayment` resolve with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -420,6 +433,26 @@ pub(crate) mod tests {
         ] {
             assert!(check_capturable("pay_1", s).is_ok(), "{s:?}");
         }
+    }
+
+    #[test]
+    fn a_payment_the_reader_still_holds_is_not_forwarded_not_unknown() {
+        use crate::error::BackendError;
+        let not_found = || PosError::from(BackendError::PaymentNotFound("no".into()));
+        assert_eq!(
+            capture_error("pay_1", not_found(), true).code(),
+            "payment_not_forwarded"
+        );
+        assert_eq!(
+            capture_error("pay_1", not_found(), false).code(),
+            "payment_not_found"
+        );
+        let state = PosError::from(BackendError::PaymentUnexpectedState("x".into()));
+        assert_eq!(
+            capture_error("pay_1", state, true).code(),
+            "payment_unexpected_state",
+            "only an unknown payment is explained by the reader's store"
+        );
     }
 
     #[test]

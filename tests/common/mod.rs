@@ -172,6 +172,19 @@ impl Events for Recorder {
     }
 }
 
+/// Cuts or restores the own link to the backend of pos-sim's reader `reader` (pos-sim's
+/// readers process payments themselves: scenarios about what the SDK does alone cut it).
+pub async fn reader_link(reader: &str, down: bool) {
+    let (_, url) = sim_addrs();
+    let body = format!(r#"{{"down":{down}}}"#);
+    fetch_json(
+        &format!("{url}/_sim/readers/{reader}/network"),
+        "POST",
+        Some(&body),
+    )
+    .await;
+}
+
 /// Options for a terminal on pos-sim's backend, with a database of its own and no timer.
 pub fn options(api: &str, db: &str) -> TerminalOptions {
     TerminalOptions {
