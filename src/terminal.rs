@@ -12,7 +12,7 @@ use crate::backend::Backend;
 use crate::checkout::Checkout;
 use crate::connectivity::Connectivity;
 use crate::error::PosError;
-use crate::events::{Events, PaymentStatus};
+use crate::events::{Events, OncePerPayment, PaymentStatus};
 use crate::forward_policy::ForwardReport;
 use crate::held::Held;
 use crate::options::Settings;
@@ -48,6 +48,8 @@ impl Terminal {
         tokens: Rc<dyn TokenSource>,
         events: Rc<dyn Events>,
     ) -> Result<Terminal, PosError> {
+        // Both agents may hold the same payment: the page hears of its outcome once.
+        let events: Rc<dyn Events> = Rc::new(OncePerPayment::new(events));
         let closed_for_upgrade = events.clone();
         let store = Rc::new(
             Store::open_observed(&settings.db_name, move || {
