@@ -27,12 +27,23 @@ pub struct ReaderPairingRequest {
 }
 
 /// `POST /v1/reader_pairings` answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReaderPairing {
     pub reader_id: String,
     pub secret: String,
     /// Milliseconds since the Unix epoch after which the reader refuses it.
     pub expires_at: u64,
+}
+
+impl std::fmt::Debug for ReaderPairing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the secret, not even in a debug dump.
+        f.debug_struct("ReaderPairing")
+            .field("reader_id", &self.reader_id)
+            .field("secret", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 /// Error codes of the backend API (`ErrorBody.error.code`) that the SDK and readers act on.
@@ -166,6 +177,17 @@ mod tests {
         assert_eq!(json["card"]["entry_mode"], "chip");
         let back: PaymentBody = serde_json::from_value(json).unwrap();
         assert_eq!(back, body);
+    }
+
+    #[test]
+    fn a_pairing_never_prints_its_secret() {
+        let pairing = ReaderPairing {
+            reader_id: "rdr_1".into(),
+            secret: "rpair_s3cr3t".into(),
+            expires_at: 1,
+        };
+        let printed = format!("{pairing:?}");
+        assert!(printed.contains("rdr_1") && !printed.contains("s3cr3t"));
     }
 
     #[test]
