@@ -149,7 +149,10 @@ const NETWORK_TEXT = {
 function setNetworkStatus(status) {
   const s = NETWORK_TEXT[status] ? status : "unknown";
   el.banner.dataset.status = s;
-  el.networkText.textContent = NETWORK_TEXT[s];
+  el.networkText.textContent =
+    s === "offline" && el.offlineStorage?.value === "reader"
+      ? "Offline — payments go through the reader's own link, or are stored on the reader (or this device) and sent when a connection returns"
+      : NETWORK_TEXT[s];
 }
 
 function renderOfflineStatus(status) {
