@@ -22,19 +22,14 @@ pub enum PaymentOutcome {
 /// bodies (`ErrorBody` JSON) are final: a proxy's or captive portal's page is unreadable,
 /// retried with the same key.
 pub fn classify_payment_answer(status: u16, text: &str) -> Result<PaymentOutcome, BackendError> {
-    let own = serde_json::from_str::<ErrorBody>(text).ok();
-    let unreadable = || {
-        BackendError::InvalidResponse(format!(
-            "{status} without the backend's error body: {}",
-            text.chars().take(200).collect::<String>()
-        ))
-    };
-    match status {
-        200..=299 => serde_json::from_str::<PaymentOk>(text)
+    if (200..300).contains(&status) {
+        return serde_json::from_str::<PaymentOk>(text)
             .map(PaymentOutcome::Approved)
-            .map_err(|e| BackendError::InvalidResponse(format!("{status}: {e}"))),
+            .map_err(|e| BackendError::InvalidResponse(format!("{status}: {e}")));
+    }
+    let body = refusal(status, text)?;
+    match status {
         402 => {
-            let body = own.ok_or_else(unreadable)?;
             let decline_code = body
                 .error
                 .decline_code
@@ -46,16 +41,8 @@ pub fn classify_payment_answer(status: u16, text: &str) -> Result<PaymentOutcome
                 .unwrap_or_else(|| "generic_decline".to_string());
             Ok(PaymentOutcome::Declined { decline_code })
         }
-        // Retried anyway (with new credentials, or with backoff): no body needed.
-        401 | 403 => Err(BackendError::Unauthorized(describe(own.as_ref(), text))),
-        429 | 500..=599 => Err(BackendError::status(status, describe(own.as_ref(), text))),
-        _ => {
-            let body = own.ok_or_else(unreadable)?;
-            if status == 409 {
-                return Err(BackendError::IdempotencyConflict);
-            }
-            Err(BackendError::status(status, describe(Some(&body), text)))
-        }
+        409 => Err(BackendError::IdempotencyConflict),
+        _ => Err(BackendError::status(status, describe(Some(&body), text))),
     }
 }
 
@@ -63,28 +50,18 @@ pub fn classify_payment_answer(status: u16, text: &str) -> Result<PaymentOutcome
 /// state, or a typed refusal (`payment_not_found`, `payment_unexpected_state`). Both
 /// requests are idempotent at the backend, so every retryable error may be retried as is.
 pub fn classify_capture_answer(status: u16, text: &str) -> Result<PaymentOk, BackendError> {
-    let own = serde_json::from_str::<ErrorBody>(text).ok();
-    match status {
-        200..=299 => serde_json::from_str::<PaymentOk>(text)
-            .map_err(|e| BackendError::InvalidResponse(format!("{status}: {e}"))),
-        401 | 403 => Err(BackendError::Unauthorized(describe(own.as_ref(), text))),
-        429 | 500..=599 => Err(BackendError::status(status, describe(own.as_ref(), text))),
-        _ => {
-            let Some(body) = own else {
-                return Err(BackendError::InvalidResponse(format!(
-                    "{status} without the backend's error body: {}",
-                    text.chars().take(200).collect::<String>()
-                )));
-            };
-            let message = describe(Some(&body), text);
-            match (status, body.error.code.as_str()) {
-                (404, codes::PAYMENT_NOT_FOUND) => Err(BackendError::PaymentNotFound(message)),
-                (409, codes::PAYMENT_UNEXPECTED_STATE) => {
-                    Err(BackendError::PaymentUnexpectedState(message))
-                }
-                _ => Err(BackendError::status(status, message)),
-            }
+    if (200..300).contains(&status) {
+        return serde_json::from_str::<PaymentOk>(text)
+            .map_err(|e| BackendError::InvalidResponse(format!("{status}: {e}")));
+    }
+    let body = refusal(status, text)?;
+    let message = describe(Some(&body), text);
+    match (status, body.error.code.as_str()) {
+        (404, codes::PAYMENT_NOT_FOUND) => Err(BackendError::PaymentNotFound(message)),
+        (409, codes::PAYMENT_UNEXPECTED_STATE) => {
+            Err(BackendError::PaymentUnexpectedState(message))
         }
+        _ => Err(BackendError::status(status, message)),
     }
 }
 
@@ -98,35 +75,43 @@ pub fn classify_pairing_answer(
     text: &str,
     reader_id: &str,
 ) -> Result<ReaderPairing, BackendError> {
+    if !(200..300).contains(&status) {
+        let body = refusal(status, text)?;
+        return Err(BackendError::status(status, describe(Some(&body), text)));
+    }
+    let pairing = serde_json::from_str::<ReaderPairing>(text)
+        .map_err(|e| BackendError::InvalidResponse(format!("{status}: {e}")))?;
+    let secret_ok = !pairing.secret.is_empty()
+        && pairing.secret.len() <= MAX_PAIRING_SECRET_CHARS
+        && pairing.secret.bytes().all(|b| b.is_ascii_graphic());
+    if pairing.reader_id != reader_id {
+        Err(BackendError::InvalidResponse(
+            "the backend issued a pairing for another reader".into(),
+        ))
+    } else if !secret_ok {
+        Err(BackendError::InvalidResponse(
+            "the pairing secret is empty, too long or not visible ASCII".into(),
+        ))
+    } else {
+        Ok(pairing)
+    }
+}
+
+/// What every non-2xx answer shares: refused credentials (retried with fresh ones), a
+/// status worth retrying (429, 5xx), an answer without the backend's own error body (a
+/// proxy's or captive portal's page: no word from the backend, retried). Otherwise the
+/// backend's own error body, for the caller's codes.
+fn refusal(status: u16, text: &str) -> Result<ErrorBody, BackendError> {
     let own = serde_json::from_str::<ErrorBody>(text).ok();
     match status {
-        200..=299 => {
-            let pairing = serde_json::from_str::<ReaderPairing>(text)
-                .map_err(|e| BackendError::InvalidResponse(format!("{status}: {e}")))?;
-            let secret_ok = !pairing.secret.is_empty()
-                && pairing.secret.len() <= MAX_PAIRING_SECRET_CHARS
-                && pairing.secret.bytes().all(|b| b.is_ascii_graphic());
-            if pairing.reader_id != reader_id {
-                Err(BackendError::InvalidResponse(
-                    "the backend issued a pairing for another reader".into(),
-                ))
-            } else if !secret_ok {
-                Err(BackendError::InvalidResponse(
-                    "the pairing secret is empty, too long or not visible ASCII".into(),
-                ))
-            } else {
-                Ok(pairing)
-            }
-        }
         401 | 403 => Err(BackendError::Unauthorized(describe(own.as_ref(), text))),
         429 | 500..=599 => Err(BackendError::status(status, describe(own.as_ref(), text))),
-        _ => match own {
-            Some(body) => Err(BackendError::status(status, describe(Some(&body), text))),
-            None => Err(BackendError::InvalidResponse(format!(
+        _ => own.ok_or_else(|| {
+            BackendError::InvalidResponse(format!(
                 "{status} without the backend's error body: {}",
                 text.chars().take(200).collect::<String>()
-            ))),
-        },
+            ))
+        }),
     }
 }
 
