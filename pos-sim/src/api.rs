@@ -965,25 +965,16 @@ mod tests {
 
     #[tokio::test]
     async fn unbound_v1_payloads_are_refused() {
-        use aes_gcm::aead::{Aead, KeyInit, Payload};
-        use aes_gcm::{Aes256Gcm, Key, Nonce};
         use base64::Engine as _;
 
         let h = harness().await;
-        let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(h.state.card_key.as_bytes()));
-        let nonce = [3u8; 12];
-        let ct = cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: br#"{"number":"4242424242424242","exp_month":12,"exp_year":2030}"#
-                        .as_slice(),
-                    aad: b"pos-sim/card/v1|rdr_sim_1",
-                },
-            )
-            .expect("seal");
-        let mut raw = nonce.to_vec();
-        raw.extend_from_slice(&ct);
+        let raw = crate::seal::seal_with_nonce(
+            h.state.card_key.as_bytes(),
+            [3u8; crate::seal::NONCE_LEN],
+            br#"{"number":"4242424242424242","exp_month":12,"exp_year":2030}"#,
+            b"pos-sim/card/v1|rdr_sim_1",
+        )
+        .expect("seal");
         let mut body = h.body("pay_v1", 1000, "4242424242424242");
         body["card_payload"] = json!(base64::engine::general_purpose::STANDARD.encode(raw));
         let (status, resp) = h.pay("pay_v1", &body).await;

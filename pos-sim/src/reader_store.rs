@@ -13,20 +13,18 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Key, Nonce};
 use pos_protocol::backend::PaymentBody;
 use pos_protocol::reader::ForwardResult;
 use rand::RngCore;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
+use crate::seal::{self, NONCE_LEN};
+
 /// AAD prefix of a sealed row; `reader_id|payment_id` follows.
 pub const AAD_PREFIX: &str = "pos-sim/reader-store/v1|";
 /// A reader refuses to store more pending payments than this (`storage_full`).
 pub const MAX_PENDING: u32 = 1000;
-
-const NONCE_LEN: usize = 12;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReaderStoreError {
@@ -223,22 +221,8 @@ impl ReaderStore {
         }
         let key = Self::key(&tx, reader_id)?;
         let plaintext = serde_json::to_vec(body).map_err(|_| ReaderStoreError::Seal)?;
-        let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&key));
-        let mut nonce = [0u8; NONCE_LEN];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let aad = aad(reader_id, &body.id);
-        let ciphertext = cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: &plaintext,
-                    aad: &aad,
-                },
-            )
+        let sealed = seal::seal(&key, &plaintext, &aad(reader_id, &body.id))
             .map_err(|_| ReaderStoreError::Seal)?;
-        let mut sealed = Vec::with_capacity(NONCE_LEN + ciphertext.len());
-        sealed.extend_from_slice(&nonce);
-        sealed.extend_from_slice(&ciphertext);
         tx.execute(
             "INSERT INTO stored_payments
                 (reader_id, payment_id, state, stored_at, amount, currency, sealed)
@@ -327,17 +311,7 @@ impl ReaderStore {
             return Err(ReaderStoreError::Corrupt);
         }
         let key = Self::key(&conn, reader_id)?;
-        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
-        let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&key));
-        let aad = aad(reader_id, payment_id);
-        let plaintext = cipher
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad: &aad,
-                },
-            )
+        let plaintext = seal::open(&key, &sealed, &aad(reader_id, payment_id))
             .map_err(|_| ReaderStoreError::Open)?;
         let body: PaymentBody =
             serde_json::from_slice(&plaintext).map_err(|_| ReaderStoreError::Corrupt)?;
