@@ -18,6 +18,7 @@ use pos_protocol::backend::{
     IDEMPOTENCY_HEADER,
 };
 use pos_protocol::outcomes::{self, Outcome};
+use pos_protocol::reader::ForwardResult;
 use tower_http::cors::{Any, CorsLayer};
 
 use crate::card_crypto::{self, CardBinding, CardKey};
@@ -176,62 +177,46 @@ pub fn handle_payment(state: &ApiState, headers: &HeaderMap, bytes: &[u8]) -> St
     process_payment(state, &key, &body)
 }
 
-/// What the backend concluded for a payment a reader sent over its own link
-/// ([`charge_from_reader`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReaderCharge {
-    Approved {
-        payment_intent: String,
-        status: PaymentStatus,
-    },
-    Declined {
-        decline_code: String,
-    },
-    /// Refused (`invalid_request`, `invalid_card_payload`, `card_payload_mismatch`,
-    /// `card_payload_reused`, `idempotency_key_reused`), final; except code `internal`, a
-    /// storage failure, which the reader retries like a network error.
-    Rejected {
-        code: String,
-        message: String,
-    },
-}
-
 /// A payment a pos-sim reader sends over its own link to the backend: the same checks,
 /// idempotency (key = `body.id`), decision and record as `POST /v1/payments`, counted as a
 /// request for that key in `/_sim/payments`. There is no HTTP authorisation: in the simulator
 /// the reader's link is trusted (a real reader authenticates to its backend with its own
 /// device credential, never the POS's connection token). Blocks on SQLite: call it from
 /// `spawn_blocking` in async code.
-pub fn charge_from_reader(state: &ApiState, body: &PaymentBody) -> ReaderCharge {
+///
+/// `Rejected` covers `invalid_request`, `invalid_card_payload`, `card_payload_mismatch`,
+/// `card_payload_reused` and `idempotency_key_reused`, all final; except code `internal`, a
+/// storage failure, which the reader retries like a network error.
+pub fn charge_from_reader(state: &ApiState, body: &PaymentBody) -> ForwardResult {
     if let Err(message) = validate(body) {
-        return ReaderCharge::Rejected {
+        return ForwardResult::Rejected {
             code: codes::INVALID_REQUEST.to_owned(),
             message: message.to_owned(),
         };
     }
     let answer = process_payment(state, &body.id, body);
-    reader_charge(&answer)
+    forward_result(&answer)
 }
 
-/// A stored HTTP answer as a [`ReaderCharge`].
-fn reader_charge(answer: &StoredAnswer) -> ReaderCharge {
+/// A stored HTTP answer as the [`ForwardResult`] a reader keeps.
+fn forward_result(answer: &StoredAnswer) -> ForwardResult {
     if answer.status == StatusCode::OK.as_u16() {
         if let Ok(ok) = serde_json::from_str::<PaymentOk>(&answer.body) {
-            return ReaderCharge::Approved {
+            return ForwardResult::Approved {
                 payment_intent: ok.payment_intent,
                 status: ok.status,
             };
         }
     }
     let Ok(ErrorBody { error }) = serde_json::from_str::<ErrorBody>(&answer.body) else {
-        return ReaderCharge::Rejected {
+        return ForwardResult::Rejected {
             code: String::from("internal"),
             message: String::from("unreadable answer"),
         };
     };
     match (error.code.as_str(), error.decline_code) {
-        (codes::CARD_DECLINED, Some(decline_code)) => ReaderCharge::Declined { decline_code },
-        _ => ReaderCharge::Rejected {
+        (codes::CARD_DECLINED, Some(decline_code)) => ForwardResult::Declined { decline_code },
+        _ => ForwardResult::Rejected {
             code: error.code,
             message: error.message,
         },
@@ -1277,7 +1262,7 @@ mod tests {
         let body: PaymentBody =
             serde_json::from_value(h.body("pay_rdr", 1000, "4242424242424242")).expect("body");
         let charge = charge_from_reader(&h.state, &body);
-        let ReaderCharge::Approved {
+        let ForwardResult::Approved {
             payment_intent,
             status,
         } = charge.clone()
@@ -1302,27 +1287,27 @@ mod tests {
             serde_json::from_value(h.body("pay_rdr_no", 1000, "4000000000009995")).expect("body");
         assert_eq!(
             charge_from_reader(&h.state, &declined),
-            ReaderCharge::Declined {
+            ForwardResult::Declined {
                 decline_code: "insufficient_funds".into()
             }
         );
 
         let mut raised = body.clone();
         raised.id = "pay_rdr_raised".into();
-        let ReaderCharge::Rejected { code, .. } = charge_from_reader(&h.state, &raised) else {
+        let ForwardResult::Rejected { code, .. } = charge_from_reader(&h.state, &raised) else {
             panic!("expected a refusal");
         };
         assert_eq!(code, codes::CARD_PAYLOAD_REUSED);
         let mut bad = body.clone();
         bad.currency = "USD".into();
-        let ReaderCharge::Rejected { code, .. } = charge_from_reader(&h.state, &bad) else {
+        let ForwardResult::Rejected { code, .. } = charge_from_reader(&h.state, &bad) else {
             panic!("expected a refusal");
         };
         assert_eq!(code, codes::INVALID_REQUEST);
         let mut mismatch: PaymentBody =
             serde_json::from_value(h.body("pay_rdr_m", 1000, "4242424242424242")).expect("body");
         mismatch.amount = 10;
-        let ReaderCharge::Rejected { code, .. } = charge_from_reader(&h.state, &mismatch) else {
+        let ForwardResult::Rejected { code, .. } = charge_from_reader(&h.state, &mismatch) else {
             panic!("expected a refusal");
         };
         assert_eq!(code, codes::CARD_PAYLOAD_MISMATCH);
