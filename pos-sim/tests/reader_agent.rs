@@ -17,6 +17,11 @@ impl Sim {
         Sim::launch(db, 20, &[])
     }
 
+    /// A pairing credential for `reader_id`, issued with a fresh connection token.
+    fn pair(&self, reader_id: &str) -> String {
+        self.pairing(&self.token(), reader_id)
+    }
+
     /// Connects with `pairing`; returns the socket after `hello_ack` and the first
     /// `store_status`, and those two messages.
     fn connect(&self, id: &str, pairing: &str) -> (Ws, Value, Value) {
@@ -116,8 +121,7 @@ fn process(ws: &mut Ws, request_id: &str, mode: &str, payment: &Value) -> Value 
 fn process_online_through_the_readers_own_link() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sim = Sim::start(&dir.path().join("sim.db"));
-    let token = sim.token();
-    let pairing = sim.pairing(&token, R1);
+    let pairing = sim.pair(R1);
     let (mut ws, ack, status) = sim.connect(R1, &pairing);
     assert_eq!(ack["capabilities"], json!({"process": true, "store": true}));
     assert_eq!(ack["reader"]["country"], "US");
@@ -196,8 +200,7 @@ fn process_online_through_the_readers_own_link() {
 fn stored_on_the_reader_survives_reboot_and_is_forwarded_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sim = Sim::start(&dir.path().join("sim.db"));
-    let token = sim.token();
-    let pairing = sim.pairing(&token, R1);
+    let pairing = sim.pair(R1);
     let (mut ws, _, _) = sim.connect(R1, &pairing);
 
     sim.set_link(R1, true);
@@ -306,8 +309,7 @@ fn the_readers_store_survives_a_pos_sim_restart() {
     let db = dir.path().join("sim.db");
     {
         let sim = Sim::start(&db);
-        let token = sim.token();
-        let pairing = sim.pairing(&token, R1);
+        let pairing = sim.pair(R1);
         let (mut ws, _, _) = sim.connect(R1, &pairing);
         sim.set_link(R1, true);
         let (_, read) = collect(&mut ws, "pay_restart", 1200);
@@ -325,8 +327,7 @@ fn the_readers_store_survives_a_pos_sim_restart() {
     eventually("the forward after restart", || {
         sim.requests_for("pay_restart") == 1 && sim.view(R1)["stored"]["count"] == 0
     });
-    let token = sim.token();
-    let pairing = sim.pairing(&token, R1);
+    let pairing = sim.pair(R1);
     let (mut ws, _, _) = sim.connect(R1, &pairing);
     let report = recv(&mut ws);
     assert_eq!(
@@ -340,8 +341,7 @@ fn the_readers_store_survives_a_pos_sim_restart() {
 fn offline_rules_refuse_before_storing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sim = Sim::start(&dir.path().join("sim.db"));
-    let token = sim.token();
-    let pairing = sim.pairing(&token, R1);
+    let pairing = sim.pair(R1);
     let (mut ws, _, _) = sim.connect(R1, &pairing);
     sim.set_link(R1, true);
 
@@ -485,8 +485,7 @@ fn pairing_is_required_to_connect_not_to_discover() {
 fn store_status_on_request_and_on_every_change() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sim = Sim::start(&dir.path().join("sim.db"));
-    let token = sim.token();
-    let pairing = sim.pairing(&token, R1);
+    let pairing = sim.pair(R1);
     let (mut ws, _, _) = sim.connect(R1, &pairing);
     send(
         &mut ws,
