@@ -474,6 +474,11 @@ mod tests {
         }
     }
 
+    /// Changes the stored rows behind the store's back.
+    fn tamper(store: &ReaderStore, sql: &str) {
+        store.lock().execute(sql, []).expect("tamper");
+    }
+
     #[test]
     fn stores_once_seals_and_forwards() {
         let store = ReaderStore::open_in_memory().expect("store");
@@ -526,25 +531,19 @@ mod tests {
             .expect("pending");
         assert_eq!((opened, stored_at), (body("pay_1", 100, "usd"), 5));
         // The AAD binds the row to its reader.
-        store
-            .lock()
-            .execute(
-                "UPDATE stored_payments SET reader_id = 'rdr_sim_2' WHERE payment_id = 'pay_2'",
-                [],
-            )
-            .expect("move");
+        tamper(
+            &store,
+            "UPDATE stored_payments SET reader_id = 'rdr_sim_2' WHERE payment_id = 'pay_2'",
+        );
         assert!(matches!(
             store.open_pending("rdr_sim_2", "pay_2"),
             Err(ReaderStoreError::Open)
         ));
         // The clear amount must agree with the sealed one.
-        store
-            .lock()
-            .execute(
-                "UPDATE stored_payments SET amount = 1 WHERE payment_id = 'pay_3'",
-                [],
-            )
-            .expect("tamper");
+        tamper(
+            &store,
+            "UPDATE stored_payments SET amount = 1 WHERE payment_id = 'pay_3'",
+        );
         assert!(matches!(
             store.open_pending("rdr_sim_1", "pay_3"),
             Err(ReaderStoreError::Corrupt)
