@@ -16,7 +16,7 @@ use std::time::Duration;
 use pos_protocol::backend::PaymentBody;
 use pos_protocol::reader::ForwardResult;
 use rand::RngCore;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
 use crate::seal::{self, NONCE_LEN};
@@ -158,6 +158,18 @@ fn aad(reader_id: &str, payment_id: &str) -> Vec<u8> {
 
 type RawEntry = (String, String, i64, i64, String, Option<String>);
 
+/// A row selected as `payment_id, state, stored_at, amount, currency, result`.
+fn raw_entry(row: &Row) -> rusqlite::Result<RawEntry> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+    ))
+}
+
 impl ReaderStore {
     /// Opens (creating if needed) the readers' database file.
     pub fn open(path: &Path) -> Result<Self, ReaderStoreError> {
@@ -251,16 +263,7 @@ impl ReaderStore {
                 "SELECT payment_id, state, stored_at, amount, currency, result
                  FROM stored_payments WHERE reader_id = ?1 AND payment_id = ?2",
                 params![reader_id, payment_id],
-                |row| {
-                    Ok((
-                        row.get(0)?,
-                        row.get(1)?,
-                        row.get(2)?,
-                        row.get(3)?,
-                        row.get(4)?,
-                        row.get(5)?,
-                    ))
-                },
+                raw_entry,
             )
             .optional()?;
         raw.map(entry_of).transpose()
@@ -363,16 +366,7 @@ impl ReaderStore {
              ORDER BY finished_at, payment_id",
         )?;
         let raws = stmt
-            .query_map([reader_id], |row| {
-                Ok((
-                    row.get(0)?,
-                    row.get(1)?,
-                    row.get(2)?,
-                    row.get(3)?,
-                    row.get(4)?,
-                    row.get(5)?,
-                ))
-            })?
+            .query_map([reader_id], raw_entry)?
             .collect::<Result<Vec<RawEntry>, _>>()?;
         let mut reports = Vec::with_capacity(raws.len());
         for raw in raws {
