@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use common::{ends, eventually, payment_body, payments, recv, send, Sim, Ws};
+use common::{discover, ends, eventually, payment_body, payments, recv, send, Sim, Ws};
 
 const R1: &str = "rdr_sim_1";
 
@@ -463,15 +463,7 @@ fn pairing_is_required_to_connect_not_to_discover() {
 
     // Discovery needs no credential and holds nothing.
     let mut ws = sim.reader(R1);
-    send(
-        &mut ws,
-        json!({"type":"hello","protocol_version":2,"client":"t","intent":"discover"}),
-    );
-    let ack = recv(&mut ws);
-    assert_eq!(
-        (&ack["type"], &ack["status"]),
-        (&json!("hello_ack"), &json!("online"))
-    );
+    let ack = discover(&mut ws, "online");
     assert_eq!(ack["capabilities"], json!({"process": true, "store": true}));
     hang_up(&sim, ws);
 

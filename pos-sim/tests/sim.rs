@@ -13,7 +13,9 @@ use tungstenite::{Message, WebSocket};
 use ureq::http;
 use ureq::Agent;
 
-use common::{ends, header, payment_body, payments, raw_request, request, send, Sim, BIN};
+use common::{
+    discover, ends, header, payment_body, payments, raw_request, request, send, Sim, BIN,
+};
 
 impl Sim {
     fn start(db: &Path) -> Sim {
@@ -362,15 +364,7 @@ fn reader_protocol_errors_and_faults() {
     // Paired; a second POS discovers it `in_use`, and its hello is refused with busy.
     let mut ws = sim.paired_reader("rdr_sim_1", &token);
     let mut other = sim.reader("rdr_sim_1");
-    send(
-        &mut other,
-        json!({"type":"hello","protocol_version":2,"client":"t","intent":"discover"}),
-    );
-    let ack = recv(&mut other);
-    assert_eq!(
-        (&ack["type"], &ack["status"]),
-        (&json!("hello_ack"), &json!("in_use"))
-    );
+    discover(&mut other, "in_use");
     let mut other = sim.reader("rdr_sim_1");
     send(
         &mut other,

@@ -235,6 +235,21 @@ pub fn recv(ws: &mut Ws) -> Value {
     }
 }
 
+/// Says `hello` with intent `discover` (no credential) and checks the `hello_ack` says
+/// `status`; returns it.
+pub fn discover(ws: &mut Ws, status: &str) -> Value {
+    send(
+        ws,
+        json!({"type":"hello","protocol_version":2,"client":"t","intent":"discover"}),
+    );
+    let ack = recv(ws);
+    assert_eq!(
+        (&ack["type"], &ack["status"]),
+        (&json!("hello_ack"), &json!(status))
+    );
+    ack
+}
+
 /// Reads until the socket ends; `true` if it did (close frame or EOF/reset) within the timeout.
 pub fn ends(ws: &mut Ws) -> bool {
     loop {
