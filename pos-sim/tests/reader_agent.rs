@@ -25,13 +25,7 @@ impl Sim {
     /// Connects with `pairing`; returns the socket after `hello_ack` and the first
     /// `store_status`, and those two messages.
     fn connect(&self, id: &str, pairing: &str) -> (Ws, Value, Value) {
-        let mut ws = self.reader(id);
-        send(
-            &mut ws,
-            json!({"type":"hello","protocol_version":2,"client":"test","pairing":pairing}),
-        );
-        let ack = recv(&mut ws);
-        assert_eq!(ack["type"], "hello_ack", "{ack}");
+        let (mut ws, ack) = self.hello(id, pairing);
         let status = recv(&mut ws);
         assert_eq!(status["type"], "store_status", "{status}");
         (ws, ack, status)

@@ -28,15 +28,7 @@ impl Sim {
 
     /// A POS session with reader `id`, paired with a credential issued with `token`.
     fn paired_reader(&self, id: &str, token: &str) -> WebSocket<TcpStream> {
-        let pairing = self.pairing(token, id);
-        let mut ws = self.reader(id);
-        send(
-            &mut ws,
-            json!({"type":"hello","protocol_version":2,"client":"test","pairing":pairing}),
-        );
-        let ack = recv(&mut ws);
-        assert_eq!(ack["type"], "hello_ack", "{ack}");
-        ws
+        self.hello(id, &self.pairing(token, id)).0
     }
 
     /// `POST /v1/payments/{id}/{action}` (`capture` or `cancel`).

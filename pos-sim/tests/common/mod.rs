@@ -138,6 +138,18 @@ impl Sim {
         self.try_reader(id).expect("ws handshake")
     }
 
+    /// Says `hello` to reader `id` with `pairing`; returns the socket and its `hello_ack`.
+    pub fn hello(&self, id: &str, pairing: &str) -> (Ws, Value) {
+        let mut ws = self.reader(id);
+        send(
+            &mut ws,
+            json!({"type":"hello","protocol_version":2,"client":"test","pairing":pairing}),
+        );
+        let ack = recv(&mut ws);
+        assert_eq!(ack["type"], "hello_ack", "{ack}");
+        (ws, ack)
+    }
+
     pub fn admin(&self, method: &str, path: &str, body: &str) -> (u16, Value) {
         request(self.pos, method, path, &[], body).expect("admin request")
     }
