@@ -60,6 +60,9 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
+/// A handler's answer: `Err` is a refusal, answered as is, so `?` can return it early.
+type Answer = Result<Response, Response>;
+
 /// The reader `id`, or the 404 to answer.
 // The error is the handler's answer, returned as is once per request: no need to box it.
 #[allow(clippy::result_large_err)]
@@ -77,6 +80,24 @@ fn body_or_400<T: serde::de::DeserializeOwned>(body: &[u8], usage: &str) -> Resu
         .map_err(|_| error(StatusCode::BAD_REQUEST, "invalid_request", usage))
 }
 
+/// A request to reader `id` with a body: the reader and the body as `T`, or the 404 (no such
+/// reader, looked up first) or the 400 (with `usage`) to answer.
+#[allow(clippy::result_large_err)]
+fn reader_request<'a, T: serde::de::DeserializeOwned>(
+    state: &'a AdminState,
+    id: &str,
+    body: &[u8],
+    usage: &str,
+) -> Result<(&'a Arc<Reader>, T), Response> {
+    let reader = reader_or_404(state, id)?;
+    Ok((reader, body_or_400(body, usage)?))
+}
+
+/// 200 with what the reader shows now.
+fn reader_view(reader: &Reader) -> Response {
+    json(StatusCode::OK, &reader.view())
+}
+
 async fn config(State(state): State<AdminState>) -> Response {
     json(StatusCode::OK, state.config.as_ref())
 }
@@ -87,11 +108,8 @@ async fn list_readers(State(state): State<AdminState>) -> Response {
 }
 
 /// `GET /_sim/readers/{id}`: one reader, with what its screen shows.
-async fn show_reader(State(state): State<AdminState>, Path(id): Path<String>) -> Response {
-    match reader_or_404(&state, &id) {
-        Ok(reader) => json(StatusCode::OK, &reader.view()),
-        Err(response) => response,
-    }
+async fn show_reader(State(state): State<AdminState>, Path(id): Path<String>) -> Answer {
+    Ok(reader_view(reader_or_404(&state, &id)?))
 }
 
 #[derive(Deserialize)]
@@ -101,24 +119,15 @@ struct FaultRequest {
 }
 
 /// `POST /_sim/readers/{id}/fault {"kind": …}`: the reader misbehaves once (tests).
-async fn set_fault(
-    State(state): State<AdminState>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
-    let reader = match reader_or_404(&state, &id) {
-        Ok(r) => r,
-        Err(response) => return response,
-    };
-    let FaultRequest { kind } = match body_or_400::<FaultRequest>(
+async fn set_fault(State(state): State<AdminState>, Path(id): Path<String>, body: Bytes) -> Answer {
+    let (reader, FaultRequest { kind }) = reader_request(
+        &state,
+        &id,
         &body,
         r#"body must be {"kind":"garbage|truncated|huge|wrong_request|wrong_version|silent"}"#,
-    ) {
-        Ok(b) => b,
-        Err(response) => return response,
-    };
+    )?;
     reader.set_fault(kind);
-    json(StatusCode::OK, &reader.view())
+    Ok(reader_view(reader))
 }
 
 #[derive(Serialize)]
@@ -127,17 +136,9 @@ struct Canceled {
 }
 
 /// `POST /_sim/readers/{id}/cancel`: the customer presses cancel on the reader.
-async fn customer_cancel(State(state): State<AdminState>, Path(id): Path<String>) -> Response {
-    let reader = match reader_or_404(&state, &id) {
-        Ok(r) => r,
-        Err(response) => return response,
-    };
-    json(
-        StatusCode::OK,
-        &Canceled {
-            sent: reader.customer_cancel(),
-        },
-    )
+async fn customer_cancel(State(state): State<AdminState>, Path(id): Path<String>) -> Answer {
+    let sent = reader_or_404(&state, &id)?.customer_cancel();
+    Ok(json(StatusCode::OK, &Canceled { sent }))
 }
 
 #[derive(Deserialize)]
@@ -150,31 +151,22 @@ struct CardRequest {
     pin: Option<bool>,
 }
 
-async fn set_card(
-    State(state): State<AdminState>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
-    let reader = match reader_or_404(&state, &id) {
-        Ok(r) => r,
-        Err(response) => return response,
-    };
-    let CardRequest { number, entry, pin } = match body_or_400::<CardRequest>(
+async fn set_card(State(state): State<AdminState>, Path(id): Path<String>, body: Bytes) -> Answer {
+    let (reader, CardRequest { number, entry, pin }) = reader_request(
+        &state,
+        &id,
         &body,
         r#"body must be {"number":"<12 to 19 digits>","entry"?:"chip|contactless|swipe","pin"?:bool}"#,
-    ) {
-        Ok(b) => b,
-        Err(response) => return response,
-    };
+    )?;
     if !is_card_number(&number) {
-        return error(
+        return Err(error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             "number must be 12 to 19 digits",
-        );
+        ));
     }
     reader.set_next_card(NextCard::new(number, entry, pin));
-    json(StatusCode::OK, &reader.view())
+    Ok(reader_view(reader))
 }
 
 #[derive(Deserialize)]
@@ -189,29 +181,19 @@ async fn set_reader_network(
     State(state): State<AdminState>,
     Path(id): Path<String>,
     body: Bytes,
-) -> Response {
-    let reader = match reader_or_404(&state, &id) {
-        Ok(r) => r,
-        Err(response) => return response,
-    };
-    let ReaderNetworkRequest { down } =
-        match body_or_400::<ReaderNetworkRequest>(&body, r#"body must be {"down":bool}"#) {
-            Ok(b) => b,
-            Err(response) => return response,
-        };
+) -> Answer {
+    let (reader, ReaderNetworkRequest { down }) =
+        reader_request(&state, &id, &body, r#"body must be {"down":bool}"#)?;
     reader.set_link_down(down);
-    json(StatusCode::OK, &reader.view())
+    Ok(reader_view(reader))
 }
 
 /// `POST /_sim/readers/{id}/reboot`: the socket drops, connections are refused while it
 /// boots, its stored payments survive.
-async fn reboot(State(state): State<AdminState>, Path(id): Path<String>) -> Response {
-    let reader = match reader_or_404(&state, &id) {
-        Ok(r) => r,
-        Err(response) => return response,
-    };
+async fn reboot(State(state): State<AdminState>, Path(id): Path<String>) -> Answer {
+    let reader = reader_or_404(&state, &id)?;
     reader.reboot();
-    json(StatusCode::OK, &reader.view())
+    Ok(reader_view(reader))
 }
 
 #[derive(Deserialize)]
@@ -225,21 +207,13 @@ async fn set_location(
     State(state): State<AdminState>,
     Path(id): Path<String>,
     body: Bytes,
-) -> Response {
-    let reader = match reader_or_404(&state, &id) {
-        Ok(r) => r,
-        Err(response) => return response,
-    };
+) -> Answer {
     let usage = r#"body must be {"country":"<ISO 3166-1 alpha-2, e.g. FR>"}"#;
-    let LocationRequest { country } = match body_or_400::<LocationRequest>(&body, usage) {
-        Ok(b) => b,
-        Err(response) => return response,
-    };
-    let Ok(country) = parse_country(&country) else {
-        return error(StatusCode::BAD_REQUEST, "invalid_request", usage);
-    };
+    let (reader, LocationRequest { country }) = reader_request(&state, &id, &body, usage)?;
+    let country = parse_country(&country)
+        .map_err(|_| error(StatusCode::BAD_REQUEST, "invalid_request", usage))?;
     reader.set_country(&country);
-    json(StatusCode::OK, &reader.view())
+    Ok(reader_view(reader))
 }
 
 #[derive(Serialize)]
@@ -247,13 +221,9 @@ struct Disconnected {
     disconnected: bool,
 }
 
-async fn disconnect(State(state): State<AdminState>, Path(id): Path<String>) -> Response {
-    let reader = match reader_or_404(&state, &id) {
-        Ok(r) => r,
-        Err(response) => return response,
-    };
-    let disconnected = reader.kill_session();
-    json(StatusCode::OK, &Disconnected { disconnected })
+async fn disconnect(State(state): State<AdminState>, Path(id): Path<String>) -> Answer {
+    let disconnected = reader_or_404(&state, &id)?.kill_session();
+    Ok(json(StatusCode::OK, &Disconnected { disconnected }))
 }
 
 #[derive(Deserialize)]
@@ -268,20 +238,15 @@ async fn get_network(State(state): State<AdminState>) -> Response {
     json(StatusCode::OK, &state.network.get())
 }
 
-async fn set_network(State(state): State<AdminState>, body: Bytes) -> Response {
-    let request = match body_or_400::<NetworkRequest>(
-        &body,
-        r#"body must be {"down":bool,"latency_ms"?:number}"#,
-    ) {
-        Ok(b) => b,
-        Err(response) => return response,
-    };
+async fn set_network(State(state): State<AdminState>, body: Bytes) -> Answer {
+    let request: NetworkRequest =
+        body_or_400(&body, r#"body must be {"down":bool,"latency_ms"?:number}"#)?;
     let now = state.network.set(request.down, request.latency_ms);
     eprintln!(
         "[pos-sim] network: down={} latency_ms={}",
         now.down, now.latency_ms
     );
-    json(StatusCode::OK, &now)
+    Ok(json(StatusCode::OK, &now))
 }
 
 #[derive(Deserialize)]

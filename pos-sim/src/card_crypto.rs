@@ -10,20 +10,17 @@
 //! Version 1 payloads (bare base64, AAD `"pos-sim/card/v1|" + reader_id`) were bound to the
 //! reader only, so anyone holding one could charge it for any amount: they are refused.
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Key, Nonce};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
+use crate::seal::{self, NONCE_LEN, TAG_LEN};
+
 /// Text prefix of a v2 payload (`:` is not base64, so a v1 payload never starts with it).
 pub const PAYLOAD_PREFIX: &str = "sealed:v2:";
 /// AAD prefix; `reader_id|payment_id|amount|currency` follows it.
 pub const AAD_PREFIX: &str = "pos-sim/card/v2|";
-
-const NONCE_LEN: usize = 12;
-const TAG_LEN: usize = 16;
 
 /// The 32-byte key shared by the simulated readers and the simulated backend.
 #[derive(Clone)]
@@ -142,22 +139,8 @@ pub fn encrypt(
         currency: binding.currency.clone(),
     };
     let plaintext = serde_json::to_vec(&sealed).map_err(|_| CardCryptoError::Encrypt)?;
-    let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key.as_bytes()));
-    let mut nonce = [0u8; NONCE_LEN];
-    rand::rngs::OsRng.fill_bytes(&mut nonce);
-    let aad = aad(reader_id, binding);
-    let ciphertext = cipher
-        .encrypt(
-            Nonce::from_slice(&nonce),
-            Payload {
-                msg: &plaintext,
-                aad: &aad,
-            },
-        )
+    let out = seal::seal(key.as_bytes(), &plaintext, &aad(reader_id, binding))
         .map_err(|_| CardCryptoError::Encrypt)?;
-    let mut out = Vec::with_capacity(NONCE_LEN + ciphertext.len());
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(&ciphertext);
     Ok(format!("{PAYLOAD_PREFIX}{}", BASE64.encode(out)))
 }
 
@@ -177,17 +160,7 @@ pub fn decrypt(
     if raw.len() < NONCE_LEN + TAG_LEN {
         return Err(CardCryptoError::TooShort);
     }
-    let (nonce, ciphertext) = raw.split_at(NONCE_LEN);
-    let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key.as_bytes()));
-    let aad = aad(reader_id, binding);
-    let plaintext = cipher
-        .decrypt(
-            Nonce::from_slice(nonce),
-            Payload {
-                msg: ciphertext,
-                aad: &aad,
-            },
-        )
+    let plaintext = seal::open(key.as_bytes(), &raw, &aad(reader_id, binding))
         .map_err(|_| CardCryptoError::Mismatch)?;
     let sealed: SealedCard =
         serde_json::from_slice(&plaintext).map_err(|_| CardCryptoError::BadPlaintext)?;
@@ -215,8 +188,6 @@ pub fn is_card_number(number: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use aes_gcm::aead::{Aead, KeyInit, Payload};
-
     use super::*;
 
     fn card() -> CardData {
@@ -313,20 +284,13 @@ mod tests {
         // Sealed by hand: the AAD says pay_1/1000/usd, the plaintext says 5000.
         let key = CardKey::random();
         let plaintext = br#"{"number":"4242424242424242","exp_month":12,"exp_year":2029,"payment_id":"pay_1","amount":5000,"currency":"usd"}"#;
-        let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key.as_bytes()));
-        let nonce = [7u8; NONCE_LEN];
-        let aad = aad("rdr_sim_1", &binding());
-        let ct = cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: plaintext.as_slice(),
-                    aad: &aad,
-                },
-            )
-            .expect("seal");
-        let mut raw = nonce.to_vec();
-        raw.extend_from_slice(&ct);
+        let raw = seal::seal_with_nonce(
+            key.as_bytes(),
+            [7u8; NONCE_LEN],
+            plaintext,
+            &aad("rdr_sim_1", &binding()),
+        )
+        .expect("seal");
         let payload = format!("{PAYLOAD_PREFIX}{}", BASE64.encode(raw));
         assert_eq!(
             decrypt(&key, "rdr_sim_1", &binding(), &payload),
@@ -338,20 +302,13 @@ mod tests {
     fn unbound_v1_payloads_are_refused() {
         // A v1 payload: bare base64 of nonce || AES-GCM(card) with AAD "pos-sim/card/v1|rdr".
         let key = CardKey::random();
-        let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key.as_bytes()));
-        let nonce = [1u8; NONCE_LEN];
-        let ct = cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: br#"{"number":"4242424242424242","exp_month":12,"exp_year":2029}"#
-                        .as_slice(),
-                    aad: b"pos-sim/card/v1|rdr_sim_1",
-                },
-            )
-            .expect("seal");
-        let mut raw = nonce.to_vec();
-        raw.extend_from_slice(&ct);
+        let raw = seal::seal_with_nonce(
+            key.as_bytes(),
+            [1u8; NONCE_LEN],
+            br#"{"number":"4242424242424242","exp_month":12,"exp_year":2029}"#,
+            b"pos-sim/card/v1|rdr_sim_1",
+        )
+        .expect("seal");
         let v1 = BASE64.encode(raw);
         let err = decrypt(&key, "rdr_sim_1", &binding(), &v1).expect_err("refused");
         assert_eq!(err, CardCryptoError::NotV2);

@@ -15,6 +15,7 @@ mod network;
 mod reader_link;
 mod reader_store;
 mod readers;
+mod seal;
 mod simulated_card;
 mod static_files;
 mod store;

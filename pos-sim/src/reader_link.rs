@@ -9,11 +9,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pos_protocol::backend::{OfflineInfo, PaymentBody, PaymentStatus};
+use pos_protocol::backend::{OfflineInfo, PaymentBody};
 use pos_protocol::offline_rules;
 use pos_protocol::reader::{ForwardResult, ProcessMode, ProcessResult, ReaderErrorCode};
 
-use crate::api::{self, ApiState, ReaderCharge};
+use crate::api::{self, ApiState};
 use crate::card_crypto::{self, CardBinding, CardCryptoError, CardData, CardKey};
 use crate::reader_store::{Entry, ReaderStore, ReaderStoreError, RowState, Stored, MAX_PENDING};
 use crate::readers::Reader;
@@ -30,43 +30,12 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 /// What the backend made of a payment the reader sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Charge {
-    Approved {
-        payment_intent: String,
-        status: PaymentStatus,
-    },
-    Declined {
-        decline_code: String,
-    },
-    Rejected {
-        code: String,
-        message: String,
-    },
+    /// Its final word: approved, declined or refused.
+    Final(ForwardResult),
     /// Nothing was sent: the reader's link is down.
     Unreachable,
     /// Sent, no usable answer (the backend failed): it may have it.
     Unknown(String),
-}
-
-impl Charge {
-    fn final_result(&self) -> Option<ForwardResult> {
-        match self {
-            Self::Approved {
-                payment_intent,
-                status,
-            } => Some(ForwardResult::Approved {
-                payment_intent: payment_intent.clone(),
-                status: *status,
-            }),
-            Self::Declined { decline_code } => Some(ForwardResult::Declined {
-                decline_code: decline_code.clone(),
-            }),
-            Self::Rejected { code, message } => Some(ForwardResult::Rejected {
-                code: code.clone(),
-                message: message.clone(),
-            }),
-            Self::Unreachable | Self::Unknown(_) => None,
-        }
-    }
 }
 
 fn process_result_of(result: ForwardResult) -> ProcessResult {
@@ -159,11 +128,8 @@ pub async fn process(
     match mode {
         ProcessMode::Store => store_payment(ctx, reader, payment).await,
         ProcessMode::Online | ProcessMode::OnlineOrStore => {
-            let charge = send(ctx, reader, payment.clone()).await;
-            if let Some(result) = charge.final_result() {
-                return Ok(process_result_of(result));
-            }
-            match (mode, charge) {
+            match (mode, send(ctx, reader, payment.clone()).await) {
+                (_, Charge::Final(result)) => Ok(process_result_of(result)),
                 (ProcessMode::Online, Charge::Unknown(message)) => {
                     Ok(ProcessResult::Unknown { message })
                 }
@@ -301,10 +267,9 @@ async fn forward_one(ctx: &LinkContext, reader: &Reader, payment_id: String) -> 
     if body.offline.is_none() {
         body.offline = Some(OfflineInfo { stored_at });
     }
-    let charge = send(ctx, reader, body).await;
-    match charge.final_result() {
-        Some(result) => finish(ctx, reader, payment_id, result).await,
-        None => Forward::Retry,
+    match send(ctx, reader, body).await {
+        Charge::Final(result) => finish(ctx, reader, payment_id, result).await,
+        Charge::Unreachable | Charge::Unknown(_) => Forward::Retry,
     }
 }
 
@@ -391,19 +356,11 @@ pub async fn forward_loop(ctx: Arc<LinkContext>, reader: Arc<Reader>) {
 /// body.id` (in-process, recorded like any request). Blocks on SQLite.
 fn charge(api: &ApiState, body: &PaymentBody) -> Charge {
     match api::charge_from_reader(api, body) {
-        ReaderCharge::Approved {
-            payment_intent,
-            status,
-        } => Charge::Approved {
-            payment_intent,
-            status,
-        },
-        ReaderCharge::Declined { decline_code } => Charge::Declined { decline_code },
         // A storage failure of the backend: retried like a network error.
-        ReaderCharge::Rejected { code, .. } if code == "internal" => {
+        ForwardResult::Rejected { code, .. } if code == "internal" => {
             Charge::Unknown(String::from("the backend failed"))
         }
-        ReaderCharge::Rejected { code, message } => Charge::Rejected { code, message },
+        result => Charge::Final(result),
     }
 }
 
@@ -442,7 +399,7 @@ mod tests {
     use std::path::Path;
     use std::time::Duration;
 
-    use pos_protocol::backend::CaptureMethod;
+    use pos_protocol::backend::{CaptureMethod, PaymentStatus};
     use pos_protocol::{CardSummary, EntryMode};
     use rusqlite::Connection;
 
@@ -617,7 +574,7 @@ mod tests {
         // marked the row forwarded: the row is still pending.
         let mut sent = body;
         sent.offline = Some(OfflineInfo { stored_at });
-        let ReaderCharge::Approved { payment_intent, .. } =
+        let ForwardResult::Approved { payment_intent, .. } =
             api::charge_from_reader(&f.ctx.api, &sent)
         else {
             panic!("not approved");

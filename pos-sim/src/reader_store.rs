@@ -13,20 +13,18 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Key, Nonce};
 use pos_protocol::backend::PaymentBody;
 use pos_protocol::reader::ForwardResult;
 use rand::RngCore;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
+
+use crate::seal::{self, NONCE_LEN};
 
 /// AAD prefix of a sealed row; `reader_id|payment_id` follows.
 pub const AAD_PREFIX: &str = "pos-sim/reader-store/v1|";
 /// A reader refuses to store more pending payments than this (`storage_full`).
 pub const MAX_PENDING: u32 = 1000;
-
-const NONCE_LEN: usize = 12;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReaderStoreError {
@@ -160,6 +158,18 @@ fn aad(reader_id: &str, payment_id: &str) -> Vec<u8> {
 
 type RawEntry = (String, String, i64, i64, String, Option<String>);
 
+/// A row selected as `payment_id, state, stored_at, amount, currency, result`.
+fn raw_entry(row: &Row) -> rusqlite::Result<RawEntry> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+    ))
+}
+
 impl ReaderStore {
     /// Opens (creating if needed) the readers' database file.
     pub fn open(path: &Path) -> Result<Self, ReaderStoreError> {
@@ -223,22 +233,8 @@ impl ReaderStore {
         }
         let key = Self::key(&tx, reader_id)?;
         let plaintext = serde_json::to_vec(body).map_err(|_| ReaderStoreError::Seal)?;
-        let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&key));
-        let mut nonce = [0u8; NONCE_LEN];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let aad = aad(reader_id, &body.id);
-        let ciphertext = cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: &plaintext,
-                    aad: &aad,
-                },
-            )
+        let sealed = seal::seal(&key, &plaintext, &aad(reader_id, &body.id))
             .map_err(|_| ReaderStoreError::Seal)?;
-        let mut sealed = Vec::with_capacity(NONCE_LEN + ciphertext.len());
-        sealed.extend_from_slice(&nonce);
-        sealed.extend_from_slice(&ciphertext);
         tx.execute(
             "INSERT INTO stored_payments
                 (reader_id, payment_id, state, stored_at, amount, currency, sealed)
@@ -267,16 +263,7 @@ impl ReaderStore {
                 "SELECT payment_id, state, stored_at, amount, currency, result
                  FROM stored_payments WHERE reader_id = ?1 AND payment_id = ?2",
                 params![reader_id, payment_id],
-                |row| {
-                    Ok((
-                        row.get(0)?,
-                        row.get(1)?,
-                        row.get(2)?,
-                        row.get(3)?,
-                        row.get(4)?,
-                        row.get(5)?,
-                    ))
-                },
+                raw_entry,
             )
             .optional()?;
         raw.map(entry_of).transpose()
@@ -327,17 +314,7 @@ impl ReaderStore {
             return Err(ReaderStoreError::Corrupt);
         }
         let key = Self::key(&conn, reader_id)?;
-        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
-        let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&key));
-        let aad = aad(reader_id, payment_id);
-        let plaintext = cipher
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad: &aad,
-                },
-            )
+        let plaintext = seal::open(&key, &sealed, &aad(reader_id, payment_id))
             .map_err(|_| ReaderStoreError::Open)?;
         let body: PaymentBody =
             serde_json::from_slice(&plaintext).map_err(|_| ReaderStoreError::Corrupt)?;
@@ -389,16 +366,7 @@ impl ReaderStore {
              ORDER BY finished_at, payment_id",
         )?;
         let raws = stmt
-            .query_map([reader_id], |row| {
-                Ok((
-                    row.get(0)?,
-                    row.get(1)?,
-                    row.get(2)?,
-                    row.get(3)?,
-                    row.get(4)?,
-                    row.get(5)?,
-                ))
-            })?
+            .query_map([reader_id], raw_entry)?
             .collect::<Result<Vec<RawEntry>, _>>()?;
         let mut reports = Vec::with_capacity(raws.len());
         for raw in raws {
@@ -500,6 +468,11 @@ mod tests {
         }
     }
 
+    /// Changes the stored rows behind the store's back.
+    fn tamper(store: &ReaderStore, sql: &str) {
+        store.lock().execute(sql, []).expect("tamper");
+    }
+
     #[test]
     fn stores_once_seals_and_forwards() {
         let store = ReaderStore::open_in_memory().expect("store");
@@ -552,25 +525,19 @@ mod tests {
             .expect("pending");
         assert_eq!((opened, stored_at), (body("pay_1", 100, "usd"), 5));
         // The AAD binds the row to its reader.
-        store
-            .lock()
-            .execute(
-                "UPDATE stored_payments SET reader_id = 'rdr_sim_2' WHERE payment_id = 'pay_2'",
-                [],
-            )
-            .expect("move");
+        tamper(
+            &store,
+            "UPDATE stored_payments SET reader_id = 'rdr_sim_2' WHERE payment_id = 'pay_2'",
+        );
         assert!(matches!(
             store.open_pending("rdr_sim_2", "pay_2"),
             Err(ReaderStoreError::Open)
         ));
         // The clear amount must agree with the sealed one.
-        store
-            .lock()
-            .execute(
-                "UPDATE stored_payments SET amount = 1 WHERE payment_id = 'pay_3'",
-                [],
-            )
-            .expect("tamper");
+        tamper(
+            &store,
+            "UPDATE stored_payments SET amount = 1 WHERE payment_id = 'pay_3'",
+        );
         assert!(matches!(
             store.open_pending("rdr_sim_1", "pay_3"),
             Err(ReaderStoreError::Corrupt)

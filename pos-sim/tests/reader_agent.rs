@@ -2,145 +2,33 @@
 //! ureq for HTTP, tungstenite for the readers. Pairing, `process` through the reader's own
 //! link, the sealed store, reboot, forwarding, `forwarded` reports and `store_status`.
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpStream};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tungstenite::{Message, WebSocket};
-use ureq::http;
-use ureq::Agent;
 
-const BIN: &str = env!("CARGO_BIN_EXE_pos-sim");
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
+use common::{discover, ends, eventually, payment_body, payments, recv, send, Sim, Ws};
+
 const R1: &str = "rdr_sim_1";
-
-type Ws = WebSocket<TcpStream>;
-
-/// A running simulator; killed when dropped.
-struct Sim {
-    child: Child,
-    pos: SocketAddr,
-    api: SocketAddr,
-    stderr: Arc<Mutex<String>>,
-}
 
 impl Sim {
     fn start(db: &Path) -> Sim {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--port", "0", "--tap-delay-ms", "20", "--db"])
-            .arg(db)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn pos-sim");
-        let stdout = child.stdout.take().expect("stdout");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut log = sink.lock().expect("log lock");
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let _ = tx.send(lines.next().and_then(Result::ok));
-            for _ in lines {}
-        });
-        let line = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(Some(line)) => line,
-            other => {
-                let _ = child.kill();
-                panic!("no READY line ({other:?}): {}", log.lock().expect("log"));
-            }
-        };
-        let ready: Value =
-            serde_json::from_str(line.strip_prefix("POS_SIM_READY ").expect("READY line"))
-                .expect("READY JSON");
-        let addr = |url: &str| -> SocketAddr {
-            url.trim_start_matches("http://")
-                .trim_end_matches('/')
-                .parse()
-                .expect("address")
-        };
-        Sim {
-            pos: addr(ready["url"].as_str().expect("url")),
-            api: addr(ready["api"].as_str().expect("api")),
-            child,
-            stderr: log,
-        }
+        Sim::launch(db, 20, &[])
     }
 
-    fn logs(&self) -> String {
-        self.stderr.lock().expect("log").clone()
-    }
-
-    fn token(&self) -> String {
-        let (status, body) = request(self.api, "POST", "/v1/connection_tokens", &[], "");
-        assert_eq!(status, 200, "{body}");
-        body["secret"].as_str().expect("secret").to_owned()
-    }
-
-    /// A reader pairing credential for `reader_id`, from the backend.
-    fn pairing(&self, token: &str, reader_id: &str) -> String {
-        let auth = format!("Bearer {token}");
-        let (status, body) = request(
-            self.api,
-            "POST",
-            "/v1/reader_pairings",
-            &[
-                ("Authorization", auth.as_str()),
-                ("Content-Type", "application/json"),
-            ],
-            &json!({ "reader_id": reader_id }).to_string(),
-        );
-        assert_eq!(status, 200, "{body}");
-        body["secret"].as_str().expect("secret").to_owned()
-    }
-
-    fn try_reader(&self, id: &str) -> Result<Ws, tungstenite::Error> {
-        let url = format!("ws://{}/readers/{id}", self.pos);
-        let stream = TcpStream::connect(self.pos).expect("connect reader");
-        stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
-        tungstenite::client(url.as_str(), stream)
-            .map(|(ws, _)| ws)
-            .map_err(|e| match e {
-                tungstenite::HandshakeError::Failure(e) => e,
-                tungstenite::HandshakeError::Interrupted(_) => {
-                    panic!("handshake interrupted")
-                }
-            })
-    }
-
-    fn reader(&self, id: &str) -> Ws {
-        self.try_reader(id).expect("ws handshake")
+    /// A pairing credential for `reader_id`, issued with a fresh connection token.
+    fn pair(&self, reader_id: &str) -> String {
+        self.pairing(&self.token(), reader_id)
     }
 
     /// Connects with `pairing`; returns the socket after `hello_ack` and the first
     /// `store_status`, and those two messages.
     fn connect(&self, id: &str, pairing: &str) -> (Ws, Value, Value) {
-        let mut ws = self.reader(id);
-        send(
-            &mut ws,
-            json!({"type":"hello","protocol_version":2,"client":"test","pairing":pairing}),
-        );
-        let ack = recv(&mut ws);
-        assert_eq!(ack["type"], "hello_ack", "{ack}");
+        let (mut ws, ack) = self.hello(id, pairing);
         let status = recv(&mut ws);
         assert_eq!(status["type"], "store_status", "{status}");
         (ws, ack, status)
-    }
-
-    fn admin(&self, method: &str, path: &str, body: &str) -> (u16, Value) {
-        request(self.pos, method, path, &[], body)
     }
 
     fn view(&self, id: &str) -> Value {
@@ -169,71 +57,11 @@ impl Sim {
 
     /// How many requests the backend saw for this idempotency key (0: never).
     fn requests_for(&self, key: &str) -> u64 {
-        let (status, list) = self.admin("GET", "/_sim/payments", "");
-        assert_eq!(status, 200);
-        list.as_array()
-            .expect("array")
+        payments(self)
             .iter()
             .find(|p| p["key"] == key)
             .and_then(|p| p["requests"].as_u64())
             .unwrap_or(0)
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (u16, Value) {
-    let agent: Agent = Agent::config_builder()
-        .http_status_as_error(false)
-        .max_idle_connections(0)
-        .timeout_global(Some(IO_TIMEOUT))
-        .build()
-        .into();
-    let mut req = http::Request::builder()
-        .method(method)
-        .uri(format!("http://{addr}{path}"));
-    for (name, value) in headers {
-        req = req.header(*name, *value);
-    }
-    let req = req.body(body.to_owned()).expect("request");
-    let mut response = agent.run(req).expect("HTTP answer");
-    let text = response.body_mut().read_to_string().expect("body");
-    let value = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or(Value::String(text))
-    };
-    (response.status().as_u16(), value)
-}
-
-fn send(ws: &mut Ws, msg: Value) {
-    ws.send(Message::text(msg.to_string())).expect("ws send");
-}
-
-/// The next protocol message, skipping heartbeat pings.
-fn recv(ws: &mut Ws) -> Value {
-    loop {
-        match ws.read().expect("ws read") {
-            Message::Text(text) => {
-                let v: Value = serde_json::from_str(text.as_str()).expect("JSON frame");
-                if v["type"] != "ping" {
-                    return v;
-                }
-            }
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("unexpected frame {other:?}"),
-        }
     }
 }
 
@@ -247,36 +75,6 @@ fn recv_until(ws: &mut Ws, want: impl Fn(&Value) -> bool) -> (Value, Vec<Value>)
         }
         before.push(msg);
     }
-}
-
-/// Reads until the socket ends; `true` if it did within the timeout.
-fn ends(ws: &mut Ws) -> bool {
-    loop {
-        match ws.read() {
-            Ok(_) => continue,
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return false
-            }
-            Err(_) => return true,
-        }
-    }
-}
-
-/// Polls `check` until true or 10 s pass.
-fn eventually(what: &str, check: impl Fn() -> bool) {
-    let deadline = Instant::now() + IO_TIMEOUT;
-    while Instant::now() < deadline {
-        if check() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 /// A collect on `ws` for payment `id`: the card_event and card_read messages.
@@ -305,20 +103,6 @@ fn hang_up(sim: &Sim, mut ws: Ws) {
     });
 }
 
-fn payment_body(id: &str, amount: u64, card_read: &Value, reader: &str) -> Value {
-    json!({
-        "id": id,
-        "amount": amount,
-        "currency": "usd",
-        "capture_method": "automatic",
-        "card_payload": card_read["card_payload"],
-        "card": card_read["card"],
-        "reader_id": reader,
-        "offline": null,
-        "metadata": {}
-    })
-}
-
 fn process(ws: &mut Ws, request_id: &str, mode: &str, payment: &Value) -> Value {
     send(
         ws,
@@ -331,8 +115,7 @@ fn process(ws: &mut Ws, request_id: &str, mode: &str, payment: &Value) -> Value 
 fn process_online_through_the_readers_own_link() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sim = Sim::start(&dir.path().join("sim.db"));
-    let token = sim.token();
-    let pairing = sim.pairing(&token, R1);
+    let pairing = sim.pair(R1);
     let (mut ws, ack, status) = sim.connect(R1, &pairing);
     assert_eq!(ack["capabilities"], json!({"process": true, "store": true}));
     assert_eq!(ack["reader"]["country"], "US");
@@ -411,8 +194,7 @@ fn process_online_through_the_readers_own_link() {
 fn stored_on_the_reader_survives_reboot_and_is_forwarded_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sim = Sim::start(&dir.path().join("sim.db"));
-    let token = sim.token();
-    let pairing = sim.pairing(&token, R1);
+    let pairing = sim.pair(R1);
     let (mut ws, _, _) = sim.connect(R1, &pairing);
 
     sim.set_link(R1, true);
@@ -521,8 +303,7 @@ fn the_readers_store_survives_a_pos_sim_restart() {
     let db = dir.path().join("sim.db");
     {
         let sim = Sim::start(&db);
-        let token = sim.token();
-        let pairing = sim.pairing(&token, R1);
+        let pairing = sim.pair(R1);
         let (mut ws, _, _) = sim.connect(R1, &pairing);
         sim.set_link(R1, true);
         let (_, read) = collect(&mut ws, "pay_restart", 1200);
@@ -540,8 +321,7 @@ fn the_readers_store_survives_a_pos_sim_restart() {
     eventually("the forward after restart", || {
         sim.requests_for("pay_restart") == 1 && sim.view(R1)["stored"]["count"] == 0
     });
-    let token = sim.token();
-    let pairing = sim.pairing(&token, R1);
+    let pairing = sim.pair(R1);
     let (mut ws, _, _) = sim.connect(R1, &pairing);
     let report = recv(&mut ws);
     assert_eq!(
@@ -555,8 +335,7 @@ fn the_readers_store_survives_a_pos_sim_restart() {
 fn offline_rules_refuse_before_storing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sim = Sim::start(&dir.path().join("sim.db"));
-    let token = sim.token();
-    let pairing = sim.pairing(&token, R1);
+    let pairing = sim.pair(R1);
     let (mut ws, _, _) = sim.connect(R1, &pairing);
     sim.set_link(R1, true);
 
@@ -678,15 +457,7 @@ fn pairing_is_required_to_connect_not_to_discover() {
 
     // Discovery needs no credential and holds nothing.
     let mut ws = sim.reader(R1);
-    send(
-        &mut ws,
-        json!({"type":"hello","protocol_version":2,"client":"t","intent":"discover"}),
-    );
-    let ack = recv(&mut ws);
-    assert_eq!(
-        (&ack["type"], &ack["status"]),
-        (&json!("hello_ack"), &json!("online"))
-    );
+    let ack = discover(&mut ws, "online");
     assert_eq!(ack["capabilities"], json!({"process": true, "store": true}));
     hang_up(&sim, ws);
 
@@ -700,8 +471,7 @@ fn pairing_is_required_to_connect_not_to_discover() {
 fn store_status_on_request_and_on_every_change() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sim = Sim::start(&dir.path().join("sim.db"));
-    let token = sim.token();
-    let pairing = sim.pairing(&token, R1);
+    let pairing = sim.pair(R1);
     let (mut ws, _, _) = sim.connect(R1, &pairing);
     send(
         &mut ws,

@@ -1,30 +1,21 @@
 //! Starts the real `pos-sim` binary and talks to it over real TCP: ureq for HTTP, and
 //! tungstenite for the readers.
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpStream};
+mod common;
+
+use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tungstenite::{Message, WebSocket};
-use ureq::http::{self, HeaderMap};
+use ureq::http;
 use ureq::Agent;
 
-const BIN: &str = env!("CARGO_BIN_EXE_pos-sim");
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A running simulator; killed when dropped.
-struct Sim {
-    child: Child,
-    ready: Value,
-    pos: SocketAddr,
-    api: SocketAddr,
-    stderr: Arc<Mutex<String>>,
-}
+use common::{
+    discover, ends, header, payment_body, payments, raw_request, request, send, Sim, BIN,
+};
 
 impl Sim {
     fn start(db: &Path) -> Sim {
@@ -32,105 +23,12 @@ impl Sim {
     }
 
     fn start_with(db: &Path, extra: &[&str]) -> Sim {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--port", "0", "--tap-delay-ms", "50", "--db"])
-            .arg(db)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn pos-sim");
-        let stdout = child.stdout.take().expect("stdout");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut log = sink.lock().expect("log lock");
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let first = lines.next().and_then(Result::ok);
-            let _ = tx.send(first);
-            // Keep draining so the child never blocks on a full pipe.
-            for _ in lines {}
-        });
-        let line = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(Some(line)) => line,
-            other => {
-                let _ = child.kill();
-                panic!(
-                    "no READY line ({other:?}); stderr:\n{}",
-                    log.lock().expect("log")
-                );
-            }
-        };
-        let json = line
-            .strip_prefix("POS_SIM_READY ")
-            .unwrap_or_else(|| panic!("first stdout line is not READY: {line}"));
-        let ready: Value = serde_json::from_str(json).expect("READY JSON");
-        let pos = addr_of(ready["url"].as_str().expect("url"));
-        let api = addr_of(ready["api"].as_str().expect("api"));
-        Sim {
-            child,
-            ready,
-            pos,
-            api,
-            stderr: log,
-        }
-    }
-
-    fn logs(&self) -> String {
-        self.stderr.lock().expect("log").clone()
-    }
-
-    fn token(&self) -> String {
-        let (status, body) =
-            request(self.api, "POST", "/v1/connection_tokens", &[], "").expect("token request");
-        assert_eq!(status, 200, "{body}");
-        body["secret"].as_str().expect("secret").to_owned()
-    }
-
-    fn reader(&self, id: &str) -> WebSocket<TcpStream> {
-        let url = format!("ws://{}/readers/{id}", self.pos);
-        let stream = TcpStream::connect(self.pos).expect("connect reader");
-        stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
-        let (ws, _) = tungstenite::client(url.as_str(), stream).expect("ws handshake");
-        ws
-    }
-
-    /// A reader pairing credential for `reader`, issued with `token`.
-    fn pairing(&self, token: &str, reader: &str) -> String {
-        let auth = format!("Bearer {token}");
-        let (status, body) = request(
-            self.api,
-            "POST",
-            "/v1/reader_pairings",
-            &[("Authorization", auth.as_str())],
-            &json!({ "reader_id": reader }).to_string(),
-        )
-        .expect("pairing request");
-        assert_eq!(status, 200, "{body}");
-        assert_eq!(body["reader_id"], reader);
-        body["secret"].as_str().expect("secret").to_owned()
+        Sim::launch(db, 50, extra)
     }
 
     /// A POS session with reader `id`, paired with a credential issued with `token`.
     fn paired_reader(&self, id: &str, token: &str) -> WebSocket<TcpStream> {
-        let pairing = self.pairing(token, id);
-        let mut ws = self.reader(id);
-        send(
-            &mut ws,
-            json!({"type":"hello","protocol_version":2,"client":"test","pairing":pairing}),
-        );
-        let ack = recv(&mut ws);
-        assert_eq!(ack["type"], "hello_ack", "{ack}");
-        ws
+        self.hello(id, &self.pairing(token, id)).0
     }
 
     /// `POST /v1/payments/{id}/{action}` (`capture` or `cancel`).
@@ -161,119 +59,15 @@ impl Sim {
         )
         .expect("payment request")
     }
-
-    fn admin(&self, method: &str, path: &str, body: &str) -> (u16, Value) {
-        request(self.pos, method, path, &[], body).expect("admin request")
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn addr_of(url: &str) -> SocketAddr {
-    let rest = url
-        .strip_prefix("http://")
-        .expect("http url")
-        .trim_end_matches('/');
-    assert!(rest.starts_with("127.0.0.1:"), "must bind loopback: {url}");
-    rest.parse().expect("socket address")
-}
-
-/// An HTTP answer: status, headers and body text.
-type Answer = (u16, HeaderMap, String);
-
-/// One HTTP/1.1 request on a fresh connection (no pooling, so a fault injected between two
-/// requests meets the second). Non-2xx statuses are answers; `Err` when the connection fails
-/// or no HTTP answer arrives.
-fn raw_request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> Result<Answer, ureq::Error> {
-    let agent: Agent = Agent::config_builder()
-        .http_status_as_error(false)
-        .max_idle_connections(0)
-        .timeout_global(Some(IO_TIMEOUT))
-        .build()
-        .into();
-    let mut request = http::Request::builder()
-        .method(method)
-        .uri(format!("http://{addr}{path}"));
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let request = request.body(body.to_owned())?;
-    let mut response = agent.run(request)?;
-    let text = response.body_mut().read_to_string()?;
-    Ok((response.status().as_u16(), response.headers().clone(), text))
-}
-
-fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> Result<(u16, Value), ureq::Error> {
-    let (status, _, body) = raw_request(addr, method, path, headers, body)?;
-    let value = if body.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&body).unwrap_or(Value::String(body))
-    };
-    Ok((status, value))
-}
-
-/// A header's value as text, `""` when absent.
-fn header(headers: &HeaderMap, name: http::header::HeaderName) -> &str {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-}
-
-fn send(ws: &mut WebSocket<TcpStream>, msg: Value) {
-    ws.send(Message::text(msg.to_string())).expect("ws send");
 }
 
 /// The next protocol message, skipping the reader's heartbeat pings and its `store_status`
 /// reports (sent after `hello_ack` and on every change of its own store).
 fn recv(ws: &mut WebSocket<TcpStream>) -> Value {
     loop {
-        match ws.read().expect("ws read") {
-            Message::Text(text) => {
-                let v: Value = serde_json::from_str(text.as_str()).expect("JSON frame");
-                if v["type"] != "ping" && v["type"] != "store_status" {
-                    return v;
-                }
-            }
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("unexpected frame {other:?}"),
-        }
-    }
-}
-
-/// Reads until the socket ends; `true` if it did (close frame or EOF/reset) within the timeout.
-fn ends(ws: &mut WebSocket<TcpStream>) -> bool {
-    loop {
-        match ws.read() {
-            Ok(Message::Close(_)) => continue, // tungstenite answers; the next read ends it
-            Ok(_) => continue,
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return false
-            }
-            Err(_) => return true,
+        let v = common::recv(ws);
+        if v["type"] != "store_status" {
+            return v;
         }
     }
 }
@@ -304,26 +98,6 @@ fn collect(ws: &mut WebSocket<TcpStream>, request_id: &str, amount: u64) -> Valu
     assert_eq!(read["type"], "card_read", "{read}");
     assert_eq!(read["request_id"], request_id);
     read
-}
-
-fn payment_body(id: &str, amount: u64, card_read: &Value, reader: &str) -> Value {
-    json!({
-        "id": id,
-        "amount": amount,
-        "currency": "usd",
-        "capture_method": "automatic",
-        "card_payload": card_read["card_payload"],
-        "card": card_read["card"],
-        "reader_id": reader,
-        "offline": null,
-        "metadata": {}
-    })
-}
-
-fn payments(sim: &Sim) -> Vec<Value> {
-    let (status, list) = sim.admin("GET", "/_sim/payments", "");
-    assert_eq!(status, 200);
-    list.as_array().expect("array").clone()
 }
 
 #[test]
@@ -582,15 +356,7 @@ fn reader_protocol_errors_and_faults() {
     // Paired; a second POS discovers it `in_use`, and its hello is refused with busy.
     let mut ws = sim.paired_reader("rdr_sim_1", &token);
     let mut other = sim.reader("rdr_sim_1");
-    send(
-        &mut other,
-        json!({"type":"hello","protocol_version":2,"client":"t","intent":"discover"}),
-    );
-    let ack = recv(&mut other);
-    assert_eq!(
-        (&ack["type"], &ack["status"]),
-        (&json!("hello_ack"), &json!("in_use"))
-    );
+    discover(&mut other, "in_use");
     let mut other = sim.reader("rdr_sim_1");
     send(
         &mut other,
