@@ -105,6 +105,18 @@ try {
   for (const [k, v] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 40)) {
     console.log(`  ${(v / N).toFixed(3).padStart(7)}  ${k}`);
   }
+  {
+    // Without the profiler: the SDK's median beside a strict put of the same record, interleaved.
+    await call("baselineOpen", "profile-plain", "profile-store");
+    const sdk = [];
+    const plain = [];
+    for (let r = 0; r < 10; r++) {
+      sdk.push(...(await call("sdkStore", "profile-store", 20)));
+      plain.push(...(await call("plainPut", "profile-plain", 20)));
+    }
+    const med = (v) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
+    console.log(`no profiler, n=${sdk.length}: SDK median ${med(sdk).toFixed(2)} ms, strict put ${med(plain).toFixed(2)} ms, ratio ${(med(sdk) / med(plain)).toFixed(2)}×`);
+  }
 } finally {
   await context.close();
   rmSync(profile, { recursive: true, force: true });
