@@ -56,7 +56,9 @@ const sim = JSON.parse(process.env.POS_SIM_READY || "null");
 if (!sim) throw new Error("POS_SIM_READY is not set: run this through `cargo xtask bench`");
 const SITE = sim.url.endsWith("/") ? sim.url : `${sim.url}/`;
 const API = sim.api.replace(/\/$/, "");
-const READER = typeof sim.readers[0] === "string" ? sim.readers[0] : sim.readers[0].url;
+// The SDK's in-page simulated reader (see openTerminal in benches/web/bench.js): its test-card
+// payload is approved by pos-sim under any payment id, so the pre-fill's copies are too.
+const READER = "simulated";
 
 // ---------------------------------------------------------------------------------------
 // Statistics and formatting
@@ -89,7 +91,14 @@ async function simCall(method, p, body) {
   return res.json();
 }
 const network = (down, latency_ms = 0) => simCall("POST", "/_sim/network", { down, latency_ms });
-const received = async () => (await simCall("GET", "/_sim/payments")).length;
+/** Payments pos-sim has approved so far (its stored outcomes `succeeded` / `requires_capture`). */
+const approved = async () =>
+  (await simCall("GET", "/_sim/payments")).filter((p) => p.outcome === "succeeded" || p.outcome === "requires_capture").length;
+/** Fails the run unless pos-sim approved exactly `n` payments since `before` (approved()). */
+async function expectApproved(what, n, before, detail = "") {
+  const got = (await approved()) - before;
+  if (got !== n) throw new Error(`${what}: pos-sim approved ${got} of ${n}${detail ? `; ${detail}` : ""}`);
+}
 
 // ---------------------------------------------------------------------------------------
 // Size (no browser needed)
@@ -252,16 +261,15 @@ async function stored(page, db, n) {
 }
 
 async function sdkDrain(page, db, n) {
-  const before = await received();
+  const before = await approved();
   const d = await call(page, "sdkDrain", db);
-  const got = (await received()) - before;
-  // pos-sim now refuses the pre-fill's copies (a card payload is bound to its payment and
-  // charged once: 400/409), so all but the first are answered `failed`: the same request,
-  // answer and settlement per payment. Every one must have been answered.
+  // Every payment forwarded AND approved by pos-sim (the simulated reader's test card): a
+  // drain of refusals would measure something else.
   const r = d.report;
-  if (r.forwarded + r.declined + r.failed !== n || r.remaining !== 0 || got < 1) {
-    throw new Error(`SDK drain of ${n}: report ${JSON.stringify(d.report)}, pos-sim received ${got}`);
+  if (r.forwarded !== n || r.declined || r.failed || r.remaining !== 0) {
+    throw new Error(`SDK drain of ${n}: report ${JSON.stringify(r)}`);
   }
+  await expectApproved(`SDK drain of ${n}`, n, before, `report ${JSON.stringify(r)}`);
   await call(page, "closeTerminal", db);
   return d;
 }
@@ -289,18 +297,20 @@ async function drain(bench) {
 
     await call(page, "workboxClear");
     await call(page, "workboxPush", API, db, n, false);
-    const before = await received();
+    const before = await approved();
     const wb = await call(page, "workboxReplay");
-    const wbGot = (await received()) - before;
-    if (wb.left !== 0) throw new Error(`Workbox replay of ${n}: ${wb.left} left, pos-sim received ${wbGot}`);
+    if (wb.left !== 0) throw new Error(`Workbox replay of ${n}: ${wb.left} left`);
+    await expectApproved(`Workbox replay of ${n}`, n, before);
 
-    const before2 = await received();
+    const before2 = await approved();
     const fl = await call(page, "fetchLoop", API, `bench-drain-${n}`, n);
-    if (fl.failures) throw new Error(`fetch loop of ${n}: ${fl.failures} failures`);
+    if (fl.failures) throw new Error(`fetch loop of ${n}: ${fl.failures} not approved, first: ${fl.firstFailure}`);
+    await expectApproved(`fetch loop of ${n}`, n, before2);
 
-    const before3 = await received();
+    const before3 = await approved();
     const wide = await call(page, "fetchLoop", API, `bench-drain-${n}`, n, WIDE);
-    if (wide.failures) throw new Error(`fetch loop ×${WIDE} of ${n}: ${wide.failures} failures`);
+    if (wide.failures) throw new Error(`fetch loop ×${WIDE} of ${n}: ${wide.failures} not approved, first: ${wide.firstFailure}`);
+    await expectApproved(`fetch loop ×${WIDE} of ${n}`, n, before3);
 
     const rate = (t) => n / (t / 1000);
     const r = {
@@ -336,7 +346,10 @@ async function drain(bench) {
   await network(false, LATENCY_MS);
   try {
     const d = await sdkDrain(page, db, LATENCY_N);
+    const before = await approved();
     const fl = await call(page, "fetchLoop", API, db, LATENCY_N);
+    if (fl.failures) throw new Error(`fetch loop +${LATENCY_MS} ms: ${fl.failures} not approved, first: ${fl.firstFailure}`);
+    await expectApproved(`fetch loop +${LATENCY_MS} ms`, LATENCY_N, before);
     const concurrency = await call(page, "sdkConcurrency");
     const limit = (LATENCY_N * LATENCY_MS) / concurrency;
     result.latency = { n: LATENCY_N, latencyMs: LATENCY_MS, concurrency, limitMs: limit, sdkMs: d.ms, fetchMs: fl.ms };
@@ -428,6 +441,8 @@ async function swColdStart() {
       await call(page, "deleteDb", db);
       await call(page, "openTerminal", API, db, READER);
       await call(page, "settle", db);
+      // The worker forwards with the token the page saved: one online payment fetches it.
+      await call(page, "sdkOnline", db);
       await call(page, "sdkStore", db, SW_PAYMENTS);
       await call(page, "closeTerminal", db);
       // The drain must come from the worker alone: the page's terminal is closed.

@@ -162,14 +162,22 @@ function options(api, db) {
   };
 }
 
-/** Terminal.create (timed) on `db`, then the reader connected when `readerUrl` is given. */
-async function openTerminal(api, db, readerUrl) {
+/**
+ * Terminal.create (timed) on `db`, then the SDK's in-page simulated reader connected when
+ * `reader` is "simulated". Its card payload is `simulated:v1:<test card>` (4242…, approved),
+ * which pos-sim accepts for a published test card under any payment id and does not check
+ * for reuse: the pre-fill's copies and the baselines' requests are approved like the
+ * original. (A pos-sim reader's payload is sealed for one payment id, amount, currency and
+ * reader, and charged once: copies of it are refused 400/409.)
+ */
+async function openTerminal(api, db, reader) {
   const t0 = performance.now();
   const terminal = await Terminal.create(options(api, db));
   const createMs = performance.now() - t0;
-  if (readerUrl) {
-    const [reader] = await terminal.discoverReaders({ method: "websocket", urls: [readerUrl] });
-    await terminal.connectReader(reader);
+  if (reader) {
+    if (reader !== "simulated") throw new Error(`openTerminal: unknown reader ${reader}`);
+    const [found] = await terminal.discoverReaders({ method: "simulated" });
+    await terminal.connectReader(found);
   }
   terminals.set(db, terminal);
   return { createMs, memory: wasm.memory.buffer.byteLength };
@@ -213,6 +221,31 @@ async function sdkStore(db, n) {
   }
   lastIds.set(db, ids);
   return times;
+}
+
+/**
+ * One online payment (approved, through pos-sim), as a till does before an outage: it
+ * fetches the connection token the SDK saves (sealed) for a service worker to forward with.
+ * The simulated reader never asks for one, and force_offline stores send nothing.
+ */
+async function sdkOnline(db) {
+  const terminal = terminalOf(db);
+  const collected = await terminal.collectPaymentMethod({ amount: 1234, currency: "usd", offlineBehavior: "require_online" });
+  const result = await terminal.processPayment(collected);
+  if (result.status !== "succeeded" && result.status !== "requires_capture") throw new Error(`online payment: ${result.status}`);
+}
+
+/** One store with every IndexedDB call logged (benches/profile-store.mjs --trace wraps them). */
+async function traceStore(db) {
+  const terminal = terminalOf(db);
+  const collected = await terminal.collectPaymentMethod({ amount: 1234, currency: "usd", offlineBehavior: "force_offline" });
+  const log = (window.__idbLog ??= []);
+  log.length = 0;
+  const t0 = performance.now();
+  window.__idbT0 = t0;
+  await terminal.processPayment(collected);
+  log.push(`${(performance.now() - t0).toFixed(2)} processPayment resolved`);
+  return [...log];
 }
 
 /** Deletes what the last timed round wrote (below the store's API), so the count stays at its level. */
@@ -464,6 +497,7 @@ async function fetchLoop(api, sdkDb, n, concurrency = SDK_CONCURRENCY) {
   const ids = Array.from({ length: n }, newId);
   let next = 0;
   let failures = 0;
+  let firstFailure = null;
   const worker = async () => {
     while (next < ids.length) {
       const id = ids[next++];
@@ -472,14 +506,16 @@ async function fetchLoop(api, sdkDb, n, concurrency = SDK_CONCURRENCY) {
         headers: { ...shape.headers, "Idempotency-Key": id },
         body: JSON.stringify({ ...shape.template, id }),
       });
-      await res.text();
-      // pos-sim refuses the copies (400/409, see run.mjs): an answer all the same.
-      if (res.status >= 500) failures++;
+      const answer = await res.json().catch(() => null);
+      // Every request must be approved (the bench's bodies carry a simulated test card).
+      if (!res.ok || !["succeeded", "requires_capture"].includes(answer?.status)) {
+        if (failures++ === 0) firstFailure = `HTTP ${res.status} ${JSON.stringify(answer)}`;
+      }
     }
   };
   const t0 = performance.now();
   await Promise.all(Array.from({ length: concurrency }, worker));
-  return { ms: performance.now() - t0, failures };
+  return { ms: performance.now() - t0, failures, firstFailure };
 }
 
 async function swReady() {
@@ -523,6 +559,8 @@ window.bench = {
   closeTerminal,
   settle,
   sdkStore,
+  sdkOnline,
+  traceStore,
   sdkDropLast,
   baselineDropLast,
   workboxPop,

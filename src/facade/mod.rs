@@ -6,6 +6,7 @@ mod events;
 pub mod types;
 
 use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 
 use js_sys::{Function, Promise};
@@ -41,10 +42,18 @@ pub fn error_to_js(e: &PosError) -> JsValue {
     err.into()
 }
 
+/// The method's future as a JS promise. Boxed first, so that `future_to_promise` (its task,
+/// waker and promise glue: 1–7 KB of wasm per instance) is compiled once for every method
+/// instead of once per method's future type.
 fn promise<F>(fut: F) -> Promise
 where
     F: Future<Output = Result<JsValue, PosError>> + 'static,
 {
+    promise_boxed(Box::pin(fut))
+}
+
+#[inline(never)]
+fn promise_boxed(fut: Pin<Box<dyn Future<Output = Result<JsValue, PosError>>>>) -> Promise {
     future_to_promise(async move { fut.await.map_err(|e| error_to_js(&e)) })
 }
 

@@ -181,7 +181,7 @@ impl Store {
     /// Inside `tx`, with `stored` the answer to `ledger_request`: checks `limits` when a
     /// payment enters (`limits` only with a single change), then issues the writes of the
     /// changed ledger and age keys, not yet awaited (the caller's own writes join them:
-    /// `Applied::finish`). Several changes (a batch of settled records) make one ledger write.
+    /// `Applied::commit`). Several changes (a batch of settled records) make one ledger write.
     pub(super) async fn apply_in(
         &self,
         tx: &StrictTx,
@@ -381,21 +381,22 @@ pub(super) struct Applied {
 }
 
 impl Applied {
-    /// Awaits every request issued in this round (`own`: the caller's, issued after
-    /// `apply_in`), all registered before anything yields.
-    pub async fn finish(self, own: Vec<IdbRequest>) -> Result<Outstanding, PosError> {
+    /// Commits `tx` at once with this round's writes and the caller's own (`own`) still in
+    /// flight, instead of waiting for each write's success first (a round trip to the
+    /// database process before the commit even starts). A failed write aborts the
+    /// transaction (nothing prevents its default action), and the commit reports the cause.
+    /// Returns once the transaction completed, with the status summary.
+    pub async fn commit(self, tx: StrictTx, own: Vec<IdbRequest>) -> Result<Outstanding, PosError> {
         let Applied {
             mut summary,
             writes,
             oldest,
         } = self;
-        let writes = writes.into_iter().chain(own).collect::<Vec<_>>();
-        let (written, oldest) = futures_util::future::join(
-            try_join_all(writes.iter().map(idb::request)),
-            oldest_of(&oldest),
-        )
-        .await;
-        written?;
+        drop((writes, own));
+        // The commit is asked for first; the reads' handlers are set in the same poll, before
+        // any of their events can be dispatched.
+        let (committed, oldest) = futures_util::future::join(tx.commit(), oldest_of(&oldest)).await;
+        committed?;
         if let Some(t) = oldest? {
             summary.oldest_stored_at = Some(t);
         }

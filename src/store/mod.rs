@@ -10,7 +10,9 @@ use std::cell::RefCell;
 use js_sys::{Array, Object, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use web_sys::{IdbDatabase, IdbIndexParameters, IdbKeyRange, IdbObjectStore, IdbTransaction};
+use web_sys::{
+    IdbDatabase, IdbIndexParameters, IdbKeyRange, IdbObjectStore, IdbRequest, IdbTransaction,
+};
 
 use crate::error::{DomErrorName, PosError};
 use crate::idb::{self, Database, StrictTx};
@@ -296,18 +298,17 @@ impl Store {
             }
             if !counts(state) {
                 let req = payments.add(&record).map_err(|e| storage_error(&e))?;
-                idb::request(&req).await?;
-                return Ok(Some(None));
+                return Ok(Some(((), Last::new(None, vec![req]))));
             }
             let change = Change::Enter(Counted::of(&header.id, now, &body));
             let applied = self
                 .apply_in(&tx, &stored, vec![change], limits, now)
                 .await?;
             let req = payments.add(&record).map_err(|e| storage_error(&e))?;
-            Ok::<_, PosError>(Some(Some(applied.finish(vec![req]).await?)))
+            Ok::<_, PosError>(Some(((), Last::new(Some(applied), vec![req]))))
         }
         .await;
-        if let Some(summary) = end_tx(tx, added).await? {
+        if let Some(((), summary)) = end_round(tx, added).await? {
             if summary.is_some() {
                 *self.summary.borrow_mut() = summary;
             }
@@ -491,17 +492,10 @@ impl Store {
                 }
             };
             let req = store.put(&record).map_err(|e| storage_error(&e))?;
-            let summary = match applied {
-                Some(applied) => Some(applied.finish(vec![req]).await?),
-                None => {
-                    idb::request(&req).await?;
-                    None
-                }
-            };
-            Ok::<_, PosError>(Some(summary))
+            Ok::<_, PosError>(Some(((), Last::new(applied, vec![req]))))
         }
         .await;
-        let Some(summary) = end_tx(tx, moved).await? else {
+        let Some(((), summary)) = end_round(tx, moved).await? else {
             return Ok(None);
         };
         if summary.is_some() {
@@ -606,17 +600,10 @@ impl Store {
                 .iter()
                 .map(|&i| store.put(&records[i]).map_err(|e| storage_error(&e)))
                 .collect::<Result<Vec<_>, _>>()?;
-            let summary = match applied {
-                Some(applied) => Some(applied.finish(puts).await?),
-                None => {
-                    futures_util::future::try_join_all(puts.iter().map(idb::request)).await?;
-                    None
-                }
-            };
-            Ok::<_, PosError>(Some((out, summary)))
+            Ok::<_, PosError>(Some((out, Last::new(applied, puts))))
         }
         .await;
-        let Some((out, summary)) = end_tx(tx, moved).await? else {
+        let Some((out, summary)) = end_round(tx, moved).await? else {
             return Ok(none());
         };
         if summary.is_some() {
@@ -647,6 +634,44 @@ async fn outstanding_records(payments: &IdbObjectStore) -> Result<Vec<JsValue>, 
         all.extend(records.iter());
     }
     Ok(all)
+}
+
+/// The last round of a write transaction: its writes issued, not awaited, and the ledger
+/// change among them if any (`end_round` commits them together).
+struct Last {
+    applied: Option<ledger::Applied>,
+    writes: Vec<IdbRequest>,
+}
+
+impl Last {
+    fn new(applied: Option<ledger::Applied>, writes: Vec<IdbRequest>) -> Self {
+        Last { applied, writes }
+    }
+}
+
+/// `end_tx` for a transaction whose last writes are still in flight (`Last`): `commit()` is
+/// asked for at once (a failed write aborts the transaction and the commit names its
+/// cause), saving the round trip of waiting for each write's success before committing.
+/// Returns the work's value and the new status summary when the ledger changed.
+async fn end_round<T>(
+    tx: StrictTx,
+    work: Result<Option<(T, Last)>, PosError>,
+) -> Result<Option<(T, Option<Outstanding>)>, PosError> {
+    match work {
+        Ok(Some((value, last))) => {
+            let summary = match last.applied {
+                Some(applied) => Some(applied.commit(tx, last.writes).await?),
+                None => {
+                    drop(last.writes);
+                    tx.commit().await?;
+                    None
+                }
+            };
+            Ok(Some((value, summary)))
+        }
+        Ok(None) => end_tx::<()>(tx, Ok(None)).await.map(|_| None),
+        Err(e) => end_tx::<()>(tx, Err(e)).await.map(|_| None),
+    }
 }
 
 /// Ends `tx` after its requests ran: commits when `work` asks to keep its writes
