@@ -14,13 +14,14 @@ use pos_terminal::payment::{OfflineBehavior, PaymentRequest, ResultStatus, Store
 use pos_terminal::reader::Discovery;
 use pos_terminal::terminal::Terminal;
 use reader_kit::*;
+use std::rc::Rc;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
 /// A terminal on pos-sim's backend with the in-page simulated reader connected.
-async fn simulated_terminal(prefix: &str) -> Terminal {
-    let (terminal, _events) = terminal(prefix).await;
+async fn simulated_terminal(prefix: &str) -> (Terminal, Rc<ReaderEvents>) {
+    let (terminal, events) = terminal(prefix).await;
     let found = terminal
         .discover_readers(&Discovery::Simulated)
         .await
@@ -34,7 +35,7 @@ async fn simulated_terminal(prefix: &str) -> Terminal {
         .simulator()
         .borrow_mut()
         .tap_delay_ms = 20;
-    terminal
+    (terminal, events)
 }
 
 fn manual(amount: f64, behavior: Option<OfflineBehavior>) -> PaymentRequest {
@@ -50,7 +51,7 @@ async fn network(down: bool) {
 
 #[wasm_bindgen_test]
 async fn an_online_manual_payment_is_captured_once_then_cancel_is_refused() {
-    let terminal = simulated_terminal("capture-online").await;
+    let (terminal, _) = simulated_terminal("capture-online").await;
     let paid = pay(&terminal, manual(1_200.0, None)).await.unwrap();
     assert_eq!(paid.status, ResultStatus::RequiresCapture);
 
@@ -72,7 +73,7 @@ async fn an_online_manual_payment_is_captured_once_then_cancel_is_refused() {
 
 #[wasm_bindgen_test]
 async fn a_canceled_payment_stays_canceled_and_cannot_be_captured() {
-    let terminal = simulated_terminal("capture-cancel").await;
+    let (terminal, _) = simulated_terminal("capture-cancel").await;
     let paid = pay(&terminal, manual(1_250.0, None)).await.unwrap();
     assert_eq!(paid.status, ResultStatus::RequiresCapture);
     let canceled = terminal.cancel_payment(&paid.id).await.unwrap();
@@ -85,7 +86,7 @@ async fn a_canceled_payment_stays_canceled_and_cannot_be_captured() {
 
 #[wasm_bindgen_test]
 async fn a_manual_payment_stored_offline_is_captured_once_after_it_was_forwarded() {
-    let terminal = simulated_terminal("capture-offline").await;
+    let (terminal, events) = simulated_terminal("capture-offline").await;
     let stored = pay(
         &terminal,
         manual(1_300.0, Some(OfflineBehavior::ForceOffline)),
@@ -102,8 +103,18 @@ async fn a_manual_payment_stored_offline_is_captured_once_after_it_was_forwarded
         assert_eq!(err.code(), "payment_not_forwarded");
     }
 
+    // The terminal's own first run may take it before this call does (it starts with the
+    // terminal, and the simulated reader is quick); either way it is forwarded once.
     let report = terminal.forward_stored_payments().await.unwrap();
-    assert_eq!(report.forwarded, 1);
+    assert_eq!(report.remaining, 0);
+    assert_eq!(
+        events.forwarded_count(&stored.id),
+        1,
+        "onPaymentForwarded once"
+    );
+    let (_, url) = sim_addrs();
+    let record = received(url, &stored.id).await.expect("the backend has it");
+    assert_eq!(get(&record, "requests").as_f64(), Some(1.0));
     let listed = terminal.list_stored_payments(None).await.unwrap();
     let mine = listed.iter().find(|p| p.id == stored.id).unwrap();
     assert_eq!(mine.state, StoredState::Forwarded);
@@ -127,7 +138,7 @@ async fn a_manual_payment_stored_offline_is_captured_once_after_it_was_forwarded
 
 #[wasm_bindgen_test]
 async fn unknown_ids_bad_ids_and_a_silent_backend_have_their_own_codes() {
-    let terminal = simulated_terminal("capture-errors").await;
+    let (terminal, _) = simulated_terminal("capture-errors").await;
     let err = terminal
         .capture_payment("pay_nosuchpaymentatall")
         .await

@@ -9,6 +9,7 @@ use gloo_timers::future::TimeoutFuture;
 use std::rc::Rc;
 
 use pos_terminal::events::{ConnectionStatus, Events, PaymentStatus};
+use pos_terminal::payment::StoredPayment;
 use pos_terminal::reader::{default_usb_filters, Discovered, Discovery, Timeouts};
 use pos_terminal::terminal::Terminal;
 use pos_terminal::PosError;
@@ -46,6 +47,8 @@ pub struct ReaderEvents {
     pub connection: RefCell<Vec<ConnectionStatus>>,
     pub payment: RefCell<Vec<PaymentStatus>>,
     pub disconnects: RefCell<Vec<String>>,
+    /// Ids of the payments `onPaymentForwarded` reported.
+    pub forwarded: RefCell<Vec<String>>,
 }
 
 impl Events for ReaderEvents {
@@ -58,11 +61,19 @@ impl Events for ReaderEvents {
     fn payment_status(&self, status: PaymentStatus) {
         self.payment.borrow_mut().push(status);
     }
+    fn payment_forwarded(&self, payment: &StoredPayment) {
+        self.forwarded.borrow_mut().push(payment.id.clone());
+    }
 }
 
 impl ReaderEvents {
     pub fn last_connection(&self) -> Option<ConnectionStatus> {
         self.connection.borrow().last().copied()
+    }
+
+    /// How many times `onPaymentForwarded` reported payment `id`.
+    pub fn forwarded_count(&self, id: &str) -> usize {
+        self.forwarded.borrow().iter().filter(|f| *f == id).count()
     }
 }
 
