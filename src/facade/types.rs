@@ -361,15 +361,38 @@ pub struct WorkerOptions {
     pub database_name: Option<String>,
 }
 
+// Both directions go through JSON text and the one serde_json path the core already uses
+// for storage and the backend: a second serde format (serde-wasm-bindgen) would compile every
+// facade type's (de)serializer twice and cost ~40 KB of the package. The values that cross
+// here are JSON-shaped by contract (the TypeScript types); functions and `undefined` fields
+// are left out by `JSON.stringify`, as unknown or absent fields.
+
 /// Rust value → JS value: plain objects for maps, numbers for integers.
 pub fn to_js<T: Serialize>(value: &T) -> Result<JsValue, PosError> {
-    value
-        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(|e| PosError::Internal(e.to_string()))
+    let text = serde_json::to_string(value).map_err(|e| PosError::Internal(e.to_string()))?;
+    js_sys::JSON::parse(&text).map_err(|_| PosError::Internal("JSON.parse refused a value".into()))
 }
 
 /// JS value → Rust value, as an `invalid_argument` error naming `what`.
 pub fn from_js<T: serde::de::DeserializeOwned>(value: JsValue, what: &str) -> Result<T, PosError> {
-    serde_wasm_bindgen::from_value(value)
-        .map_err(|e| PosError::InvalidArgument(format!("{what}: {e}")))
+    let invalid = |why: String| PosError::InvalidArgument(format!("{what}: {why}"));
+    // `undefined` (or a function) has no JSON text: it is as absent as `null`.
+    let text = match js_sys::JSON::stringify(&value) {
+        Ok(t) => t.as_string().unwrap_or_else(|| "null".into()),
+        Err(_) => {
+            return Err(invalid(
+                "not JSON-serializable (a cycle or a BigInt)".into(),
+            ))
+        }
+    };
+    serde_json::from_str(&text).map_err(|e| invalid(without_position(&e)))
+}
+
+/// serde_json's message without its " at line 1 column N" (the caller passed no text).
+fn without_position(e: &serde_json::Error) -> String {
+    let full = e.to_string();
+    match full.rfind(" at line ") {
+        Some(at) => full[..at].to_string(),
+        None => full,
+    }
 }
