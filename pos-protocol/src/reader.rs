@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use crate::backend::{PaymentBody, PaymentStatus};
 use crate::CardSummary;
 
+mod parse;
+
 /// The protocol version this crate speaks. Version 2: the POS pairs with a reader-scoped
 /// pairing credential (never the backend's connection token), the collect's `request_id` is
 /// the payment id the reader binds the card payload to, and readers that say so in their
@@ -31,7 +33,9 @@ pub const MAX_CARD_PAYLOAD_CHARS: usize = 4096;
 /// Longest request id accepted on the wire.
 pub const MAX_REQUEST_ID_CHARS: usize = 64;
 
-/// Messages from the POS (the browser) to the reader.
+/// Messages from the POS (the browser) to the reader. `parse_pos_frame` reads them without
+/// the derived `Deserialize`: their fields and serde attributes are listed again in
+/// `reader/parse.rs` (to keep serde's `Content` buffering out of the wasm package).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum PosMessage {
@@ -107,7 +111,7 @@ pub enum ProcessMode {
     Store,
 }
 
-/// What became of a `process`.
+/// What became of a `process` (read by `reader/parse.rs`, not by the derive, in frames).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum ProcessResult {
@@ -149,7 +153,8 @@ impl LinkStatus {
     }
 }
 
-/// What became of a payment the reader forwarded on its own.
+/// What became of a payment the reader forwarded on its own (read by `reader/parse.rs`, not
+/// by the derive, in frames).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum ForwardResult {
@@ -179,7 +184,8 @@ pub struct Capabilities {
     pub store: bool,
 }
 
-/// Messages from the reader to the POS.
+/// Messages from the reader to the POS. `parse_reader_frame` reads them without the derived
+/// `Deserialize`: their fields and serde attributes are listed again in `reader/parse.rs`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ReaderMessage {
@@ -463,8 +469,7 @@ pub fn parse_reader_frame(text: &str) -> Result<ReaderMessage, FrameError> {
     if text.len() > MAX_FRAME_BYTES {
         return Err(FrameError::TooLarge { bytes: text.len() });
     }
-    let msg: ReaderMessage =
-        serde_json::from_str(text).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    let msg = parse::reader_message(text).map_err(|e| FrameError::Malformed(e.to_string()))?;
     match &msg {
         ReaderMessage::CollectStarted { request_id }
         | ReaderMessage::CardEvent { request_id, .. }
@@ -530,8 +535,7 @@ pub fn parse_pos_frame(text: &str) -> Result<PosMessage, FrameError> {
     if text.len() > MAX_POS_FRAME_BYTES {
         return Err(FrameError::TooLarge { bytes: text.len() });
     }
-    let msg: PosMessage =
-        serde_json::from_str(text).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    let msg = parse::pos_message(text).map_err(|e| FrameError::Malformed(e.to_string()))?;
     match &msg {
         PosMessage::Hello {
             registration_code: Some(code),

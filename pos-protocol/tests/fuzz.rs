@@ -1,12 +1,14 @@
 //! Hostile frames, fuzzed natively: any bytes given to the frame parsers or the WebUSB
-//! deframer end in a value or a typed error, never a panic. Bounded so CI stays fast
+//! deframer end in a value or a typed error, never a panic, and the frame parsers (written by
+//! hand, `src/reader/parse.rs`) judge them as serde's derive would. Bounded so CI stays fast
 //! (`PROPTEST_CASES` raises the count for a longer local run).
 
 use pos_protocol::reader::{
     encode_usb_frame, parse_pos_frame, parse_reader_frame, to_frame, DeframeError, Deframer,
-    ReaderMessage, MAX_FRAME_BYTES,
+    FrameError, PosMessage, ReaderMessage, MAX_FRAME_BYTES,
 };
 use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
 
 fn config() -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES")
@@ -39,7 +41,45 @@ fn near_valid_frame() -> impl Strategy<Value = String> {
             r#"{{"type":"card_event","request_id":"{id}","event":"{ev}"}}"#
         )),
         any::<u64>().prop_map(|n| format!(r#"{{"type":"ping","nonce":{n}}}"#)),
+        (id, prop::sample::select(vec![
+            r#"{"outcome":"approved","payment_intent":"pi_1","status":"requires_capture"}"#,
+            r#"{"outcome":"declined","decline_code":"generic_decline"}"#,
+            r#"{"outcome":"rejected","code":"c","message":"m"}"#,
+            r#"{"outcome":"stored","stored_at":12}"#,
+            r#"{"outcome":"unreachable","message":"m"}"#,
+            r#"{"outcome":"unknown","message":"m"}"#,
+        ])).prop_map(|(id, result)| format!(
+            r#"{{"type":"processed","request_id":"{id}","payment_id":"pay_1","result":{result}}}"#
+        )),
+        (id, 0u64..1000).prop_map(|(id, stored_at)| format!(
+            r#"{{"type":"forwarded","payment_id":"{id}","amount":1,"currency":"usd","stored_at":{stored_at},"result":{{"outcome":"declined","decline_code":"d"}}}}"#
+        )),
     ]
+}
+
+/// `parse_reader_frame` (a hand-written parser, `src/reader/parse.rs`) refuses as malformed
+/// what serde's derived `Deserialize` refuses, and reads the rest as the derive does.
+fn reader_parse_agrees_with_the_derive(text: &str) -> Result<(), TestCaseError> {
+    let derived = serde_json::from_str::<ReaderMessage>(text);
+    match parse_reader_frame(text) {
+        Ok(msg) => prop_assert_eq!(derived.ok(), Some(msg)),
+        Err(FrameError::Malformed(why)) => prop_assert!(derived.is_err(), "{}: {}", text, why),
+        Err(FrameError::Invalid(_)) => prop_assert!(derived.is_ok(), "{}", text),
+        Err(FrameError::TooLarge { .. }) => {}
+    }
+    Ok(())
+}
+
+/// The same for `parse_pos_frame`.
+fn pos_parse_agrees_with_the_derive(text: &str) -> Result<(), TestCaseError> {
+    let derived = serde_json::from_str::<PosMessage>(text);
+    match parse_pos_frame(text) {
+        Ok(msg) => prop_assert_eq!(derived.ok(), Some(msg)),
+        Err(FrameError::Malformed(why)) => prop_assert!(derived.is_err(), "{}: {}", text, why),
+        Err(FrameError::Invalid(_)) => prop_assert!(derived.is_ok(), "{}", text),
+        Err(FrameError::TooLarge { .. }) => {}
+    }
+    Ok(())
 }
 
 proptest! {
@@ -47,8 +87,8 @@ proptest! {
 
     #[test]
     fn reader_frame_parser_never_panics(text in ".{0,600}") {
-        let _ = parse_reader_frame(&text);
-        let _ = parse_pos_frame(&text);
+        reader_parse_agrees_with_the_derive(&text)?;
+        pos_parse_agrees_with_the_derive(&text)?;
     }
 
     #[test]
@@ -63,14 +103,15 @@ proptest! {
             // What parses re-serializes to something that parses the same.
             prop_assert_eq!(parse_reader_frame(&to_frame(&msg)).ok(), Some(msg));
         }
+        reader_parse_agrees_with_the_derive(&frame)?;
         let at = cut.index(frame.len().max(1)).min(frame.len());
-        let _ = parse_reader_frame(frame.get(..at).unwrap_or(""));
+        reader_parse_agrees_with_the_derive(frame.get(..at).unwrap_or(""))?;
         let mut bytes = frame.into_bytes();
         if !bytes.is_empty() {
             let i = flip.index(bytes.len());
             bytes[i] = byte;
         }
-        let _ = parse_reader_frame(&String::from_utf8_lossy(&bytes));
+        reader_parse_agrees_with_the_derive(&String::from_utf8_lossy(&bytes))?;
     }
 
     #[test]
