@@ -381,7 +381,7 @@ pub fn from_js<T: serde::de::DeserializeOwned>(value: JsValue, what: &str) -> Re
         Ok(t) => t.as_string().unwrap_or_else(|| "null".into()),
         Err(_) => {
             return Err(invalid(
-                "not JSON-serializable (a cycle or a BigInt)".into(),
+                "not convertible to JSON (a cycle, a BigInt or a getter that throws)".into(),
             ))
         }
     };
