@@ -21,6 +21,7 @@ pub mod pairing;
 pub mod payment;
 pub mod reader;
 pub mod reader_fallback;
+pub mod small_map;
 pub mod status;
 pub mod validate;
 pub mod vault;

@@ -86,7 +86,6 @@ pub use browser::Pairings;
 #[cfg(target_arch = "wasm32")]
 mod browser {
     use std::cell::RefCell;
-    use std::collections::HashMap;
     use std::rc::Rc;
 
     use pos_protocol::backend::ReaderPairing;
@@ -97,6 +96,7 @@ mod browser {
     use crate::backend::Backend;
     use crate::error::PosError;
     use crate::js;
+    use crate::small_map::SmallMap;
     use crate::store::{pairing_key, Store};
 
     /// A pairing as saved: bound to the backend that issued it.
@@ -113,7 +113,7 @@ mod browser {
         auth: Rc<Auth>,
         store: Rc<Store>,
         backend_url: String,
-        memory: RefCell<HashMap<String, ReaderPairing>>,
+        memory: RefCell<SmallMap<ReaderPairing>>,
     }
 
     impl Pairings {
@@ -128,7 +128,7 @@ mod browser {
                 auth,
                 store,
                 backend_url,
-                memory: RefCell::new(HashMap::new()),
+                memory: RefCell::new(SmallMap::new()),
             }
         }
 

@@ -3,7 +3,6 @@
 //! of an unexpected end. Written once for WebSocket, WebUSB and the simulated reader.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::future::Future;
 use std::rc::{Rc, Weak};
 
@@ -20,6 +19,7 @@ use super::transport::{Inbound, Incoming, Transport};
 use super::Timeouts;
 use crate::error::{PosError, ReaderError};
 use crate::js;
+use crate::small_map::SmallMap;
 
 const HELLO_KEY: &str = "\u{0}hello";
 
@@ -33,7 +33,7 @@ const MAX_BUFFERED_NOTICES: usize = 64;
 
 #[derive(Default)]
 struct Shared {
-    waiters: HashMap<String, oneshot::Sender<Reply>>,
+    waiters: SmallMap<oneshot::Sender<Reply>>,
     closed: bool,
     last_seen: f64,
     next_nonce: u64,

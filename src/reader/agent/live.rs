@@ -2,12 +2,13 @@
 //! `process` through it.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};
 
 use gloo_timers::future::TimeoutFuture;
 use pos_protocol::backend::PaymentBody;
 use pos_protocol::reader::{Capabilities, PosMessage, ProcessMode, ReaderInfo, ReaderMessage};
+
+use crate::small_map::SmallMap;
 
 use super::{forwarded_by_reader, reader_status, ForwardedByReader, Known, RecentIds};
 use crate::error::{PosError, ReaderError};
@@ -37,12 +38,12 @@ pub struct ReaderAgent {
     /// Bumped on every attach and detach: reports of an older connection are dropped.
     generation: Cell<u64>,
     /// The country of each reader seen by this terminal (for the offline rules).
-    countries: RefCell<BTreeMap<String, Option<String>>>,
+    countries: RefCell<SmallMap<Option<String>>>,
     reported: RefCell<RecentIds>,
     /// Payments the reader stored for this terminal and has not reported forwarded yet
     /// (the backend does not know them: capture answers `payment_not_forwarded`).
     on_reader: RefCell<RecentIds>,
-    known: RefCell<BTreeMap<String, Known>>,
+    known: RefCell<SmallMap<Known>>,
 }
 
 impl ReaderAgent {
@@ -52,10 +53,10 @@ impl ReaderAgent {
             status,
             link: RefCell::new(None),
             generation: Cell::new(0),
-            countries: RefCell::new(BTreeMap::new()),
+            countries: RefCell::new(SmallMap::new()),
             reported: RefCell::new(RecentIds::default()),
             on_reader: RefCell::new(RecentIds::default()),
-            known: RefCell::new(BTreeMap::new()),
+            known: RefCell::new(SmallMap::new()),
         }
     }
 
@@ -235,9 +236,7 @@ impl ReaderAgent {
         {
             let mut known = self.known.borrow_mut();
             if known.len() >= MAX_KNOWN {
-                if let Some(first) = known.keys().next().cloned() {
-                    known.remove(&first);
-                }
+                known.remove_oldest();
             }
             known.insert(
                 payment.id.clone(),

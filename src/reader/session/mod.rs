@@ -4,7 +4,6 @@
 //! knows nothing of payments' storage, the backend, or which transport carries the frames.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 
 use gloo_timers::callback::Timeout;
@@ -27,6 +26,7 @@ use crate::error::{PosError, ReaderError};
 use crate::events::{ConnectionStatus, Events, PaymentStatus};
 use crate::pairing::{Pairings, Purpose};
 use crate::payment::new_payment_id;
+use crate::small_map::SmallMap;
 
 /// At most this many reader addresses per discovery.
 pub const MAX_DISCOVERY_URLS: usize = 32;
@@ -59,7 +59,7 @@ pub struct ReaderSession {
     generation: Cell<u64>,
     /// Reader ids by address, as the readers said in their `hello_ack` (discovery, connects):
     /// the reader a pairing credential is asked for.
-    known_ids: RefCell<HashMap<String, String>>,
+    known_ids: RefCell<SmallMap<String>>,
     /// Hears of every connected reader's store and forwarded payments (the second agent).
     agent: RefCell<Option<Rc<ReaderAgent>>>,
 }
@@ -96,7 +96,7 @@ impl ReaderSession {
             collecting: RefCell::new(None),
             commanding: Cell::new(false),
             generation: Cell::new(0),
-            known_ids: RefCell::new(HashMap::new()),
+            known_ids: RefCell::new(SmallMap::new()),
             agent: RefCell::new(None),
         }
     }
