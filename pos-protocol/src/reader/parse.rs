@@ -180,32 +180,34 @@ fn need<T, E: serde::de::Error>(value: Option<T>, field: &'static str) -> Result
     value.ok_or_else(|| E::missing_field(field))
 }
 
-/// `processed.result`: the union of the outcomes' fields, then the outcome's own.
+/// Every outcome a `processed` or `forwarded` result may name.
+#[derive(Deserialize)]
+#[serde(variant_identifier, rename_all = "snake_case")]
+enum Outcome {
+    Approved,
+    Declined,
+    Rejected,
+    Stored,
+    Unreachable,
+    Unknown,
+}
+
+/// A result's fields: the union of its outcomes' fields, read in one pass (no `Content`).
+#[derive(Deserialize)]
+#[serde(expecting = "a JSON object with an `outcome`")]
+struct OutcomeFields {
+    outcome: Outcome,
+    payment_intent: Option<String>,
+    status: Option<PaymentStatus>,
+    decline_code: Option<String>,
+    code: Option<String>,
+    message: Option<String>,
+    stored_at: Option<u64>,
+}
+
+/// `processed.result`: the fields, then the outcome's own.
 fn process_result<'de, D: Deserializer<'de>>(d: D) -> Result<ProcessResult, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(variant_identifier, rename_all = "snake_case")]
-    enum Outcome {
-        Approved,
-        Declined,
-        Rejected,
-        Stored,
-        Unreachable,
-        Unknown,
-    }
-
-    #[derive(Deserialize)]
-    #[serde(expecting = "a JSON object with an `outcome`")]
-    struct Fields {
-        outcome: Outcome,
-        payment_intent: Option<String>,
-        status: Option<PaymentStatus>,
-        decline_code: Option<String>,
-        code: Option<String>,
-        message: Option<String>,
-        stored_at: Option<u64>,
-    }
-
-    let f = Fields::deserialize(d)?;
+    let f = OutcomeFields::deserialize(d)?;
     Ok(match f.outcome {
         Outcome::Approved => ProcessResult::Approved {
             payment_intent: need(f.payment_intent, "payment_intent")?,
@@ -230,28 +232,11 @@ fn process_result<'de, D: Deserializer<'de>>(d: D) -> Result<ProcessResult, D::E
     })
 }
 
-/// `forwarded.result`: the union of the outcomes' fields, then the outcome's own.
+/// `forwarded.result`: the fields, then the outcome's own; a forwarded payment was
+/// approved, declined or rejected, never stored or unreachable.
 fn forward_result<'de, D: Deserializer<'de>>(d: D) -> Result<ForwardResult, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(variant_identifier, rename_all = "snake_case")]
-    enum Outcome {
-        Approved,
-        Declined,
-        Rejected,
-    }
-
-    #[derive(Deserialize)]
-    #[serde(expecting = "a JSON object with an `outcome`")]
-    struct Fields {
-        outcome: Outcome,
-        payment_intent: Option<String>,
-        status: Option<PaymentStatus>,
-        decline_code: Option<String>,
-        code: Option<String>,
-        message: Option<String>,
-    }
-
-    let f = Fields::deserialize(d)?;
+    const FORWARD_OUTCOMES: &[&str] = &["approved", "declined", "rejected"];
+    let f = OutcomeFields::deserialize(d)?;
     Ok(match f.outcome {
         Outcome::Approved => ForwardResult::Approved {
             payment_intent: need(f.payment_intent, "payment_intent")?,
@@ -264,6 +249,24 @@ fn forward_result<'de, D: Deserializer<'de>>(d: D) -> Result<ForwardResult, D::E
             code: need(f.code, "code")?,
             message: need(f.message, "message")?,
         },
+        Outcome::Stored => {
+            return Err(serde::de::Error::unknown_variant(
+                "stored",
+                FORWARD_OUTCOMES,
+            ))
+        }
+        Outcome::Unreachable => {
+            return Err(serde::de::Error::unknown_variant(
+                "unreachable",
+                FORWARD_OUTCOMES,
+            ))
+        }
+        Outcome::Unknown => {
+            return Err(serde::de::Error::unknown_variant(
+                "unknown",
+                FORWARD_OUTCOMES,
+            ))
+        }
     })
 }
 
