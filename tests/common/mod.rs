@@ -223,25 +223,9 @@ pub fn reader_ws_url(reader: &str) -> String {
 pub async fn terminal_with<E: Events + 'static>(opts: TerminalOptions, events: Rc<E>) -> Terminal {
     let (api, _) = sim_addrs();
     let settings = Settings::from_options(opts).unwrap();
-    let terminal = Terminal::create(settings, tokens(api), events)
+    Terminal::create(settings, tokens(api), events)
         .await
-        .unwrap();
-    startup_run_done(&terminal).await;
-    terminal
-}
-
-/// Waits (at most 5 s) for the forwarding run a terminal starts when it is created. A test
-/// that stores payments and then forwards them itself would otherwise race that run on a
-/// slow engine: the run may take a payment first, and the test's own call finds nothing.
-pub async fn startup_run_done(terminal: &Terminal) {
-    // The run starts right after `create` resolves and says `forwarding` until it ends.
-    for _ in 0..100 {
-        gloo_timers::future::TimeoutFuture::new(50).await;
-        match terminal.offline_status().await {
-            Ok(s) if s.forwarding => {}
-            _ => return,
-        }
-    }
+        .unwrap()
 }
 
 /// A terminal of the Rust core with `opts`, connected to `reader` of the running pos-sim.
