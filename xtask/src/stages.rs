@@ -235,7 +235,15 @@ fn wasm(ctx: &Ctx, tools: &Tools, browser: &Browser) -> Result {
             // A driver gets 5 s to bind its port by default: tight on a busy 2-core CI box.
             cmd.env("WASM_BINDGEN_TEST_DRIVER_TIMEOUT", "30");
         }
-        let result = run(&mut cmd);
+        let mut result = run(&mut cmd);
+        if result.is_err() && engine == Engine::Webkit {
+            // WebKitGTK's wasm engine has faulted here where no other engine does (a garbage
+            // index inside safe Rust, an impossible RefCell state), once in several runs of
+            // the same build: one more run tells such a fault from a failing test, which
+            // fails both times. README "Browser support" says so.
+            note("wasm/webkit failed; running the WebKit wasm tests once more (see above)");
+            result = run(&mut cmd);
+        }
         drop(sim);
         result
     })();
