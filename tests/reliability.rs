@@ -241,6 +241,54 @@ async fn limits_hold_for_two_tabs_storing_at_once() {
     }
 }
 
+/// A store writes a payment from the ledger it last saw and checks it in the same
+/// transaction (`store::predict`): when another tab (or the worker) changed the ledger
+/// meanwhile, its prediction must not stand — the limits hold against what is stored, and
+/// the ledger keeps counting every payment once.
+#[wasm_bindgen_test]
+async fn a_store_whose_ledger_another_tab_changed_checks_limits_against_the_stored_one() {
+    let db = unique_db("stale");
+    let a = Store::open(&db).await.unwrap();
+    let b = Store::open(&db).await.unwrap();
+    let two = OfflineLimits {
+        max_stored_payments: Some(2),
+        ..OfflineLimits::default()
+    };
+    a.add_pending(&collected(100), 1.0, &two).await.unwrap();
+    // `a` now knows one payment; `b` stores the second behind its back.
+    b.add_pending(&collected(200), 2.0, &two).await.unwrap();
+    let err = a.add_pending(&collected(300), 3.0, &two).await.unwrap_err();
+    assert_eq!(err.code(), "offline_limit_exceeded", "a third does not fit");
+    assert_eq!(a.outstanding().await.unwrap().len(), 2);
+    assert_eq!(a.ledger().await.unwrap().outstanding().count, 2);
+
+    // Without a limit in the way, each tab's stale view is corrected, nothing double-counted.
+    let four = OfflineLimits {
+        max_stored_payments: Some(4),
+        ..OfflineLimits::default()
+    };
+    let third = collected(300);
+    a.add_pending(&third, 3.0, &four).await.unwrap();
+    b.add_pending(&collected(400), 4.0, &four).await.unwrap();
+    assert_eq!(
+        a.add_pending(&collected(500), 5.0, &four)
+            .await
+            .unwrap_err()
+            .code(),
+        "offline_limit_exceeded"
+    );
+    // The same payment again answers with the first record and stores nothing.
+    let again = a.add_pending(&third, 9.0, &four).await.unwrap();
+    assert_eq!(again.stored_at, 3.0, "the first record stands");
+    let ledger = b.ledger().await.unwrap().outstanding();
+    assert_eq!(ledger.count, 4);
+    assert_eq!(ledger.amounts.get("usd"), Some(&1000));
+    assert_eq!(b.outstanding().await.unwrap().len(), 4);
+    for store in [a, b] {
+        store.close();
+    }
+}
+
 #[wasm_bindgen_test]
 async fn a_quota_error_wrapped_in_an_abort_is_a_clear_code_and_nothing_is_half_written() {
     let db = unique_db("quota");

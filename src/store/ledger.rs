@@ -10,12 +10,15 @@
 //! `["age", backend] .. ["age", backend, []]` is that backend's oldest. They hold nothing
 //! that the record's clear header does not already show.
 
+use std::cell::RefCell;
+
 use futures_util::future::try_join_all;
 use js_sys::{Array, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{IdbKeyRange, IdbObjectStore, IdbRequest};
 
+use super::predict::LedgerCache;
 use super::{outstanding_records, Store, KEYS_STORE, LEDGER_ID, PAYMENTS_STORE};
 use crate::error::PosError;
 use crate::idb::{self, StrictTx};
@@ -95,7 +98,7 @@ fn age_range(backend: Option<&str>) -> Result<IdbKeyRange, PosError> {
 }
 
 /// Issues one request per backend for its oldest age key (run them with `oldest_of`).
-fn oldest_requests<'a>(
+pub(super) fn oldest_requests<'a>(
     keys: &IdbObjectStore,
     backends: impl Iterator<Item = &'a str>,
 ) -> Result<Vec<IdbRequest>, PosError> {
@@ -108,7 +111,7 @@ fn oldest_requests<'a>(
 }
 
 /// The earliest `stored_at` among the first keys the `oldest_requests` returned.
-async fn oldest_of(requests: &[IdbRequest]) -> Result<Option<f64>, PosError> {
+pub(super) async fn oldest_of(requests: &[IdbRequest]) -> Result<Option<f64>, PosError> {
     let found = try_join_all(requests.iter().map(idb::request)).await?;
     Ok(found
         .iter()
@@ -140,14 +143,22 @@ impl Store {
             .map_err(|e| storage_error(&e).into())
     }
 
+    /// The ledger in `stored` (an answer to `ledger_request`), remembered as this store's
+    /// prediction for the next payment entering (`predict::LedgerCache`).
     fn open_ledger(&self, stored: &JsValue) -> Option<Ledger> {
-        let bytes = stored.dyn_ref::<Uint8Array>()?;
-        self.vault
-            .open_json::<Ledger>(LEDGER_ID, LEDGER_VERSION, &bytes.to_vec())
-            .ok()
+        let sealed = stored.dyn_ref::<Uint8Array>()?.to_vec();
+        let ledger = self
+            .vault
+            .open_json::<Ledger>(LEDGER_ID, LEDGER_VERSION, &sealed)
+            .ok()?;
+        *self.ledger_cache.borrow_mut() = Some(LedgerCache {
+            sealed,
+            ledger: ledger.clone(),
+        });
+        Some(ledger)
     }
 
-    fn bound(&self) -> Option<String> {
+    pub(super) fn bound(&self) -> Option<String> {
         self.backend.borrow().clone()
     }
 
@@ -267,14 +278,9 @@ impl Store {
             }
         }
         // Sealing is synchronous (AES-GCM in Rust): the transaction stays active.
-        let sealed = self.vault.seal_json(LEDGER_ID, LEDGER_VERSION, &ledger)?;
-        writes.push(
-            keys.put_with_key(
-                &Uint8Array::from(&sealed[..]),
-                &JsValue::from_str(LEDGER_ID),
-            )
-            .map_err(|e| storage_error(&e))?,
-        );
+        let (put, next) = self.put_ledger(&keys, ledger)?;
+        writes.push(put);
+        let ledger = &next.ledger;
 
         let Totals { count, amounts } = ledger.totals(|b| visible(bound, b));
         let mut oldest = Vec::new();
@@ -318,7 +324,25 @@ impl Store {
             },
             writes,
             oldest,
+            next,
         })
+    }
+
+    /// Seals `ledger` and issues its write in `keys`; returns the write and what the cache
+    /// holds once the transaction committed.
+    pub(super) fn put_ledger(
+        &self,
+        keys: &IdbObjectStore,
+        ledger: Ledger,
+    ) -> Result<(IdbRequest, LedgerCache), PosError> {
+        let sealed = self.vault.seal_json(LEDGER_ID, LEDGER_VERSION, &ledger)?;
+        let put = keys
+            .put_with_key(
+                &Uint8Array::from(&sealed[..]),
+                &JsValue::from_str(LEDGER_ID),
+            )
+            .map_err(|e| storage_error(&e))?;
+        Ok((put, LedgerCache { sealed, ledger }))
     }
 
     /// The outstanding payments this store's status shows (its backend's), from the ledger
@@ -365,7 +389,7 @@ impl Store {
     }
 }
 
-fn put_age(keys: &IdbObjectStore, c: &Counted) -> Result<IdbRequest, PosError> {
+pub(super) fn put_age(keys: &IdbObjectStore, c: &Counted) -> Result<IdbRequest, PosError> {
     keys.put_with_key(&JsValue::from(1), &age_key(&c.backend, c.stored_at, &c.id))
         .map_err(|e| storage_error(&e).into())
 }
@@ -374,10 +398,12 @@ fn put_age(keys: &IdbObjectStore, c: &Counted) -> Result<IdbRequest, PosError> {
 pub(super) struct Applied {
     /// What this store's status shows once the transaction commits (the oldest from `oldest`
     /// when those were asked).
-    summary: Outstanding,
-    writes: Vec<IdbRequest>,
+    pub summary: Outstanding,
+    pub writes: Vec<IdbRequest>,
     /// Age-key reads issued after the writes, for the oldest stored time.
-    oldest: Vec<IdbRequest>,
+    pub oldest: Vec<IdbRequest>,
+    /// The ledger written, for the cache once committed.
+    pub next: LedgerCache,
 }
 
 impl Applied {
@@ -385,18 +411,27 @@ impl Applied {
     /// flight, instead of waiting for each write's success first (a round trip to the
     /// database process before the commit even starts). A failed write aborts the
     /// transaction (nothing prevents its default action), and the commit reports the cause.
-    /// Returns once the transaction completed, with the status summary.
-    pub async fn commit(self, tx: StrictTx, own: Vec<IdbRequest>) -> Result<Outstanding, PosError> {
+    /// Returns once the transaction completed, with the status summary; `cache` then holds
+    /// the ledger written (nothing when the commit failed: what is stored is unknown).
+    pub async fn commit(
+        self,
+        tx: StrictTx,
+        own: Vec<IdbRequest>,
+        cache: &RefCell<Option<LedgerCache>>,
+    ) -> Result<Outstanding, PosError> {
         let Applied {
             mut summary,
             writes,
             oldest,
+            next,
         } = self;
+        cache.borrow_mut().take();
         drop((writes, own));
         // The commit is asked for first; the reads' handlers are set in the same poll, before
         // any of their events can be dispatched.
         let (committed, oldest) = futures_util::future::join(tx.commit(), oldest_of(&oldest)).await;
         committed?;
+        *cache.borrow_mut() = Some(next);
         if let Some(t) = oldest? {
             summary.oldest_stored_at = Some(t);
         }

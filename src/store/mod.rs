@@ -24,6 +24,7 @@ use crate::vault::Vault;
 
 mod config;
 mod ledger;
+mod predict;
 mod queue;
 mod upkeep;
 
@@ -60,6 +61,9 @@ pub struct Store {
     backend: RefCell<Option<String>>,
     /// What the status shows after the last change this store committed (`take_summary`).
     summary: RefCell<Option<Outstanding>>,
+    /// The sealed ledger as last read or committed here: what the next payment stored
+    /// predicts (`predict`); checked against the stored one before anything commits.
+    ledger_cache: RefCell<Option<predict::LedgerCache>>,
 }
 
 /// Creates what version 1 has; only adds, so a store added by a later version survives a
@@ -104,6 +108,7 @@ impl Store {
             vault,
             backend: RefCell::new(None),
             summary: RefCell::new(None),
+            ledger_cache: RefCell::new(None),
         })
     }
 
@@ -281,6 +286,11 @@ impl Store {
             backend_url: self.backend.borrow().clone(),
             ..SealedBody::from_collected(c)
         };
+        if counts(state) {
+            if let Some(stored) = self.add_predicted(&header, &body, limits, now).await? {
+                return Ok(stored);
+            }
+        }
         // Seal before the transaction opens: an await inside it would let it auto-commit.
         let record = self.to_record(&header, &body)?;
         let tx = StrictTx::begin(&self.db, &[PAYMENTS_STORE, KEYS_STORE])?;
@@ -308,7 +318,7 @@ impl Store {
             Ok::<_, PosError>(Some(((), Last::new(Some(applied), vec![req]))))
         }
         .await;
-        if let Some(((), summary)) = end_round(tx, added).await? {
+        if let Some(((), summary)) = end_round(tx, added, &self.ledger_cache).await? {
             if summary.is_some() {
                 *self.summary.borrow_mut() = summary;
             }
@@ -495,7 +505,7 @@ impl Store {
             Ok::<_, PosError>(Some(((), Last::new(applied, vec![req]))))
         }
         .await;
-        let Some(((), summary)) = end_round(tx, moved).await? else {
+        let Some(((), summary)) = end_round(tx, moved, &self.ledger_cache).await? else {
             return Ok(None);
         };
         if summary.is_some() {
@@ -603,7 +613,7 @@ impl Store {
             Ok::<_, PosError>(Some((out, Last::new(applied, puts))))
         }
         .await;
-        let Some((out, summary)) = end_round(tx, moved).await? else {
+        let Some((out, summary)) = end_round(tx, moved, &self.ledger_cache).await? else {
             return Ok(none());
         };
         if summary.is_some() {
@@ -656,11 +666,12 @@ impl Last {
 async fn end_round<T>(
     tx: StrictTx,
     work: Result<Option<(T, Last)>, PosError>,
+    cache: &RefCell<Option<predict::LedgerCache>>,
 ) -> Result<Option<(T, Option<Outstanding>)>, PosError> {
     match work {
         Ok(Some((value, last))) => {
             let summary = match last.applied {
-                Some(applied) => Some(applied.commit(tx, last.writes).await?),
+                Some(applied) => Some(applied.commit(tx, last.writes, cache).await?),
                 None => {
                     drop(last.writes);
                     tx.commit().await?;
