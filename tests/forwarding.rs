@@ -1,12 +1,14 @@
 //! In a real browser against a running pos-sim: stored payments are forwarded exactly once,
-//! a tampered record is quarantined without blocking the others, and a timed-out online
-//! attempt is stored under the same key and charged once.
+//! a tampered record is quarantined without blocking the others, a timed-out online
+//! attempt is stored under the same key and charged once, and a run the backend stops gives
+//! back every record it claimed and did not send.
 #![cfg(target_arch = "wasm32")]
 
 mod common;
 
 use common::*;
 use pos_terminal::payment::{OfflineBehavior, ResultStatus, StoredState};
+use wasm_bindgen::JsCast;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -151,5 +153,111 @@ async fn a_backlog_of_several_pages_is_forwarded_whole_and_the_status_follows() 
         let mine = received(url, id).await.expect("the backend has it");
         assert_eq!(get(&mine, "requests").as_f64(), Some(1.0));
     }
+    terminal.close();
+}
+
+/// `POST /_sim/faults`: the next `POST /v1/payments` requests follow `script`, one fault each.
+async fn faults(url: &str, script: &str) {
+    let body = format!(r#"{{"faults":{script}}}"#);
+    let answer = fetch_json(&format!("{url}/_sim/faults"), "POST", Some(&body)).await;
+    assert!(get(&answer, "faults").is_array(), "script accepted: {body}");
+}
+
+/// How many requests pos-sim received for each of `ids` (0: none).
+async fn requests_for(url: &str, ids: &[String]) -> Vec<f64> {
+    let all: js_sys::Array = fetch_json(&format!("{url}/_sim/payments"), "GET", None)
+        .await
+        .unchecked_into();
+    ids.iter()
+        .map(|id| {
+            all.iter()
+                .find(|p| get(p, "key").as_string().as_deref() == Some(id.as_str()))
+                .and_then(|p| get(&p, "requests").as_f64())
+                .unwrap_or(0.0)
+        })
+        .collect()
+}
+
+/// Holds a read-write transaction on the `payments` store of database `name` for `ms`, below
+/// the SDK: the SDK's transactions on it wait meanwhile.
+fn hold_payments_fn() -> js_sys::Function {
+    js_sys::Function::new_with_args(
+        "name, ms",
+        r#"return new Promise((res, rej) => {
+            const r = indexedDB.open(name);
+            r.onerror = () => rej(r.error);
+            r.onsuccess = () => {
+              const db = r.result;
+              const tx = db.transaction('payments', 'readwrite');
+              const st = tx.objectStore('payments');
+              const end = Date.now() + ms;
+              const spin = () => { if (Date.now() < end) st.count().onsuccess = spin; };
+              spin();
+              tx.oncomplete = () => { db.close(); res(true); };
+              tx.onerror = () => rej(tx.error);
+            };
+          });"#,
+    )
+}
+
+#[wasm_bindgen_test]
+async fn a_stop_gives_back_every_claimed_record_of_the_prefetched_page_too() {
+    let (api, url) = sim_addrs();
+    let db = unique_db("stop");
+    let (terminal, _events) = connected_terminal(options(api, &db), "rdr_sim_2").await;
+    // A page of the forwarder's queue (64 records) and part of the next, which is read and
+    // claimed while the first is being sent.
+    let mut ids = Vec::new();
+    for _ in 0..80 {
+        let result = pay(
+            &terminal,
+            request(4_321.0, Some(OfflineBehavior::ForceOffline)),
+        )
+        .await
+        .unwrap();
+        ids.push(result.id);
+    }
+    // 36 requests answered, then the backend is gone (reset, nothing recorded). Fewer than
+    // half a page is left claimed from the 33rd on: the next page's read starts then, and
+    // waits behind a transaction held from the 5th answer on, so the stop finds it under way.
+    let answered = [r#"{"kind":"delay","ms":0}"#; 36].join(",");
+    let gone = [r#"{"kind":"reset_before"}"#; 6].join(",");
+    faults(url, &format!("[{answered},{gone}]")).await;
+    let hold = async {
+        let deadline = js_sys::Date::now() + 20_000.0;
+        while requests_for(url, &ids).await.iter().sum::<f64>() < 5.0 {
+            assert!(js_sys::Date::now() < deadline, "the run sent nothing");
+        }
+        call(&hold_payments_fn(), &[db.clone().into(), 1_500.into()]).await;
+    };
+    let (report, _) = futures_util::future::join(terminal.forward_stored_payments(), hold).await;
+    faults(url, "[]").await;
+    let report = report.unwrap();
+    assert_eq!((report.forwarded, report.remaining), (36, 44), "{report:?}");
+
+    // Nothing lost, nothing left `forwarding`: the 3 requests cut off are pending with their
+    // attempt counted, the records claimed and never sent (the next page's too) are pending
+    // with it given back.
+    let pending = terminal
+        .list_stored_payments(Some(StoredState::Pending))
+        .await
+        .unwrap();
+    let tried = pending.iter().filter(|p| p.attempts == 1).count();
+    let untried = pending.iter().filter(|p| p.attempts == 0).count();
+    assert_eq!((pending.len(), tried, untried), (44, 3, 41));
+    let forwarding = terminal
+        .list_stored_payments(Some(StoredState::Forwarding))
+        .await
+        .unwrap();
+    assert!(
+        forwarding.is_empty(),
+        "{} left forwarding",
+        forwarding.len()
+    );
+
+    // The next run forwards the rest: each payment reached the backend once.
+    let report = terminal.forward_stored_payments().await.unwrap();
+    assert_eq!((report.forwarded, report.remaining), (44, 0), "{report:?}");
+    assert!(requests_for(url, &ids).await.iter().all(|&n| n == 1.0));
     terminal.close();
 }

@@ -1,0 +1,305 @@
+//! Forwarding stored payments to the backend, exactly once per payment: the caller holds the
+//! Web Lock; each record is marked `forwarding` (a page of them per strict transaction)
+//! before its request, and moves on only after the backend answered (`forward_policy`;
+//! the answers that arrive together settle in one strict transaction). Transport failures put it
+//! back to `pending` with a backoff; nothing is deleted. It knows nothing of the page: what
+//! happens is told through `Events`. `source` reads and claims the records (the next page
+//! while the current one is sent); this module sends them and settles the answers.
+
+mod source;
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+
+use futures_util::future::poll_fn;
+use futures_util::stream::{self, StreamExt};
+use pos_protocol::backend::{OfflineInfo, PaymentBody};
+
+use crate::backend::Backend;
+use crate::error::PosError;
+use crate::events::Events;
+use crate::forward_policy::{
+    next_after, settle, ForwardReport, ForwardingFailure, Next, Notify, Settled, Stop,
+};
+use crate::js;
+use crate::payment::{Entry, ErrorInfo, Header, SealedBody, StoredPayment, StoredState};
+use crate::store::{Move, Store};
+use source::{Claimed, Source, StartRead};
+
+/// What one run did, and why it stopped early if it did.
+#[derive(Debug, Clone, Default)]
+pub struct RunOutcome {
+    pub report: ForwardReport,
+    pub stop: Option<Stop>,
+}
+
+pub struct Forwarder<'a> {
+    pub store: &'a Store,
+    pub backend: &'a Backend,
+    pub events: &'a dyn Events,
+    /// Requests in flight at once while draining.
+    pub concurrency: usize,
+}
+
+fn body_for(header: &Header, body: &SealedBody) -> Option<PaymentBody> {
+    Some(PaymentBody {
+        id: header.id.clone(),
+        amount: body.amount,
+        currency: body.currency.clone(),
+        capture_method: body.capture_method,
+        card_payload: body.card_payload.clone()?,
+        card: body.card.clone(),
+        reader_id: body.reader_id.clone(),
+        offline: Some(OfflineInfo {
+            stored_at: header.stored_at.max(0.0) as u64,
+        }),
+        metadata: body.metadata.clone(),
+    })
+}
+
+/// A claimed record after its request: how it settles.
+struct Answered {
+    header: Header,
+    body: SealedBody,
+    settled: Settled,
+}
+
+/// A settlement being written.
+type Writing<'a> = Pin<Box<dyn Future<Output = Result<RunOutcome, PosError>> + 'a>>;
+
+/// What the run loop waits for next.
+enum Event {
+    /// The next page was read and claimed (or failed to be).
+    Read(Result<(), PosError>),
+    Answer(Option<Box<Answered>>),
+    Written(Result<RunOutcome, PosError>),
+}
+
+impl Forwarder<'_> {
+    /// One pass over the stored payments. `force` ignores backoff (the "forward now" button).
+    /// Must run under the Web Lock `scheduler::LOCK_NAME`.
+    ///
+    /// Records are read a page at a time through the `state` index and each page's records
+    /// are claimed together (`forwarding`, leased, attempt counted) in ONE strict
+    /// transaction before any of them is sent; the next page is read and claimed while this
+    /// one is sent (`source`); `concurrency` requests are in flight at all times; the answers
+    /// that arrived while the previous settlement was being written are settled together in
+    /// the next strict transaction (one ledger write). A crash anywhere leaves a claimed
+    /// record `forwarding`: the next run sends it again with the same key.
+    pub async fn run(&self, token: &str, force: bool) -> Result<RunOutcome, PosError> {
+        let mut out = RunOutcome::default();
+        self.quarantine_unreadable(&mut out).await?;
+        let found = RefCell::new(RunOutcome::default());
+        let start: StartRead<'_> = Box::new(|queue| Box::pin(self.read_page(queue, &found, force)));
+        let source = RefCell::new(Source::new(self.store.forward_queue().await?, start));
+        let drained = self.drain(&source, token).await;
+        // However the run ended (a stop, a failure), the records it claimed and did not send
+        // go back to `pending`, a prefetched page's too; with the queue's rest they are left.
+        let (unsent, outstanding) = source.borrow_mut().unsent();
+        let left = unsent.len() as u32 + outstanding;
+        let released = self.release(unsent).await;
+        let drained = drained?;
+        released?;
+        out.stop = drained.stop;
+        out.report.merge(drained.report);
+        out.report.merge(found.borrow().report);
+        out.report.remaining += left;
+        Ok(out)
+    }
+
+    /// Moves the records whose clear header is unreadable to `quarantined` and reports them.
+    async fn quarantine_unreadable(&self, out: &mut RunOutcome) -> Result<(), PosError> {
+        for id in self.store.quarantine_unreadable().await? {
+            let err = PosError::RecordTampered;
+            let payment = StoredPayment::from(&Entry {
+                header: Header {
+                    id,
+                    version: 0,
+                    state: StoredState::Quarantined,
+                    stored_at: 0.0,
+                    updated_at: js::now_ms(),
+                    next_attempt_at: 0.0,
+                },
+                body: Err(err.clone()),
+            });
+            self.events.forwarding_failure(&ForwardingFailure {
+                payment,
+                code: err.code().into(),
+                message: "the record's clear header is unreadable".into(),
+                decline_code: None,
+            });
+            out.report.failed += 1;
+        }
+        Ok(())
+    }
+
+    /// Sends what `source` hands out, `concurrency` requests at a time, and settles the
+    /// answers, until the source is used up or the run stops. A request that finds the
+    /// backend gone (or refuses the token) stops it: the requests in flight end, the page
+    /// being read is read to its end, the settlements are written; nothing more is sent.
+    /// One loop polls the page read, the requests in flight and the settlement being written
+    /// together, so no transaction waits unpolled (IndexedDB would commit it under it).
+    async fn drain(
+        &self,
+        source: &RefCell<Source<'_>>,
+        token: &str,
+    ) -> Result<RunOutcome, PosError> {
+        let answers = stream::poll_fn(|_| source.borrow_mut().next())
+            .map(|claimed| async move { Box::new(self.send(claimed, token).await) })
+            .buffer_unordered(self.concurrency.max(1));
+        let mut answers = std::pin::pin!(answers);
+        let mut out = RunOutcome::default();
+        let mut ready: Vec<Answered> = Vec::new();
+        let mut writing: Option<Writing<'_>> = None;
+        let mut answers_done = false;
+        let mut failure = None;
+        loop {
+            if writing.is_none() && !ready.is_empty() {
+                writing = Some(Box::pin(self.settle_batch(std::mem::take(&mut ready))));
+            }
+            if writing.is_none() && answers_done && !source.borrow().reading() {
+                break;
+            }
+            let event = poll_fn(|cx| {
+                // The requests first: a slot an answer freed is refilled before a settlement
+                // is sealed and written.
+                if !answers_done {
+                    if let Poll::Ready(a) = answers.poll_next_unpin(cx) {
+                        return Poll::Ready(Event::Answer(a));
+                    }
+                }
+                if let Some(w) = writing.as_mut() {
+                    if let Poll::Ready(r) = w.as_mut().poll(cx) {
+                        return Poll::Ready(Event::Written(r));
+                    }
+                }
+                // After the requests: handing records out may have made the next read due.
+                if let Poll::Ready(r) = source.borrow_mut().poll_read(cx) {
+                    return Poll::Ready(Event::Read(r));
+                }
+                Poll::Pending
+            })
+            .await;
+            let stopped = match event {
+                Event::Written(Ok(one)) => {
+                    writing = None;
+                    out.report.merge(one.report);
+                    None
+                }
+                Event::Written(Err(e)) => {
+                    writing = None;
+                    Some(e)
+                }
+                // Its records are handed out as the loop polls the requests again.
+                Event::Read(Ok(())) => None,
+                Event::Read(Err(e)) => Some(e),
+                Event::Answer(None) => {
+                    answers_done = true;
+                    None
+                }
+                Event::Answer(Some(a)) => {
+                    if a.settled.stop.is_some() {
+                        out.stop = a.settled.stop.clone();
+                        source.borrow_mut().halt();
+                    }
+                    ready.push(*a);
+                    None
+                }
+            };
+            if let Some(e) = stopped {
+                failure = failure.or(Some(e));
+                source.borrow_mut().halt();
+            }
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    /// Sends one claimed record and decides how it settles (nothing written yet).
+    async fn send(&self, claimed: Claimed, token: &str) -> Answered {
+        let Claimed { header, mut body } = claimed;
+        let next = match body_for(&header, &body) {
+            Some(request) => next_after(&self.backend.create_payment(token, &request).await),
+            None => Next::Failed(ErrorInfo {
+                code: "internal_error".into(),
+                message: "the stored payment has no card payload".into(),
+            }),
+        };
+        let mut report = ForwardReport::default();
+        let settled = settle(
+            next,
+            &mut body,
+            js::now_ms(),
+            js::random_unit(),
+            &mut report,
+        );
+        Answered {
+            header,
+            body,
+            settled,
+        }
+    }
+
+    /// Writes the answers that arrived together in one strict transaction, then tells the
+    /// caller about each record that moved.
+    async fn settle_batch(&self, answered: Vec<Answered>) -> Result<RunOutcome, PosError> {
+        let moves: Vec<Move> = answered
+            .iter()
+            .map(|a| Move {
+                header: &a.header,
+                to: a.settled.state,
+                body: &a.body,
+                next_attempt_at: a.settled.next_attempt_at,
+            })
+            .collect();
+        let moved = self.store.transition_many(&moves).await?;
+        let mut out = RunOutcome::default();
+        for (a, header) in answered.into_iter().zip(moved) {
+            // `None`: moved by someone else meanwhile (only possible without Web Locks):
+            // theirs stands.
+            let Some(header) = header else {
+                continue;
+            };
+            count(&a.settled, &mut out.report);
+            self.notify(header, a.body, a.settled.notify);
+        }
+        Ok(out)
+    }
+
+    fn notify(&self, header: Header, body: SealedBody, notify: Notify) {
+        let payment = StoredPayment::from(&Entry {
+            header,
+            body: Ok(body.clone()),
+        });
+        match notify {
+            Notify::Forwarded => self.events.payment_forwarded(&payment),
+            Notify::Failure { decline_code } => {
+                let error = body.last_error.unwrap_or(ErrorInfo {
+                    code: "internal_error".into(),
+                    message: String::new(),
+                });
+                self.events.forwarding_failure(&ForwardingFailure {
+                    payment,
+                    code: error.code,
+                    message: error.message,
+                    decline_code,
+                });
+            }
+            Notify::Nothing => {}
+        }
+    }
+}
+
+/// Counts a settled record in `report` as `forward_policy::settle` did.
+fn count(settled: &Settled, report: &mut ForwardReport) {
+    match settled.state {
+        StoredState::Forwarded => report.forwarded += 1,
+        StoredState::Declined => report.declined += 1,
+        StoredState::Failed => report.failed += 1,
+        _ => report.remaining += 1,
+    }
+}
