@@ -195,15 +195,20 @@ impl Scheduler {
     }
 
     async fn forward_inner(&self, force: bool) -> Result<ForwardReport, PosError> {
-        // History is kept for the retention, so it never fills the disk.
-        if let Err(e) = self
-            .store
-            .prune_finished(js::now_ms() - self.drain.retention_ms)
-            .await
-        {
+        // History is kept for the retention, so it never fills the disk. The pruning, the
+        // health check and the look for work run at once: the check is a round trip to the
+        // backend, the other two are local.
+        let (pruned, health, needed) = futures_util::future::join3(
+            self.store
+                .prune_finished(js::now_ms() - self.drain.retention_ms),
+            self.backend.health(),
+            self.store.needs_forwarding(),
+        )
+        .await;
+        if let Err(e) = pruned {
             web_sys::console::warn_1(&format!("pos-terminal: pruning failed: {e}").into());
         }
-        if let Err(e) = self.backend.health().await {
+        if let Err(e) = health {
             self.connectivity.set(NetworkStatus::Offline);
             if force {
                 return Err(match e {
@@ -218,7 +223,7 @@ impl Scheduler {
             });
         }
         self.connectivity.set(NetworkStatus::Online);
-        if !self.store.needs_forwarding().await? {
+        if !needed? {
             return Ok(ForwardReport::default());
         }
         let outcome = run_locked(

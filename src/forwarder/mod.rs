@@ -92,7 +92,8 @@ impl Forwarder<'_> {
         let mut out = RunOutcome::default();
         self.quarantine_unreadable(&mut out).await?;
         let found = RefCell::new(RunOutcome::default());
-        let start: StartRead<'_> = Box::new(|queue| Box::pin(self.read_page(queue, &found, force)));
+        let start: StartRead<'_> =
+            Box::new(|queue, size| Box::pin(self.read_page(queue, size, &found, force)));
         let source = RefCell::new(Source::new(self.store.forward_queue().await?, start));
         let drained = self.drain(&source, token).await;
         // However the run ended (a stop, a failure), the records it claimed and did not send

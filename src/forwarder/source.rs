@@ -21,6 +21,11 @@ use crate::weblock;
 /// Records opened at once from the queue: what a run holds in memory, whatever the backlog.
 const PAGE: u32 = 64;
 
+/// The first page is smaller, so the first requests leave sooner (a page's read and claim
+/// cost grows with its records: ~55 ms for 64 here); the next, full page is read while it
+/// is sent. Not below the largest `concurrency` (16), so every request slot fills at once.
+const FIRST_PAGE: u32 = 16;
+
 /// Claimed records left below which the next page is read and claimed. Half a page lasts
 /// far longer than a page read and claim, even at the backend's fastest, and above the
 /// largest `concurrency` (16); so at most one and a half pages are held claimed at once.
@@ -37,8 +42,8 @@ pub(super) struct Claimed {
 pub(super) type PageRead<'a> =
     Pin<Box<dyn Future<Output = (ForwardQueue, Result<Option<Vec<Claimed>>, PosError>)> + 'a>>;
 
-/// Starts reading and claiming the next page of a queue.
-pub(super) type StartRead<'a> = Box<dyn Fn(ForwardQueue) -> PageRead<'a> + 'a>;
+/// Starts reading and claiming the next page of a queue, of at most this many records.
+pub(super) type StartRead<'a> = Box<dyn Fn(ForwardQueue, u32) -> PageRead<'a> + 'a>;
 
 /// The claimed records of a run not handed out yet, and the read of the next page. The run
 /// loop polls the read (`poll_read`) beside the requests and the settlements, so its
@@ -56,6 +61,8 @@ pub(super) struct Source<'a> {
     ended: bool,
     /// The run stops: nothing more is handed out or read.
     halted: bool,
+    /// Pages read so far.
+    pages: u32,
 }
 
 impl<'a> Source<'a> {
@@ -67,6 +74,7 @@ impl<'a> Source<'a> {
             start,
             ended: false,
             halted: false,
+            pages: 0,
         }
     }
 
@@ -93,7 +101,9 @@ impl<'a> Source<'a> {
     pub fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), PosError>> {
         if self.reading.is_none() && self.read_due() {
             if let Some(queue) = self.queue.take() {
-                self.reading = Some((self.start)(queue));
+                let size = if self.pages == 0 { FIRST_PAGE } else { PAGE };
+                self.pages += 1;
+                self.reading = Some((self.start)(queue, size));
             }
         }
         let Some(reading) = self.reading.as_mut() else {
@@ -145,22 +155,24 @@ impl Forwarder<'_> {
     pub(super) async fn read_page(
         &self,
         mut queue: ForwardQueue,
+        size: u32,
         found: &RefCell<RunOutcome>,
         force: bool,
     ) -> (ForwardQueue, Result<Option<Vec<Claimed>>, PosError>) {
-        let claimed = self.claim_page(&mut queue, found, force).await;
+        let claimed = self.claim_page(&mut queue, size, found, force).await;
         (queue, claimed)
     }
 
-    /// The next page of `queue`, opened, with the records this run should send claimed (in
-    /// one strict transaction). `None` at the end of the queue.
+    /// The next page of `queue` (at most `size` records), opened, with the records this run
+    /// should send claimed (in one strict transaction). `None` at the end of the queue.
     async fn claim_page(
         &self,
         queue: &mut ForwardQueue,
+        size: u32,
         found: &RefCell<RunOutcome>,
         force: bool,
     ) -> Result<Option<Vec<Claimed>>, PosError> {
-        let page = self.store.next_page(queue, PAGE).await?;
+        let page = self.store.next_page(queue, size).await?;
         if page.is_empty() {
             return Ok(None);
         }
