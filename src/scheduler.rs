@@ -195,14 +195,13 @@ impl Scheduler {
     }
 
     async fn forward_inner(&self, force: bool) -> Result<ForwardReport, PosError> {
-        // History is kept for the retention, so it never fills the disk. The pruning, the
-        // health check and the look for work run at once: the check is a round trip to the
-        // backend, the other two are local.
-        let (pruned, health, needed) = futures_util::future::join3(
+        // History is kept for the retention, so it never fills the disk. The pruning runs
+        // beside the health check (a round trip to the backend); the look for work comes
+        // after the check, so a payment stored during it is not missed.
+        let (pruned, health) = futures_util::future::join(
             self.store
                 .prune_finished(js::now_ms() - self.drain.retention_ms),
             self.backend.health(),
-            self.store.needs_forwarding(),
         )
         .await;
         if let Err(e) = pruned {
@@ -223,7 +222,7 @@ impl Scheduler {
             });
         }
         self.connectivity.set(NetworkStatus::Online);
-        if !needed? {
+        if !self.store.needs_forwarding().await? {
             return Ok(ForwardReport::default());
         }
         let outcome = run_locked(
