@@ -232,19 +232,28 @@ async fn a_stop_gives_back_every_claimed_record_of_the_prefetched_page_too() {
     };
     let (report, _) = futures_util::future::join(terminal.forward_stored_payments(), hold).await;
     faults(url, "[]").await;
-    let report = report.unwrap();
-    assert_eq!((report.forwarded, report.remaining), (36, 44), "{report:?}");
+    let first = report.unwrap();
+    // Chromium and Firefox stop the run at the first reset: 36 forwarded, 44 left. WebKit
+    // (WebKitGTK 2.50 here) did so in one run and in another went on past the 6 resets, each
+    // record cut off left for later: 74 forwarded, 6 left. Either way nothing is lost.
+    assert_eq!(first.forwarded + first.remaining, 80, "{first:?}");
+    assert!(first.forwarded >= 36, "{first:?}");
 
-    // Nothing lost, nothing left `forwarding`: the requests cut off (the 3 in flight; WebKit
-    // sent one more before the stop in one run here) are pending with their attempt counted,
-    // the records claimed and never sent (the next page's too) are pending with it given back.
+    // Nothing lost, nothing left `forwarding`: the requests cut off (at most the 6 resets)
+    // are pending with their attempt counted, the records claimed and never sent (the next
+    // page's too) are pending with it given back.
     let pending = terminal
         .list_stored_payments(Some(StoredState::Pending))
         .await
         .unwrap();
     let tried = pending.iter().filter(|p| p.attempts == 1).count();
     let untried = pending.iter().filter(|p| p.attempts == 0).count();
-    assert_eq!((pending.len(), tried + untried), (44, 44), "{tried} tried");
+    assert_eq!(pending.len() as u32, first.remaining, "{first:?}");
+    assert_eq!(
+        tried + untried,
+        pending.len(),
+        "{tried} tried, {untried} not"
+    );
     assert!((3..=6).contains(&tried), "{tried} requests cut off");
     let forwarding = terminal
         .list_stored_payments(Some(StoredState::Forwarding))
@@ -258,7 +267,11 @@ async fn a_stop_gives_back_every_claimed_record_of_the_prefetched_page_too() {
 
     // The next run forwards the rest: each payment reached the backend once.
     let report = terminal.forward_stored_payments().await.unwrap();
-    assert_eq!((report.forwarded, report.remaining), (44, 0), "{report:?}");
+    assert_eq!(
+        (report.forwarded, report.remaining),
+        (first.remaining, 0),
+        "{report:?}"
+    );
     assert!(requests_for(url, &ids).await.iter().all(|&n| n == 1.0));
     terminal.close();
 }
