@@ -604,6 +604,8 @@ el.connectBtn.addEventListener("click", async () => {
       localStorage.setItem("posDemo.reader", connected.id);
       setReaderStatus("connected");
       logEvent("connectReader", connected);
+      // The simulator panel shows this reader's own link as pos-sim has it.
+      sim?.sync();
     }
   } catch (err) {
     const e = errorInfo(err);
