@@ -8,6 +8,7 @@ mod common;
 
 use common::*;
 use pos_terminal::payment::{OfflineBehavior, ResultStatus, StoredState};
+use pos_terminal::terminal::Terminal;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_test::*;
 
@@ -127,17 +128,7 @@ async fn a_backlog_of_several_pages_is_forwarded_whole_and_the_status_follows() 
     let (terminal, _events) = connected_terminal(options(api, &db), "rdr_sim_2").await;
     // More than two pages of the forwarder's queue (64 records each), with requests in flight
     // while the next page is read.
-    let mut ids = Vec::new();
-    // One amount pos-sim approves (some amounts are its decline triggers).
-    for _ in 0..140 {
-        let result = pay(
-            &terminal,
-            request(4_321.0, Some(OfflineBehavior::ForceOffline)),
-        )
-        .await
-        .unwrap();
-        ids.push(result.id);
-    }
+    let ids = store_offline(&terminal, 140).await;
     let status = terminal.offline_status().await.unwrap();
     assert_eq!(status.pending_count, 140);
     assert_eq!(status.pending_amounts.get("usd"), Some(&(140 * 4_321)));
@@ -161,6 +152,22 @@ async fn faults(url: &str, script: &str) {
     let body = format!(r#"{{"faults":{script}}}"#);
     let answer = fetch_json(&format!("{url}/_sim/faults"), "POST", Some(&body)).await;
     assert!(get(&answer, "faults").is_array(), "script accepted: {body}");
+}
+
+/// Stores `n` payments offline through `terminal`, each of an amount pos-sim approves (some
+/// amounts are its decline triggers); their ids in order.
+async fn store_offline(terminal: &Terminal, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let result = pay(
+            terminal,
+            request(4_321.0, Some(OfflineBehavior::ForceOffline)),
+        )
+        .await
+        .unwrap();
+        ids.push(result.id);
+    }
+    ids
 }
 
 /// How many requests pos-sim received for each of `ids` (0: none).
@@ -207,16 +214,7 @@ async fn a_stop_gives_back_every_claimed_record_of_the_prefetched_page_too() {
     let (terminal, _events) = connected_terminal(options(api, &db), "rdr_sim_2").await;
     // More than the forwarder's first two pages (16, then 64 read and claimed while the
     // first is being sent).
-    let mut ids = Vec::new();
-    for _ in 0..80 {
-        let result = pay(
-            &terminal,
-            request(4_321.0, Some(OfflineBehavior::ForceOffline)),
-        )
-        .await
-        .unwrap();
-        ids.push(result.id);
-    }
+    let ids = store_offline(&terminal, 80).await;
     // 36 requests answered, then the backend is gone (reset, nothing recorded). The
     // settlements wait behind a transaction held from the 5th answer on, so the stop finds
     // claimed records of both pages unsent.
