@@ -529,43 +529,60 @@ async fn a_record_with_an_unreadable_header_is_moved_reported_and_not_pending() 
     let (api, _url) = sim_addrs();
     let db = unique_db("bad-header");
     let (terminal, events) = connected_terminal(options(api, &db), "rdr_sim_1").await;
-    // A record whose clear header is not as this SDK writes it (`v` is not a number).
+    // A record written behind the SDK's back, with a clear header not as this SDK writes it.
     let put = Function::new_with_args(
-        "name",
+        "name, record",
         r#"return new Promise((res, rej) => {
             const r = indexedDB.open(name);
             r.onsuccess = () => {
               const db = r.result, tx = db.transaction('payments', 'readwrite');
-              tx.objectStore('payments').put({ id: 'pay_badheader', state: 'pending', v: 'x' });
+              tx.objectStore('payments').put(JSON.parse(record));
               tx.oncomplete = () => { db.close(); res(true); };
               tx.onerror = () => rej(tx.error);
             };
             r.onerror = () => rej(r.error);
           });"#,
     );
-    call(&put, &[db.clone().into()]).await;
-    // The status sums the sealed ledger, which only this SDK's own writes change: a record
-    // put behind its back counts nowhere until a forwarding run finds it.
-    assert_eq!(terminal.offline_status().await.unwrap().pending_count, 0);
-    let report = terminal.forward_stored_payments().await.unwrap();
-    assert_eq!(report.failed, 1, "{report:?}");
-    assert_eq!(
-        terminal.offline_status().await.unwrap().pending_count,
-        0,
-        "no longer pending"
-    );
-    assert!(events
-        .failures
-        .borrow()
-        .iter()
-        .any(|f| f.payment.id == "pay_badheader" && f.code == "record_tampered"));
-    let quarantined = terminal
-        .list_stored_payments(Some(StoredState::Quarantined))
-        .await
-        .unwrap();
-    assert!(quarantined.iter().any(|p| p.id == "pay_badheader"));
-    let again = terminal.forward_stored_payments().await.unwrap();
-    assert_eq!(again.failed, 0, "reported once");
+    let tampered = |id: &str| {
+        events
+            .failures
+            .borrow()
+            .iter()
+            .any(|f| f.payment.id == id && f.code == "record_tampered")
+    };
+    // Listed as pending (`v` is not a number): found by the forwarder's pages.
+    let listed = r#"{"id":"pay_badheader","state":"pending","v":"x"}"#;
+    // A state this SDK never writes, so in no state's list: found because the lists' counts
+    // fall short of the store's. (A run needs something listed to forward: a second listed
+    // one, which the same search finds.)
+    let unlisted = r#"{"id":"pay_badstate","state":"sent","v":2}"#;
+    let listed_too = r#"{"id":"pay_badheader2","state":"forwarding","v":null}"#;
+    for (records, id) in [
+        (&[listed][..], "pay_badheader"),
+        (&[unlisted, listed_too][..], "pay_badstate"),
+    ] {
+        for record in records {
+            call(&put, &[db.clone().into(), (*record).into()]).await;
+        }
+        // The status sums the sealed ledger, which only this SDK's own writes change: a
+        // record put behind its back counts nowhere until a forwarding run finds it.
+        assert_eq!(terminal.offline_status().await.unwrap().pending_count, 0);
+        let report = terminal.forward_stored_payments().await.unwrap();
+        assert_eq!(report.failed as usize, records.len(), "{id}: {report:?}");
+        assert_eq!(
+            terminal.offline_status().await.unwrap().pending_count,
+            0,
+            "no longer pending"
+        );
+        assert!(tampered(id), "{id} reported");
+        let quarantined = terminal
+            .list_stored_payments(Some(StoredState::Quarantined))
+            .await
+            .unwrap();
+        assert!(quarantined.iter().any(|p| p.id == id), "{id} quarantined");
+        let again = terminal.forward_stored_payments().await.unwrap();
+        assert_eq!(again.failed, 0, "{id} reported once");
+    }
     terminal.close();
 }
 

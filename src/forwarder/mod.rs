@@ -1,20 +1,21 @@
 //! Forwarding stored payments to the backend, exactly once per payment: the caller holds the
 //! Web Lock; each record is marked `forwarding` (a page of them per strict transaction)
 //! before its request, and moves on only after the backend answered (`forward_policy`;
-//! the answers that arrive together settle in one strict transaction). Transport failures put it
+//! answers are gathered, up to 16, and settled in one strict transaction). Transport failures put it
 //! back to `pending` with a backoff; nothing is deleted. It knows nothing of the page: what
 //! happens is told through `Events`. `source` reads and claims the records (the next page
 //! while the current one is sent); this module sends them and settles the answers.
 
 mod source;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
 
 use futures_util::future::poll_fn;
 use futures_util::stream::{self, StreamExt};
+use gloo_timers::future::TimeoutFuture;
 use pos_protocol::backend::{OfflineInfo, PaymentBody};
 
 use crate::backend::Backend;
@@ -27,6 +28,17 @@ use crate::js;
 use crate::payment::{Entry, ErrorInfo, Header, SealedBody, StoredPayment, StoredState};
 use crate::store::{Move, Store};
 use source::{Claimed, Source, StartRead};
+
+/// Answers settled in one strict transaction at most. Each settlement costs a transaction
+/// and a rewrite of the sealed ledger whatever its size, so answers are gathered: a
+/// settlement starts once this many are waiting, ...
+const SETTLE_BATCH: usize = 16;
+
+/// ... or once the first of them has waited this long, or when no request is left in flight.
+/// An answered record not settled yet is still `forwarding`: after a crash it is sent again
+/// with the same idempotency key and the backend replays its answer; the wait only delays
+/// `paymentForwarded` events and the pending count by this much.
+const SETTLE_WAIT_MS: u32 = 100;
 
 /// What one run did, and why it stopped early if it did.
 #[derive(Debug, Clone, Default)]
@@ -75,6 +87,8 @@ enum Event {
     Read(Result<(), PosError>),
     Answer(Option<Box<Answered>>),
     Written(Result<RunOutcome, PosError>),
+    /// The answers waiting to be settled have waited `SETTLE_WAIT_MS`.
+    Due,
 }
 
 impl Forwarder<'_> {
@@ -84,9 +98,9 @@ impl Forwarder<'_> {
     /// Records are read a page at a time through the `state` index and each page's records
     /// are claimed together (`forwarding`, leased, attempt counted) in ONE strict
     /// transaction before any of them is sent; the next page is read and claimed while this
-    /// one is sent (`source`); `concurrency` requests are in flight at all times; the answers
-    /// that arrived while the previous settlement was being written are settled together in
-    /// the next strict transaction (one ledger write). A crash anywhere leaves a claimed
+    /// one is sent (`source`); `concurrency` requests are in flight at all times; answers are
+    /// gathered (`SETTLE_BATCH`, `SETTLE_WAIT_MS`) and settled together in one strict
+    /// transaction (one ledger write), one settlement written at a time. A crash anywhere leaves a claimed
     /// record `forwarding`: the next run sends it again with the same key.
     pub async fn run(&self, token: &str, force: bool) -> Result<RunOutcome, PosError> {
         let mut out = RunOutcome::default();
@@ -113,27 +127,33 @@ impl Forwarder<'_> {
     /// Moves the records whose clear header is unreadable to `quarantined` and reports them.
     async fn quarantine_unreadable(&self, out: &mut RunOutcome) -> Result<(), PosError> {
         for id in self.store.quarantine_unreadable().await? {
-            let err = PosError::RecordTampered;
-            let payment = StoredPayment::from(&Entry {
-                header: Header {
-                    id,
-                    version: 0,
-                    state: StoredState::Quarantined,
-                    stored_at: 0.0,
-                    updated_at: js::now_ms(),
-                    next_attempt_at: 0.0,
-                },
-                body: Err(err.clone()),
-            });
-            self.events.forwarding_failure(&ForwardingFailure {
-                payment,
-                code: err.code().into(),
-                message: "the record's clear header is unreadable".into(),
-                decline_code: None,
-            });
-            out.report.failed += 1;
+            self.report_unreadable(id, &mut out.report);
         }
         Ok(())
+    }
+
+    /// Tells the caller about a record moved to `quarantined` because its clear header is
+    /// unreadable, and counts it as failed.
+    fn report_unreadable(&self, id: String, report: &mut ForwardReport) {
+        let err = PosError::RecordTampered;
+        let payment = StoredPayment::from(&Entry {
+            header: Header {
+                id,
+                version: 0,
+                state: StoredState::Quarantined,
+                stored_at: 0.0,
+                updated_at: js::now_ms(),
+                next_attempt_at: 0.0,
+            },
+            body: Err(err.clone()),
+        });
+        self.events.forwarding_failure(&ForwardingFailure {
+            payment,
+            code: err.code().into(),
+            message: "the record's clear header is unreadable".into(),
+            decline_code: None,
+        });
+        report.failed += 1;
     }
 
     /// Sends what `source` hands out, `concurrency` requests at a time, and settles the
@@ -147,18 +167,33 @@ impl Forwarder<'_> {
         source: &RefCell<Source<'_>>,
         token: &str,
     ) -> Result<RunOutcome, PosError> {
+        let in_flight = Cell::new(0usize);
         let answers = stream::poll_fn(|_| source.borrow_mut().next())
-            .map(|claimed| async move { Box::new(self.send(claimed, token).await) })
+            .map(|claimed| {
+                in_flight.set(in_flight.get() + 1);
+                async move { Box::new(self.send(claimed, token).await) }
+            })
             .buffer_unordered(self.concurrency.max(1));
         let mut answers = std::pin::pin!(answers);
         let mut out = RunOutcome::default();
         let mut ready: Vec<Answered> = Vec::new();
+        // Runs from the first answer waiting to be settled.
+        let mut wait: Option<TimeoutFuture> = None;
+        let mut waited = false;
         let mut writing: Option<Writing<'_>> = None;
         let mut answers_done = false;
         let mut failure = None;
         loop {
-            if writing.is_none() && !ready.is_empty() {
+            let due = ready.len() >= SETTLE_BATCH || in_flight.get() == 0 || answers_done || waited;
+            if writing.is_none() && !ready.is_empty() && due {
                 writing = Some(Box::pin(self.settle_batch(std::mem::take(&mut ready))));
+                wait = None;
+                waited = false;
+            }
+            if ready.is_empty() {
+                wait = None;
+            } else if wait.is_none() && !waited {
+                wait = Some(TimeoutFuture::new(SETTLE_WAIT_MS));
             }
             if writing.is_none() && answers_done && !source.borrow().reading() {
                 break;
@@ -180,6 +215,11 @@ impl Forwarder<'_> {
                 if let Poll::Ready(r) = source.borrow_mut().poll_read(cx) {
                     return Poll::Ready(Event::Read(r));
                 }
+                if let Some(w) = wait.as_mut() {
+                    if Pin::new(w).poll(cx).is_ready() {
+                        return Poll::Ready(Event::Due);
+                    }
+                }
                 Poll::Pending
             })
             .await;
@@ -200,7 +240,13 @@ impl Forwarder<'_> {
                     answers_done = true;
                     None
                 }
+                Event::Due => {
+                    wait = None;
+                    waited = true;
+                    None
+                }
                 Event::Answer(Some(a)) => {
+                    in_flight.set(in_flight.get().saturating_sub(1));
                     if a.settled.stop.is_some() {
                         out.stop = a.settled.stop.clone();
                         source.borrow_mut().halt();

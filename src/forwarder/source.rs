@@ -195,6 +195,14 @@ impl Forwarder<'_> {
     ) -> Result<Option<Claimed>, PosError> {
         let state = entry.header.state;
         if state == StoredState::Quarantined {
+            // Listed as outstanding, read as quarantined: its clear header is unreadable (or
+            // another context quarantined it meanwhile, and then nothing moves here).
+            if matches!(entry.body, Err(PosError::RecordTampered)) {
+                let ids = [entry.header.id];
+                for id in self.store.quarantine_ids(&ids).await? {
+                    self.report_unreadable(id, &mut found.borrow_mut().report);
+                }
+            }
             return Ok(None);
         }
         let now = js::now_ms();

@@ -16,28 +16,75 @@ use crate::payment::{Entry, Header, StoredState};
 impl Store {
     /// Moves every record whose clear header cannot be read (and so cannot be compared and
     /// set) to `quarantined`, so it stops counting as pending; returns their ids.
+    ///
+    /// Only the records outside every state's list are looked for here, and only when there
+    /// are any (counted, not read): a record listed under an outstanding state is read by
+    /// the forwarder's pages, which hand an unreadable one to `quarantine_ids`. Reading every
+    /// record at each run would load the whole store (history included) into memory.
     pub async fn quarantine_unreadable(&self) -> Result<Vec<String>, PosError> {
-        // Looked for in a read-only transaction first: almost always there is none, and a
-        // read-write strict one (even aborted) costs more.
-        let (_tx, store) = self.db.read(PAYMENTS_STORE)?;
-        let req = store.get_all().map_err(|e| storage_error(&e))?;
-        let records: Array = idb::request(&req).await?.unchecked_into();
-        let any = records.iter().any(|record| {
-            js::get(&record, "state").as_string().as_deref()
-                != Some(StoredState::Quarantined.as_str())
-                && Self::header_of(&record).is_none()
-        });
-        drop(records);
-        if !any {
+        if !self.has_unlisted_records().await? {
             return Ok(Vec::new());
         }
+        self.quarantine_where(None).await
+    }
+
+    /// Moves the records of `ids` whose clear header cannot be read to `quarantined` (a
+    /// record someone else rewrote or quarantined meanwhile is left as it is); their ids.
+    pub async fn quarantine_ids(&self, ids: &[String]) -> Result<Vec<String>, PosError> {
+        self.quarantine_where(Some(ids)).await
+    }
+
+    /// Whether some record is in no state's list: its state missing or not one this SDK
+    /// writes. One read-only transaction of counts.
+    async fn has_unlisted_records(&self) -> Result<bool, PosError> {
+        let (_tx, store) = self.db.read(PAYMENTS_STORE)?;
+        let index = store.index(STATE_INDEX).map_err(|e| storage_error(&e))?;
+        let all = store.count().map_err(|e| storage_error(&e))?;
+        let mut listed = Vec::new();
+        for state in StoredState::ALL {
+            let range = IdbKeyRange::only(&state.as_str().into()).map_err(|e| storage_error(&e))?;
+            listed.push(
+                index
+                    .count_with_key(&range)
+                    .map_err(|e| storage_error(&e))?,
+            );
+        }
+        let all = idb::request(&all).await?.as_f64().unwrap_or(0.0);
+        let mut sum = 0.0;
+        for req in &listed {
+            sum += idb::request(req).await?.as_f64().unwrap_or(0.0);
+        }
+        Ok(all != sum)
+    }
+
+    /// The quarantine itself, in one strict transaction: over every record (`None`) or the
+    /// records of `ids`.
+    async fn quarantine_where(&self, ids: Option<&[String]>) -> Result<Vec<String>, PosError> {
         let tx = StrictTx::begin(&self.db, &[PAYMENTS_STORE])?;
         let moved = async {
             let store = tx.store(PAYMENTS_STORE)?;
-            let req = store.get_all().map_err(|e| storage_error(&e))?;
-            let records: Array = idb::request(&req).await?.unchecked_into();
+            let records = match ids {
+                None => {
+                    let req = store.get_all().map_err(|e| storage_error(&e))?;
+                    idb::request(&req).await?.unchecked_into::<Array>()
+                }
+                Some(ids) => {
+                    let requests = ids
+                        .iter()
+                        .map(|id| store.get(&id.into()).map_err(|e| storage_error(&e)))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let records = Array::new();
+                    for req in &requests {
+                        records.push(&idb::request(req).await?);
+                    }
+                    records
+                }
+            };
             let mut moved = Vec::new();
             for record in records.iter() {
+                if record.is_undefined() {
+                    continue;
+                }
                 let quarantined = js::get(&record, "state").as_string().as_deref()
                     == Some(StoredState::Quarantined.as_str());
                 if quarantined || Self::header_of(&record).is_some() {
