@@ -1,7 +1,6 @@
 //! Offline limits: what may be stored on this device before the backend has seen it.
 
-use std::collections::BTreeMap;
-
+use pos_protocol::SortedMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::PosError;
@@ -9,8 +8,8 @@ use crate::error::PosError;
 /// Limits set in `TerminalOptions.offline`. A currency without a limit has none.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OfflineLimits {
-    pub transaction_limit: BTreeMap<String, u64>,
-    pub stored_amount_limit: BTreeMap<String, u64>,
+    pub transaction_limit: SortedMap<u64>,
+    pub stored_amount_limit: SortedMap<u64>,
     pub max_stored_payments: Option<u32>,
     /// Refuse storing while the oldest stored payment is older than this.
     pub max_stored_age_ms: Option<u64>,
@@ -20,7 +19,7 @@ pub struct OfflineLimits {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Outstanding {
     pub count: u32,
-    pub amounts: BTreeMap<String, u64>,
+    pub amounts: SortedMap<u64>,
     pub oldest_stored_at: Option<f64>,
 }
 
@@ -28,13 +27,13 @@ pub struct Outstanding {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Totals {
     pub count: u32,
-    pub amounts: BTreeMap<String, u64>,
+    pub amounts: SortedMap<u64>,
 }
 
 impl Totals {
     fn add(&mut self, currency: &str, amount: u64) {
         self.count = self.count.saturating_add(1);
-        let sum = self.amounts.entry(currency.to_owned()).or_default();
+        let sum = self.amounts.get_or_insert_default(currency);
         *sum = sum.saturating_add(amount);
     }
 
@@ -51,7 +50,7 @@ impl Totals {
     fn merge(&mut self, other: &Totals) {
         self.count = self.count.saturating_add(other.count);
         for (currency, amount) in &other.amounts {
-            let sum = self.amounts.entry(currency.clone()).or_default();
+            let sum = self.amounts.get_or_insert_default(currency);
             *sum = sum.saturating_add(*amount);
         }
     }
@@ -66,15 +65,14 @@ impl Totals {
 /// (`store::ledger`), which answer "the oldest" without reading every payment.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Ledger {
-    pub backends: BTreeMap<String, Totals>,
+    pub backends: SortedMap<Totals>,
 }
 
 impl Ledger {
     /// A payment sealed for `backend` starts counting.
     pub fn add(&mut self, backend: &str, currency: &str, amount: u64) {
         self.backends
-            .entry(backend.to_owned())
-            .or_default()
+            .get_or_insert_default(backend)
             .add(currency, amount);
     }
 
@@ -203,6 +201,20 @@ mod tests {
             Some(&7),
             "never below zero"
         );
+    }
+
+    #[test]
+    fn a_stored_ledger_reads_back_byte_for_byte() {
+        // As sealed when the maps were `BTreeMap`s: keys in order, whatever order they came in.
+        let stored = r#"{"backends":{"":{"count":1,"amounts":{"usd":1}},"https://a":{"count":3,"amounts":{"eur":2,"jpy":300,"usd":12}}}}"#;
+        let ledger: Ledger = serde_json::from_str(stored).unwrap();
+        assert_eq!(serde_json::to_string(&ledger).unwrap(), stored);
+        let mut built = Ledger::default();
+        built.add("https://a", "usd", 12);
+        built.add("https://a", "jpy", 300);
+        built.add("", "usd", 1);
+        built.add("https://a", "eur", 2);
+        assert_eq!(built, ledger);
     }
 
     #[test]

@@ -1,8 +1,7 @@
 //! `TerminalOptions` as one serde struct (the callbacks are taken apart by the facade), and
 //! the settings the core runs with once every value was checked.
 
-use std::collections::BTreeMap;
-
+use pos_protocol::SortedMap;
 use serde::Deserialize;
 
 use crate::error::PosError;
@@ -45,9 +44,9 @@ pub enum OfflineStorage {
 pub struct OfflineOptions {
     pub enabled: Option<bool>,
     #[serde(default)]
-    pub transaction_limit: BTreeMap<String, f64>,
+    pub transaction_limit: SortedMap<f64>,
     #[serde(default)]
-    pub stored_amount_limit: BTreeMap<String, f64>,
+    pub stored_amount_limit: SortedMap<f64>,
     pub max_stored_payments: Option<f64>,
     /// Refuse storing while the oldest stored payment is older than this (ms).
     pub max_stored_age_ms: Option<f64>,
@@ -88,7 +87,7 @@ fn integer(
     }
 }
 
-fn limit_map(map: BTreeMap<String, f64>, what: &str) -> Result<BTreeMap<String, u64>, PosError> {
+fn limit_map(map: SortedMap<f64>, what: &str) -> Result<SortedMap<u64>, PosError> {
     map.into_iter()
         .map(|(currency, v)| {
             let currency = validate::currency(&currency)?;

@@ -1,7 +1,9 @@
 //! A map for the handful of entries the SDK keeps per reader or per pending request: a
 //! vector searched in order, oldest entry first. Every `HashMap` or `BTreeMap` key/value
 //! pair compiles its own copy of the map's code (several KB of wasm each); this one is a few
-//! hundred bytes, and for a few entries it is as fast.
+//! hundred bytes, and for a few entries it is as fast. The maps that are serialized are
+//! `pos_protocol::SortedMap` (sorted by key, as their JSON was); this one keeps insertion
+//! order, for `remove_oldest`.
 
 #[derive(Debug)]
 pub struct SmallMap<V> {

@@ -1,8 +1,7 @@
 //! The offline status: what is stored and not yet accepted by the backend, computed in one
 //! place from the sealed ledger's summary (`Store::summary`), never from the records.
 
-use std::collections::BTreeMap;
-
+use pos_protocol::SortedMap;
 use serde::Serialize;
 
 use crate::limits::Outstanding;
@@ -20,7 +19,7 @@ pub enum NetworkStatus {
 pub struct OfflineStatus {
     pub network_status: NetworkStatus,
     pub pending_count: u32,
-    pub pending_amounts: BTreeMap<String, u64>,
+    pub pending_amounts: SortedMap<u64>,
     pub oldest_stored_at: Option<f64>,
     pub forwarding: bool,
     #[serde(flatten)]
@@ -37,7 +36,7 @@ pub struct ReaderOfflineStatus {
     /// The reader's own link to the backend.
     pub network_status: NetworkStatus,
     pub pending_count: u32,
-    pub pending_amounts: BTreeMap<String, u64>,
+    pub pending_amounts: SortedMap<u64>,
 }
 
 /// What this browser grants the stored payments, detected once per terminal. Payments are
@@ -279,7 +278,7 @@ mod tests {
         with_reader.reader = Some(ReaderOfflineStatus {
             network_status: NetworkStatus::Offline,
             pending_count: 2,
-            pending_amounts: BTreeMap::from([("usd".to_string(), 300)]),
+            pending_amounts: SortedMap::from([("usd".to_string(), 300)]),
         });
         let json = serde_json::to_value(with_reader).unwrap();
         assert_eq!(json["reader"]["networkStatus"], "offline");

@@ -1,6 +1,6 @@
 //! Validation of what the caller passes in: amounts, currencies, metadata.
 
-use std::collections::BTreeMap;
+use pos_protocol::SortedMap;
 
 use crate::error::PosError;
 
@@ -57,7 +57,7 @@ pub fn display_amount(amount: u64, currency: &str) -> String {
 }
 
 /// Metadata: at most 50 keys of at most 40 characters, values of at most 500.
-pub fn metadata(map: &BTreeMap<String, String>) -> Result<(), PosError> {
+pub fn metadata(map: &SortedMap<String>) -> Result<(), PosError> {
     if map.len() > MAX_METADATA_KEYS {
         return Err(PosError::InvalidMetadata(format!(
             "metadata may hold at most {MAX_METADATA_KEYS} keys, got {}",
@@ -137,16 +137,16 @@ mod tests {
 
     #[test]
     fn metadata_bounds() {
-        let mut m = BTreeMap::new();
+        let mut m = SortedMap::new();
         m.insert("order".to_string(), "42".to_string());
         assert!(metadata(&m).is_ok());
         m.insert("k".repeat(41), "v".into());
         assert_eq!(metadata(&m).unwrap_err().code(), "invalid_metadata");
-        let many: BTreeMap<String, String> = (0..51)
+        let many: SortedMap<String> = (0..51)
             .map(|i| (format!("k{i}"), "v".to_string()))
             .collect();
         assert!(metadata(&many).is_err());
-        let long: BTreeMap<String, String> = [("k".to_string(), "v".repeat(501))].into();
+        let long: SortedMap<String> = [("k".to_string(), "v".repeat(501))].into();
         assert!(metadata(&long).is_err());
     }
 

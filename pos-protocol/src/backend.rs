@@ -2,11 +2,9 @@
 //! `/v1/reader_pairings`, `/v1/payments`, `/v1/payments/{id}/capture` and `/cancel`). A
 //! merchant server implements the same shapes.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
-use crate::CardSummary;
+use crate::{CardSummary, SortedMap};
 
 /// Header carrying the payment id; the backend deduplicates on it permanently.
 pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
@@ -99,7 +97,7 @@ pub struct PaymentBody {
     pub reader_id: String,
     pub offline: Option<OfflineInfo>,
     #[serde(default)]
-    pub metadata: BTreeMap<String, String>,
+    pub metadata: SortedMap<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,7 +167,7 @@ mod tests {
             },
             reader_id: "rdr_1".into(),
             offline: Some(OfflineInfo { stored_at: 5 }),
-            metadata: BTreeMap::new(),
+            metadata: SortedMap::new(),
         };
         let json = serde_json::to_value(&body).unwrap();
         assert_eq!(json["capture_method"], "automatic");

@@ -1,11 +1,15 @@
 //! Wire formats shared by the `pos-terminal` SDK, the `pos-sim` simulator and anyone
 //! implementing the other side: the reader protocol (`reader`), the backend API bodies
-//! (`backend`) and the test-card outcome rules (`outcomes`). No browser or server code here.
+//! (`backend`) and the test-card outcome rules (`outcomes`), and the map their bodies use
+//! (`SortedMap`). No browser or server code here.
 
 pub mod backend;
 pub mod offline_rules;
 pub mod outcomes;
 pub mod reader;
+pub mod sorted_map;
+
+pub use sorted_map::SortedMap;
 
 /// The card data a receipt may show. Never a PAN.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -4,10 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use std::collections::BTreeMap;
-
 use crate::backend::{PaymentBody, PaymentStatus};
-use crate::CardSummary;
+use crate::{CardSummary, SortedMap};
 
 mod parse;
 
@@ -214,7 +212,7 @@ pub enum ReaderMessage {
         pending_count: u32,
         /// Outstanding amounts per currency (lowercase ISO 4217), in minor units.
         #[serde(default)]
-        pending_amounts: BTreeMap<String, u64>,
+        pending_amounts: SortedMap<u64>,
     },
     /// The reader forwarded a payment it had stored; repeated on every `hello` until the
     /// POS answers `forwarded_ack`.

@@ -12,17 +12,15 @@ use sha2::{Digest, Sha256};
 pub fn fingerprint(body: &PaymentBody) -> String {
     let mut canonical = body.clone();
     canonical.offline = None;
-    // Field order is fixed by the struct and metadata is a BTreeMap, so this is canonical.
+    // Field order is fixed by the struct and metadata is sorted by key, so this is canonical.
     let json = serde_json::to_vec(&canonical).unwrap_or_default();
     format!("{:x}", Sha256::digest(&json))
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use pos_protocol::backend::{CaptureMethod, OfflineInfo};
-    use pos_protocol::CardSummary;
+    use pos_protocol::{CardSummary, SortedMap};
 
     use super::*;
     use crate::store::{Idempotent, NewPayment, PaymentOutcome, Store, StoredAnswer};
@@ -44,7 +42,7 @@ mod tests {
             },
             reader_id: "rdr_sim_1".into(),
             offline: None,
-            metadata: BTreeMap::new(),
+            metadata: SortedMap::new(),
         }
     }
 

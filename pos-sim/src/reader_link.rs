@@ -395,12 +395,11 @@ pub fn pairing_valid(store: &Store, reader_id: &str, secret: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::path::Path;
     use std::time::Duration;
 
     use pos_protocol::backend::{CaptureMethod, PaymentStatus};
-    use pos_protocol::{CardSummary, EntryMode};
+    use pos_protocol::{CardSummary, EntryMode, SortedMap};
     use rusqlite::Connection;
 
     use super::*;
@@ -466,7 +465,7 @@ mod tests {
                 },
                 reader_id: R1.into(),
                 offline: None,
-                metadata: BTreeMap::new(),
+                metadata: SortedMap::new(),
             }
         }
 

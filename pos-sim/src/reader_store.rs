@@ -443,7 +443,7 @@ fn report_of(entry: Entry) -> Option<Report> {
 #[cfg(test)]
 mod tests {
     use pos_protocol::backend::{CaptureMethod, PaymentStatus};
-    use pos_protocol::{CardSummary, EntryMode};
+    use pos_protocol::{CardSummary, EntryMode, SortedMap};
 
     use super::*;
 
@@ -464,7 +464,7 @@ mod tests {
             },
             reader_id: "rdr_sim_1".into(),
             offline: None,
-            metadata: BTreeMap::new(),
+            metadata: SortedMap::new(),
         }
     }
 

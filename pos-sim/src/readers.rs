@@ -334,7 +334,7 @@ impl Reader {
             request_id,
             link: self.link_status(),
             pending_count: summary.count,
-            pending_amounts: summary.amounts,
+            pending_amounts: summary.amounts.into_iter().collect(),
         }
     }
 

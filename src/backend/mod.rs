@@ -5,6 +5,8 @@
 mod client;
 
 use pos_protocol::backend::{codes, ErrorBody, PaymentOk, ReaderPairing};
+use pos_protocol::SortedMap;
+use serde_json::value::RawValue;
 
 use crate::error::BackendError;
 #[cfg(target_arch = "wasm32")]
@@ -125,9 +127,11 @@ fn describe(own: Option<&ErrorBody>, text: &str) -> String {
 /// True when `GET /v1/health` answered as the backend does: 2xx with `{"ok":true}` (a
 /// captive portal answers 200 too).
 pub fn health_ok(status: u16, text: &str) -> bool {
+    // Any object whose `ok` (the last, if repeated) is the JSON `true`; its other fields are
+    // not looked at. Raw values: a `serde_json::Value` would bring its `BTreeMap` along.
     (200..300).contains(&status)
-        && serde_json::from_str::<serde_json::Value>(text)
-            .is_ok_and(|v| v.get("ok") == Some(&serde_json::Value::Bool(true)))
+        && serde_json::from_str::<SortedMap<&RawValue>>(text)
+            .is_ok_and(|m| m.get("ok").is_some_and(|v| v.get() == "true"))
 }
 
 /// `Retry-After` in milliseconds, from its delay-seconds form (an HTTP date is ignored),
@@ -333,6 +337,33 @@ mod tests {
         assert!(!health_ok(200, "<html>Sign in</html>"), "a captive portal");
         assert!(!health_ok(200, r#"{"ok":false}"#));
         assert!(!health_ok(503, r#"{"ok":true}"#));
+        // As when the body was read into a `serde_json::Value` and its `ok` compared to `true`.
+        let as_value = |text: &str| {
+            serde_json::from_str::<serde_json::Value>(text)
+                .is_ok_and(|v| v.get("ok") == Some(&serde_json::Value::Bool(true)))
+        };
+        for text in [
+            r#"{"ok":true}"#,
+            r#" { "ok" : true , "version": {"a": [1, null]} } "#,
+            "{\"ok\":\ttrue\n}",
+            r#"{"\u006fk":true}"#,
+            r#"{"ok":false,"ok":true}"#,
+            r#"{"ok":true,"ok":false}"#,
+            r#"{"ok":"true"}"#,
+            r#"{"ok":1}"#,
+            r#"{"ok":null}"#,
+            r#"{"ok":[true]}"#,
+            r#"{"Ok":true}"#,
+            r#"{}"#,
+            r#"[true]"#,
+            r#"["ok",true]"#,
+            "true",
+            "",
+            r#"{"ok":true} x"#,
+            r#"{"ok":true"#,
+        ] {
+            assert_eq!(health_ok(200, text), as_value(text), "{text}");
+        }
         assert_eq!(retry_after_ms(Some(" 7 ")), Some(7_000));
         assert_eq!(retry_after_ms(Some("Wed, 21 Oct 2015 07:28:00 GMT")), None);
         assert_eq!(retry_after_ms(Some("999999")), Some(3_600_000));

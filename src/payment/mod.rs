@@ -7,10 +7,8 @@ pub use view::{
     Agent, CardView, CollectedView, OfflineDetails, PaymentResult, ResultStatus, StoredPayment,
 };
 
-use std::collections::BTreeMap;
-
 use pos_protocol::backend::{CaptureMethod, PaymentOk, PaymentStatus};
-use pos_protocol::CardSummary;
+use pos_protocol::{CardSummary, SortedMap};
 use serde::{Deserialize, Serialize};
 
 use crate::error::PosError;
@@ -66,7 +64,7 @@ pub struct PaymentRequest {
     #[serde(default)]
     pub capture_method: Option<CaptureMethod>,
     #[serde(default)]
-    pub metadata: Option<BTreeMap<String, String>>,
+    pub metadata: Option<SortedMap<String>>,
 }
 
 /// A card read by the reader and not yet processed. The payload is ciphertext for the backend.
@@ -77,7 +75,7 @@ pub struct Collected {
     pub currency: String,
     pub capture_method: CaptureMethod,
     pub offline_behavior: OfflineBehavior,
-    pub metadata: BTreeMap<String, String>,
+    pub metadata: SortedMap<String>,
     pub reader_id: String,
     pub card: CardSummary,
     pub card_payload: String,
@@ -176,7 +174,7 @@ pub struct SealedBody {
     pub amount: u64,
     pub currency: String,
     pub capture_method: CaptureMethod,
-    pub metadata: BTreeMap<String, String>,
+    pub metadata: SortedMap<String>,
     pub reader_id: String,
     pub card: CardSummary,
     /// The reader's ciphertext for the backend; dropped once the backend has answered.
@@ -333,7 +331,7 @@ pub(crate) mod tests {
             amount: 1_000,
             currency: "usd".into(),
             capture_method: CaptureMethod::Automatic,
-            metadata: BTreeMap::new(),
+            metadata: SortedMap::new(),
             reader_id: "rdr_1".into(),
             card: CardSummary {
                 brand: "visa".into(),

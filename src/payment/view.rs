@@ -1,10 +1,8 @@
 //! The views of payments the caller gets (camelCase when serialized for JS): the card
 //! summary, a collected payment, a payment's result, a stored payment.
 
-use std::collections::BTreeMap;
-
 use pos_protocol::backend::{CaptureMethod, PaymentOk, PaymentStatus};
-use pos_protocol::CardSummary;
+use pos_protocol::{CardSummary, SortedMap};
 use serde::{Deserialize, Serialize};
 
 use super::{Collected, Entry, ErrorInfo, Header, OfflineBehavior, StoredState};
@@ -50,7 +48,7 @@ pub struct CollectedView {
     pub currency: String,
     pub capture_method: CaptureMethod,
     pub offline_behavior: OfflineBehavior,
-    pub metadata: BTreeMap<String, String>,
+    pub metadata: SortedMap<String>,
     pub reader_id: String,
     pub card: CardView,
 }
@@ -190,7 +188,7 @@ pub struct StoredPayment {
     pub last_error: Option<ErrorInfo>,
     pub decline_code: Option<String>,
     pub card: CardView,
-    pub metadata: BTreeMap<String, String>,
+    pub metadata: SortedMap<String>,
     /// The payment's state at the backend as last heard (when forwarded, after a capture or
     /// cancel through this SDK); `null` before it was forwarded.
     pub payment_status: Option<PaymentStatus>,
@@ -229,7 +227,7 @@ impl From<&Entry> for StoredPayment {
                 last_error: Some(ErrorInfo::of(err)),
                 decline_code: None,
                 card: CardView::unknown(),
-                metadata: BTreeMap::new(),
+                metadata: SortedMap::new(),
                 payment_status: None,
                 stored_by: Agent::Sdk,
             },

@@ -4,12 +4,11 @@
 #![allow(dead_code)]
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use js_sys::{Array, Function, Promise, Reflect, Uint8Array};
 use pos_protocol::backend::CaptureMethod;
-use pos_protocol::CardSummary;
+use pos_protocol::{CardSummary, SortedMap};
 use pos_terminal::auth::TokenFuture;
 use pos_terminal::error::ReaderError;
 use pos_terminal::events::Events;
@@ -36,7 +35,7 @@ pub fn collected(amount: u64) -> Collected {
         currency: "usd".into(),
         capture_method: CaptureMethod::Automatic,
         offline_behavior: OfflineBehavior::ForceOffline,
-        metadata: BTreeMap::from([("order".to_string(), "secret-order-77".to_string())]),
+        metadata: SortedMap::from([("order".to_string(), "secret-order-77".to_string())]),
         reader_id: "rdr_test".into(),
         card: CardSummary {
             brand: "visa".into(),

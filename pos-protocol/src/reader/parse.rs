@@ -26,7 +26,6 @@
 
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer};
-use std::collections::BTreeMap;
 
 use super::{
     CancelSource, Capabilities, CardEventKind, Cart, ForwardResult, HelloIntent, LinkStatus,
@@ -34,7 +33,7 @@ use super::{
     ReaderStatus,
 };
 use crate::backend::{PaymentBody, PaymentStatus};
-use crate::CardSummary;
+use crate::{CardSummary, SortedMap};
 
 /// Declares a parser for an enum tagged by `type`, each variant once with its fields (and
 /// their serde attributes, as on the enum). Generates the tag's enum (variant names in
@@ -145,7 +144,7 @@ tagged_parser! {
             link: LinkStatus,
             pending_count: u32,
             #[serde(default)]
-            pending_amounts: BTreeMap<String, u64>,
+            pending_amounts: SortedMap<u64>,
         }
         Forwarded {
             payment_id: String,
@@ -471,7 +470,7 @@ mod tests {
                 request_id: None,
                 link: LinkStatus::Unknown,
                 pending_count: 0,
-                pending_amounts: BTreeMap::new(),
+                pending_amounts: SortedMap::new(),
             },
             forwarded(ForwardResult::Approved {
                 payment_intent: "pi_1".into(),

@@ -7,9 +7,8 @@
 //!
 //! The conversions are pure (tested natively); the live agent is wasm only.
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use pos_protocol::reader::{ForwardResult, LinkStatus};
+use pos_protocol::SortedMap;
 
 use crate::forward_policy::ForwardingFailure;
 use crate::payment::{Agent, CardView, ErrorInfo, StoredPayment, StoredState};
@@ -23,7 +22,7 @@ pub const MAX_REMEMBERED: usize = 10_000;
 pub fn reader_status(
     link: LinkStatus,
     pending_count: u32,
-    pending_amounts: &BTreeMap<String, u64>,
+    pending_amounts: &SortedMap<u64>,
 ) -> ReaderOfflineStatus {
     ReaderOfflineStatus {
         network_status: match link {
@@ -48,7 +47,7 @@ pub enum ForwardedByReader {
 #[derive(Debug, Clone, Default)]
 pub struct Known {
     pub card: Option<CardView>,
-    pub metadata: BTreeMap<String, String>,
+    pub metadata: SortedMap<String>,
 }
 
 /// Turns a `forwarded` report into the payment (and failure) the events carry.
@@ -122,14 +121,15 @@ pub fn forwarded_by_reader(
 /// ids the reader stored and has not reported forwarded yet.
 #[derive(Debug, Default)]
 pub struct RecentIds {
-    ids: BTreeSet<String>,
+    /// A set: the values are `()`.
+    ids: SortedMap<()>,
     order: std::collections::VecDeque<String>,
 }
 
 impl RecentIds {
     /// Adds `id`; true the first time it is seen.
     pub fn first_time(&mut self, id: &str) -> bool {
-        if self.ids.contains(id) {
+        if self.ids.contains_key(id) {
             return false;
         }
         if self.order.len() >= MAX_REMEMBERED {
@@ -137,17 +137,17 @@ impl RecentIds {
                 self.ids.remove(&old);
             }
         }
-        self.ids.insert(id.to_string());
+        self.ids.insert(id.to_string(), ());
         self.order.push_back(id.to_string());
         true
     }
 
     pub fn contains(&self, id: &str) -> bool {
-        self.ids.contains(id)
+        self.ids.contains_key(id)
     }
 
     pub fn remove(&mut self, id: &str) {
-        if self.ids.remove(id) {
+        if self.ids.remove(id).is_some() {
             self.order.retain(|o| o != id);
         }
     }
@@ -166,13 +166,13 @@ mod tests {
 
     #[test]
     fn a_store_status_becomes_the_readers_part_of_the_offline_status() {
-        let amounts = BTreeMap::from([("usd".to_string(), 1_250)]);
+        let amounts = SortedMap::from([("usd".to_string(), 1_250)]);
         let view = reader_status(LinkStatus::Offline, 2, &amounts);
         assert_eq!(view.network_status, NetworkStatus::Offline);
         assert_eq!(view.pending_count, 2);
         assert_eq!(view.pending_amounts.get("usd"), Some(&1_250));
         assert_eq!(
-            reader_status(LinkStatus::Online, 0, &BTreeMap::new()).network_status,
+            reader_status(LinkStatus::Online, 0, &SortedMap::new()).network_status,
             NetworkStatus::Online
         );
     }
@@ -220,7 +220,7 @@ mod tests {
         };
         let known = Known {
             card: Some(card.clone()),
-            metadata: BTreeMap::new(),
+            metadata: SortedMap::new(),
         };
         let ForwardedByReader::Failure(f) =
             forwarded_by_reader("pay_3", 500, "usd", 7, &rejected, known)
