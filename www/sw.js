@@ -64,6 +64,10 @@ function ready() {
   return initialised;
 }
 
+// Compiling starts with the worker, not with its first event: a worker started for a `sync`
+// has the wasm ready sooner. A failure here is retried by the next event's ready().
+ready().catch(() => {});
+
 // ---------------------------------------------------------------------------
 // Forwarding
 
@@ -85,13 +89,17 @@ function errorInfo(err) {
 
 /** One forwarding run for `databaseName` (null: the default), reported to open pages. */
 async function forward(databaseName, reason) {
+  // Pages are told while the run starts, not before it; "finished" or "failed" follows it.
+  let started = Promise.resolve();
   try {
     await ready();
-    await tellPages({ type: "forward-started", reason, databaseName });
+    started = tellPages({ type: "forward-started", reason, databaseName }).catch(() => {});
     const report = await forwardStoredPayments(databaseName ? { databaseName } : undefined);
+    await started;
     await tellPages({ type: "forward-finished", reason, databaseName, report });
     return report;
   } catch (err) {
+    await started;
     await tellPages({ type: "forward-failed", reason, databaseName, error: errorInfo(err) });
     throw err;
   }

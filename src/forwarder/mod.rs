@@ -104,11 +104,14 @@ impl Forwarder<'_> {
     /// record `forwarding`: the next run sends it again with the same key.
     pub async fn run(&self, token: &str, force: bool) -> Result<RunOutcome, PosError> {
         let mut out = RunOutcome::default();
-        self.quarantine_unreadable(&mut out).await?;
+        let queue = self.store.forward_queue().await?;
+        if queue.unlisted {
+            self.quarantine_unreadable(&mut out).await?;
+        }
         let found = RefCell::new(RunOutcome::default());
         let start: StartRead<'_> =
             Box::new(|queue, size| Box::pin(self.read_page(queue, size, &found, force)));
-        let source = RefCell::new(Source::new(self.store.forward_queue().await?, start));
+        let source = RefCell::new(Source::new(queue, start));
         let drained = self.drain(&source, token).await;
         // However the run ended (a stop, a failure), the records it claimed and did not send
         // go back to `pending`, a prefetched page's too; with the queue's rest they are left.
@@ -124,7 +127,8 @@ impl Forwarder<'_> {
         Ok(out)
     }
 
-    /// Moves the records whose clear header is unreadable to `quarantined` and reports them.
+    /// Moves the records whose clear header is unreadable to `quarantined` and reports them
+    /// (a search of every record: only when some record is in no state's list).
     async fn quarantine_unreadable(&self, out: &mut RunOutcome) -> Result<(), PosError> {
         for id in self.store.quarantine_unreadable().await? {
             self.report_unreadable(id, &mut out.report);

@@ -21,6 +21,9 @@ pub struct ForwardQueue {
     ids: Vec<Array>,
     list: usize,
     next: u32,
+    /// Some record is in no state's list (its state missing, or none this SDK writes): it is
+    /// not in this queue, and only a search of every record finds it.
+    pub unlisted: bool,
 }
 
 impl ForwardQueue {
@@ -51,31 +54,54 @@ impl ForwardQueue {
     }
 }
 
+/// The states a run takes records from, in its order.
+const QUEUED: [StoredState; 3] = [
+    StoredState::Forwarding,
+    StoredState::Pending,
+    StoredState::Intent,
+];
+
 impl Store {
     /// The ids of every record in `forwarding`, `pending` and `intent`, through the `state`
-    /// index (keys only: the records stay on disk).
+    /// index (keys only: the records stay on disk), and whether any record is in no state's
+    /// list.
     pub async fn forward_queue(&self) -> Result<ForwardQueue, PosError> {
         let (_tx, store) = self.db.read(PAYMENTS_STORE)?;
         let index = store.index(STATE_INDEX).map_err(|e| storage_error(&e))?;
+        let only = |state: StoredState| {
+            IdbKeyRange::only(&state.as_str().into()).map_err(|e| storage_error(&e))
+        };
         let mut requests = Vec::new();
-        for state in [
-            StoredState::Forwarding,
-            StoredState::Pending,
-            StoredState::Intent,
-        ] {
-            let range = IdbKeyRange::only(&state.as_str().into()).map_err(|e| storage_error(&e))?;
+        for state in QUEUED {
             requests.push(
                 index
-                    .get_all_keys_with_key(&range)
+                    .get_all_keys_with_key(&JsValue::from(only(state)?))
                     .map_err(|e| storage_error(&e))?,
             );
         }
-        let ids = try_join_all(requests.iter().map(idb::request)).await?;
+        // Counted, not read, in the same transaction: every record, and the other states'.
+        let mut counts = vec![store.count().map_err(|e| storage_error(&e))?];
+        for state in StoredState::ALL {
+            if !QUEUED.contains(&state) {
+                counts.push(
+                    index
+                        .count_with_key(&JsValue::from(only(state)?))
+                        .map_err(|e| storage_error(&e))?,
+                );
+            }
+        }
+        let ids: Vec<Array> = try_join_all(requests.iter().map(idb::request))
+            .await?
+            .into_iter()
+            .map(JsCast::unchecked_into::<Array>)
+            .collect();
+        let counts = try_join_all(counts.iter().map(idb::request)).await?;
+        let count = |v: &JsValue| v.as_f64().unwrap_or(0.0);
+        let listed = ids.iter().map(|a| f64::from(a.length())).sum::<f64>()
+            + counts[1..].iter().map(count).sum::<f64>();
         Ok(ForwardQueue {
-            ids: ids
-                .into_iter()
-                .map(JsCast::unchecked_into::<Array>)
-                .collect(),
+            unlisted: count(&counts[0]) != listed,
+            ids,
             list: 0,
             next: 0,
         })

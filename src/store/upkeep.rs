@@ -17,14 +17,10 @@ impl Store {
     /// Moves every record whose clear header cannot be read (and so cannot be compared and
     /// set) to `quarantined`, so it stops counting as pending; returns their ids.
     ///
-    /// Only the records outside every state's list are looked for here, and only when there
-    /// are any (counted, not read): a record listed under an outstanding state is read by
-    /// the forwarder's pages, which hand an unreadable one to `quarantine_ids`. Reading every
-    /// record at each run would load the whole store (history included) into memory.
+    /// Every record is read: the forwarder calls this only when some record is in no
+    /// state's list (`ForwardQueue::unlisted`); one listed as outstanding is found by the
+    /// page that reads it, and goes through `quarantine_ids`.
     pub async fn quarantine_unreadable(&self) -> Result<Vec<String>, PosError> {
-        if !self.has_unlisted_records().await? {
-            return Ok(Vec::new());
-        }
         self.quarantine_where(None).await
     }
 
@@ -32,29 +28,6 @@ impl Store {
     /// record someone else rewrote or quarantined meanwhile is left as it is); their ids.
     pub async fn quarantine_ids(&self, ids: &[String]) -> Result<Vec<String>, PosError> {
         self.quarantine_where(Some(ids)).await
-    }
-
-    /// Whether some record is in no state's list: its state missing or not one this SDK
-    /// writes. One read-only transaction of counts.
-    async fn has_unlisted_records(&self) -> Result<bool, PosError> {
-        let (_tx, store) = self.db.read(PAYMENTS_STORE)?;
-        let index = store.index(STATE_INDEX).map_err(|e| storage_error(&e))?;
-        let all = store.count().map_err(|e| storage_error(&e))?;
-        let mut listed = Vec::new();
-        for state in StoredState::ALL {
-            let range = IdbKeyRange::only(&state.as_str().into()).map_err(|e| storage_error(&e))?;
-            listed.push(
-                index
-                    .count_with_key(&range)
-                    .map_err(|e| storage_error(&e))?,
-            );
-        }
-        let all = idb::request(&all).await?.as_f64().unwrap_or(0.0);
-        let mut sum = 0.0;
-        for req in &listed {
-            sum += idb::request(req).await?.as_f64().unwrap_or(0.0);
-        }
-        Ok(all != sum)
     }
 
     /// The quarantine itself, in one strict transaction: over every record (`None`) or the
