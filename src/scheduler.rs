@@ -3,7 +3,7 @@
 //! A terminal runs it now, on `online`, and on a timer while anything is pending; a service
 //! worker runs it once.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 
 use gloo_timers::callback::Interval;
@@ -24,10 +24,15 @@ use crate::weblock;
 /// The Web Lock every forwarder (tabs, service worker) takes.
 pub const LOCK_NAME: &str = "pos-terminal-forward";
 
+/// How often a terminal looks for finished records to prune: each look reads every
+/// `forwarded` and `declined` record (up to the retention's worth of history, a month by
+/// default), too much for every run while payments wait out an outage.
+const PRUNE_EVERY_MS: f64 = 3_600_000.0;
+
 /// How a terminal drains its store.
 #[derive(Debug, Clone, Copy)]
 pub struct Drain {
-    /// Finished records older than this are pruned before each run.
+    /// Finished records older than this are pruned (at a run, at most hourly).
     pub retention_ms: f64,
     /// Requests in flight at once.
     pub concurrency: usize,
@@ -43,6 +48,8 @@ pub struct Scheduler {
     pub drain: Drain,
     timer: RefCell<Option<Interval>>,
     listeners: RefCell<Option<OnlineListeners>>,
+    /// When this terminal last looked for finished records to prune.
+    pruned_at: Cell<Option<f64>>,
 }
 
 /// One forwarding run under the Web Lock, with one token refresh if the backend refused it.
@@ -132,6 +139,7 @@ impl Scheduler {
             drain,
             timer: RefCell::new(None),
             listeners: RefCell::new(None),
+            pruned_at: Cell::new(None),
         }
     }
 
@@ -196,14 +204,27 @@ impl Scheduler {
 
     async fn forward_inner(&self, force: bool) -> Result<ForwardReport, PosError> {
         // History is kept for the retention, so it never fills the disk. The pruning runs
-        // beside the health check (a round trip to the backend); the look for work comes
-        // after the check, so a payment stored during it is not missed.
-        let (pruned, health) = futures_util::future::join(
-            self.store
-                .prune_finished(js::now_ms() - self.drain.retention_ms),
-            self.backend.health(),
-        )
-        .await;
+        // (at most hourly) beside the health check (a round trip to the backend); the look
+        // for work comes after the check, so a payment stored during it is not missed.
+        let now = js::now_ms();
+        let prune = self
+            .pruned_at
+            .get()
+            .is_none_or(|at| now - at >= PRUNE_EVERY_MS);
+        if prune {
+            self.pruned_at.set(Some(now));
+        }
+        let pruning = async {
+            if prune {
+                self.store
+                    .prune_finished(now - self.drain.retention_ms)
+                    .await
+                    .map(|_| ())
+            } else {
+                Ok(())
+            }
+        };
+        let (pruned, health) = futures_util::future::join(pruning, self.backend.health()).await;
         if let Err(e) = pruned {
             web_sys::console::warn_1(&format!("pos-terminal: pruning failed: {e}").into());
         }
