@@ -9,13 +9,10 @@
 //
 // (pos-sim started as `cargo xtask bench` does: serve --www target/bench/www --pkg pkg ...)
 
-import { createRequire } from "node:module";
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
-import path from "node:path";
+import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 
-const require = createRequire(import.meta.url);
-const { chromium } = require("playwright-core");
+import { CHROMIUM, printSelfTimes, simFromEnv, withBrowser } from "./profile-common.mjs";
 
 const { values: opt } = parseArgs({
   options: {
@@ -23,24 +20,13 @@ const { values: opt } = parseArgs({
     out: { type: "string", default: "target/bench/store.cpuprofile" },
     // Also log every IndexedDB call made during one processPayment (no profiler).
     trace: { type: "boolean", default: false },
-    chromium: { type: "string", default: process.env.CHROMIUM || "/usr/bin/chromium" },
+    chromium: { type: "string", default: CHROMIUM },
   },
 });
-const sim = JSON.parse(process.env.POS_SIM_READY || "null");
-if (!sim) throw new Error("POS_SIM_READY is not set");
-const SITE = sim.url.endsWith("/") ? sim.url : `${sim.url}/`;
-const API = sim.api.replace(/\/$/, "");
+const { site: SITE, api: API } = simFromEnv();
 const N = Number(opt.n);
 
-const profile = path.resolve(`target/bench/profile-store-${process.pid}`);
-rmSync(profile, { recursive: true, force: true });
-mkdirSync(profile, { recursive: true });
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: opt.chromium,
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"],
-});
-try {
+await withBrowser("profile-store", opt.chromium, async (context) => {
   const page = await context.newPage();
   page.on("pageerror", (e) => console.error(`page error: ${e.message}`));
   page.on("console", (m) => m.type() === "error" && console.error(`console: ${m.text()}`));
@@ -87,24 +73,7 @@ try {
   const total = times.reduce((a, b) => a + b, 0);
   console.log(`processPayment ×${N}: median ${times[Math.floor(N / 2)].toFixed(2)} ms, total ${total.toFixed(0)} ms`);
 
-  // Self time per node: samples × their intervals.
-  const byId = new Map(prof.nodes.map((n) => [n.id, n]));
-  const self = new Map();
-  for (let i = 0; i < prof.samples.length; i++) {
-    const dt = (prof.timeDeltas[i + 1] ?? 0) / 1000;
-    const n = byId.get(prof.samples[i]);
-    const f = n.callFrame;
-    const kind = f.url.endsWith(".wasm") || f.url.startsWith("wasm://") ? "wasm" : f.url ? "js" : "native";
-    const key = `${kind}  ${f.functionName || "(anonymous)"}  ${f.url ? path.basename(f.url) : ""}`;
-    self.set(key, (self.get(key) ?? 0) + dt);
-  }
-  const wall = (prof.endTime - prof.startTime) / 1000;
-  const sum = (re) => [...self].filter(([k]) => re.test(k)).reduce((a, [, v]) => a + v, 0);
-  console.log(`profile: ${wall.toFixed(0)} ms wall; idle ${sum(/\(idle\)/).toFixed(0)} ms, wasm ${sum(/^wasm/).toFixed(0)} ms, JS ${sum(/^js/).toFixed(0)} ms, (program)/(garbage collector)/other native ${sum(/^native/).toFixed(0) - sum(/\(idle\)/).toFixed(0)} ms`);
-  console.log("top self time (ms per payment):");
-  for (const [k, v] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 40)) {
-    console.log(`  ${(v / N).toFixed(3).padStart(7)}  ${k}`);
-  }
+  printSelfTimes(prof, { per: N, unit: "ms per payment" });
   {
     // Without the profiler: the SDK's median beside a strict put of the same record, interleaved.
     await call("baselineOpen", "profile-plain", "profile-store");
@@ -117,7 +86,4 @@ try {
     const med = (v) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
     console.log(`no profiler, n=${sdk.length}: SDK median ${med(sdk).toFixed(2)} ms, strict put ${med(plain).toFixed(2)} ms, ratio ${(med(sdk) / med(plain)).toFixed(2)}×`);
   }
-} finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
-}
+});

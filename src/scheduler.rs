@@ -204,13 +204,13 @@ impl Scheduler {
 
     async fn forward_inner(&self, force: bool) -> Result<ForwardReport, PosError> {
         // History is kept for the retention, so it never fills the disk. The pruning runs
-        // (at most hourly) beside the health check (a round trip to the backend); the look
+        // (at most hourly, or when the clock went back) beside the health check (a round trip to the backend); the look
         // for work comes after the check, so a payment stored during it is not missed.
         let now = js::now_ms();
         let prune = self
             .pruned_at
             .get()
-            .is_none_or(|at| now - at >= PRUNE_EVERY_MS);
+            .is_none_or(|at| now < at || now - at >= PRUNE_EVERY_MS);
         if prune {
             self.pruned_at.set(Some(now));
         }

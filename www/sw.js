@@ -11,8 +11,9 @@
 //    answers (so a deploy shows at once); offline or after NETWORK_TIMEOUT_MS, the cache does.
 //
 // Rules a service worker imposes: the package is imported statically (import() is refused
-// here), listeners are registered synchronously at top level, and the wasm is initialised
-// inside an event's waitUntil, from the cached .wasm so a restart with no network works.
+// here) and listeners are registered synchronously at top level. The wasm is initialised
+// when the worker starts (each event's waitUntil awaits it), from the cached .wasm so a
+// restart with no network works.
 
 import init, { forwardStoredPayments } from "./pkg/pos_terminal.js";
 
@@ -54,8 +55,10 @@ let initialised = null;
 
 function ready() {
   initialised ??= (async () => {
-    // After a restart with no network, only the precached .wasm is there to load.
-    const cached = await caches.match(WASM_URL);
+    // After a restart with no network, only the precached .wasm is there to load. This
+    // version's cache only: a new version's worker starts before its install has filled
+    // it, and must not pair its JS with the previous version's wasm.
+    const cached = await caches.match(WASM_URL, { cacheName: CACHE });
     await init({ module_or_path: cached ?? WASM_URL });
   })().catch((err) => {
     initialised = null; // the next event tries again

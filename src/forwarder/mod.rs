@@ -1,10 +1,11 @@
 //! Forwarding stored payments to the backend, exactly once per payment: the caller holds the
 //! Web Lock; each record is marked `forwarding` (a page of them per strict transaction)
 //! before its request, and moves on only after the backend answered (`forward_policy`;
-//! answers are gathered, up to 16, and settled in one strict transaction). Transport failures put it
-//! back to `pending` with a backoff; nothing is deleted. It knows nothing of the page: what
-//! happens is told through `Events`. `source` reads and claims the records (the next page
-//! while the current one is sent); this module sends them and settles the answers.
+//! answers are gathered, 16 or what 100 ms brings, and settled in one strict transaction).
+//! Transport failures put it back to `pending` with a backoff; nothing is deleted. It knows
+//! nothing of the page: what happens is told through `Events`. `source` reads and claims the
+//! records (the next page while the current one is sent); this module sends them and settles
+//! the answers.
 
 mod source;
 
@@ -29,9 +30,9 @@ use crate::payment::{Entry, ErrorInfo, Header, SealedBody, StoredPayment, Stored
 use crate::store::{Move, Store};
 use source::{Claimed, Source, StartRead};
 
-/// Answers settled in one strict transaction at most. Each settlement costs a transaction
-/// and a rewrite of the sealed ledger whatever its size, so answers are gathered: a
-/// settlement starts once this many are waiting, ...
+/// Each settlement costs a strict transaction and a rewrite of the sealed ledger whatever its
+/// size, so answers are gathered: a settlement starts once this many are waiting (more, if
+/// more arrived while the previous one was written), ...
 const SETTLE_BATCH: usize = 16;
 
 /// ... or once the first of them has waited this long, or when no request is left in flight.
