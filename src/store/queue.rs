@@ -12,7 +12,7 @@ use web_sys::IdbKeyRange;
 use super::{Store, PAYMENTS_STORE, STATE_INDEX};
 use crate::error::PosError;
 use crate::idb;
-use crate::js::storage_error;
+use crate::js::{self, storage_error};
 use crate::payment::{Entry, StoredState};
 
 /// The ids of the records a run may forward, in the order it takes them: crashed tries
@@ -22,7 +22,8 @@ pub struct ForwardQueue {
     list: usize,
     next: u32,
     /// Some record is in no state's list (its state missing, or none this SDK writes): it is
-    /// not in this queue, and only a search of every record finds it.
+    /// not in this queue, and only a search of every record finds it. Looked for at most
+    /// hourly per store (`UNLISTED_CHECK_EVERY_MS`); `false` in between.
     pub unlisted: bool,
 }
 
@@ -54,6 +55,11 @@ impl ForwardQueue {
     }
 }
 
+/// How often a store counts every record to find those in no state's list: counting is
+/// linear in the records stored, history included (~50 ms for 10,000 here), and such a record
+/// only comes from outside this SDK (tampering, a newer version's state).
+const UNLISTED_CHECK_EVERY_MS: f64 = 3_600_000.0;
+
 /// The states a run takes records from, in its order.
 const QUEUED: [StoredState; 3] = [
     StoredState::Forwarding,
@@ -79,15 +85,25 @@ impl Store {
                     .map_err(|e| storage_error(&e))?,
             );
         }
-        // Counted, not read, in the same transaction: every record, and the other states'.
-        let mut counts = vec![store.count().map_err(|e| storage_error(&e))?];
-        for state in StoredState::ALL {
-            if !QUEUED.contains(&state) {
-                counts.push(
-                    index
-                        .count_with_key(&JsValue::from(only(state)?))
-                        .map_err(|e| storage_error(&e))?,
-                );
+        // Counted, not read, in the same transaction (at most hourly, or when the clock went
+        // back): every record, and the other states'.
+        let now = js::now_ms();
+        let check = self
+            .unlisted_checked_at
+            .get()
+            .is_none_or(|at| now < at || now - at >= UNLISTED_CHECK_EVERY_MS);
+        let mut counts = Vec::new();
+        if check {
+            self.unlisted_checked_at.set(Some(now));
+            counts.push(store.count().map_err(|e| storage_error(&e))?);
+            for state in StoredState::ALL {
+                if !QUEUED.contains(&state) {
+                    counts.push(
+                        index
+                            .count_with_key(&JsValue::from(only(state)?))
+                            .map_err(|e| storage_error(&e))?,
+                    );
+                }
             }
         }
         let ids: Vec<Array> = try_join_all(requests.iter().map(idb::request))
@@ -97,10 +113,16 @@ impl Store {
             .collect();
         let counts = try_join_all(counts.iter().map(idb::request)).await?;
         let count = |v: &JsValue| v.as_f64().unwrap_or(0.0);
-        let listed = ids.iter().map(|a| f64::from(a.length())).sum::<f64>()
-            + counts[1..].iter().map(count).sum::<f64>();
+        let unlisted = match counts.split_first() {
+            Some((all, others)) => {
+                let listed = ids.iter().map(|a| f64::from(a.length())).sum::<f64>()
+                    + others.iter().map(count).sum::<f64>();
+                count(all) != listed
+            }
+            None => false,
+        };
         Ok(ForwardQueue {
-            unlisted: count(&counts[0]) != listed,
+            unlisted,
             ids,
             list: 0,
             next: 0,
