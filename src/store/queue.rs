@@ -3,7 +3,7 @@
 //! are opened a page at a time, so neither the history nor the whole backlog is ever loaded
 //! at once.
 
-use futures_util::future::try_join_all;
+use futures_util::future::{try_join, try_join_all};
 use js_sys::Array;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -106,12 +106,16 @@ impl Store {
                 }
             }
         }
-        let ids: Vec<Array> = try_join_all(requests.iter().map(idb::request))
-            .await?
+        // Every request's handlers are set before any is awaited.
+        let (ids, counts) = try_join(
+            try_join_all(requests.iter().map(idb::request)),
+            try_join_all(counts.iter().map(idb::request)),
+        )
+        .await?;
+        let ids: Vec<Array> = ids
             .into_iter()
             .map(JsCast::unchecked_into::<Array>)
             .collect();
-        let counts = try_join_all(counts.iter().map(idb::request)).await?;
         let count = |v: &JsValue| v.as_f64().unwrap_or(0.0);
         let unlisted = match counts.split_first() {
             Some((all, others)) => {

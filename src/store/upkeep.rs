@@ -1,6 +1,7 @@
 //! Keeping the store healthy: unreadable records quarantined, finished ones pruned after the
 //! retention, failed ones requeued by support, intents discarded once answered.
 
+use futures_util::future::try_join_all;
 use js_sys::Array;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -47,8 +48,8 @@ impl Store {
                         .map(|id| store.get(&id.into()).map_err(|e| storage_error(&e)))
                         .collect::<Result<Vec<_>, _>>()?;
                     let records = Array::new();
-                    for req in &requests {
-                        records.push(&idb::request(req).await?);
+                    for record in try_join_all(requests.iter().map(idb::request)).await? {
+                        records.push(&record);
                     }
                     records
                 }
