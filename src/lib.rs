@@ -12,6 +12,7 @@ pub mod connectivity;
 mod currency;
 pub mod error;
 pub mod events;
+pub mod every;
 pub mod fallback;
 pub mod forward_policy;
 pub mod held;

@@ -3,7 +3,7 @@
 //! A terminal runs it now, on `online`, and on a timer while anything is pending; a service
 //! worker runs it once.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
 use gloo_timers::callback::Interval;
@@ -14,6 +14,7 @@ use crate::backend::Backend;
 use crate::connectivity::{Connectivity, OnlineListeners};
 use crate::error::{BackendError, PosError};
 use crate::events::Events;
+use crate::every::Every;
 use crate::forward_policy::{ForwardReport, Stop, DEFAULT_CONCURRENCY};
 use crate::forwarder::{Forwarder, RunOutcome};
 use crate::js;
@@ -48,8 +49,8 @@ pub struct Scheduler {
     pub drain: Drain,
     timer: RefCell<Option<Interval>>,
     listeners: RefCell<Option<OnlineListeners>>,
-    /// When this terminal last looked for finished records to prune.
-    pruned_at: Cell<Option<f64>>,
+    /// When this terminal looks for finished records to prune.
+    pruning: Every,
 }
 
 /// One forwarding run under the Web Lock, with one token refresh if the backend refused it.
@@ -139,7 +140,7 @@ impl Scheduler {
             drain,
             timer: RefCell::new(None),
             listeners: RefCell::new(None),
-            pruned_at: Cell::new(None),
+            pruning: Every::new(PRUNE_EVERY_MS),
         }
     }
 
@@ -203,17 +204,11 @@ impl Scheduler {
     }
 
     async fn forward_inner(&self, force: bool) -> Result<ForwardReport, PosError> {
-        // History is kept for the retention, so it never fills the disk. The pruning runs
-        // (at most hourly, or when the clock went back) beside the health check (a round trip to the backend); the look
-        // for work comes after the check, so a payment stored during it is not missed.
+        // History is kept for the retention, so it never fills the disk. The pruning runs (at
+        // most hourly) beside the health check, a round trip to the backend; the look for work
+        // comes after the check, so a payment stored during it is not missed.
         let now = js::now_ms();
-        let prune = self
-            .pruned_at
-            .get()
-            .is_none_or(|at| now < at || now - at >= PRUNE_EVERY_MS);
-        if prune {
-            self.pruned_at.set(Some(now));
-        }
+        let prune = self.pruning.take(now);
         let pruning = async {
             if prune {
                 self.store

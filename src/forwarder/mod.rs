@@ -101,8 +101,8 @@ impl Forwarder<'_> {
     /// transaction before any of them is sent; the next page is read and claimed while this
     /// one is sent (`source`); `concurrency` requests are in flight at all times; answers are
     /// gathered (`SETTLE_BATCH`, `SETTLE_WAIT_MS`) and settled together in one strict
-    /// transaction (one ledger write), one settlement written at a time. A crash anywhere leaves a claimed
-    /// record `forwarding`: the next run sends it again with the same key.
+    /// transaction (one ledger write), one settlement written at a time. A crash anywhere
+    /// leaves a claimed record `forwarding`: the next run sends it again with the same key.
     pub async fn run(&self, token: &str, force: bool) -> Result<RunOutcome, PosError> {
         let mut out = RunOutcome::default();
         let queue = self.store.forward_queue().await?;

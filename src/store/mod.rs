@@ -5,7 +5,7 @@
 //! payments (`limits::Ledger`) changes in the same transaction as the records it sums, so
 //! offline limits are checked and the write they allow happens in one transaction.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 
 use js_sys::{Array, Object, Uint8Array};
 use wasm_bindgen::prelude::*;
@@ -64,8 +64,8 @@ pub struct Store {
     /// The sealed ledger as last read or committed here: what the next payment stored
     /// predicts (`predict`); checked against the stored one before anything commits.
     ledger_cache: RefCell<Option<predict::LedgerCache>>,
-    /// When `forward_queue` last counted every record (`queue::UNLISTED_CHECK_EVERY_MS`).
-    unlisted_checked_at: Cell<Option<f64>>,
+    /// When `forward_queue` counts every record (`queue::UNLISTED_CHECK_EVERY_MS`).
+    unlisted_check: crate::every::Every,
 }
 
 /// Creates what version 1 has; only adds, so a store added by a later version survives a
@@ -111,7 +111,7 @@ impl Store {
             backend: RefCell::new(None),
             summary: RefCell::new(None),
             ledger_cache: RefCell::new(None),
-            unlisted_checked_at: Cell::new(None),
+            unlisted_check: crate::every::Every::new(queue::UNLISTED_CHECK_EVERY_MS),
         })
     }
 

@@ -58,7 +58,7 @@ impl ForwardQueue {
 /// How often a store counts every record to find those in no state's list: counting is
 /// linear in the records stored, history included (~50 ms for 10,000 here), and such a record
 /// only comes from outside this SDK (tampering, a newer version's state).
-const UNLISTED_CHECK_EVERY_MS: f64 = 3_600_000.0;
+pub(super) const UNLISTED_CHECK_EVERY_MS: f64 = 3_600_000.0;
 
 /// The states a run takes records from, in its order.
 const QUEUED: [StoredState; 3] = [
@@ -87,14 +87,8 @@ impl Store {
         }
         // Counted, not read, in the same transaction (at most hourly, or when the clock went
         // back): every record, and the other states'.
-        let now = js::now_ms();
-        let check = self
-            .unlisted_checked_at
-            .get()
-            .is_none_or(|at| now < at || now - at >= UNLISTED_CHECK_EVERY_MS);
         let mut counts = Vec::new();
-        if check {
-            self.unlisted_checked_at.set(Some(now));
+        if self.unlisted_check.take(js::now_ms()) {
             counts.push(store.count().map_err(|e| storage_error(&e))?);
             for state in StoredState::ALL {
                 if !QUEUED.contains(&state) {

@@ -37,25 +37,21 @@ impl Store {
         let tx = StrictTx::begin(&self.db, &[PAYMENTS_STORE])?;
         let moved = async {
             let store = tx.store(PAYMENTS_STORE)?;
-            let records = match ids {
+            let records: Vec<JsValue> = match ids {
                 None => {
                     let req = store.get_all().map_err(|e| storage_error(&e))?;
-                    idb::request(&req).await?.unchecked_into::<Array>()
+                    idb::request(&req).await?.unchecked_into::<Array>().to_vec()
                 }
                 Some(ids) => {
                     let requests = ids
                         .iter()
                         .map(|id| store.get(&id.into()).map_err(|e| storage_error(&e)))
                         .collect::<Result<Vec<_>, _>>()?;
-                    let records = Array::new();
-                    for record in try_join_all(requests.iter().map(idb::request)).await? {
-                        records.push(&record);
-                    }
-                    records
+                    try_join_all(requests.iter().map(idb::request)).await?
                 }
             };
             let mut moved = Vec::new();
-            for record in records.iter() {
+            for record in records {
                 if record.is_undefined() {
                     continue;
                 }
