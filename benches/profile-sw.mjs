@@ -15,6 +15,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 
 import { CHROMIUM, simFromEnv, withBrowser } from "./profile-common.mjs";
+import { syncOnce, until, watchWorkers } from "./sw-sync.mjs";
 
 const { values: opt } = parseArgs({
   options: {
@@ -82,14 +83,6 @@ async function simCall(method, p, body) {
   return res.json();
 }
 
-const until = async (what, f) => {
-  for (let i = 0; i < 400; i++) {
-    const v = await f();
-    if (v) return v;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`${what} within 10 s`);
-};
 await withBrowser("profile-sw", opt.chromium, async (context) => {
   // The demo page registers its worker (scope: the site's root).
   const demo = await context.newPage();
@@ -100,41 +93,27 @@ await withBrowser("profile-sw", opt.chromium, async (context) => {
   const page = await context.newPage();
   page.on("pageerror", (e) => console.error(`page error: ${e.message}`));
   const cdp = await context.newCDPSession(page);
-  const registrations = [];
-  const versions = new Map();
-  cdp.on("ServiceWorker.workerRegistrationUpdated", (e) => registrations.push(...e.registrations));
-  cdp.on("ServiceWorker.workerVersionUpdated", (e) => {
-    for (const v of e.versions) versions.set(v.versionId, v.runningStatus);
-  });
+  const workers = await watchWorkers(cdp);
   await page.goto(`${SITE}bench/index.html`);
   await page.waitForFunction(() => window.benchLoaded === true);
   const call = (fn, ...args) => page.evaluate(([f, a]) => window.bench[f](...a), [fn, args]);
   await call("boot");
-  await cdp.send("ServiceWorker.enable");
-  const reg = await until("the demo's worker registration", () => registrations.find((r) => r.scopeURL === SITE && !r.isDeleted));
+  const reg = await until("the demo's worker registration", () =>
+    workers.registrations.find((r) => r.scopeURL === SITE && !r.isDeleted));
   await simCall("POST", "/_sim/network", { down: false, latency_ms: 0 });
   const totals = [];
   for (let i = 0; i < Number(opt.n); i++) {
-    const db = `profile-sw-${i}`;
-    await call("deleteDb", db);
-    await call("openTerminal", API, db, "simulated");
-    await call("settle", db);
-    await call("sdkOnline", db); // the token the worker forwards with
-    await call("sdkStore", db, 3);
-    await call("closeTerminal", db);
-    await cdp.send("ServiceWorker.stopAllWorkers");
-    await until("every worker stopped", () => [...versions.values()].every((s) => s === "stopped"));
-    const before = new Set((await simCall("GET", "/_sim/payments")).map((p) => p.key));
-    const t0 = Date.now();
-    await cdp.send("ServiceWorker.dispatchSyncEvent", {
-      origin: new URL(SITE).origin,
+    const { t0, mine } = await syncOnce({
+      cdp,
+      workers,
       registrationId: reg.registrationId,
-      tag: `pos-terminal-forward:${db}`,
-      lastChance: false,
-    });
-    const mine = await until(`the worker's forwarding of ${db}`, async () => {
-      const fresh = (await simCall("GET", "/_sim/payments")).filter((p) => !before.has(p.key));
-      return fresh.length === 3 ? fresh : null;
+      origin: new URL(SITE).origin,
+      call,
+      simCall,
+      api: API,
+      reader: "simulated",
+      db: `profile-sw-${i}`,
+      payments: 3,
     });
     const first = Math.min(...mine.map((p) => p.first_seen)) - t0;
     const marks = await page.evaluate(async () => {

@@ -16,6 +16,8 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { gzipSync } from "node:zlib";
 
+import { syncOnce, until, watchWorkers } from "./sw-sync.mjs";
+
 const require = createRequire(import.meta.url);
 const { chromium } = require("playwright-core");
 
@@ -415,52 +417,26 @@ async function swColdStart() {
   const cdp = await context.newCDPSession(page);
   const samples = [];
   try {
-    const registrations = [];
-    const versions = new Map(); // versionId → runningStatus
-    cdp.on("ServiceWorker.workerRegistrationUpdated", (e) => registrations.push(...e.registrations));
-    cdp.on("ServiceWorker.workerVersionUpdated", (e) => {
-      for (const v of e.versions) versions.set(v.versionId, v.runningStatus);
-    });
+    const workers = await watchWorkers(cdp);
     await page.goto(`${SITE}bench/index.html`);
     await page.waitForFunction(() => window.benchLoaded === true);
     await call(page, "boot");
-    await cdp.send("ServiceWorker.enable");
-    const until = async (what, f) => {
-      for (let i = 0; i < 400; i++) {
-        const v = await f();
-        if (v) return v;
-        await new Promise((r) => setTimeout(r, 25));
-      }
-      throw new Error(`SW cold start: ${what} within 10 s`);
-    };
-    const reg = await until("the demo's worker registration", () =>
-      registrations.find((r) => r.scopeURL === SITE && !r.isDeleted));
+    const reg = await until("SW cold start: the demo's worker registration", () =>
+      workers.registrations.find((r) => r.scopeURL === SITE && !r.isDeleted));
     await network(false);
     for (let i = 0; i < SW_LOADS; i++) {
-      const db = `bench-sw-${i}`;
-      await call(page, "deleteDb", db);
-      await call(page, "openTerminal", API, db, READER);
-      await call(page, "settle", db);
-      // The worker forwards with the token the page saved: one online payment fetches it.
-      await call(page, "sdkOnline", db);
-      await call(page, "sdkStore", db, SW_PAYMENTS);
-      await call(page, "closeTerminal", db);
-      // The drain must come from the worker alone: the page's terminal is closed.
-      await cdp.send("ServiceWorker.stopAllWorkers");
-      await until("every worker stopped", () => [...versions.values()].every((s) => s === "stopped"));
-      const before = new Set((await simCall("GET", "/_sim/payments")).map((p) => p.key));
-      const t0 = Date.now();
-      await cdp.send("ServiceWorker.dispatchSyncEvent", {
-        origin: new URL(SITE).origin,
+      const { t0, mine } = await syncOnce({
+        cdp,
+        workers,
         registrationId: reg.registrationId,
-        tag: `pos-terminal-forward:${db}`,
-        lastChance: false,
+        origin: new URL(SITE).origin,
+        call: (fn, ...args) => call(page, fn, ...args),
+        simCall,
+        api: API,
+        reader: READER,
+        db: `bench-sw-${i}`,
+        payments: SW_PAYMENTS,
       });
-      const mine = await until(`the worker's forwarding of ${db}`, async () => {
-        const fresh = (await simCall("GET", "/_sim/payments")).filter((p) => !before.has(p.key));
-        return fresh.length === SW_PAYMENTS ? fresh : null;
-      });
-      if (mine.some((p) => p.requests !== 1)) throw new Error(`SW cold start: ${db} not forwarded exactly once`);
       samples.push(Math.min(...mine.map((p) => p.first_seen)) - t0);
     }
   } finally {
