@@ -1,6 +1,6 @@
-// What the profile scripts (profile-store, profile-drain, profile-sw) share: the pos-sim they
-// are pointed at, a headless Chromium on a throwaway on-disk profile, and the self time per
-// function of a DevTools CPU profile.
+// What the bench scripts share (run, profile-store, profile-drain, profile-sw): the pos-sim
+// they are pointed at and its simulator API, a headless Chromium on a throwaway on-disk
+// profile, and the self time per function of a DevTools CPU profile.
 
 import { createRequire } from "node:module";
 import { mkdirSync, rmSync } from "node:fs";
@@ -16,6 +16,19 @@ export function simFromEnv() {
   const sim = JSON.parse(process.env.POS_SIM_READY || "null");
   if (!sim) throw new Error("POS_SIM_READY is not set");
   return { site: sim.url.endsWith("/") ? sim.url : `${sim.url}/`, api: sim.api.replace(/\/$/, "") };
+}
+
+/** `simCall(method, path, body?)`: pos-sim's simulator API at `site`, the JSON it answers. */
+export function simCaller(site) {
+  return async function simCall(method, p, body) {
+    const res = await fetch(new URL(p.replace(/^\//, ""), site), {
+      method,
+      headers: body === undefined ? undefined : { "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (!res.ok) throw new Error(`${method} ${p}: HTTP ${res.status}`);
+    return res.json();
+  };
 }
 
 /**

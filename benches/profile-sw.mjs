@@ -14,7 +14,7 @@ import { cpSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
 
-import { CHROMIUM, simFromEnv, withBrowser } from "./profile-common.mjs";
+import { CHROMIUM, simCaller, simFromEnv, withBrowser } from "./profile-common.mjs";
 import { syncOnce, until, watchWorkers } from "./sw-sync.mjs";
 
 const { values: opt } = parseArgs({
@@ -73,15 +73,7 @@ if (opt.prepare) {
 }
 
 const { site: SITE, api: API } = simFromEnv();
-async function simCall(method, p, body) {
-  const res = await fetch(new URL(p.replace(/^\//, ""), SITE), {
-    method,
-    headers: body === undefined ? undefined : { "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  if (!res.ok) throw new Error(`${method} ${p}: HTTP ${res.status}`);
-  return res.json();
-}
+const simCall = simCaller(SITE);
 
 await withBrowser("profile-sw", opt.chromium, async (context) => {
   // The demo page registers its worker (scope: the site's root).

@@ -16,6 +16,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { gzipSync } from "node:zlib";
 
+import { simCaller } from "./profile-common.mjs";
 import { syncOnce, until, watchWorkers } from "./sw-sync.mjs";
 
 const require = createRequire(import.meta.url);
@@ -83,15 +84,7 @@ const log = (s) => console.log(`    ${s}`);
 // ---------------------------------------------------------------------------------------
 // pos-sim admin
 
-async function simCall(method, p, body) {
-  const res = await fetch(new URL(p.replace(/^\//, ""), SITE), {
-    method,
-    headers: body === undefined ? undefined : { "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  if (!res.ok) throw new Error(`${method} ${p}: HTTP ${res.status}`);
-  return res.json();
-}
+const simCall = simCaller(SITE);
 const network = (down, latency_ms = 0) => simCall("POST", "/_sim/network", { down, latency_ms });
 /** Payments pos-sim has approved so far (its stored outcomes `succeeded` / `requires_capture`). */
 const approved = async () =>
