@@ -30,6 +30,14 @@ impl Every {
         }
         due
     }
+
+    /// After a failed attempt at `now_ms`: due again `retry_ms` later (at most a period)
+    /// instead of a full period later.
+    pub fn retry_in(&self, now_ms: f64, retry_ms: f64) {
+        self.last.set(Some(
+            now_ms - self.every_ms + retry_ms.clamp(0.0, self.every_ms),
+        ));
+    }
 }
 
 #[cfg(test)]
@@ -46,5 +54,18 @@ mod tests {
         assert!(!hourly.take(3_610_000.0));
         assert!(hourly.take(5_000.0), "the clock went back");
         assert!(!hourly.take(6_000.0));
+    }
+
+    #[test]
+    fn a_failed_attempt_is_due_again_after_the_retry_delay() {
+        let hourly = Every::new(3_600_000.0);
+        assert!(hourly.take(10_000.0));
+        hourly.retry_in(10_000.0, 60_000.0);
+        assert!(!hourly.take(69_999.0), "not a minute yet");
+        assert!(hourly.take(70_000.0), "a minute after the failure");
+        assert!(!hourly.take(70_001.0), "then hourly again");
+        assert!(hourly.take(3_670_000.0));
+        hourly.retry_in(3_670_000.0, 0.0);
+        assert!(hourly.take(3_670_000.0), "at once");
     }
 }

@@ -29,6 +29,9 @@ pub const LOCK_NAME: &str = "pos-terminal-forward";
 /// `forwarded` and `declined` record (up to the retention's worth of history, a month by
 /// default), too much for every run while payments wait out an outage.
 const PRUNE_EVERY_MS: f64 = 3_600_000.0;
+/// A pruning that failed (an aborted transaction, a closing database) is tried again this
+/// much later.
+const PRUNE_RETRY_MS: f64 = 60_000.0;
 
 /// How a terminal drains its store.
 #[derive(Debug, Clone, Copy)]
@@ -221,6 +224,8 @@ impl Scheduler {
         };
         let (pruned, health) = futures_util::future::join(pruning, self.backend.health()).await;
         if let Err(e) = pruned {
+            // Tried again in a minute, not an hour.
+            self.pruning.retry_in(now, PRUNE_RETRY_MS);
             web_sys::console::warn_1(&format!("pos-terminal: pruning failed: {e}").into());
         }
         if let Err(e) = health {

@@ -72,6 +72,17 @@ impl Store {
     /// index (keys only: the records stay on disk), and whether any record is in no state's
     /// list.
     pub async fn forward_queue(&self) -> Result<ForwardQueue, PosError> {
+        let now = js::now_ms();
+        let count_all = self.unlisted_check.take(now);
+        let queue = self.read_queue(count_all).await;
+        if count_all && queue.is_err() {
+            // The count did not happen: at the next run, not an hour later.
+            self.unlisted_check.retry_in(now, 0.0);
+        }
+        queue
+    }
+
+    async fn read_queue(&self, count_all: bool) -> Result<ForwardQueue, PosError> {
         let (_tx, store) = self.db.read(PAYMENTS_STORE)?;
         let index = store.index(STATE_INDEX).map_err(|e| storage_error(&e))?;
         let only = |state: StoredState| {
@@ -88,7 +99,7 @@ impl Store {
         // Counted, not read, in the same transaction (at most hourly, or when the clock went
         // back): every record, and the other states'.
         let mut counts = Vec::new();
-        if self.unlisted_check.take(js::now_ms()) {
+        if count_all {
             counts.push(store.count().map_err(|e| storage_error(&e))?);
             for state in StoredState::ALL {
                 if !QUEUED.contains(&state) {
