@@ -95,8 +95,13 @@ impl Vault {
         sealed: &[u8],
     ) -> Result<T, PosError> {
         let plain = self.open(record_id, version, sealed)?;
-        // Authentic but unreadable means a newer writer: same handling as tampering.
-        serde_json::from_slice(&plain).map_err(|_| PosError::RecordTampered)
+        // Authentic but unreadable means a newer writer: same handling as tampering. Read as
+        // text: `from_slice` would compile serde_json's reader a second time for every type
+        // also read from a string (the backend's and the reader's bodies).
+        std::str::from_utf8(&plain)
+            .ok()
+            .and_then(|text| serde_json::from_str(text).ok())
+            .ok_or(PosError::RecordTampered)
     }
 }
 
