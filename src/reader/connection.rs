@@ -11,8 +11,8 @@ use futures_util::future::{select, Either};
 use gloo_timers::callback::Interval;
 use gloo_timers::future::TimeoutFuture;
 use pos_protocol::reader::{
-    parse_reader_frame, to_frame, Capabilities, FrameError, HelloIntent, PosMessage,
-    ReaderErrorCode, ReaderInfo, ReaderMessage, ReaderStatus, PROTOCOL_VERSION,
+    parse_reader_frame, Capabilities, FrameError, HelloIntent, PosMessage, ReaderErrorCode,
+    ReaderInfo, ReaderMessage, ReaderStatus, PROTOCOL_VERSION,
 };
 
 use super::transport::{Inbound, Incoming, Transport};
@@ -256,7 +256,7 @@ impl Connection {
             return Err(PosError::Reader(ReaderError::Disconnected));
         }
         match self.transport.borrow().as_ref() {
-            Some(t) => t.send(&to_frame(msg)),
+            Some(t) => t.send(msg),
             None => Err(PosError::Reader(ReaderError::Disconnected)),
         }
     }

@@ -1,6 +1,8 @@
 //! A reader simulated inside the page, like Stripe's simulated reader: it speaks the same
 //! protocol as a real one behind the same transport seam, reads the test card chosen with
-//! `setSimulatorConfiguration`, and needs no reader hardware or simulator process.
+//! `setSimulatorConfiguration`, and needs no reader hardware or simulator process. It takes
+//! the POS's messages as values (so the package has no parser for them) and answers in
+//! frames, which the connection parses as a real reader's.
 //!
 //! Its `card_payload` is `simulated:v1:<test card number>`, not a backend-sealed ciphertext: a
 //! backend in test mode may accept it; a live backend must refuse it.
@@ -11,8 +13,8 @@ use std::rc::Rc;
 use gloo_timers::callback::Timeout;
 use pos_protocol::outcomes::brand_of;
 use pos_protocol::reader::{
-    parse_pos_frame, to_frame, CancelSource, Capabilities, CardEventKind, HelloIntent, PosMessage,
-    ReaderErrorCode, ReaderInfo, ReaderMessage, ReaderStatus, PROTOCOL_VERSION,
+    to_frame, CancelSource, Capabilities, CardEventKind, HelloIntent, PosMessage, ReaderErrorCode,
+    ReaderInfo, ReaderMessage, ReaderStatus, PROTOCOL_VERSION,
 };
 use pos_protocol::{CardSummary, EntryMode};
 
@@ -222,14 +224,11 @@ impl SimulatedTransport {
 }
 
 impl Transport for SimulatedTransport {
-    fn send(&self, frame: &str) -> Result<(), PosError> {
+    fn send(&self, msg: &PosMessage) -> Result<(), PosError> {
         if self.state.borrow().closed {
             return Err(crate::error::ReaderError::Disconnected.into());
         }
-        match parse_pos_frame(frame) {
-            Ok(msg) => self.on_message(msg),
-            Err(e) => self.error(None, ReaderErrorCode::InvalidMessage, &e.to_string()),
-        }
+        self.on_message(msg.clone());
         Ok(())
     }
 

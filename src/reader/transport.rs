@@ -1,7 +1,10 @@
 //! The seam between the reader protocol and the ways to reach a reader: a transport carries
-//! whole text frames both ways and reports its end. It knows nothing of the messages.
+//! messages to the reader (a real one as one text frame each), whole text frames back, and
+//! reports its end.
 
 use std::rc::Rc;
+
+use pos_protocol::reader::PosMessage;
 
 use crate::error::PosError;
 
@@ -22,8 +25,11 @@ pub type Inbound = Rc<dyn Fn(Incoming)>;
 
 /// A way to carry frames to a reader.
 pub trait Transport {
-    /// Sends one frame. An error means the transport is gone.
-    fn send(&self, frame: &str) -> Result<(), PosError>;
+    /// Sends one message: a WebSocket or USB transport writes it as one frame
+    /// (`to_frame`); the in-page simulated reader takes the message itself, so the package
+    /// carries no parser for the POS's side of the protocol. An error means the transport is
+    /// gone.
+    fn send(&self, msg: &PosMessage) -> Result<(), PosError>;
     /// Closes the transport; after this it delivers nothing more.
     fn close(&self);
 }

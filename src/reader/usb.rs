@@ -7,8 +7,8 @@ use std::rc::Rc;
 
 use js_sys::{Array, Uint8Array};
 use pos_protocol::reader::{
-    encode_usb_frame, DeframeError, Deframer, ReaderInfo, ReaderStatus, MAX_FRAME_BYTES,
-    USB_LENGTH_BYTES,
+    encode_usb_frame, to_frame, DeframeError, Deframer, PosMessage, ReaderInfo, ReaderStatus,
+    MAX_FRAME_BYTES, USB_LENGTH_BYTES,
 };
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -374,13 +374,13 @@ fn read_loop(device: UsbDevice, endpoint: u8, inbound: Inbound, running: Rc<Cell
 }
 
 impl Transport for UsbTransport {
-    fn send(&self, frame: &str) -> Result<(), PosError> {
+    fn send(&self, msg: &PosMessage) -> Result<(), PosError> {
         if !self.running.get() {
             return Err(ReaderError::Disconnected.into());
         }
         let promise = self
             .device
-            .transfer_out_with_u8_slice(self.endpoint_out, &encode_usb_frame(frame))
+            .transfer_out_with_u8_slice(self.endpoint_out, &encode_usb_frame(&to_frame(msg)))
             .map_err(|e| device_error("transferOut", &e))?;
         // Failures surface on the read side (`disconnect`, a failed transferIn).
         wasm_bindgen_futures::spawn_local(async move {

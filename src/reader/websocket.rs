@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use futures_channel::oneshot;
 use js_sys::JsString;
-use pos_protocol::reader::MAX_FRAME_BYTES;
+use pos_protocol::reader::{to_frame, PosMessage, MAX_FRAME_BYTES};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{CloseEvent, Event, MessageEvent, WebSocket};
@@ -100,9 +100,9 @@ impl WsTransport {
 }
 
 impl Transport for WsTransport {
-    fn send(&self, frame: &str) -> Result<(), PosError> {
+    fn send(&self, msg: &PosMessage) -> Result<(), PosError> {
         self.ws
-            .send_with_str(frame)
+            .send_with_str(&to_frame(msg))
             .map_err(|_| PosError::Reader(ReaderError::Disconnected))
     }
 
