@@ -4,30 +4,39 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use serde::Serialize;
-
 use crate::error::PosError;
 use crate::forward_policy::ForwardingFailure;
 use crate::payment::StoredPayment;
 use crate::reader::agent::RecentIds;
 use crate::status::{NetworkStatus, OfflineStatus};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnectionStatus {
     Connecting,
     Connected,
     NotConnected,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+pos_protocol::wire_names!(ConnectionStatus {
+    Connecting => "connecting",
+    Connected => "connected",
+    NotConnected => "not_connected",
+});
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PaymentStatus {
     NotReady,
     Ready,
     WaitingForInput,
     Processing,
 }
+
+pos_protocol::wire_names!(PaymentStatus {
+    NotReady => "not_ready",
+    Ready => "ready",
+    WaitingForInput => "waiting_for_input",
+    Processing => "processing",
+});
 
 pub trait Events {
     fn network_status(&self, _status: NetworkStatus) {}

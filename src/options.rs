@@ -31,13 +31,17 @@ pub struct TerminalOptions {
 
 /// `offlineStorage`: the agent that stores a payment when neither the SDK nor the reader
 /// reaches the backend. `Reader` falls back to the SDK for readers that cannot store.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum OfflineStorage {
     #[default]
     Sdk,
     Reader,
 }
+
+pos_protocol::wire_names!(OfflineStorage {
+    Sdk => "sdk",
+    Reader => "reader",
+});
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -6,13 +6,18 @@ use serde::Serialize;
 
 use crate::limits::Outstanding;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NetworkStatus {
     Online,
     Offline,
     Unknown,
 }
+
+pos_protocol::wire_names!(NetworkStatus {
+    Online => "online",
+    Offline => "offline",
+    Unknown => "unknown",
+});
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]

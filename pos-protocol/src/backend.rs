@@ -61,21 +61,16 @@ pub mod codes {
     pub const PAYMENT_UNEXPECTED_STATE: &str = "payment_unexpected_state";
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CaptureMethod {
     Automatic,
     Manual,
 }
 
-impl CaptureMethod {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Automatic => "automatic",
-            Self::Manual => "manual",
-        }
-    }
-}
+crate::wire_names!(CaptureMethod {
+    Automatic => "automatic",
+    Manual => "manual",
+});
 
 /// Set when the payment was collected offline and forwarded later.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,8 +95,7 @@ pub struct PaymentBody {
     pub metadata: SortedMap<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PaymentStatus {
     Succeeded,
     RequiresCapture,
@@ -109,15 +103,11 @@ pub enum PaymentStatus {
     Canceled,
 }
 
-impl PaymentStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Succeeded => "succeeded",
-            Self::RequiresCapture => "requires_capture",
-            Self::Canceled => "canceled",
-        }
-    }
-}
+crate::wire_names!(PaymentStatus {
+    Succeeded => "succeeded",
+    RequiresCapture => "requires_capture",
+    Canceled => "canceled",
+});
 
 /// `200` answer of `POST /v1/payments`, and of `POST /v1/payments/{id}/capture` and
 /// `/cancel` (both idempotent: a second call answers the same state). Capture and cancel take

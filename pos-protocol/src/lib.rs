@@ -8,6 +8,7 @@ pub mod offline_rules;
 pub mod outcomes;
 pub mod reader;
 pub mod sorted_map;
+pub mod wire_name;
 
 pub use sorted_map::SortedMap;
 
@@ -31,8 +32,7 @@ pub struct CardSummary {
 }
 
 /// How the reader read the card.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryMode {
     /// Inserted: the chip was read (EMV contact).
     Chip,
@@ -42,12 +42,8 @@ pub enum EntryMode {
     Swipe,
 }
 
-impl EntryMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Chip => "chip",
-            Self::Contactless => "contactless",
-            Self::Swipe => "swipe",
-        }
-    }
-}
+crate::wire_names!(EntryMode {
+    Chip => "chip",
+    Contactless => "contactless",
+    Swipe => "swipe",
+});

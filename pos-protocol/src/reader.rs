@@ -97,8 +97,7 @@ pub enum PosMessage {
 }
 
 /// What a `process` asks of the reader.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProcessMode {
     /// Send it now; if the reader's link is down, answer `unreachable` and keep nothing.
     Online,
@@ -108,6 +107,12 @@ pub enum ProcessMode {
     /// Store it without trying now; forward it when the link allows.
     Store,
 }
+
+crate::wire_names!(ProcessMode {
+    Online => "online",
+    OnlineOrStore => "online_or_store",
+    Store => "store",
+});
 
 /// What became of a `process` (read by `reader/parse.rs`, not by the derive, in frames).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,8 +137,7 @@ pub enum ProcessResult {
 }
 
 /// The reader's own link to the backend.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum LinkStatus {
     Online,
     Offline,
@@ -141,15 +145,11 @@ pub enum LinkStatus {
     Unknown,
 }
 
-impl LinkStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Online => "online",
-            Self::Offline => "offline",
-            Self::Unknown => "unknown",
-        }
-    }
-}
+crate::wire_names!(LinkStatus {
+    Online => "online",
+    Offline => "offline",
+    Unknown => "unknown",
+});
 
 /// What became of a payment the reader forwarded on its own (read by `reader/parse.rs`, not
 /// by the derive, in frames).
@@ -285,8 +285,7 @@ impl ReaderMessage {
 }
 
 /// Why the POS says `hello`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum HelloIntent {
     /// Pair and keep the session; refused with `busy` while another POS holds the reader.
     #[default]
@@ -297,41 +296,51 @@ pub enum HelloIntent {
     TakeOver,
 }
 
+crate::wire_names!(HelloIntent {
+    Connect => "connect",
+    Discover => "discover",
+    TakeOver => "take_over",
+});
+
 /// Whether a reader is free, as its `hello_ack` says.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum ReaderStatus {
     #[default]
     Online,
     InUse,
 }
 
-impl ReaderStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Online => "online",
-            Self::InUse => "in_use",
-        }
-    }
-}
+crate::wire_names!(ReaderStatus {
+    Online => "online",
+    InUse => "in_use",
+});
 
 /// What the reader noticed about the card while collecting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CardEventKind {
     Inserted,
     Removed,
     Tapped,
 }
 
+crate::wire_names!(CardEventKind {
+    Inserted => "inserted",
+    Removed => "removed",
+    Tapped => "tapped",
+});
+
 /// Who canceled a collect.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum CancelSource {
     #[default]
     Pos,
     Customer,
 }
+
+crate::wire_names!(CancelSource {
+    Pos => "pos",
+    Customer => "customer",
+});
 
 /// What the reader says about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -348,8 +357,7 @@ pub struct ReaderInfo {
 }
 
 /// Error codes a reader may send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReaderErrorCode {
     Busy,
     UnsupportedVersion,
@@ -366,27 +374,22 @@ pub enum ReaderErrorCode {
     /// The reader's store is full, or over its limits.
     StorageFull,
     /// Any code a newer reader may send that this version does not know.
-    #[serde(other)]
     Unknown,
 }
 
-impl ReaderErrorCode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Busy => "busy",
-            Self::UnsupportedVersion => "unsupported_version",
-            Self::NotPaired => "not_paired",
-            Self::InvalidMessage => "invalid_message",
-            Self::CardReadFailed => "card_read_failed",
-            Self::Timeout => "timeout",
-            Self::TakenOver => "taken_over",
-            Self::PairingRefused => "pairing_refused",
-            Self::OfflinePaymentMethodUnsupported => "offline_payment_method_unsupported",
-            Self::StorageFull => "storage_full",
-            Self::Unknown => "unknown",
-        }
-    }
-}
+crate::wire_names!(ReaderErrorCode {
+    Busy => "busy",
+    UnsupportedVersion => "unsupported_version",
+    NotPaired => "not_paired",
+    InvalidMessage => "invalid_message",
+    CardReadFailed => "card_read_failed",
+    Timeout => "timeout",
+    TakenOver => "taken_over",
+    PairingRefused => "pairing_refused",
+    OfflinePaymentMethodUnsupported => "offline_payment_method_unsupported",
+    StorageFull => "storage_full",
+    Unknown => "unknown",
+} other Unknown);
 
 /// A cart shown on the reader's display.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -44,14 +44,19 @@ fn base32(bytes: &[u8]) -> String {
     out
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OfflineBehavior {
     #[default]
     PreferOnline,
     RequireOnline,
     ForceOffline,
 }
+
+pos_protocol::wire_names!(OfflineBehavior {
+    PreferOnline => "prefer_online",
+    RequireOnline => "require_online",
+    ForceOffline => "force_offline",
+});
 
 /// What the caller asks `collectPaymentMethod` for; checked by `validate` before use.
 #[derive(Debug, Clone, Deserialize)]
@@ -84,8 +89,7 @@ pub struct Collected {
 /// States of a stored payment. Only `pending` and `forwarding` still need the backend; an
 /// `intent` is written before an online attempt and left behind only when that attempt's
 /// outcome is unknown (or the tab died during it): then it is forwarded like `pending`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoredState {
     Intent,
     Pending,
@@ -95,6 +99,16 @@ pub enum StoredState {
     Failed,
     Quarantined,
 }
+
+pos_protocol::wire_names!(StoredState {
+    Intent => "intent",
+    Pending => "pending",
+    Forwarding => "forwarding",
+    Forwarded => "forwarded",
+    Declined => "declined",
+    Failed => "failed",
+    Quarantined => "quarantined",
+});
 
 impl StoredState {
     pub const ALL: [StoredState; 7] = [
@@ -106,18 +120,6 @@ impl StoredState {
         Self::Failed,
         Self::Quarantined,
     ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Intent => "intent",
-            Self::Pending => "pending",
-            Self::Forwarding => "forwarding",
-            Self::Forwarded => "forwarded",
-            Self::Declined => "declined",
-            Self::Failed => "failed",
-            Self::Quarantined => "quarantined",
-        }
-    }
 
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|state| state.as_str() == s)

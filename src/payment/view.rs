@@ -68,8 +68,7 @@ impl From<&Collected> for CollectedView {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResultStatus {
     Succeeded,
     RequiresCapture,
@@ -79,15 +78,27 @@ pub enum ResultStatus {
     StoredOnReader,
 }
 
+pos_protocol::wire_names!(ResultStatus {
+    Succeeded => "succeeded",
+    RequiresCapture => "requires_capture",
+    StoredOffline => "stored_offline",
+    Canceled => "canceled",
+    StoredOnReader => "stored_on_reader",
+});
+
 /// Which of the two agents sent or stored a payment: this SDK (the POS device) or the
 /// connected smart reader (over its own link to the backend).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Agent {
     #[default]
     Sdk,
     Reader,
 }
+
+pos_protocol::wire_names!(Agent {
+    Sdk => "sdk",
+    Reader => "reader",
+});
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]

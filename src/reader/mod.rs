@@ -28,24 +28,18 @@ use crate::error::PosError;
 pub use url::{check_reader_url, is_loopback_host};
 
 /// How a reader is reached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
-    #[serde(rename = "websocket")]
     WebSocket,
     Usb,
     Simulated,
 }
 
-impl Method {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::WebSocket => "websocket",
-            Self::Usb => "usb",
-            Self::Simulated => "simulated",
-        }
-    }
-}
+pos_protocol::wire_names!(Method {
+    WebSocket => "websocket",
+    Usb => "usb",
+    Simulated => "simulated",
+});
 
 /// Where a reader is: its transport and its address on it (`ws://…`, `usb:VID:PID:SERIAL`,
 /// `simulated`).
