@@ -238,6 +238,7 @@ impl Terminal {
     }
 
     pub async fn offline_status(&self) -> Result<OfflineStatus, PosError> {
+        self.check_open()?;
         self.status.current().await
     }
 
@@ -246,6 +247,7 @@ impl Terminal {
         &self,
         state: Option<StoredState>,
     ) -> Result<Vec<StoredPayment>, PosError> {
+        self.check_open()?;
         Ok(self
             .store
             .all()

@@ -12,7 +12,12 @@ pub const MAX_METADATA_VALUE_CHARS: usize = 500;
 
 /// An amount from JS (a number) as minor units.
 pub fn amount(value: f64) -> Result<u64, PosError> {
-    if !value.is_finite() || value.fract() != 0.0 {
+    if !value.is_finite() {
+        return Err(PosError::InvalidAmount(
+            "amount must be an integer number of minor units, got NaN, Infinity or null".into(),
+        ));
+    }
+    if value.fract() != 0.0 {
         return Err(PosError::InvalidAmount(format!(
             "amount must be an integer number of minor units, got {value}"
         )));

@@ -61,6 +61,19 @@ fn optional(value: Option<JsValue>) -> Option<JsValue> {
     value.filter(|v| !v.is_undefined() && !v.is_null())
 }
 
+/// A payment id argument. Taken as a `JsValue`, not a `String`: wasm-bindgen's glue for a
+/// `String` parameter throws synchronously (or traps) on a number, an object or `null`, so
+/// a caller without TypeScript got no rejected promise and no error code.
+fn payment_id(id: JsValue) -> Result<String, PosError> {
+    id.as_string().ok_or_else(|| {
+        let kind = match id.is_null() {
+            true => "null".to_string(),
+            false => id.js_typeof().as_string().unwrap_or_default(),
+        };
+        PosError::InvalidArgument(format!("a payment id must be a string, got {kind}"))
+    })
+}
+
 /// `fetchConnectionToken` as the core's token source.
 fn token_source(f: Function) -> Rc<dyn crate::auth::TokenSource> {
     Rc::new(move || -> TokenFuture {
@@ -230,23 +243,32 @@ impl JsTerminal {
     /// Captures a `requires_capture` payment (online, or forwarded from offline storage).
     /// Idempotent at the backend: safe to call again after a network error.
     #[wasm_bindgen(js_name = capturePayment, unchecked_return_type = "Promise<CaptureResult>")]
-    pub fn capture_payment(&self, id: String) -> Promise {
+    pub fn capture_payment(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] id: JsValue,
+    ) -> Promise {
         let core = self.core.clone();
-        promise(async move { to_js(&core.capture_payment(&id).await?) })
+        promise(async move { to_js(&core.capture_payment(&payment_id(id)?).await?) })
     }
 
     /// Cancels (voids) a `requires_capture` payment. Idempotent like `capturePayment`.
     #[wasm_bindgen(js_name = cancelPayment, unchecked_return_type = "Promise<CaptureResult>")]
-    pub fn cancel_payment(&self, id: String) -> Promise {
+    pub fn cancel_payment(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] id: JsValue,
+    ) -> Promise {
         let core = self.core.clone();
-        promise(async move { to_js(&core.cancel_payment(&id).await?) })
+        promise(async move { to_js(&core.cancel_payment(&payment_id(id)?).await?) })
     }
 
     /// Support's way out of `failed`: back to `pending` under the same id (same key).
     #[wasm_bindgen(js_name = requeuePayment, unchecked_return_type = "Promise<StoredPayment>")]
-    pub fn requeue_payment(&self, id: String) -> Promise {
+    pub fn requeue_payment(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] id: JsValue,
+    ) -> Promise {
         let core = self.core.clone();
-        promise(async move { to_js(&core.requeue_payment(&id).await?) })
+        promise(async move { to_js(&core.requeue_payment(&payment_id(id)?).await?) })
     }
 
     #[wasm_bindgen(js_name = offlineStatus, unchecked_return_type = "Promise<OfflineStatus>")]

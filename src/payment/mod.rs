@@ -62,6 +62,9 @@ pos_protocol::wire_names!(OfflineBehavior {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PaymentRequest {
+    /// `JSON.stringify` writes NaN and ±Infinity as `null`: read as NaN, so that
+    /// `validate::amount` refuses them with `invalid_amount` like any other bad amount.
+    #[serde(deserialize_with = "null_as_nan")]
     pub amount: f64,
     pub currency: String,
     #[serde(default)]
@@ -70,6 +73,10 @@ pub struct PaymentRequest {
     pub capture_method: Option<CaptureMethod>,
     #[serde(default)]
     pub metadata: Option<SortedMap<String>>,
+}
+
+fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Option::<f64>::deserialize(d).map(|v| v.unwrap_or(f64::NAN))
 }
 
 /// A card read by the reader and not yet processed. The payload is ciphertext for the backend.
@@ -312,6 +319,21 @@ pub struct Entry {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn a_null_amount_is_read_as_nan_and_refused_as_an_amount() {
+        // What `JSON.stringify` makes of `{ amount: NaN }` or `{ amount: Infinity }`.
+        let req: PaymentRequest =
+            serde_json::from_str(r#"{"amount":null,"currency":"usd"}"#).unwrap();
+        assert!(req.amount.is_nan());
+        let e = crate::validate::amount(req.amount).unwrap_err();
+        assert_eq!(e.code(), "invalid_amount");
+        let req: PaymentRequest =
+            serde_json::from_str(r#"{"amount":1250,"currency":"usd"}"#).unwrap();
+        assert_eq!(crate::validate::amount(req.amount).unwrap(), 1250);
+        // Absent is still a missing field.
+        assert!(serde_json::from_str::<PaymentRequest>(r#"{"currency":"usd"}"#).is_err());
+    }
 
     pub(crate) fn collected(id: &str) -> Collected {
         let b = sealed_body();
