@@ -3,7 +3,7 @@
 //! A terminal runs it now, on `online`, and on a timer while anything is pending; a service
 //! worker runs it once.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 
 use gloo_timers::callback::Interval;
@@ -54,6 +54,8 @@ pub struct Scheduler {
     listeners: RefCell<Option<OnlineListeners>>,
     /// When this terminal looks for finished records to prune.
     pruning: Every,
+    /// Set by `stop()`: a run still going meets a closing database, which is no news.
+    stopped: Cell<bool>,
 }
 
 /// One forwarding run under the Web Lock, with one token refresh if the backend refused it.
@@ -144,6 +146,7 @@ impl Scheduler {
             timer: RefCell::new(None),
             listeners: RefCell::new(None),
             pruning: Every::new(PRUNE_EVERY_MS),
+            stopped: Cell::new(false),
         }
     }
 
@@ -181,6 +184,7 @@ impl Scheduler {
     }
 
     pub fn stop(&self) {
+        self.stopped.set(true);
         self.timer.borrow_mut().take();
         self.listeners.borrow_mut().take();
     }
@@ -194,6 +198,10 @@ impl Scheduler {
         };
         if work || self.connectivity.get() != NetworkStatus::Online {
             let _ = self.forward(false).await;
+        } else {
+            // Another tab or a service worker may have forwarded (or stored) payments of
+            // this database: the status is read again, and emitted if it changed.
+            self.status.publish().await;
         }
     }
 
@@ -226,7 +234,9 @@ impl Scheduler {
         if let Err(e) = pruned {
             // Tried again in a minute, not an hour.
             self.pruning.retry_in(now, PRUNE_RETRY_MS);
-            web_sys::console::warn_1(&format!("pos-terminal: pruning failed: {e}").into());
+            if !self.stopped.get() {
+                web_sys::console::warn_1(&format!("pos-terminal: pruning failed: {e}").into());
+            }
         }
         if let Err(e) = health {
             self.connectivity.set(NetworkStatus::Offline);

@@ -1,0 +1,182 @@
+// The public API called as a plain-JS integrator might: ids that are not strings, NaN
+// amounts, calls after close(), and a second tab forwarding this tab's payments. Each case
+// was found by trying the SDK from outside; each must give a rejected promise with a stable
+// code, or a status that catches up.
+//
+// Run: node --test --test-concurrency=1 tests/e2e/
+
+import { describe, test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { startSim, launchBrowser, withDiagnostics, eventually } from "./helpers.mjs";
+
+/** A page of the pos-sim origin (not the demo) with the SDK loaded and a terminal factory. */
+async function sdkPage(context, sim) {
+  const page = await context.newPage();
+  await page.goto(`${sim.url}style.css`);
+  await page.evaluate(async (api) => {
+    const sdk = await import("/pkg/pos_terminal.js");
+    await sdk.default();
+    window.events = [];
+    window.create = (options) =>
+      sdk.Terminal.create({
+        backendUrl: api,
+        fetchConnectionToken: async () =>
+          (await (await fetch(`${api}/v1/connection_tokens`, { method: "POST" })).json()).secret,
+        onOfflineStatusChange: (s) => window.events.push(s.pendingCount),
+        ...options,
+      });
+    /** How a call ended: its value, or the rejection's code and message; `threw` if it threw. */
+    window.outcome = (call) => {
+      let p;
+      try {
+        p = call();
+      } catch (e) {
+        return Promise.resolve({ threw: `${e?.name}: ${e?.message}` });
+      }
+      return p.then(
+        (value) => ({ value }),
+        (e) => ({ code: e?.code, message: e?.message, isError: e instanceof Error }),
+      );
+    };
+    window.storeOffline = async (terminal, amount) => {
+      const c = await terminal.collectPaymentMethod({ amount, currency: "usd", offlineBehavior: "force_offline" });
+      return (await terminal.processPayment(c)).status;
+    };
+    window.connectSimulated = async (terminal) => {
+      const [reader] = await terminal.discoverReaders({ method: "simulated" });
+      await terminal.connectReader(reader);
+    };
+  }, sim.api);
+  return page;
+}
+
+describe("the API from plain JS", { timeout: 3 * 60_000 }, () => {
+  let sim;
+  let browser;
+
+  before(async () => {
+    sim = await startSim({ readers: 1 });
+    browser = await launchBrowser();
+  });
+
+  after(async () => {
+    await browser?.close();
+    await sim?.stop();
+  });
+
+  test("an id that is not a string: a rejected promise with invalid_argument, no throw, no trap", async () => {
+    await withDiagnostics("ids", { browser, sim }, async () => {
+      const page = await sdkPage(browser.context, sim);
+      const results = await page.evaluate(async () => {
+        const t = await create({ databaseName: "api-edges-ids" });
+        const out = {};
+        for (const [name, call] of [
+          ["capture 123", () => t.capturePayment(123)],
+          ["cancel {}", () => t.cancelPayment({})],
+          ["requeue null", () => t.requeuePayment(null)],
+          ["capture undefined", () => t.capturePayment()],
+        ]) {
+          out[name] = await outcome(call);
+        }
+        // The terminal still works after them.
+        out.after = await outcome(() => t.capturePayment("pay_not_there"));
+        await t.close();
+        return out;
+      });
+      for (const name of ["capture 123", "cancel {}", "requeue null", "capture undefined"]) {
+        const r = results[name];
+        assert.equal(r.threw, undefined, `${name} threw: ${r.threw}`);
+        assert.equal(r.code, "invalid_argument", `${name}: ${JSON.stringify(r)}`);
+        assert.ok(r.isError, name);
+        assert.match(r.message, /payment id must be a string/, name);
+      }
+      assert.match(results["cancel {}"].message, /got object/);
+      assert.match(results["requeue null"].message, /got null/);
+      // A string id goes through to the backend, which does not know it.
+      assert.notEqual(results.after.code, "invalid_argument", JSON.stringify(results.after));
+      assert.equal(results.after.threw, undefined);
+      await page.close();
+    });
+  });
+
+  test("NaN and Infinity amounts are refused as invalid_amount", async () => {
+    await withDiagnostics("nan", { browser, sim }, async () => {
+      const page = await sdkPage(browser.context, sim);
+      const results = await page.evaluate(async () => {
+        const t = await create({ databaseName: "api-edges-nan" });
+        await connectSimulated(t);
+        const out = [];
+        for (const amount of [NaN, Infinity, -Infinity, null]) {
+          out.push(await outcome(() => t.collectPaymentMethod({ amount, currency: "usd" })));
+        }
+        await t.close();
+        return out;
+      });
+      for (const r of results) {
+        assert.equal(r.code, "invalid_amount", JSON.stringify(r));
+        assert.match(r.message, /NaN, Infinity or null/);
+      }
+      await page.close();
+    });
+  });
+
+  test("after close(), offlineStatus and listStoredPayments reject with terminal_closed", async () => {
+    await withDiagnostics("closed", { browser, sim }, async () => {
+      const page = await sdkPage(browser.context, sim);
+      const results = await page.evaluate(async () => {
+        const t = await create({ databaseName: "api-edges-closed" });
+        await t.close();
+        return {
+          status: await outcome(() => t.offlineStatus()),
+          list: await outcome(() => t.listStoredPayments()),
+          forward: await outcome(() => t.forwardStoredPayments()),
+        };
+      });
+      for (const [name, r] of Object.entries(results)) {
+        assert.equal(r.code, "terminal_closed", `${name}: ${JSON.stringify(r)}`);
+      }
+      await page.close();
+    });
+  });
+
+  test("a tab's pending count catches up when another tab forwards its payments", async () => {
+    await withDiagnostics("two tabs", { browser, sim }, async () => {
+      const db = `api-edges-tabs-${Date.now()}`;
+      const tabA = await sdkPage(browser.context, sim);
+      const tabB = await sdkPage(browser.context, sim);
+      // Tab A stores two payments once its first run (at create) is over; tab B forwards
+      // them at once (its own first run, or the call), before tab A's first tick (2 s)
+      // could see them.
+      await tabA.evaluate(async (db) => {
+        window.t = await create({ databaseName: db, forwardIntervalMs: 2000 });
+        while ((await t.offlineStatus()).forwarding) await new Promise((r) => setTimeout(r, 20));
+        await connectSimulated(t);
+        for (const amount of [1500, 2500]) {
+          const status = await storeOffline(t, amount);
+          if (status !== "stored_offline") throw new Error(`stored: ${status}`);
+        }
+      }, db);
+      const left = await tabB.evaluate(async (db) => {
+        window.t = await create({ databaseName: db, forwardIntervalMs: 600_000 });
+        await t.forwardStoredPayments();
+        return (await t.offlineStatus()).pendingCount;
+      }, db);
+      assert.equal(left, 0, "tab B forwarded both");
+      const approved = await (await fetch(`${sim.url}_sim/payments`)).json();
+      const ours = approved.filter((p) => p.amount === 1500 || p.amount === 2500);
+      assert.equal(ours.length, 2, JSON.stringify(approved));
+      assert.ok(ours.every((p) => p.requests === 1 && p.offline), JSON.stringify(ours));
+      // Tab A hears it from its own status events, within a few of its ticks.
+      await eventually(
+        async () => (await tabA.evaluate(() => window.events.at(-1))) === 0,
+        "tab A's last onOfflineStatusChange should say 0 pending after tab B forwarded",
+        15_000,
+      );
+      assert.equal(await tabA.evaluate(async () => (await t.offlineStatus()).pendingCount), 0);
+      await tabA.evaluate(() => t.close());
+      await tabB.evaluate(() => t.close());
+      await tabA.close();
+      await tabB.close();
+    });
+  });
+});
