@@ -274,7 +274,7 @@ impl ReaderFields {
     }
 }
 
-/// A field the `outcome` requires, or serde's own "missing field" error.
+/// A field the `type` or the `outcome` requires, or serde's own "missing field" error.
 fn need<T, E: serde::de::Error>(value: Option<T>, field: &'static str) -> Result<T, E> {
     value.ok_or_else(|| E::missing_field(field))
 }
@@ -330,8 +330,8 @@ fn process_result<E: serde::de::Error>(f: OutcomeFields) -> Result<ProcessResult
     })
 }
 
-/// `forwarded.result`: the fields, then the outcome's own; a forwarded payment was
-/// approved, declined or rejected, never stored or unreachable.
+/// `forwarded.result`: the outcome's own fields; a forwarded payment was approved, declined
+/// or rejected, never stored or unreachable.
 fn forward_result<E: serde::de::Error>(f: OutcomeFields) -> Result<ForwardResult, E> {
     const FORWARD_OUTCOMES: &[&str] = &["approved", "declined", "rejected"];
     Ok(match f.outcome {
