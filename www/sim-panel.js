@@ -52,12 +52,18 @@ export function mountSimPanel({ readerId }) {
     reboot: byId("sim-reader-reboot"),
   };
   let networkDown = false;
-  let readerLinkDown = false;
+  // null until pos-sim said, for the reader picked (none picked: unknown, not "reachable").
+  let readerLinkDown = null;
 
   function renderReaderLink() {
-    el.readerLinkToggle.dataset.down = String(readerLinkDown);
+    el.readerLinkToggle.dataset.down = readerLinkDown === null ? "unknown" : String(readerLinkDown);
     el.readerLinkToggle.textContent = readerLinkDown ? "Restore reader link" : "Cut reader link";
-    el.readerLinkLabel.textContent = readerLinkDown ? "Reader's own link: cut" : "Reader's own link: reachable";
+    el.readerLinkLabel.textContent =
+      readerLinkDown === null
+        ? "Reader's own link: pick a reader to see it"
+        : readerLinkDown
+          ? "Reader's own link: cut"
+          : "Reader's own link: reachable";
   }
 
   function renderNetwork() {
@@ -145,7 +151,13 @@ export function mountSimPanel({ readerId }) {
 
   async function syncReader() {
     const id = readerId();
-    if (!id) return;
+    if (!id) {
+      readerLinkDown = null;
+      if (!el.readerLinkToggle.disabled) renderReaderLink();
+      return;
+    }
+    if (id !== syncedReader) readerLinkDown = null;
+    syncedReader = id;
     try {
       const res = await fetch(`/_sim/readers/${encodeURIComponent(id)}`, { cache: "no-store" });
       if (res.ok && (res.headers.get("content-type") || "").includes("json")) {
@@ -157,6 +169,8 @@ export function mountSimPanel({ readerId }) {
     }
     if (!el.readerLinkToggle.disabled) renderReaderLink();
   }
+
+  let syncedReader = null;
 
   async function sync() {
     await syncReader();

@@ -584,7 +584,11 @@ el.usbBtn.addEventListener("click", async () => {
   discoverMore({ method: "usb" });
 });
 el.simulatedBtn.addEventListener("click", () => discoverMore({ method: "simulated" }));
-el.readerSelect.addEventListener("change", () => updateControls());
+el.readerSelect.addEventListener("change", () => {
+  updateControls();
+  // The simulator panel shows the link of the reader picked, read from pos-sim.
+  sim?.sync();
+});
 
 el.connectBtn.addEventListener("click", async () => {
   if (!hasTerminal() || state.connectBusy) return;
