@@ -57,13 +57,13 @@ pub fn classify_capture_answer(status: u16, text: &str) -> Result<PaymentOk, Bac
             .map_err(|e| BackendError::InvalidResponse(format!("{status}: {e}")));
     }
     let body = refusal(status, text)?;
-    let message = describe(Some(&body), text);
+    // The typed errors carry the backend's message alone: their code already says the rest.
     match (status, body.error.code.as_str()) {
-        (404, codes::PAYMENT_NOT_FOUND) => Err(BackendError::PaymentNotFound(message)),
+        (404, codes::PAYMENT_NOT_FOUND) => Err(BackendError::PaymentNotFound(body.error.message)),
         (409, codes::PAYMENT_UNEXPECTED_STATE) => {
-            Err(BackendError::PaymentUnexpectedState(message))
+            Err(BackendError::PaymentUnexpectedState(body.error.message))
         }
-        _ => Err(BackendError::status(status, message)),
+        _ => Err(BackendError::status(status, describe(Some(&body), text))),
     }
 }
 
@@ -266,6 +266,11 @@ mod tests {
         .unwrap_err();
         assert_eq!(PosError::from(e.clone()).code(), "payment_unexpected_state");
         assert!(!e.is_retryable());
+        // The backend's message once, without its code repeated inside.
+        assert_eq!(
+            e.to_string(),
+            "the payment is not in a state that allows this: captured"
+        );
         // A proxy's 404 page is no answer about the payment: retryable.
         let e = classify_capture_answer(404, "Not Found").unwrap_err();
         assert!(e.is_retryable());
