@@ -876,7 +876,10 @@ mod tests {
             r#"{"type":"ping","nonce":1,"card":{}}"#,
             r#"{"type":"pong","nonce":1,"request_id":7}"#,
         ] {
-            assert!(serde_json::from_str::<ReaderMessage>(text).is_ok(), "{text}");
+            assert!(
+                serde_json::from_str::<ReaderMessage>(text).is_ok(),
+                "{text}"
+            );
             assert!(reader_message(text).is_err(), "{text}");
         }
         // Well typed, it is ignored as by the derive.
