@@ -3,7 +3,8 @@
 //! A token goes to the backend only: readers get a pairing credential (`pairing`).
 
 use std::future::Future;
-use std::pin::Pin;
+use std::pin::{pin, Pin};
+use std::task::Poll;
 
 use crate::error::{BackendError, PosError};
 
@@ -29,6 +30,39 @@ pub fn check_token(token: String) -> Result<String, PosError> {
             "fetchConnectionToken must resolve to a non-empty string of visible ASCII".into(),
         ))
     }
+}
+
+/// The error when the token source did not settle within `timeout_ms` (`requestTimeoutMs`).
+pub fn token_timed_out(timeout_ms: u32) -> PosError {
+    PosError::ConnectionToken(format!(
+        "it did not settle within {timeout_ms} ms (requestTimeoutMs); \
+         nothing was sent to the backend"
+    ))
+}
+
+/// `fetch` unless `deadline` comes first: then `token_timed_out(timeout_ms)`, and `fetch` is
+/// dropped (a promise behind it that settles later is ignored). Each call is a fresh wait.
+pub async fn within_deadline<F, D>(
+    fetch: F,
+    deadline: D,
+    timeout_ms: u32,
+) -> Result<String, PosError>
+where
+    F: Future<Output = Result<String, PosError>>,
+    D: Future<Output = ()>,
+{
+    let mut fetch = pin!(fetch);
+    let mut deadline = pin!(deadline);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(token) = fetch.as_mut().poll(cx) {
+            return Poll::Ready(token);
+        }
+        match deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(token_timed_out(timeout_ms))),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
 }
 
 /// True when `e` says the backend refused the token.
@@ -65,13 +99,17 @@ mod browser {
     use std::future::Future;
     use std::rc::Rc;
 
-    use super::{check_token, is_refused_token, with_token_retry, TokenSource};
+    use gloo_timers::future::TimeoutFuture;
+
+    use super::{check_token, is_refused_token, with_token_retry, within_deadline, TokenSource};
     use crate::error::PosError;
     use crate::store::{PersistedConfig, Store};
 
     /// The token of one terminal: cached, persisted sealed beside its backend URL.
     pub struct Auth {
         source: Rc<dyn TokenSource>,
+        /// How long the source may take to settle (`requestTimeoutMs`).
+        timeout_ms: u32,
         cached: RefCell<Option<String>>,
         store: Rc<Store>,
         backend_url: String,
@@ -80,26 +118,32 @@ mod browser {
     impl Auth {
         pub fn new(
             source: Rc<dyn TokenSource>,
+            timeout_ms: u32,
             saved: Option<String>,
             store: Rc<Store>,
             backend_url: String,
         ) -> Self {
             Self {
                 source,
+                timeout_ms,
                 cached: RefCell::new(saved),
                 store,
                 backend_url,
             }
         }
 
-        /// The cached token unless `refresh`; else a fresh one, saved sealed.
+        /// The cached token unless `refresh`; else a fresh one, saved sealed. A source that
+        /// does not settle within `timeout_ms` is a `connection_token_failed`; the next call
+        /// asks it again.
         pub async fn token(&self, refresh: bool) -> Result<String, PosError> {
             if !refresh {
                 if let Some(t) = self.cached.borrow().clone() {
                     return Ok(t);
                 }
             }
-            let token = check_token(self.source.fetch_token().await?)?;
+            let fetch = self.source.fetch_token();
+            let deadline = TimeoutFuture::new(self.timeout_ms);
+            let token = check_token(within_deadline(fetch, deadline, self.timeout_ms).await?)?;
             *self.cached.borrow_mut() = Some(token.clone());
             self.store
                 .save_config(&PersistedConfig {
@@ -199,6 +243,55 @@ mod tests {
             assert!(!is_refused_token(&e));
         }
         assert!(!is_refused_token(&PosError::TerminalClosed));
+    }
+
+    #[test]
+    fn a_token_source_that_never_settles_fails_at_the_deadline() {
+        let never = std::future::pending::<Result<String, PosError>>();
+        let e = block_on(within_deadline(never, async {}, 2_000)).unwrap_err();
+        assert_eq!(e.code(), "connection_token_failed");
+        let message = e.to_string();
+        assert!(message.contains("fetchConnectionToken"), "{message}");
+        assert!(message.contains("2000 ms (requestTimeoutMs)"), "{message}");
+    }
+
+    #[test]
+    fn a_token_source_that_settles_before_the_deadline_is_answered() {
+        let never = std::future::pending::<()>();
+        let ok = block_on(within_deadline(async { Ok("tok".into()) }, never, 1));
+        assert_eq!(ok.unwrap(), "tok");
+        // Its own failure stands, unchanged.
+        let refused = async { Err(PosError::ConnectionToken("HTTP 500".into())) };
+        let e = block_on(within_deadline(refused, std::future::pending(), 1)).unwrap_err();
+        assert_eq!(e, PosError::ConnectionToken("HTTP 500".into()));
+        // Both ready: the token wins (the deadline is only looked at while it is pending).
+        let both = block_on(within_deadline(async { Ok("t".into()) }, async {}, 1));
+        assert_eq!(both.unwrap(), "t");
+    }
+
+    #[test]
+    fn a_timed_out_fetch_is_no_poisoned_state_the_next_call_asks_again() {
+        // The retry helper over a source that hangs on its first call and answers the next.
+        let calls = RefCell::new(0);
+        let token = |_refresh: bool| {
+            *calls.borrow_mut() += 1;
+            let first = *calls.borrow() == 1;
+            let fetch = async move {
+                if first {
+                    std::future::pending::<()>().await;
+                }
+                Ok("fresh".to_string())
+            };
+            within_deadline(fetch, async {}, 5)
+        };
+        let op = |t: String| async move { Ok::<_, PosError>(t) };
+        let refused = |_: &Result<String, PosError>| false;
+        let first = block_on(with_token_retry(token, op, refused));
+        assert_eq!(first.unwrap_err().code(), "connection_token_failed");
+        // The deadline of the second call has passed too, yet an answer in time wins.
+        let second = block_on(with_token_retry(token, op, refused)).unwrap();
+        assert_eq!(second.unwrap(), "fresh");
+        assert_eq!(*calls.borrow(), 2);
     }
 
     #[test]

@@ -128,6 +128,9 @@ pub fn nobody_got_through(
             unknown()
         } else if behavior == OfflineBehavior::ForceOffline {
             PosError::OfflineDisabled
+        } else if let PosError::ConnectionToken(_) = why {
+            // No token, so nothing was sent: the merchant's server is the one to look at.
+            why.clone()
         } else {
             BackendError::Unreachable(why.to_string()).into()
         });
@@ -361,15 +364,25 @@ mod tests {
             };
             assert_eq!(e.code(), "payment_outcome_unknown");
         }
-        for unsent in [
-            PosError::from(BackendError::NotSent("offline".into())),
-            PosError::ConnectionToken("down".into()),
-        ] {
-            let AfterFailure::Fail(e) = after_online_failure(unsent, false) else {
-                panic!("must fail")
-            };
-            assert_eq!(e.code(), "backend_unreachable");
-        }
+        let unsent = PosError::from(BackendError::NotSent("offline".into()));
+        let AfterFailure::Fail(e) = after_online_failure(unsent, false) else {
+            panic!("must fail")
+        };
+        assert_eq!(e.code(), "backend_unreachable");
+        // No token (refused by the page's callback, or it never settled): nothing was sent,
+        // and the error says where to look.
+        let no_token = PosError::ConnectionToken("it did not settle within 2000 ms".into());
+        assert_eq!(
+            after_online_failure(no_token.clone(), false),
+            AfterFailure::Fail(no_token.clone())
+        );
+        // With an offline fallback it is stored, like any payment that was not sent.
+        assert_eq!(
+            after_online_failure(no_token, true),
+            AfterFailure::StoreOffline {
+                may_have_arrived: false
+            }
+        );
         assert!(!means_offline(&PosError::from(BackendError::status(
             503,
             String::new()

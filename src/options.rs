@@ -10,6 +10,8 @@ use crate::limits::OfflineLimits;
 use crate::validate;
 
 pub const DEFAULT_DB: &str = "pos-terminal";
+/// `requestTimeoutMs` when not given (a service worker's forwarding uses it too).
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u32 = 8_000;
 /// Finished records are kept as history for 30 days by default.
 pub const DEFAULT_RETENTION_MS: u32 = 30 * 24 * 3_600 * 1_000;
 
@@ -153,7 +155,7 @@ impl Settings {
             request_timeout_ms: integer(
                 o.request_timeout_ms,
                 "requestTimeoutMs",
-                8_000,
+                DEFAULT_REQUEST_TIMEOUT_MS,
                 100,
                 120_000,
             )?,

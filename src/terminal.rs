@@ -77,8 +77,10 @@ impl Terminal {
             &settings.backend_url,
             settings.request_timeout_ms,
         ));
+        // A `fetchConnectionToken` that never settles fails like a backend that never answers.
         let auth = Rc::new(Auth::new(
             tokens,
+            settings.request_timeout_ms,
             token,
             store.clone(),
             settings.backend_url.clone(),

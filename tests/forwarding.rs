@@ -1,15 +1,24 @@
 //! In a real browser against a running pos-sim: stored payments are forwarded exactly once,
 //! a tampered record is quarantined without blocking the others, a timed-out online
-//! attempt is stored under the same key and charged once, and a run the backend stops gives
-//! back every record it claimed and did not send.
+//! attempt is stored under the same key and charged once, a run the backend stops gives
+//! back every record it claimed and did not send, and a `fetchConnectionToken` that never
+//! settles fails within `requestTimeoutMs` (stored offline, or refused) and blocks nothing.
 #![cfg(target_arch = "wasm32")]
 
 mod common;
 
+use std::cell::Cell;
+use std::rc::Rc;
+
 use common::*;
-use pos_terminal::payment::{OfflineBehavior, ResultStatus, StoredState};
+use js_sys::{Function, Promise};
+use pos_terminal::auth::{TokenFuture, TokenSource};
+use pos_terminal::payment::{new_payment_id, OfflineBehavior, ResultStatus, StoredState};
+use pos_terminal::reader::Discovery;
 use pos_terminal::terminal::Terminal;
-use wasm_bindgen::JsCast;
+use pos_terminal::PosError;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -272,4 +281,155 @@ async fn a_stop_gives_back_every_claimed_record_of_the_prefetched_page_too() {
     );
     assert!(requests_for(url, &ids).await.iter().all(|&n| n == 1.0));
     terminal.close();
+}
+
+/// How the test's `fetchConnectionToken` behaves.
+#[derive(Clone, Copy, PartialEq)]
+enum TokenMode {
+    /// Its promise never settles (a `fetch` to the merchant's server that hangs).
+    Never,
+    /// It settles with a token long after the SDK stopped waiting.
+    Late,
+    /// It answers with a token from pos-sim.
+    Working,
+}
+
+/// A JS promise as the page's callback would return it: never settled, or settled late.
+fn page_token_promise(mode: TokenMode) -> TokenFuture {
+    let make = Function::new_with_args(
+        "late",
+        "return late ? new Promise(r => setTimeout(() => r('tok_late_abandoned'), 1500)) \
+                     : new Promise(() => {});",
+    );
+    let promise: Promise = make
+        .call1(&JsValue::NULL, &(mode == TokenMode::Late).into())
+        .unwrap()
+        .unchecked_into();
+    Box::pin(async move {
+        let value = JsFuture::from(promise)
+            .await
+            .map_err(|_| PosError::ConnectionToken("rejected".into()))?;
+        Ok(value.as_string().unwrap())
+    })
+}
+
+#[wasm_bindgen_test]
+async fn a_token_source_that_never_settles_times_out_and_nothing_is_lost() {
+    let (api, url) = sim_addrs();
+    let mut opts = options(api, &unique_db("token-hang"));
+    opts.request_timeout_ms = Some(500.0);
+    let mode = Rc::new(Cell::new(TokenMode::Never));
+    let asked = Rc::new(Cell::new(0u32));
+    let source: Rc<dyn TokenSource> = {
+        let (mode, asked, working) = (mode.clone(), asked.clone(), tokens(api));
+        Rc::new(move || -> TokenFuture {
+            asked.set(asked.get() + 1);
+            match mode.get() {
+                TokenMode::Working => working.fetch_token(),
+                hanging => page_token_promise(hanging),
+            }
+        })
+    };
+    let events = Rc::new(Recorder::default());
+    let terminal = terminal_with_tokens(opts, source, events.clone()).await;
+    // The in-page simulated reader pairs with nobody and has no link of its own: whatever
+    // happens to the payment is the SDK's doing.
+    let found = terminal
+        .discover_readers(&Discovery::Simulated)
+        .await
+        .unwrap();
+    terminal
+        .connect_reader(&found[0].address, false)
+        .await
+        .unwrap();
+    terminal
+        .reader_session()
+        .simulator()
+        .borrow_mut()
+        .tap_delay_ms = 20;
+
+    // prefer_online: no token, nothing sent, so it is stored offline within the timeout.
+    let collected = terminal
+        .collect_payment_method(request(2_500.0, Some(OfflineBehavior::PreferOnline)))
+        .await
+        .unwrap();
+    let started = js_sys::Date::now();
+    let stored = terminal.process_payment(&collected.id).await.unwrap();
+    let took = js_sys::Date::now() - started;
+    assert_eq!(stored.status, ResultStatus::StoredOffline);
+    assert!((450.0..5_000.0).contains(&took), "stored after {took} ms");
+    assert_eq!(asked.get(), 1);
+
+    // require_online: the token's own error, asked again (a late answer this time).
+    mode.set(TokenMode::Late);
+    let refused = pay(
+        &terminal,
+        request(2_600.0, Some(OfflineBehavior::RequireOnline)),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(refused.code(), "connection_token_failed", "{refused}");
+    assert!(refused.to_string().contains("500 ms"), "{refused}");
+    assert_eq!(asked.get(), 2, "a timed-out wait is no cached failure");
+
+    // A forwarding run ends with the token's error and frees `forwarding`; the payment stays.
+    let run = terminal.forward_stored_payments();
+    let watch = async {
+        sleep_ms(200).await;
+        terminal.offline_status().await.unwrap().forwarding
+    };
+    let (run, forwarding_meanwhile) = futures_util::future::join(run, watch).await;
+    assert!(forwarding_meanwhile, "the run waits for the token");
+    let err = run.unwrap_err();
+    assert_eq!(err.code(), "connection_token_failed", "{err}");
+    assert!(!terminal.offline_status().await.unwrap().forwarding);
+
+    // Capture needs a token too: refused with its error, not left pending.
+    let err = terminal
+        .capture_payment(&new_payment_id().unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "connection_token_failed", "{err}");
+    assert_eq!(asked.get(), 4);
+
+    // The abandoned promises settle: nothing changes. The payment is pending, the refused
+    // one left nothing behind (not even its intent), and the backend has neither.
+    sleep_ms(1_800).await;
+    let pending = terminal
+        .list_stored_payments(Some(StoredState::Pending))
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].id, stored.id);
+    assert!(terminal
+        .list_stored_payments(Some(StoredState::Intent))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(terminal.offline_status().await.unwrap().pending_count, 1);
+    assert!(received(url, &stored.id).await.is_none());
+
+    // The merchant's server answers again: the payment is forwarded, once.
+    mode.set(TokenMode::Working);
+    let report = terminal.forward_stored_payments().await.unwrap();
+    assert_eq!((report.forwarded, report.remaining), (1, 0), "{report:?}");
+    let mine = received(url, &stored.id).await.expect("forwarded");
+    assert_eq!(get(&mine, "requests").as_f64(), Some(1.0));
+    assert_eq!(get(&mine, "offline").as_bool(), Some(true));
+    assert!(events.forwarded.borrow().iter().any(|p| p.id == stored.id));
+    let again = terminal.forward_stored_payments().await.unwrap();
+    assert_eq!(again.forwarded, 0);
+    assert_eq!(
+        terminal
+            .list_stored_payments(Some(StoredState::Forwarded))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    terminal.close();
+}
+
+async fn sleep_ms(ms: u32) {
+    gloo_timers::future::TimeoutFuture::new(ms).await;
 }

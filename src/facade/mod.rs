@@ -349,13 +349,15 @@ pub async fn forward_saved(
                 )))
             })
         });
+        let timeout_ms = options::DEFAULT_REQUEST_TIMEOUT_MS;
         let auth = Auth::new(
             no_refresh,
+            timeout_ms,
             Some(token),
             store.clone(),
             config.backend_url.clone(),
         );
-        let backend = Rc::new(Backend::new(&config.backend_url, 8_000));
+        let backend = Rc::new(Backend::new(&config.backend_url, timeout_ms));
         let events: Rc<dyn Events> = Rc::new(NoEvents);
         scheduler::forward_once(&store, &backend, &auth, &events).await
     }

@@ -35,10 +35,17 @@ export interface OfflineOptions {
 
 export interface TerminalOptions {
   backendUrl: string;
+  /**
+   * A fresh connection token from the merchant's server. Failing, or not settling within
+   * `requestTimeoutMs`, is `connection_token_failed` (nothing is sent to the backend).
+   */
   fetchConnectionToken: () => Promise<string>;
   /** Default "pos-terminal". */
   databaseName?: string;
-  /** Time an online attempt may take before `prefer_online` stores the payment. Default 8000. */
+  /**
+   * Time an online attempt (each backend request, each wait on `fetchConnectionToken`) may
+   * take before `prefer_online` stores the payment. Default 8000.
+   */
   requestTimeoutMs?: number;
   /** Forwarding timer while payments are pending. Default 10000. */
   forwardIntervalMs?: number;

@@ -221,10 +221,17 @@ pub fn reader_ws_url(reader: &str) -> String {
 /// A terminal of the Rust core with `opts` on pos-sim's backend, reporting to `events`.
 pub async fn terminal_with<E: Events + 'static>(opts: TerminalOptions, events: Rc<E>) -> Terminal {
     let (api, _) = sim_addrs();
+    terminal_with_tokens(opts, tokens(api), events).await
+}
+
+/// Like `terminal_with`, with connection tokens from `source`.
+pub async fn terminal_with_tokens<E: Events + 'static>(
+    opts: TerminalOptions,
+    source: Rc<dyn pos_terminal::auth::TokenSource>,
+    events: Rc<E>,
+) -> Terminal {
     let settings = Settings::from_options(opts).unwrap();
-    Terminal::create(settings, tokens(api), events)
-        .await
-        .unwrap()
+    Terminal::create(settings, source, events).await.unwrap()
 }
 
 /// A terminal of the Rust core with `opts`, connected to `reader` of the running pos-sim.
