@@ -16,7 +16,7 @@ use crate::held::Held;
 use crate::js;
 use crate::limits::OfflineLimits;
 use crate::options::OfflineStorage;
-use crate::payment::{Collected, Header, OfflineBehavior, PaymentResult, SealedBody, StoredState};
+use crate::payment::{Collected, Header, OfflineBehavior, PaymentResult, StoredState};
 use crate::reader::agent::ReaderAgent;
 use crate::reader_fallback::{self, AfterReader};
 use crate::status::{NetworkStatus, StatusReporter};
@@ -292,7 +292,7 @@ impl Checkout {
             .transition_within(
                 header,
                 StoredState::Pending,
-                Some(&SealedBody::from_collected(p)),
+                Some(&self.store.body_of(p)),
                 js::now_ms(),
                 Some(&self.limits),
             )

@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use pos_terminal::facade::forward_saved;
-use pos_terminal::payment::OfflineBehavior;
+use pos_terminal::payment::{OfflineBehavior, ResultStatus, StoredState};
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -57,4 +57,70 @@ async fn a_payment_sealed_for_backend_a_is_not_sent_to_backend_b() {
     terminal_a.close();
     let mine = received(url, &stored.id).await.expect("forwarded to A");
     assert_eq!(get(&mine, "requests").as_f64(), Some(1.0));
+}
+
+/// The same for a payment stored after its online attempt failed (its intent record, sealed
+/// for the backend before the request, moved to pending): it stays backend A's.
+#[wasm_bindgen_test]
+async fn a_payment_stored_after_a_failed_online_attempt_stays_bound_to_its_backend() {
+    let (api, url) = sim_addrs();
+    let backend_a = api.replacen("127.0.0.1", "localhost", 1);
+    let backend_b = api;
+    let db = unique_db("binding-intent");
+
+    let (terminal_a, _) = connected_terminal(options(&backend_a, &db), "rdr_sim_1").await;
+    // The reader's own link is cut too, so that the SDK stores the payment itself.
+    reader_link("rdr_sim_1", true).await;
+    let collected = terminal_a
+        .collect_payment_method(request(4_200.0, None))
+        .await
+        .unwrap();
+    // The terminal saw the backend online: the attempt is written as an intent (sealed for
+    // backend A), sent, and failing, moved to pending with its body sealed again.
+    sim_network(url, true).await;
+    let stored = terminal_a.process_payment(&collected.id).await;
+    sim_network(url, false).await;
+    reader_link("rdr_sim_1", false).await;
+    let stored = stored.unwrap();
+    assert_eq!(stored.status, ResultStatus::StoredOffline);
+    assert_eq!(
+        terminal_a.list_stored_payments(None).await.unwrap().len(),
+        1
+    );
+    terminal_a.close();
+
+    // Backend B neither lists nor sends it.
+    let (terminal_b, _) = connected_terminal(options(backend_b, &db), "rdr_sim_1").await;
+    assert!(terminal_b
+        .list_stored_payments(None)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(terminal_b.offline_status().await.unwrap().pending_count, 0);
+    let report = terminal_b.forward_stored_payments().await.unwrap();
+    assert_eq!((report.forwarded, report.remaining), (0, 0));
+    terminal_b.close();
+    assert!(
+        received(url, &stored.id).await.is_none(),
+        "backend B never saw it"
+    );
+
+    // Backend A forwards it, once (pos-sim counts the failed attempt's request too if it
+    // arrived; it did not: the network was cut).
+    let (terminal_a, _) = connected_terminal(options(&backend_a, &db), "rdr_sim_1").await;
+    // (its first run at create may be the one that sends it)
+    let report = terminal_a.forward_stored_payments().await.unwrap();
+    assert_eq!(report.remaining, 0);
+    let listed = terminal_a.list_stored_payments(None).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].state, StoredState::Forwarded);
+    terminal_a.close();
+    let mine = received(url, &stored.id).await.expect("forwarded to A");
+    assert_eq!(get(&mine, "requests").as_f64(), Some(1.0));
+}
+
+/// Cuts or restores the backend network at pos-sim.
+async fn sim_network(url: &str, down: bool) {
+    let body = format!(r#"{{"down":{down}}}"#);
+    fetch_json(&format!("{url}/_sim/network"), "POST", Some(&body)).await;
 }

@@ -216,7 +216,9 @@ impl SealedBody {
         }
     }
 
-    pub fn from_collected(c: &Collected) -> Self {
+    /// The body of a collected payment taken for `backend_url` (invariant 7: every body a
+    /// store writes names its backend; `Store::body_of` gives the store's own).
+    pub fn from_collected(c: &Collected, backend_url: Option<String>) -> Self {
         Self {
             amount: c.amount,
             currency: c.currency.clone(),
@@ -229,7 +231,7 @@ impl SealedBody {
             payment_intent_id: None,
             last_error: None,
             decline_code: None,
-            backend_url: None,
+            backend_url,
             unreadable: 0,
             payment_status: None,
         }

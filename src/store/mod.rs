@@ -240,6 +240,12 @@ impl Store {
     /// Stores a collected payment as `pending`, if `limits` allow it, in one strict
     /// transaction with the ledger. Returns only after the transaction completed. A second
     /// call for the same id returns the first record's header.
+    /// A collected payment's body as this store seals it: for the backend it is bound to
+    /// (whatever path writes it: a store offline, an intent, an intent stored offline).
+    pub fn body_of(&self, c: &Collected) -> SealedBody {
+        SealedBody::from_collected(c, self.backend.borrow().clone())
+    }
+
     pub async fn add_pending(
         &self,
         c: &Collected,
@@ -285,10 +291,7 @@ impl Store {
             updated_at: now,
             next_attempt_at: now,
         };
-        let body = SealedBody {
-            backend_url: self.backend.borrow().clone(),
-            ..SealedBody::from_collected(c)
-        };
+        let body = self.body_of(c);
         if counts(state) {
             if let Some(stored) = self.add_predicted(&header, &body, limits, now).await? {
                 return Ok(stored);
