@@ -347,6 +347,8 @@ async fn a_token_source_that_never_settles_times_out_and_nothing_is_lost() {
         .simulator()
         .borrow_mut()
         .tap_delay_ms = 20;
+    // Terminal.create asked for a fresh token at once (for the service worker), in vain.
+    assert_eq!(asked.get(), 1, "a token is fetched at start-up");
 
     // prefer_online: no token, nothing sent, so it is stored offline within the timeout.
     let collected = terminal
@@ -358,7 +360,7 @@ async fn a_token_source_that_never_settles_times_out_and_nothing_is_lost() {
     let took = js_sys::Date::now() - started;
     assert_eq!(stored.status, ResultStatus::StoredOffline);
     assert!((450.0..5_000.0).contains(&took), "stored after {took} ms");
-    assert_eq!(asked.get(), 1);
+    assert_eq!(asked.get(), 2);
 
     // require_online: the token's own error, asked again (a late answer this time).
     mode.set(TokenMode::Late);
@@ -370,7 +372,7 @@ async fn a_token_source_that_never_settles_times_out_and_nothing_is_lost() {
     .unwrap_err();
     assert_eq!(refused.code(), "connection_token_failed", "{refused}");
     assert!(refused.to_string().contains("500 ms"), "{refused}");
-    assert_eq!(asked.get(), 2, "a timed-out wait is no cached failure");
+    assert_eq!(asked.get(), 3, "a timed-out wait is no cached failure");
 
     // A forwarding run ends with the token's error and frees `forwarding`; the payment stays.
     let run = terminal.forward_stored_payments();
@@ -390,7 +392,7 @@ async fn a_token_source_that_never_settles_times_out_and_nothing_is_lost() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), "connection_token_failed", "{err}");
-    assert_eq!(asked.get(), 4);
+    assert_eq!(asked.get(), 5);
 
     // The abandoned promises settle: nothing changes. The payment is pending, the refused
     // one left nothing behind (not even its intent), and the backend has neither.

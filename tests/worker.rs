@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use pos_terminal::facade::forward_saved;
 use pos_terminal::payment::OfflineBehavior;
+use pos_terminal::reader::Discovery;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -34,4 +35,43 @@ async fn the_worker_entry_point_forwards_with_the_saved_configuration() {
     // Without a saved configuration it refuses clearly.
     let err = forward_saved(&unique_db("none")).await.unwrap_err();
     assert_eq!(err.code(), "invalid_argument");
+}
+
+/// A page that never went online with a payment, nor paired a reader through the backend
+/// (the in-page simulated reader needs no credential), still leaves a token for the worker:
+/// `Terminal.create` fetches one at start-up and saves it sealed.
+#[wasm_bindgen_test]
+async fn the_worker_has_a_token_even_if_no_payment_went_online() {
+    let (api, url) = sim_addrs();
+    let db = unique_db("worker-startup-token");
+    let terminal = terminal_with(options(api, &db), std::rc::Rc::new(Recorder::default())).await;
+    let found = terminal
+        .discover_readers(&Discovery::Simulated)
+        .await
+        .unwrap();
+    terminal
+        .connect_reader(&found[0].address, false)
+        .await
+        .unwrap();
+    let result = pay(
+        &terminal,
+        request(3_400.0, Some(OfflineBehavior::ForceOffline)),
+    )
+    .await
+    .unwrap();
+    terminal.close();
+
+    // The start-up fetch runs beside everything else: give it a moment, not forever.
+    let mut report = forward_saved(&db).await;
+    for _ in 0..20 {
+        if report.is_ok() {
+            break;
+        }
+        gloo_timers::future::TimeoutFuture::new(100).await;
+        report = forward_saved(&db).await;
+    }
+    let report = report.expect("the worker found a saved token");
+    assert_eq!((report.forwarded, report.remaining), (1, 0));
+    let mine = received(url, &result.id).await.expect("forwarded");
+    assert_eq!(get(&mine, "requests").as_f64(), Some(1.0));
 }
