@@ -17,7 +17,10 @@
 
 import init, { forwardStoredPayments } from "./pkg/pos_terminal.js";
 
-/** Bump when the shell's file list changes; a new version re-precaches and drops the old. */
+/**
+ * Bump whenever a shell file changes, the package included (a new package's JS must find its
+ * own wasm in its own cache); a new version re-precaches and drops the old.
+ */
 const VERSION = "2026-11-26.1";
 const CACHE_PREFIX = "pos-shell-";
 const CACHE = `${CACHE_PREFIX}${VERSION}`;

@@ -7,8 +7,9 @@
 //! Age keys live in the `keys` store, one per outstanding payment:
 //! `["age", backend, stored_at, id]` → `1` (`backend` is `""` for a payment sealed without
 //! one). IndexedDB orders array keys element by element, so the first key of
-//! `["age", backend] .. ["age", backend, []]` is that backend's oldest. They hold nothing
-//! that the record's clear header does not already show.
+//! `["age", backend] .. ["age", backend, []]` is that backend's oldest. Beside what the
+//! record's clear header shows (id, time), they show the backend URL of each outstanding
+//! payment in clear (the README's threat model says so).
 
 use std::cell::RefCell;
 

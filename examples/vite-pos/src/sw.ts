@@ -25,8 +25,15 @@ function isSyncEvent(event: Event): event is SyncEvent {
 let ready: Promise<unknown> | null = null;
 
 async function forward(): Promise<ForwardReport> {
-  // A worker restarted with no network can only load the copy cached at install.
-  ready ??= caches.match(wasmUrl).then((cached) => init({ module_or_path: cached ?? wasmUrl }));
+  // A worker restarted with no network can only load the copy cached at install. A failed
+  // start is tried again at the next event, not remembered.
+  ready ??= caches
+    .match(wasmUrl)
+    .then((cached) => init({ module_or_path: cached ?? wasmUrl }))
+    .catch((e: unknown) => {
+      ready = null;
+      throw e;
+    });
   await ready;
   return forwardStoredPayments();
 }
