@@ -155,6 +155,14 @@ impl Database {
         self.db.close();
     }
 
+    /// A read-only transaction on `stores` (one snapshot of them all).
+    pub fn read_stores(&self, stores: &[&str]) -> Result<IdbTransaction, StorageError> {
+        let names: js_sys::Array = stores.iter().map(|s| JsValue::from_str(s)).collect();
+        self.db
+            .transaction_with_str_sequence(&names)
+            .map_err(|e| storage_error(&e))
+    }
+
     /// A read-only transaction on `store`, and the store.
     pub fn read(&self, store: &str) -> Result<(IdbTransaction, IdbObjectStore), StorageError> {
         let tx = self

@@ -43,6 +43,7 @@ async fn against_pos_sim_one_scenario_at_a_time() {
     a_failed_payment_is_requeued_under_the_same_key().await;
     odd_answers_never_fail_a_payment_and_retry_after_is_honoured().await;
     a_record_with_an_unreadable_header_is_moved_reported_and_not_pending().await;
+    a_clear_state_flipped_out_of_pending_is_quarantined_reported_and_never_sent().await;
     without_web_locks_a_forwarding_record_is_taken_over_only_after_its_lease().await;
     draining_keeps_a_few_requests_in_flight().await;
     reader_link("rdr_sim_1", false).await;
@@ -605,6 +606,109 @@ async fn a_record_with_an_unreadable_header_is_moved_reported_and_not_pending() 
         assert_eq!(again.failed, 0, "reported once: {again:?}");
         terminal.close();
     }
+}
+
+/// Sets a stored record's clear `state` with a raw IndexedDB write, below the SDK, and dates
+/// its last change far back (as if finished long ago): its sealed body (whose associated data
+/// binds the state) is left as it was.
+async fn flip_state(db: &str, id: &str, state: &str) {
+    let flip = Function::new_with_args(
+        "name, id, state",
+        r#"return new Promise((res, rej) => {
+            const r = indexedDB.open(name);
+            r.onsuccess = () => {
+              const db = r.result, tx = db.transaction('payments', 'readwrite');
+              const payments = tx.objectStore('payments');
+              const get = payments.get(id);
+              get.onsuccess = () => {
+                if (!get.result) { rej(new Error('no record ' + id)); return; }
+                payments.put({ ...get.result, state, updatedAt: 1 });
+              };
+              tx.oncomplete = () => { db.close(); res(true); };
+              tx.onerror = () => rej(tx.error);
+            };
+            r.onerror = () => rej(r.error);
+          });"#,
+    );
+    call(&flip, &[db.into(), id.into(), state.into()]).await;
+}
+
+async fn a_clear_state_flipped_out_of_pending_is_quarantined_reported_and_never_sent() {
+    let (api, url) = sim_addrs();
+    let db = unique_db("flipped");
+    let (terminal, events) = connected_terminal(options(api, &db), "rdr_sim_1").await;
+    let mut ids = Vec::new();
+    for amount in [4_601.0, 4_602.0, 4_603.0, 4_604.0, 4_605.0] {
+        let stored = pay(
+            &terminal,
+            request(amount, Some(OfflineBehavior::ForceOffline)),
+        )
+        .await
+        .unwrap();
+        ids.push(stored.id);
+    }
+    let pending = || async { terminal.offline_status().await.unwrap().pending_count };
+    assert_eq!(pending().await, 5);
+    // Out of `pending` into states no run reads: none is in the forwarding queue.
+    let flipped = [(&ids[0], "forwarded"), (&ids[1], "failed")];
+    for (id, state) in flipped.into_iter().chain([(&ids[4], "failed")]) {
+        flip_state(&db, id, state).await;
+    }
+    // The sealed ledger still counts them: not one of them reached the backend.
+    assert_eq!(pending().await, 5, "still outstanding until found");
+    // Pruning keeps a finished record that fails authentication, however old: evidence.
+    let store = Store::open(&db).await.unwrap();
+    let pruned = store.prune_finished(js_sys::Date::now() + 1.0).await;
+    store.close();
+    assert_eq!(pruned.unwrap(), 0, "the flipped `forwarded` record is kept");
+    // Support requeues one: refused, and quarantined at once. Told to the caller, not
+    // reported again; the others' evidence (the ledger's count) is left for the run.
+    let requeued = terminal.requeue_payment(&ids[4]).await;
+    assert_eq!(requeued.unwrap_err().code(), "record_tampered");
+    let quarantined = terminal
+        .list_stored_payments(Some(StoredState::Quarantined))
+        .await
+        .unwrap();
+    assert!(
+        quarantined.iter().any(|p| p.id == ids[4]),
+        "requeue quarantines"
+    );
+    assert_eq!(pending().await, 5);
+    let report = terminal.forward_stored_payments().await.unwrap();
+    assert_eq!((report.forwarded, report.failed), (2, 2), "{report:?}");
+    assert_eq!(pending().await, 0, "found, they stop counting");
+    let reported = |id: &str| {
+        events
+            .failures
+            .borrow()
+            .iter()
+            .filter(|f| f.payment.id == id && f.code == "record_tampered")
+            .count()
+    };
+    let quarantined = terminal
+        .list_stored_payments(Some(StoredState::Quarantined))
+        .await
+        .unwrap();
+    for (id, state) in flipped {
+        assert_eq!(reported(id), 1, "{id} (flipped to {state}) reported once");
+        assert!(
+            quarantined.iter().any(|p| p.id == *id),
+            "{id} (flipped to {state}) quarantined"
+        );
+        assert!(received(url, id).await.is_none(), "{id} never sent");
+    }
+    assert!(received(url, &ids[4]).await.is_none(), "never sent");
+    for id in &ids[2..4] {
+        assert_eq!(requests(&received(url, id).await.expect("forwarded")), 1.0);
+        assert!(events.forwarded.borrow().iter().any(|p| p.id == *id));
+        assert_eq!(reported(id), 0);
+    }
+    assert_eq!(events.failures.borrow().len(), 2, "nothing else reported");
+    let again = terminal.forward_stored_payments().await.unwrap();
+    assert_eq!((again.forwarded, again.failed), (0, 0), "{again:?}");
+    assert_eq!(events.failures.borrow().len(), 2, "reported once");
+    assert_eq!(pending().await, 0);
+    terminal.close();
 }
 
 async fn without_web_locks_a_forwarding_record_is_taken_over_only_after_its_lease() {

@@ -109,6 +109,12 @@ impl Forwarder<'_> {
         if queue.unlisted {
             self.quarantine_unreadable(&mut out).await?;
         }
+        // Before anything this run does could rebuild the ledger from the records (a
+        // quarantine on a page does), which would forget the payments it counts and no
+        // outstanding record shows.
+        if queue.ledger_ahead {
+            self.quarantine_flipped(&mut out).await?;
+        }
         let found = RefCell::new(RunOutcome::default());
         let start: StartRead<'_> =
             Box::new(|queue, size| Box::pin(self.read_page(queue, size, &found, force)));
@@ -133,6 +139,27 @@ impl Forwarder<'_> {
     async fn quarantine_unreadable(&self, out: &mut RunOutcome) -> Result<(), PosError> {
         for id in self.store.quarantine_unreadable().await? {
             self.report_unreadable(id, &mut out.report);
+        }
+        Ok(())
+    }
+
+    /// Moves the finished records that fail authentication (a clear state flipped out of
+    /// `pending` or `forwarding`) to `quarantined` and reports them (a search of the finished
+    /// records: only when the sealed ledger counts more outstanding payments than are listed).
+    async fn quarantine_flipped(&self, out: &mut RunOutcome) -> Result<(), PosError> {
+        for header in self.store.quarantine_flipped().await? {
+            let err = PosError::RecordTampered;
+            let quarantined = Entry {
+                header,
+                body: Err(err.clone()),
+            };
+            self.events.forwarding_failure(&ForwardingFailure {
+                payment: (&quarantined).into(),
+                code: err.code().into(),
+                message: err.to_string(),
+                decline_code: None,
+            });
+            out.report.failed += 1;
         }
         Ok(())
     }

@@ -75,6 +75,9 @@ pub(super) enum Change {
     /// Stops counting, but its body does not open (quarantined): the ledger is rebuilt from
     /// the other outstanding records.
     LeaveUnread(String),
+    /// The ledger counts payments no outstanding record shows (a record's clear state was
+    /// flipped out of `pending`/`forwarding`, or a record deleted): rebuilt from the records.
+    Recount,
 }
 
 fn age_key(backend: &str, stored_at: f64, id: &str) -> JsValue {
@@ -146,7 +149,7 @@ impl Store {
 
     /// The ledger in `stored` (an answer to `ledger_request`), remembered as this store's
     /// prediction for the next payment entering (`predict::LedgerCache`).
-    fn open_ledger(&self, stored: &JsValue) -> Option<Ledger> {
+    pub(super) fn open_ledger(&self, stored: &JsValue) -> Option<Ledger> {
         let sealed = stored.dyn_ref::<Uint8Array>()?.to_vec();
         let ledger = self
             .vault
@@ -217,7 +220,8 @@ impl Store {
                 _ => None,
             })
             .collect();
-        let opened = match unread.is_empty() {
+        let recount = changes.iter().any(|c| matches!(c, Change::Recount));
+        let opened = match unread.is_empty() && !recount {
             true => self.open_ledger(stored),
             false => None,
         };
@@ -275,7 +279,7 @@ impl Store {
                             .map_err(|e| storage_error(&e))?,
                     );
                 }
-                Change::LeaveUnread(_) => {}
+                Change::LeaveUnread(_) | Change::Recount => {}
             }
         }
         // Sealing is synchronous (AES-GCM in Rust): the transaction stays active.

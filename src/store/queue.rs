@@ -9,7 +9,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::IdbKeyRange;
 
-use super::{Store, PAYMENTS_STORE, STATE_INDEX};
+use super::{Store, KEYS_STORE, PAYMENTS_STORE, STATE_INDEX};
 use crate::error::PosError;
 use crate::idb;
 use crate::js::{self, storage_error};
@@ -25,6 +25,12 @@ pub struct ForwardQueue {
     /// not in this queue, and only a search of every record finds it. Looked for at most
     /// hourly per store (`UNLISTED_CHECK_EVERY_MS`); `false` in between.
     pub unlisted: bool,
+    /// The sealed ledger counts more outstanding payments than the `state` index lists as
+    /// `pending` and `forwarding`: some record's clear state was flipped out of them behind
+    /// this SDK's back (or a record deleted), which only a search of the finished records
+    /// tells apart (`Store::quarantine_flipped`). Compared at every run: one small read in
+    /// the queue's own transaction.
+    pub ledger_ahead: bool,
 }
 
 impl ForwardQueue {
@@ -69,8 +75,8 @@ const QUEUED: [StoredState; 3] = [
 
 impl Store {
     /// The ids of every record in `forwarding`, `pending` and `intent`, through the `state`
-    /// index (keys only: the records stay on disk), and whether any record is in no state's
-    /// list.
+    /// index (keys only: the records stay on disk), whether any record is in no state's
+    /// list, and whether the sealed ledger counts more outstanding payments than are listed.
     pub async fn forward_queue(&self) -> Result<ForwardQueue, PosError> {
         let now = js::now_ms();
         let count_all = self.unlisted_check.take(now);
@@ -83,7 +89,14 @@ impl Store {
     }
 
     async fn read_queue(&self, count_all: bool) -> Result<ForwardQueue, PosError> {
-        let (_tx, store) = self.db.read(PAYMENTS_STORE)?;
+        // The ledger is read in the same snapshot as the lists, so the two always agree
+        // unless something outside this SDK changed a record.
+        let tx = self.db.read_stores(&[PAYMENTS_STORE, KEYS_STORE])?;
+        let store = tx
+            .object_store(PAYMENTS_STORE)
+            .map_err(|e| storage_error(&e))?;
+        let keys = tx.object_store(KEYS_STORE).map_err(|e| storage_error(&e))?;
+        let ledger = Self::ledger_request(&keys)?;
         let index = store.index(STATE_INDEX).map_err(|e| storage_error(&e))?;
         let only = |state: StoredState| {
             IdbKeyRange::only(&state.as_str().into()).map_err(|e| storage_error(&e))
@@ -112,9 +125,12 @@ impl Store {
             }
         }
         // Every request's handlers are set before any is awaited.
-        let (ids, counts) = try_join(
-            try_join_all(requests.iter().map(idb::request)),
-            try_join_all(counts.iter().map(idb::request)),
+        let ((ids, counts), stored) = try_join(
+            try_join(
+                try_join_all(requests.iter().map(idb::request)),
+                try_join_all(counts.iter().map(idb::request)),
+            ),
+            idb::request(&ledger),
         )
         .await?;
         let ids: Vec<Array> = ids
@@ -130,8 +146,21 @@ impl Store {
             }
             None => false,
         };
+        // Listed as outstanding (`forwarding`, `pending`) against what the ledger counts,
+        // every backend's. A ledger that does not open (none yet, another layout) tells
+        // nothing.
+        let listed_outstanding: u32 = ids
+            .iter()
+            .zip(QUEUED)
+            .filter(|(_, state)| state.is_outstanding())
+            .map(|(ids, _)| ids.length())
+            .sum();
+        let ledger_ahead = self
+            .open_ledger(&stored)
+            .is_some_and(|l| l.outstanding().count > listed_outstanding);
         Ok(ForwardQueue {
             unlisted,
+            ledger_ahead,
             ids,
             list: 0,
             next: 0,

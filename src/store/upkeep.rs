@@ -8,11 +8,20 @@ use wasm_bindgen::JsCast;
 
 use web_sys::IdbKeyRange;
 
-use super::{end_tx, Store, PAYMENTS_STORE, STATE_INDEX};
+use super::ledger::Change;
+use super::{end_round, end_tx, Last, Store, KEYS_STORE, PAYMENTS_STORE, STATE_INDEX};
 use crate::error::PosError;
 use crate::idb::{self, StrictTx};
 use crate::js::{self, storage_error};
 use crate::payment::{Entry, Header, StoredState};
+
+/// The states a record may be flipped to from `pending` or `forwarding` without leaving
+/// every list (and without being opened by a run): the finished ones.
+const FINISHED: [StoredState; 3] = [
+    StoredState::Forwarded,
+    StoredState::Declined,
+    StoredState::Failed,
+];
 
 impl Store {
     /// Moves every record whose clear header cannot be read (and so cannot be compared and
@@ -75,9 +84,106 @@ impl Store {
         Ok(end_tx(tx, moved).await?.unwrap_or_default())
     }
 
+    /// When the sealed ledger counts more outstanding payments than are listed
+    /// (`ForwardQueue::ledger_ahead`): moves every finished record (`forwarded`, `declined`,
+    /// `failed`) that fails authentication under its clear header to `quarantined` (its
+    /// sealed bytes kept), and rebuilds the ledger from the outstanding records, in one
+    /// strict transaction. Returns the quarantined records' headers (to report).
+    ///
+    /// A record's seal binds its state, so a clear state flipped out of `pending` or
+    /// `forwarding` makes it fail here; the ledger, sealed, still counted it. Reads every
+    /// finished record (the history within the retention), but runs only on a mismatch,
+    /// which only a change behind this SDK's back makes; the rebuild then makes the counts
+    /// agree again, so it is not repeated. Records that open are left as they are.
+    pub async fn quarantine_flipped(&self) -> Result<Vec<Header>, PosError> {
+        let tx = StrictTx::begin(&self.db, &[PAYMENTS_STORE, KEYS_STORE])?;
+        let work = async {
+            let store = tx.store(PAYMENTS_STORE)?;
+            let index = store.index(STATE_INDEX).map_err(|e| storage_error(&e))?;
+            let only = |state: StoredState| {
+                IdbKeyRange::only(&state.as_str().into()).map_err(|e| storage_error(&e))
+            };
+            let ledger = Self::ledger_request(&tx.store(KEYS_STORE)?)?;
+            let mut listed = Vec::new();
+            for state in [StoredState::Pending, StoredState::Forwarding] {
+                listed.push(
+                    index
+                        .count_with_key(&only(state)?.into())
+                        .map_err(|e| storage_error(&e))?,
+                );
+            }
+            let mut finished = Vec::new();
+            for state in FINISHED {
+                finished.push(
+                    index
+                        .get_all_with_key(&only(state)?.into())
+                        .map_err(|e| storage_error(&e))?,
+                );
+            }
+            let ((stored, listed), finished) = futures_util::future::try_join(
+                futures_util::future::try_join(
+                    idb::request(&ledger),
+                    try_join_all(listed.iter().map(idb::request)),
+                ),
+                try_join_all(finished.iter().map(idb::request)),
+            )
+            .await?;
+            // Looked at again under the write lock: another context may have set it right.
+            let listed: f64 = listed.iter().map(|n| n.as_f64().unwrap_or(0.0)).sum();
+            let ahead = self
+                .open_ledger(&stored)
+                .is_some_and(|l| f64::from(l.outstanding().count) > listed);
+            if !ahead {
+                return Ok(None);
+            }
+            let now = js::now_ms();
+            let mut moved = Vec::new();
+            let mut puts = Vec::new();
+            for record in finished
+                .into_iter()
+                .flat_map(|r| r.unchecked_into::<Array>().to_vec())
+            {
+                let Some(entry) = self.open_entry(&record) else {
+                    continue;
+                };
+                if !matches!(entry.body, Err(PosError::RecordTampered)) {
+                    continue;
+                }
+                moved.push(Header {
+                    state: StoredState::Quarantined,
+                    updated_at: now,
+                    ..entry.header
+                });
+                js::set(&record, "state", &StoredState::Quarantined.as_str().into());
+                js::set(&record, "updatedAt", &now.into());
+                puts.push(record);
+            }
+            // The ledger's reads (the rebuild) come before the records' writes.
+            let applied = self
+                .apply_in(&tx, &stored, vec![Change::Recount], None, now)
+                .await?;
+            let puts = puts
+                .iter()
+                .map(|r| store.put(r).map_err(|e| storage_error(&e)))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok::<_, PosError>(Some((moved, Last::new(Some(applied), puts))))
+        }
+        .await;
+        let Some((moved, summary)) = end_round(tx, work, &self.ledger_cache).await? else {
+            return Ok(Vec::new());
+        };
+        if summary.is_some() {
+            *self.summary.borrow_mut() = summary;
+        }
+        Ok(moved)
+    }
+
     /// Deletes the finished records (`forwarded`, `declined`: their card payload is already
     /// erased) last changed before `before`. `failed` and `quarantined` records are kept:
-    /// support may still recover them. Returns how many went.
+    /// support may still recover them. So is a record that fails authentication (its clear
+    /// state or times changed behind this SDK's back): it is evidence, which the next
+    /// forwarding run quarantines if the ledger still counts it (`quarantine_flipped`).
+    /// Returns how many went.
     pub async fn prune_finished(&self, before: f64) -> Result<u32, PosError> {
         let tx = StrictTx::begin(&self.db, &[PAYMENTS_STORE])?;
         let pruned = async {
@@ -95,7 +201,11 @@ impl Store {
                     let old = js::get(&record, "updatedAt")
                         .as_f64()
                         .is_some_and(|t| t < before);
-                    if !old {
+                    let tampered = || {
+                        self.open_entry(&record)
+                            .is_none_or(|e| matches!(e.body, Err(PosError::RecordTampered)))
+                    };
+                    if !old || tampered() {
                         continue;
                     }
                     let req = store
@@ -144,7 +254,17 @@ impl Store {
                 entry.header.state.as_str()
             )));
         }
-        let mut body = entry.body?;
+        let mut body = match entry.body {
+            Ok(body) => body,
+            Err(PosError::RecordTampered) => {
+                // Quarantined as a run would (the ledger left as it is: if the record was
+                // flipped out of `pending`, the next run's count finds the others with it).
+                self.transition(&entry.header, StoredState::Quarantined, None, 0.0)
+                    .await?;
+                return Err(PosError::RecordTampered);
+            }
+            Err(e) => return Err(e),
+        };
         body.unreadable = 0;
         let now = js::now_ms();
         let header = self
