@@ -30,23 +30,7 @@ async fn a_payment_sealed_for_backend_a_is_not_sent_to_backend_b() {
     terminal_a.close();
 
     // The same database, now configured for backend B: the payment is neither listed nor sent.
-    let (terminal_b, _) = connected_terminal(options(backend_b, &db), "rdr_sim_1").await;
-    assert!(terminal_b
-        .list_stored_payments(None)
-        .await
-        .unwrap()
-        .is_empty());
-    assert_eq!(terminal_b.offline_status().await.unwrap().pending_count, 0);
-    let report = terminal_b.forward_stored_payments().await.unwrap();
-    assert_eq!((report.forwarded, report.remaining), (0, 0));
-    terminal_b.close();
-    // Nor by the service worker's entry point, which uses the saved (B) configuration.
-    let report = forward_saved(&db).await.unwrap();
-    assert_eq!((report.forwarded, report.remaining), (0, 0));
-    assert!(
-        received(url, &stored.id).await.is_none(),
-        "backend B never saw it"
-    );
+    backend_b_sees_nothing(backend_b, &db, &stored.id).await;
 
     // Back on backend A, it is forwarded there, once.
     let (terminal_a, _) = connected_terminal(options(&backend_a, &db), "rdr_sim_1").await;
@@ -89,21 +73,7 @@ async fn a_payment_stored_after_a_failed_online_attempt_stays_bound_to_its_backe
     );
     terminal_a.close();
 
-    // Backend B neither lists nor sends it.
-    let (terminal_b, _) = connected_terminal(options(backend_b, &db), "rdr_sim_1").await;
-    assert!(terminal_b
-        .list_stored_payments(None)
-        .await
-        .unwrap()
-        .is_empty());
-    assert_eq!(terminal_b.offline_status().await.unwrap().pending_count, 0);
-    let report = terminal_b.forward_stored_payments().await.unwrap();
-    assert_eq!((report.forwarded, report.remaining), (0, 0));
-    terminal_b.close();
-    assert!(
-        received(url, &stored.id).await.is_none(),
-        "backend B never saw it"
-    );
+    backend_b_sees_nothing(backend_b, &db, &stored.id).await;
 
     // Backend A forwards it, once (pos-sim counts the failed attempt's request too if it
     // arrived; it did not: the network was cut).
@@ -123,4 +93,23 @@ async fn a_payment_stored_after_a_failed_online_attempt_stays_bound_to_its_backe
 async fn sim_network(url: &str, down: bool) {
     let body = format!(r#"{{"down":{down}}}"#);
     fetch_json(&format!("{url}/_sim/network"), "POST", Some(&body)).await;
+}
+
+/// A terminal for `backend_b` on `db`, then the service worker's entry point (with the
+/// configuration B saved), neither list, count nor send payment `id`, and pos-sim never got it.
+async fn backend_b_sees_nothing(backend_b: &str, db: &str, id: &str) {
+    let (_, url) = sim_addrs();
+    let (terminal_b, _) = connected_terminal(options(backend_b, db), "rdr_sim_1").await;
+    assert!(terminal_b
+        .list_stored_payments(None)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(terminal_b.offline_status().await.unwrap().pending_count, 0);
+    let report = terminal_b.forward_stored_payments().await.unwrap();
+    assert_eq!((report.forwarded, report.remaining), (0, 0));
+    terminal_b.close();
+    let report = forward_saved(db).await.unwrap();
+    assert_eq!((report.forwarded, report.remaining), (0, 0));
+    assert!(received(url, id).await.is_none(), "backend B never saw it");
 }

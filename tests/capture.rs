@@ -11,7 +11,6 @@ mod reader_kit;
 use common::*;
 use pos_protocol::backend::{CaptureMethod, PaymentStatus};
 use pos_terminal::payment::{OfflineBehavior, PaymentRequest, ResultStatus, StoredState};
-use pos_terminal::reader::Discovery;
 use pos_terminal::terminal::Terminal;
 use reader_kit::*;
 use std::rc::Rc;
@@ -22,19 +21,7 @@ wasm_bindgen_test_configure!(run_in_browser);
 /// A terminal on pos-sim's backend with the in-page simulated reader connected.
 async fn simulated_terminal(prefix: &str) -> (Terminal, Rc<ReaderEvents>) {
     let (terminal, events) = terminal(prefix).await;
-    let found = terminal
-        .discover_readers(&Discovery::Simulated)
-        .await
-        .unwrap();
-    terminal
-        .connect_reader(&found[0].address, false)
-        .await
-        .unwrap();
-    terminal
-        .reader_session()
-        .simulator()
-        .borrow_mut()
-        .tap_delay_ms = 20;
+    connect_simulated(&terminal).await;
     (terminal, events)
 }
 

@@ -14,7 +14,6 @@ use common::*;
 use js_sys::{Function, Promise};
 use pos_terminal::auth::{TokenFuture, TokenSource};
 use pos_terminal::payment::{new_payment_id, OfflineBehavior, ResultStatus, StoredState};
-use pos_terminal::reader::Discovery;
 use pos_terminal::terminal::Terminal;
 use pos_terminal::PosError;
 use wasm_bindgen::{JsCast, JsValue};
@@ -334,19 +333,7 @@ async fn a_token_source_that_never_settles_times_out_and_nothing_is_lost() {
     let terminal = terminal_with_tokens(opts, source, events.clone()).await;
     // The in-page simulated reader pairs with nobody and has no link of its own: whatever
     // happens to the payment is the SDK's doing.
-    let found = terminal
-        .discover_readers(&Discovery::Simulated)
-        .await
-        .unwrap();
-    terminal
-        .connect_reader(&found[0].address, false)
-        .await
-        .unwrap();
-    terminal
-        .reader_session()
-        .simulator()
-        .borrow_mut()
-        .tap_delay_ms = 20;
+    connect_simulated(&terminal).await;
     // Terminal.create asked for a fresh token at once (for the service worker), in vain.
     assert_eq!(asked.get(), 1, "a token is fetched at start-up");
 

@@ -7,7 +7,6 @@ mod common;
 use common::*;
 use pos_terminal::facade::forward_saved;
 use pos_terminal::payment::OfflineBehavior;
-use pos_terminal::reader::Discovery;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -45,14 +44,7 @@ async fn the_worker_has_a_token_even_if_no_payment_went_online() {
     let (api, url) = sim_addrs();
     let db = unique_db("worker-startup-token");
     let terminal = terminal_with(options(api, &db), std::rc::Rc::new(Recorder::default())).await;
-    let found = terminal
-        .discover_readers(&Discovery::Simulated)
-        .await
-        .unwrap();
-    terminal
-        .connect_reader(&found[0].address, false)
-        .await
-        .unwrap();
+    connect_simulated(&terminal).await;
     let result = pay(
         &terminal,
         request(3_400.0, Some(OfflineBehavior::ForceOffline)),

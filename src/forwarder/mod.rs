@@ -149,17 +149,7 @@ impl Forwarder<'_> {
     async fn quarantine_flipped(&self, out: &mut RunOutcome) -> Result<(), PosError> {
         for header in self.store.quarantine_flipped().await? {
             let err = PosError::RecordTampered;
-            let quarantined = Entry {
-                header,
-                body: Err(err.clone()),
-            };
-            self.events.forwarding_failure(&ForwardingFailure {
-                payment: (&quarantined).into(),
-                code: err.code().into(),
-                message: err.to_string(),
-                decline_code: None,
-            });
-            out.report.failed += 1;
+            self.report_quarantined(header, &err, err.to_string(), &mut out.report);
         }
         Ok(())
     }
@@ -167,22 +157,35 @@ impl Forwarder<'_> {
     /// Tells the caller about a record moved to `quarantined` because its clear header is
     /// unreadable, and counts it as failed.
     fn report_unreadable(&self, id: String, report: &mut ForwardReport) {
-        let err = PosError::RecordTampered;
+        let header = Header {
+            id,
+            version: 0,
+            state: StoredState::Quarantined,
+            stored_at: 0.0,
+            updated_at: js::now_ms(),
+            next_attempt_at: 0.0,
+        };
+        let message = "the record's clear header is unreadable".to_string();
+        self.report_quarantined(header, &PosError::RecordTampered, message, report);
+    }
+
+    /// Reports a record now `quarantined` (`header`) for `err` through
+    /// `onForwardingFailure`, and counts it as failed.
+    fn report_quarantined(
+        &self,
+        header: Header,
+        err: &PosError,
+        message: String,
+        report: &mut ForwardReport,
+    ) {
         let payment = StoredPayment::from(&Entry {
-            header: Header {
-                id,
-                version: 0,
-                state: StoredState::Quarantined,
-                stored_at: 0.0,
-                updated_at: js::now_ms(),
-                next_attempt_at: 0.0,
-            },
+            header,
             body: Err(err.clone()),
         });
         self.events.forwarding_failure(&ForwardingFailure {
             payment,
             code: err.code().into(),
-            message: "the record's clear header is unreadable".into(),
+            message,
             decline_code: None,
         });
         report.failed += 1;

@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 
 use super::{Forwarder, RunOutcome};
 use crate::error::PosError;
-use crate::forward_policy::{intent_abandoned, ForwardingFailure, FORWARDING_LEASE_MS};
+use crate::forward_policy::{intent_abandoned, FORWARDING_LEASE_MS};
 use crate::js;
 use crate::payment::{Entry, Header, SealedBody, StoredState};
 use crate::store::{ForwardQueue, Move};
@@ -317,17 +317,7 @@ impl Forwarder<'_> {
         else {
             return Ok(());
         };
-        let quarantined = Entry {
-            header,
-            body: Err(err.clone()),
-        };
-        self.events.forwarding_failure(&ForwardingFailure {
-            payment: (&quarantined).into(),
-            code: err.code().into(),
-            message: err.to_string(),
-            decline_code: None,
-        });
-        out.report.failed += 1;
+        self.report_quarantined(header, err, err.to_string(), &mut out.report);
         Ok(())
     }
 }

@@ -268,6 +268,24 @@ pub fn request(amount: f64, behavior: Option<OfflineBehavior>) -> PaymentRequest
     }
 }
 
+/// Connects the in-page simulated reader (no pos-sim reader, no pairing, no link of its
+/// own), its card tapped 20 ms after a collect starts.
+pub async fn connect_simulated(terminal: &Terminal) {
+    let found = terminal
+        .discover_readers(&Discovery::Simulated)
+        .await
+        .unwrap();
+    terminal
+        .connect_reader(&found[0].address, false)
+        .await
+        .unwrap();
+    terminal
+        .reader_session()
+        .simulator()
+        .borrow_mut()
+        .tap_delay_ms = 20;
+}
+
 /// Collects a card for `req` and processes it.
 pub async fn pay(terminal: &Terminal, req: PaymentRequest) -> Result<PaymentResult, PosError> {
     let collected = terminal.collect_payment_method(req).await?;
