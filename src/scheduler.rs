@@ -150,8 +150,8 @@ impl Scheduler {
         }
     }
 
-    /// Forwards now (after the first tick), on `online`, and every `interval_ms` while
-    /// anything is pending or the backend was not seen online.
+    /// Fetches a fresh connection token, forwards now (after the first tick), on `online`,
+    /// and every `interval_ms` while anything is pending or the backend was not seen online.
     pub fn start(this: &Rc<Self>, interval_ms: u32) {
         let weak: Weak<Self> = Rc::downgrade(this);
         let interval = Interval::new(interval_ms, move || {
@@ -177,6 +177,20 @@ impl Scheduler {
             },
         );
         *this.listeners.borrow_mut() = Some(listeners);
+        // A fresh token at every start, saved sealed for the service worker ("Credentials
+        // without a page" in the README): a worker that wakes up once this page is gone
+        // forwards with it, even if no payment went online since. An offline start keeps
+        // the saved one.
+        let refresh = this.clone();
+        spawn_local(async move {
+            if let Err(e) = refresh.auth.token(true).await {
+                if !refresh.stopped.get() {
+                    web_sys::console::warn_1(
+                        &format!("pos-terminal: no connection token at start-up: {e}").into(),
+                    );
+                }
+            }
+        });
         let first = this.clone();
         spawn_local(async move {
             let _ = first.forward(false).await;

@@ -113,18 +113,6 @@ impl Terminal {
         let agent = Rc::new(ReaderAgent::new(events.clone(), status.clone()));
         let reader = Rc::new(ReaderSession::new(events.clone(), Timeouts::default()));
         reader.set_agent(agent.clone());
-        // A fresh token at every start, saved sealed for the service worker ("Credentials
-        // without a page" in the README): a worker that wakes up once this page is gone
-        // forwards with it, even if no payment went online since. Not awaited; an offline
-        // start keeps the saved one.
-        let refresh = auth.clone();
-        wasm_bindgen_futures::spawn_local(async move {
-            if let Err(e) = refresh.token(true).await {
-                web_sys::console::warn_1(
-                    &format!("pos-terminal: no connection token at start-up: {e}").into(),
-                );
-            }
-        });
         let checkout = Checkout {
             offline_enabled: settings.offline_enabled,
             require_persistent_storage: settings.require_persistent_storage,
