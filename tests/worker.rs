@@ -45,15 +45,20 @@ async fn the_worker_has_a_token_even_if_no_payment_went_online() {
     let db = unique_db("worker-startup-token");
     let terminal = terminal_with(options(api, &db), std::rc::Rc::new(Recorder::default())).await;
     connect_simulated(&terminal).await;
+    // The terminal's first run (started by create) ends before the payment is stored, so that
+    // the worker's entry point is the one to send it.
+    while terminal.offline_status().await.unwrap().forwarding {
+        gloo_timers::future::TimeoutFuture::new(20).await;
+    }
     let result = pay(
         &terminal,
         request(3_400.0, Some(OfflineBehavior::ForceOffline)),
     )
     .await
     .unwrap();
-    terminal.close();
 
-    // The start-up fetch runs beside everything else: give it a moment, not forever.
+    // The start-up fetch runs beside everything else (and its save needs the page's
+    // database open): give it a moment, not forever, before the page goes away.
     let mut report = forward_saved(&db).await;
     for _ in 0..20 {
         if report.is_ok() {
@@ -62,6 +67,7 @@ async fn the_worker_has_a_token_even_if_no_payment_went_online() {
         gloo_timers::future::TimeoutFuture::new(100).await;
         report = forward_saved(&db).await;
     }
+    terminal.close();
     let report = report.expect("the worker found a saved token");
     assert_eq!((report.forwarded, report.remaining), (1, 0));
     let mine = received(url, &result.id).await.expect("forwarded");
