@@ -70,10 +70,9 @@ impl Checkout {
     pub async fn process(&self, id: &str) -> Result<PaymentResult, PosError> {
         let payment = self.held.borrow_mut().take(id)?;
         let result = self.process_collected(&payment).await;
-        if !Held::is_final(&result) {
-            let unknown = matches!(result, Err(PosError::OutcomeUnknown(_)));
-            self.held.borrow_mut().put_back(payment, unknown);
-        }
+        let put_back =
+            (!Held::is_final(&result)).then(|| matches!(result, Err(PosError::OutcomeUnknown(_))));
+        self.held.borrow_mut().end(payment, put_back);
         result
     }
 

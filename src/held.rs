@@ -1,5 +1,5 @@
 //! Collected payments waiting for `processPayment`: taken out while one is processed (so a
-//! double click gets `payment_not_collected`), put back when the answer was not final (so a
+//! double click gets `payment_in_progress`), put back when the answer was not final (so a
 //! retry reuses the same id and cannot charge twice).
 
 use crate::error::PosError;
@@ -18,6 +18,8 @@ struct Slot {
 #[derive(Default)]
 pub struct Held {
     payments: Vec<Slot>,
+    /// Ids taken out by a `processPayment` that has not answered yet.
+    processing: Vec<String>,
 }
 
 impl Held {
@@ -36,19 +38,27 @@ impl Held {
         self.payments.push(Slot { payment, unknown });
     }
 
+    /// Takes a payment out to process it; `end` must follow once it has an answer.
     pub fn take(&mut self, id: &str) -> Result<Collected, PosError> {
+        if self.processing.iter().any(|p| p == id) {
+            return Err(PosError::PaymentInProgress);
+        }
         let at = self
             .payments
             .iter()
             .position(|s| s.payment.id == id)
             .ok_or(PosError::PaymentNotCollected)?;
+        self.processing.push(id.to_owned());
         Ok(self.payments.remove(at).payment)
     }
 
-    /// Puts a payment back after an answer that was not final; `unknown` when its outcome
-    /// is unknown.
-    pub fn put_back(&mut self, c: Collected, unknown: bool) {
-        self.keep(c, unknown);
+    /// Ends the processing of a taken payment. One whose answer was not final is put back
+    /// (`Some(unknown)`, true when its outcome is unknown); a final one is gone (`None`).
+    pub fn end(&mut self, c: Collected, put_back: Option<bool>) {
+        self.processing.retain(|p| *p != c.id);
+        if let Some(unknown) = put_back {
+            self.keep(c, unknown);
+        }
     }
 
     /// True when the result of processing is final: the payment must not be processed again.
@@ -70,10 +80,21 @@ mod tests {
         assert_eq!(held.take("pay_1").unwrap(), c);
         assert_eq!(
             held.take("pay_1").unwrap_err(),
+            PosError::PaymentInProgress,
+            "a second call while the first has not answered"
+        );
+        held.end(c.clone(), Some(false));
+        assert_eq!(held.take("pay_1").unwrap().id, "pay_1");
+        held.end(c, None);
+        assert_eq!(
+            held.take("pay_1").unwrap_err(),
+            PosError::PaymentNotCollected,
+            "after a final answer"
+        );
+        assert_eq!(
+            held.take("pay_2").unwrap_err(),
             PosError::PaymentNotCollected
         );
-        held.put_back(c.clone(), false);
-        assert_eq!(held.take("pay_1").unwrap().id, "pay_1");
     }
 
     #[test]
@@ -106,7 +127,10 @@ mod unknown_tests {
     #[test]
     fn an_unknown_outcome_is_never_dropped() {
         let mut held = Held::default();
-        held.put_back(collected("pay_unknown"), true);
+        let c = collected("pay_unknown");
+        held.hold(c);
+        let c = held.take("pay_unknown").unwrap();
+        held.end(c, Some(true));
         for i in 0..3 * MAX_HELD {
             held.hold(collected(&format!("pay_{i}")));
         }

@@ -19,7 +19,8 @@
 // Sync is missing (Firefox, Safari) nothing is lost: the Terminal forwards from the page on
 // load, on `online` and on its timer. Both take the SDK's Web Lock, so never at once.
 
-const SDK_URL = "/pkg/pos_terminal.js";
+// Beside this file, so the demo also works when served under a sub-path.
+const SDK_URL = new URL("./pkg/pos_terminal.js", import.meta.url).href;
 
 /** The largest amount the SDK accepts, in minor units (`invalid_amount` above it). */
 export const MAX_AMOUNT = 99_999_999;
@@ -267,8 +268,9 @@ export class Pos {
     return (await this.#require().discoverReaders(config)) || [];
   }
 
-  async connect(reader) {
-    const connected = await this.#require().connectReader(reader);
+  /** `options.takeOver`: take a reader another POS holds (`status: "in_use"`, `reader_busy`). */
+  async connect(reader, options = {}) {
+    const connected = await this.#require().connectReader(reader, options);
     this.#reader = connected || reader;
     return this.#reader;
   }

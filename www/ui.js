@@ -73,6 +73,7 @@ const state = {
   readers: new Map(), // id -> Reader
   connectionStatus: "not_connected",
   connectBusy: false,
+  busyReader: null, // the reader another POS held at our last connect: the next one takes it over
   digits: "",
   phase: "idle", // idle | collecting | processing
   forwarding: false,
@@ -489,7 +490,7 @@ function updateControls() {
   el.connectBtn.disabled = !terminal || state.connectBusy || !idle || (!connected && !el.readerSelect.value);
   el.connectBtn.textContent = state.connectBusy
     ? connected ? "Disconnecting…" : "Connecting…"
-    : connected ? "Disconnect" : "Connect";
+    : connected ? "Disconnect" : wantsTakeOver() ? "Take over" : "Connect";
   el.connectBtn.classList.toggle("btn-danger-outline", connected && !state.connectBusy);
 
   el.forwardBtn.disabled = !terminal || state.forwarding;
@@ -555,6 +556,12 @@ async function discover() {
 
 el.discoverBtn.addEventListener("click", () => discover());
 
+/** The picked reader is held by another POS: connecting takes it over (`takeOver: true`). */
+function wantsTakeOver() {
+  const r = state.readers.get(el.readerSelect.value);
+  return !!r && (r.status === "in_use" || state.busyReader === r.id);
+}
+
 const readerText = (r) => `${r.label || r.id}${r.method && r.method !== "websocket" ? ` (${r.method})` : ""}${r.status === "in_use" ? " — in use" : ""}`;
 
 /** Adds the readers `config` finds (USB, simulated) to the picker and selects the first. */
@@ -603,8 +610,10 @@ el.connectBtn.addEventListener("click", async () => {
     } else {
       const reader = state.readers.get(el.readerSelect.value);
       if (!reader) throw Object.assign(new Error("Choose a reader first"), { code: "no_reader_selected" });
+      const takeOver = wantsTakeOver();
       setReaderStatus("connecting");
-      const connected = await pos.connect(reader);
+      const connected = await pos.connect(reader, { takeOver });
+      state.busyReader = null;
       localStorage.setItem("posDemo.reader", connected.id);
       setReaderStatus("connected");
       logEvent("connectReader", connected);
@@ -615,6 +624,10 @@ el.connectBtn.addEventListener("click", async () => {
     const e = errorInfo(err);
     if (!wasConnected) setReaderStatus("not_connected");
     el.readerDetail.textContent = `${e.code}: ${e.message}`;
+    if (!wasConnected && e.code === "reader_busy") {
+      state.busyReader = el.readerSelect.value;
+      el.readerDetail.textContent = "Another POS is using this reader. Press “Take over” to use it here; that POS is disconnected.";
+    }
     logEvent(wasConnected ? "disconnectReader failed" : "connectReader failed", e, "error");
   } finally {
     state.connectBusy = false;

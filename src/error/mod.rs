@@ -34,6 +34,9 @@ pub enum PosError {
     NoCollectInProgress,
     #[error("this payment was not collected by this terminal, or was already processed")]
     PaymentNotCollected,
+    /// A second `processPayment` of a payment whose first one has not answered yet.
+    #[error("processPayment is already running for this payment; wait for its answer")]
+    PaymentInProgress,
     #[error(transparent)]
     Backend(#[from] BackendError),
     #[error("the backend may have received this payment ({0}); retry processPayment with the same collected payment, it cannot be charged twice")]
@@ -99,6 +102,7 @@ pub const CODES: &[&str] = &[
     "no_collect_in_progress",
     "collect_canceled",
     "payment_not_collected",
+    "payment_in_progress",
     "card_declined",
     "backend_unreachable",
     "backend_timeout",
@@ -158,6 +162,7 @@ impl PosError {
             Self::CollectCanceled => "collect_canceled",
             Self::NoCollectInProgress => "no_collect_in_progress",
             Self::PaymentNotCollected => "payment_not_collected",
+            Self::PaymentInProgress => "payment_in_progress",
             Self::Backend(e) => match e {
                 BackendError::Unreachable(_) | BackendError::NotSent(_) => "backend_unreachable",
                 BackendError::Timeout(_) => "backend_timeout",
@@ -260,6 +265,7 @@ mod tests {
             PosError::NoCollectInProgress,
             PosError::CollectCanceled,
             PosError::PaymentNotCollected,
+            PosError::PaymentInProgress,
             PosError::CardDeclined {
                 decline_code: "generic_decline".into(),
             },

@@ -1,5 +1,6 @@
 // The public API called as a plain-JS integrator might: ids that are not strings, NaN
-// amounts, calls after close(), and a second tab forwarding this tab's payments. Each case
+// amounts, calls after close(), a double click on "charge", and a second tab forwarding this
+// tab's payments. Each case
 // was found by trying the SDK from outside; each must give a rejected promise with a stable
 // code, or a status that catches up.
 //
@@ -135,6 +136,30 @@ describe("the API from plain JS", { timeout: 3 * 60_000 }, () => {
       for (const [name, r] of Object.entries(results)) {
         assert.equal(r.code, "terminal_closed", `${name}: ${JSON.stringify(r)}`);
       }
+      await page.close();
+    });
+  });
+
+  test("processPayment twice at once: the second says payment_in_progress, one charge", async () => {
+    await withDiagnostics("double click", { browser, sim }, async () => {
+      const page = await sdkPage(browser.context, sim);
+      const out = await page.evaluate(async () => {
+        const t = await create({ databaseName: "api-edges-double" });
+        await connectSimulated(t);
+        const c = await t.collectPaymentMethod({ amount: 4321, currency: "usd" });
+        const [first, second] = await Promise.all([outcome(() => t.processPayment(c)), outcome(() => t.processPayment(c))]);
+        const after = await outcome(() => t.processPayment(c));
+        await t.close();
+        return { first, second, after, id: c.id };
+      });
+      assert.equal(out.first.value?.status, "succeeded", JSON.stringify(out.first));
+      assert.equal(out.second.code, "payment_in_progress", JSON.stringify(out.second));
+      assert.ok(out.second.isError);
+      assert.equal(out.after.code, "payment_not_collected", "processed: nothing left to process");
+      const approved = await (await fetch(`${sim.url}_sim/payments`)).json();
+      const ours = approved.filter((p) => p.amount === 4321);
+      assert.equal(ours.length, 1, JSON.stringify(approved));
+      assert.equal(ours[0].requests, 1, JSON.stringify(ours));
       await page.close();
     });
   });
