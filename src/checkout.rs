@@ -70,8 +70,8 @@ impl Checkout {
     pub async fn process(&self, id: &str) -> Result<PaymentResult, PosError> {
         let payment = self.held.borrow_mut().take(id)?;
         let result = self.process_collected(&payment).await;
-        let put_back =
-            (!Held::is_final(&result)).then(|| matches!(result, Err(PosError::OutcomeUnknown(_))));
+        let put_back = (!Held::is_final(&result))
+            .then_some(matches!(result, Err(PosError::OutcomeUnknown(_))));
         self.held.borrow_mut().end(payment, put_back);
         result
     }

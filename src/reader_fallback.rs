@@ -5,7 +5,7 @@
 use pos_protocol::backend::{codes, PaymentOk};
 use pos_protocol::reader::{Capabilities, ProcessMode, ProcessResult, ReaderErrorCode};
 
-use crate::error::{BackendError, PosError};
+use crate::error::{clip, BackendError, PosError};
 use crate::options::OfflineStorage;
 use crate::payment::OfflineBehavior;
 
@@ -118,13 +118,13 @@ pub fn after_reader(answer: ReaderAnswer) -> AfterReader {
             message,
         } => AfterReader::NotThrough {
             may_have_arrived: false,
-            why: format!("the reader refused the request: {message}"),
+            why: format!("the reader refused the request: {}", clip(&message)),
         },
         // Anything else (storage full after a failed send, a code of a newer reader): the
         // reader may have sent it first.
         ReaderAnswer::Refused { code, message } => AfterReader::NotThrough {
             may_have_arrived: true,
-            why: format!("the reader reported {}: {message}", code.as_str()),
+            why: format!("the reader reported {}: {}", code.as_str(), clip(&message)),
         },
         // The reader may have sent or stored it before going silent.
         ReaderAnswer::Failed(e) => AfterReader::NotThrough {

@@ -110,7 +110,11 @@ impl Terminal {
             },
         ));
         // The connected reader as the second agent: its store, its forwarded payments.
-        let agent = Rc::new(ReaderAgent::new(events.clone(), status.clone()));
+        let agent = Rc::new(ReaderAgent::new(
+            events.clone(),
+            status.clone(),
+            store.clone(),
+        ));
         let reader = Rc::new(ReaderSession::new(events.clone(), Timeouts::default()));
         reader.set_agent(agent.clone());
         let checkout = Checkout {

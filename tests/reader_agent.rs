@@ -3,7 +3,8 @@
 //! payment goes online through the reader; both down, it is stored on the reader, survives a
 //! reboot (the SDK reconnects by itself) and is forwarded once by the reader, reported once;
 //! payments held by both agents are each charged once; payments the offline rules refuse
-//! are stored nowhere.
+//! are stored nowhere; a reader's report about a payment the SDK stores itself and never
+//! sent it is ignored.
 #![cfg(target_arch = "wasm32")]
 
 mod common;
@@ -300,6 +301,55 @@ async fn both_links_down_it_is_stored_on_the_reader_and_forwarded_once_after_a_r
     // Forwarded: the backend has it now (automatic capture: capturing answers succeeded).
     let captured = terminal.capture_payment(&stored.id).await.unwrap();
     assert_eq!(captured.status, PaymentStatus::Succeeded);
+    terminal.close();
+}
+
+/// A reader that lies: it reports "declined, stolen card" (for 1 usd) about a payment this
+/// terminal stored itself and never sent to it. The page must hear the backend's answer (the
+/// payment approved, for its real amount), never the reader's story (an outside trial saw the
+/// lie reported and the real outcome suppressed, "once per payment").
+#[wasm_bindgen_test]
+async fn a_readers_report_about_a_payment_it_never_held_is_ignored() {
+    restore().await;
+    let (terminal, seen) = agent_terminal(OfflineStorage::Sdk).await;
+    let stored = pay(
+        &terminal,
+        request(4_321.0, Some(OfflineBehavior::ForceOffline)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stored.status, ResultStatus::StoredOffline);
+    let lie = format!(
+        r#"{{"payment_id":"{}","amount":1,"currency":"usd","result":{{"outcome":"declined","decline_code":"stolen_card"}}}}"#,
+        stored.id
+    );
+    let sent = sim_post(&format!("/_sim/readers/{READER}/report"), &lie).await;
+    assert_eq!(get(&sent, "sent").as_bool(), Some(true), "{sent:?}");
+    // The report is looked up in the store and acknowledged; give it time to arrive.
+    sleep(500).await;
+    assert!(seen.failures.borrow().is_empty(), "the lie is not reported");
+    let report = terminal.forward_stored_payments().await.unwrap();
+    assert_eq!(report.forwarded, 1, "{report:?}");
+    let heard: Vec<StoredPayment> = seen
+        .forwarded
+        .borrow()
+        .iter()
+        .filter(|p| p.id == stored.id)
+        .cloned()
+        .collect();
+    assert_eq!(heard.len(), 1, "the backend's answer reaches the page");
+    assert_eq!(heard[0].stored_by, Agent::Sdk);
+    assert_eq!(
+        (heard[0].amount, heard[0].currency.as_str()),
+        (4_321, "usd")
+    );
+    assert!(
+        seen.failures.borrow().is_empty(),
+        "{:?}",
+        seen.failures.borrow()
+    );
+    let (_, url) = sim_addrs();
+    charged_once(&received(url, &stored.id).await);
     terminal.close();
 }
 

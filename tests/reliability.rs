@@ -43,6 +43,7 @@ async fn against_pos_sim_one_scenario_at_a_time() {
     a_failed_payment_is_requeued_under_the_same_key().await;
     odd_answers_never_fail_a_payment_and_retry_after_is_honoured().await;
     a_record_with_an_unreadable_header_is_moved_reported_and_not_pending().await;
+    a_counted_record_whose_header_breaks_stops_counting().await;
     a_clear_state_flipped_out_of_pending_is_quarantined_reported_and_never_sent().await;
     without_web_locks_a_forwarding_record_is_taken_over_only_after_its_lease().await;
     draining_keeps_a_few_requests_in_flight().await;
@@ -612,8 +613,14 @@ async fn a_record_with_an_unreadable_header_is_moved_reported_and_not_pending() 
 /// its last change far back (as if finished long ago): its sealed body (whose associated data
 /// binds the state) is left as it was.
 async fn flip_state(db: &str, id: &str, state: &str) {
-    let flip = Function::new_with_args(
-        "name, id, state",
+    patch_record(db, id, &format!(r#"{{"state":"{state}","updatedAt":1}}"#)).await;
+}
+
+/// Overwrites some of a stored record's clear fields (`patch`, a JSON object) with a raw
+/// IndexedDB write, below the SDK.
+async fn patch_record(db: &str, id: &str, patch: &str) {
+    let edit = Function::new_with_args(
+        "name, id, patch",
         r#"return new Promise((res, rej) => {
             const r = indexedDB.open(name);
             r.onsuccess = () => {
@@ -622,7 +629,7 @@ async fn flip_state(db: &str, id: &str, state: &str) {
               const get = payments.get(id);
               get.onsuccess = () => {
                 if (!get.result) { rej(new Error('no record ' + id)); return; }
-                payments.put({ ...get.result, state, updatedAt: 1 });
+                payments.put({ ...get.result, ...JSON.parse(patch) });
               };
               tx.oncomplete = () => { db.close(); res(true); };
               tx.onerror = () => rej(tx.error);
@@ -630,7 +637,41 @@ async fn flip_state(db: &str, id: &str, state: &str) {
             r.onerror = () => rej(r.error);
           });"#,
     );
-    call(&flip, &[db.into(), id.into(), state.into()]).await;
+    call(&edit, &[db.into(), id.into(), patch.into()]).await;
+}
+
+/// A payment this SDK stored, so counted by the sealed ledger, whose clear header then stops
+/// opening (`v` a string): the run that meets it quarantines and reports it, and the status
+/// and the limits stop counting it at once (an outside trial found it counted for good,
+/// blocking offline payments at the stored-amount limit).
+async fn a_counted_record_whose_header_breaks_stops_counting() {
+    let (api, url) = sim_addrs();
+    let db = unique_db("broken-counted");
+    let (terminal, events) = connected_terminal(options(api, &db), "rdr_sim_1").await;
+    let stored = pay(
+        &terminal,
+        request(4_701.0, Some(OfflineBehavior::ForceOffline)),
+    )
+    .await
+    .unwrap();
+    let status = || async { terminal.offline_status().await.unwrap() };
+    assert_eq!(status().await.pending_count, 1);
+    patch_record(&db, &stored.id, r#"{"v":"2"}"#).await;
+    let report = terminal.forward_stored_payments().await.unwrap();
+    assert_eq!(report.forwarded, 0, "{report:?}");
+    let now = status().await;
+    assert_eq!(now.pending_count, 0, "no longer counted: {now:?}");
+    assert!(now.pending_amounts.is_empty(), "{now:?}");
+    assert!(now.oldest_stored_at.is_none(), "{now:?}");
+    let reported = events
+        .failures
+        .borrow()
+        .iter()
+        .filter(|f| f.payment.id == stored.id && f.code == "record_tampered")
+        .count();
+    assert_eq!(reported, 1);
+    assert!(received(url, &stored.id).await.is_none(), "never sent");
+    terminal.close();
 }
 
 async fn a_clear_state_flipped_out_of_pending_is_quarantined_reported_and_never_sent() {

@@ -16,8 +16,10 @@ use crate::card_crypto::is_card_number;
 use crate::cli::parse_country;
 use crate::http_util::{error, json};
 use crate::network::{Fault, Network};
+use crate::reader_store::Report;
 use crate::readers::{Fault as ReaderFault, NextCard, Reader, ReaderAddress, Readers};
 use crate::store::Store;
+use pos_protocol::reader::ForwardResult;
 use pos_protocol::EntryMode;
 
 #[derive(Clone)]
@@ -44,6 +46,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/_sim/readers/{id}/fault", post(set_fault))
         .route("/_sim/readers/{id}/cancel", post(customer_cancel))
         .route("/_sim/readers/{id}/disconnect", post(disconnect))
+        .route("/_sim/readers/{id}/report", post(unbacked_report))
         .route("/_sim/readers/{id}/network", post(set_reader_network))
         .route("/_sim/readers/{id}/reboot", post(reboot))
         .route("/_sim/readers/{id}/location", post(set_location))
@@ -224,6 +227,40 @@ struct Disconnected {
 async fn disconnect(State(state): State<AdminState>, Path(id): Path<String>) -> Answer {
     let disconnected = reader_or_404(&state, &id)?.kill_session();
     Ok(json(StatusCode::OK, &Disconnected { disconnected }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportRequest {
+    payment_id: String,
+    amount: u64,
+    currency: String,
+    result: ForwardResult,
+}
+
+#[derive(Serialize)]
+struct ReportSent {
+    sent: bool,
+}
+
+/// `POST /_sim/readers/{id}/report {"payment_id", "amount", "currency", "result"}`: the reader
+/// sends the connected POS a `forwarded` report for a payment it never stored (a lying
+/// reader). Nothing is stored or charged.
+async fn unbacked_report(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Answer {
+    let usage = r#"body must be {"payment_id":"pay_…","amount":1,"currency":"usd","result":{"outcome":"declined","decline_code":"…"}}"#;
+    let (reader, r) = reader_request::<ReportRequest>(&state, &id, &body, usage)?;
+    let sent = reader.send_unbacked_report(Report {
+        payment_id: r.payment_id,
+        amount: r.amount,
+        currency: r.currency,
+        stored_at: crate::util::now_ms(),
+        result: r.result,
+    });
+    Ok(json(StatusCode::OK, &ReportSent { sent }))
 }
 
 #[derive(Deserialize)]

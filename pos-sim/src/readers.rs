@@ -399,6 +399,12 @@ impl Reader {
         self.tell(Control::Kill)
     }
 
+    /// Sends the connected POS a `forwarded` report that this reader's store does not back
+    /// (a lying reader, for the SDK's tests). `false` if no POS is connected.
+    pub fn send_unbacked_report(&self, report: Report) -> bool {
+        self.tell(Control::Report(report))
+    }
+
     /// The customer presses cancel on the reader. `false` if no POS is connected.
     pub fn customer_cancel(&self) -> bool {
         self.tell(Control::CustomerCancel)

@@ -11,7 +11,7 @@ use web_sys::{AbortController, Headers, Request, RequestInit, Response};
 
 use super::{
     classify_capture_answer, classify_pairing_answer, classify_payment_answer, health_ok,
-    retry_after_ms, PaymentOutcome,
+    retry_after_ms, PaymentOutcome, MAX_ANSWER_CHARS,
 };
 use crate::error::BackendError;
 use crate::js::{self, describe_js, js_error_name};
@@ -183,8 +183,29 @@ impl Backend {
             .unchecked_into();
         let status = response.status();
         let retry_after = response.headers().get("retry-after").ok().flatten();
+        let too_long = || {
+            BackendError::InvalidResponse(format!(
+                "{status}: an answer longer than {MAX_ANSWER_CHARS} characters is not read"
+            ))
+        };
+        // Every answer of the backend API is a small JSON object: a larger one is not read
+        // (when it says its length) or not kept (when it does not).
+        let declared = response.headers().get("content-length").ok().flatten();
+        if declared
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .is_some_and(|n| n > MAX_ANSWER_CHARS as u64 * 4)
+        {
+            controller.abort();
+            return Err(too_long());
+        }
         let text_promise = response.text().map_err(map_err)?;
-        let text = JsFuture::from(text_promise).await.map_err(map_err)?;
+        let text: js_sys::JsString = JsFuture::from(text_promise)
+            .await
+            .map_err(map_err)?
+            .unchecked_into();
+        if text.length() as usize > MAX_ANSWER_CHARS {
+            return Err(too_long());
+        }
         Ok(Answer {
             status,
             text: text.as_string().unwrap_or_default(),

@@ -4,11 +4,11 @@
 #[cfg(target_arch = "wasm32")]
 mod client;
 
-use pos_protocol::backend::{codes, ErrorBody, PaymentOk, ReaderPairing};
+use pos_protocol::backend::{codes, ErrorBody, PaymentOk, PaymentStatus, ReaderPairing};
 use pos_protocol::SortedMap;
 use serde_json::value::RawValue;
 
-use crate::error::BackendError;
+use crate::error::{clip, BackendError};
 #[cfg(target_arch = "wasm32")]
 pub use client::Backend;
 
@@ -25,9 +25,14 @@ pub enum PaymentOutcome {
 /// retried with the same key.
 pub fn classify_payment_answer(status: u16, text: &str) -> Result<PaymentOutcome, BackendError> {
     if (200..300).contains(&status) {
-        return serde_json::from_str::<PaymentOk>(text)
-            .map(PaymentOutcome::Approved)
-            .map_err(|e| BackendError::InvalidResponse(format!("{status}: {e}")));
+        let ok = payment_ok(status, text)?;
+        // A payment just created is charged or authorised; `canceled` answers a cancel.
+        if ok.status == PaymentStatus::Canceled {
+            return Err(BackendError::InvalidResponse(format!(
+                "{status}: a new payment answered as canceled"
+            )));
+        }
+        return Ok(PaymentOutcome::Approved(ok));
     }
     let body = refusal(status, text)?;
     match status {
@@ -53,18 +58,45 @@ pub fn classify_payment_answer(status: u16, text: &str) -> Result<PaymentOutcome
 /// requests are idempotent at the backend, so every retryable error may be retried as is.
 pub fn classify_capture_answer(status: u16, text: &str) -> Result<PaymentOk, BackendError> {
     if (200..300).contains(&status) {
-        return serde_json::from_str::<PaymentOk>(text)
-            .map_err(|e| BackendError::InvalidResponse(format!("{status}: {e}")));
+        return payment_ok(status, text);
     }
     let body = refusal(status, text)?;
     // The typed errors carry the backend's message alone: their code already says the rest.
     match (status, body.error.code.as_str()) {
-        (404, codes::PAYMENT_NOT_FOUND) => Err(BackendError::PaymentNotFound(body.error.message)),
-        (409, codes::PAYMENT_UNEXPECTED_STATE) => {
-            Err(BackendError::PaymentUnexpectedState(body.error.message))
-        }
+        (404, codes::PAYMENT_NOT_FOUND) => Err(BackendError::PaymentNotFound(
+            clip(&body.error.message).into_owned(),
+        )),
+        (409, codes::PAYMENT_UNEXPECTED_STATE) => Err(BackendError::PaymentUnexpectedState(
+            clip(&body.error.message).into_owned(),
+        )),
         _ => Err(BackendError::status(status, describe(Some(&body), text))),
     }
+}
+
+/// The longest answer the client reads, in characters: every answer of the backend API is a
+/// small JSON object; a larger one is `backend_invalid_response` (retried like any unreadable
+/// answer), and never copied into the SDK's memory.
+pub const MAX_ANSWER_CHARS: usize = 64 * 1024;
+
+/// Longest payment intent id this SDK takes from the backend (Stripe's are about 30).
+pub const MAX_PAYMENT_INTENT_CHARS: usize = 255;
+
+/// A 2xx answer's `PaymentOk`, its payment intent id checked: 1 to
+/// `MAX_PAYMENT_INTENT_CHARS` visible ASCII characters (it is shown, stored and sent back).
+fn payment_ok(status: u16, text: &str) -> Result<PaymentOk, BackendError> {
+    let ok = serde_json::from_str::<PaymentOk>(text)
+        .map_err(|e| BackendError::InvalidResponse(format!("{status}: {e}")))?;
+    let pi = &ok.payment_intent;
+    if pi.is_empty()
+        || pi.len() > MAX_PAYMENT_INTENT_CHARS
+        || !pi.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(BackendError::InvalidResponse(format!(
+            "{status}: the payment intent id is empty, longer than \
+             {MAX_PAYMENT_INTENT_CHARS} characters or not visible ASCII"
+        )));
+    }
+    Ok(ok)
 }
 
 /// Longest pairing secret a hello may carry (`pos_protocol::reader::parse_pos_frame`).
@@ -119,7 +151,7 @@ fn refusal(status: u16, text: &str) -> Result<ErrorBody, BackendError> {
 
 fn describe(own: Option<&ErrorBody>, text: &str) -> String {
     match own {
-        Some(b) => format!("{}: {}", b.error.code, b.error.message),
+        Some(b) => format!("{}: {}", clip(&b.error.code), clip(&b.error.message)),
         None => text.chars().take(200).collect(),
     }
 }
@@ -145,7 +177,6 @@ pub fn retry_after_ms(header: Option<&str>) -> Option<u64> {
 mod tests {
     use super::*;
     use crate::error::{HttpClass, PosError};
-    use pos_protocol::backend::PaymentStatus;
 
     #[test]
     fn approved() {
@@ -158,6 +189,48 @@ mod tests {
                 status: PaymentStatus::Succeeded
             })
         );
+    }
+
+    #[test]
+    fn approvals_that_do_not_make_sense_are_invalid_responses() {
+        let huge = format!(
+            r#"{{"payment_intent":"{}","status":"succeeded"}}"#,
+            "p".repeat(MAX_PAYMENT_INTENT_CHARS + 1)
+        );
+        for text in [
+            r#"{"payment_intent":"pi_x","status":"canceled"}"#,
+            r#"{"payment_intent":"","status":"succeeded"}"#,
+            r#"{"payment_intent":"pi x","status":"succeeded"}"#,
+            huge.as_str(),
+        ] {
+            let e = classify_payment_answer(200, text).unwrap_err();
+            assert!(
+                matches!(e, BackendError::InvalidResponse(_)),
+                "{text}: {e:?}"
+            );
+            assert!(e.is_retryable(), "the same key again: {text}");
+        }
+        // Cancel answers `canceled`; a payment intent id is checked there too.
+        let canceled =
+            classify_capture_answer(200, r#"{"payment_intent":"pi_x","status":"canceled"}"#);
+        assert_eq!(canceled.unwrap().status, PaymentStatus::Canceled);
+        assert!(
+            classify_capture_answer(200, r#"{"payment_intent":"","status":"canceled"}"#).is_err()
+        );
+    }
+
+    #[test]
+    fn a_backends_long_message_is_clipped() {
+        let long = "m".repeat(3_000_000);
+        let body = format!(r#"{{"error":{{"code":"invalid_request","message":"{long}"}}}}"#);
+        let e = PosError::from(classify_payment_answer(400, &body).unwrap_err());
+        let shown = e.to_string();
+        assert!(shown.len() < 1_000, "{} characters", shown.len());
+        assert!(shown.contains("invalid_request: mmm"), "{shown}");
+        assert!(shown.ends_with('…'), "{shown}");
+        let body = format!(r#"{{"error":{{"code":"payment_not_found","message":"{long}"}}}}"#);
+        let e = classify_capture_answer(404, &body).unwrap_err();
+        assert!(e.to_string().len() < 1_000);
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub enum ReaderError {
     #[error("the reader sent something this SDK does not accept: {0}")]
     Protocol(String),
     /// The reader answered with an error of the reader protocol.
-    #[error("the reader reported `{}`: {message}", code.as_str())]
+    #[error("the reader reported `{}`: {}", code.as_str(), super::clip(message))]
     Reported {
         code: ReaderErrorCode,
         message: String,

@@ -77,6 +77,18 @@ pub enum PosError {
     OfflinePaymentMethodUnsupported(String),
 }
 
+/// The most characters of a message from a reader or the backend that an error repeats.
+pub const MAX_MESSAGE_CHARS: usize = 300;
+
+/// `message` cut to `MAX_MESSAGE_CHARS` (a reader's or a backend's text is theirs to size:
+/// a 3 MB message must not become every error's and every stored record's).
+pub fn clip(message: &str) -> std::borrow::Cow<'_, str> {
+    match message.char_indices().nth(MAX_MESSAGE_CHARS) {
+        None => message.into(),
+        Some((at, _)) => format!("{}…", &message[..at]).into(),
+    }
+}
+
 /// Every code `PosError::code` can return, in the README's order.
 pub const CODES: &[&str] = &[
     "invalid_argument",

@@ -383,6 +383,10 @@ pub fn to_js<T: Serialize>(value: &T) -> Result<JsValue, PosError> {
 /// JS value → Rust value, as an `invalid_argument` error naming `what`.
 pub fn from_js<T: serde::de::DeserializeOwned>(value: JsValue, what: &str) -> Result<T, PosError> {
     let invalid = |why: String| PosError::InvalidArgument(format!("{what}: {why}"));
+    // Every input is an object: serde would read an array as the fields in order.
+    if js_sys::Array::is_array(&value) {
+        return Err(invalid("expected an object, not an array".into()));
+    }
     // `undefined` (or a function) has no JSON text: it is as absent as `null`.
     let text = match js_sys::JSON::stringify(&value) {
         Ok(t) => t.as_string().unwrap_or_else(|| "null".into()),
@@ -398,6 +402,10 @@ pub fn from_js<T: serde::de::DeserializeOwned>(value: JsValue, what: &str) -> Re
 /// serde_json's message without its " at line 1 column N" (the caller passed no text).
 fn without_position(e: &serde_json::Error) -> String {
     let full = e.to_string();
+    // `JSON.stringify` escapes a lone UTF-16 surrogate, which no Rust string can hold.
+    if full.contains("surrogate") || full.contains("hex escape") {
+        return "a string holds a lone UTF-16 surrogate (not valid Unicode text)".into();
+    }
     match full.rfind(" at line ") {
         Some(at) => full[..at].to_string(),
         None => full,

@@ -370,6 +370,15 @@ impl Store {
         Ok(self.entry_of(&record))
     }
 
+    /// True when a record of payment `id` exists, in any state, readable or not.
+    pub async fn contains(&self, id: &str) -> Result<bool, PosError> {
+        let (_tx, store) = self.db.read(PAYMENTS_STORE)?;
+        let req = store
+            .count_with_key(&JsValue::from_str(id))
+            .map_err(|e| storage_error(&e))?;
+        Ok(idb::request(&req).await?.as_f64().unwrap_or(0.0) > 0.0)
+    }
+
     /// Compare-and-set: moves the record to `to` (with a re-sealed `body`) only if it is still
     /// as `header` describes it, in one strict transaction. Returns the new header, or `None`
     /// when someone else moved it first.

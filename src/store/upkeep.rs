@@ -41,25 +41,38 @@ impl Store {
     }
 
     /// The quarantine itself, in one strict transaction: over every record (`None`) or the
-    /// records of `ids`.
+    /// records of `ids`. A moved record may still have been counted by the sealed ledger (its
+    /// clear state said `pending`): the ledger is counted again from the outstanding records
+    /// that open, in the same transaction, so the limits and the status no longer count it.
     async fn quarantine_where(&self, ids: Option<&[String]>) -> Result<Vec<String>, PosError> {
-        let tx = StrictTx::begin(&self.db, &[PAYMENTS_STORE])?;
-        let moved = async {
+        let tx = StrictTx::begin(&self.db, &[PAYMENTS_STORE, KEYS_STORE])?;
+        let work = async {
             let store = tx.store(PAYMENTS_STORE)?;
-            let records: Vec<JsValue> = match ids {
-                None => {
-                    let req = store.get_all().map_err(|e| storage_error(&e))?;
-                    idb::request(&req).await?.unchecked_into::<Array>().to_vec()
-                }
-                Some(ids) => {
-                    let requests = ids
-                        .iter()
-                        .map(|id| store.get(&id.into()).map_err(|e| storage_error(&e)))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    try_join_all(requests.iter().map(idb::request)).await?
-                }
+            let ledger = Self::ledger_request(&tx.store(KEYS_STORE)?)?;
+            let records = async {
+                Ok::<Vec<JsValue>, PosError>(match ids {
+                    None => {
+                        let req = store.get_all().map_err(|e| storage_error(&e))?;
+                        idb::request(&req).await?.unchecked_into::<Array>().to_vec()
+                    }
+                    Some(ids) => {
+                        let requests = ids
+                            .iter()
+                            .map(|id| store.get(&id.into()).map_err(|e| storage_error(&e)))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        try_join_all(requests.iter().map(idb::request)).await?
+                    }
+                })
             };
+            // Awaited together: a request is heard only if it is awaited before it ends.
+            let (stored, records) = futures_util::future::try_join(
+                async { Ok::<_, PosError>(idb::request(&ledger).await?) },
+                records,
+            )
+            .await?;
+            let now = js::now_ms();
             let mut moved = Vec::new();
+            let mut puts = Vec::new();
             for record in records {
                 if record.is_undefined() {
                     continue;
@@ -73,15 +86,32 @@ impl Store {
                     continue;
                 };
                 js::set(&record, "state", &StoredState::Quarantined.as_str().into());
-                js::set(&record, "updatedAt", &js::now_ms().into());
-                let req = store.put(&record).map_err(|e| storage_error(&e))?;
-                idb::request(&req).await?;
+                js::set(&record, "updatedAt", &now.into());
+                puts.push(record);
                 moved.push(id);
             }
-            Ok::<_, PosError>((!moved.is_empty()).then_some(moved))
+            if moved.is_empty() {
+                return Ok(None);
+            }
+            // The ledger's reads (the rebuild skips records whose header does not open)
+            // come before the records' writes.
+            let applied = self
+                .apply_in(&tx, &stored, vec![Change::Recount], None, now)
+                .await?;
+            let puts = puts
+                .iter()
+                .map(|r| store.put(r).map_err(|e| storage_error(&e)))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok::<_, PosError>(Some((moved, Last::new(Some(applied), puts))))
         }
         .await;
-        Ok(end_tx(tx, moved).await?.unwrap_or_default())
+        let Some((moved, summary)) = end_round(tx, work, &self.ledger_cache).await? else {
+            return Ok(Vec::new());
+        };
+        if summary.is_some() {
+            *self.summary.borrow_mut() = summary;
+        }
+        Ok(moved)
     }
 
     /// When the sealed ledger counts more outstanding payments than are listed

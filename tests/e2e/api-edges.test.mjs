@@ -121,6 +121,27 @@ describe("the API from plain JS", { timeout: 3 * 60_000 }, () => {
     });
   });
 
+  test("an array for a request, or a lone surrogate in a string: invalid_argument that says so", async () => {
+    await withDiagnostics("shapes", { browser, sim }, async () => {
+      const page = await sdkPage(browser.context, sim);
+      const out = await page.evaluate(async () => {
+        const t = await create({ databaseName: "api-edges-shapes" });
+        await connectSimulated(t);
+        const array = await outcome(() => t.collectPaymentMethod([100, "usd"]));
+        const surrogate = await outcome(() =>
+          t.collectPaymentMethod({ amount: 100, currency: "usd", metadata: { note: "\ud800" } }),
+        );
+        await t.close();
+        return { array, surrogate };
+      });
+      assert.equal(out.array.code, "invalid_argument", JSON.stringify(out.array));
+      assert.match(out.array.message, /not an array/);
+      assert.equal(out.surrogate.code, "invalid_argument", JSON.stringify(out.surrogate));
+      assert.match(out.surrogate.message, /lone UTF-16 surrogate/);
+      await page.close();
+    });
+  });
+
   test("after close(), offlineStatus and listStoredPayments reject with terminal_closed", async () => {
     await withDiagnostics("closed", { browser, sim }, async () => {
       const page = await sdkPage(browser.context, sim);

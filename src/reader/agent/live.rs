@@ -6,7 +6,9 @@ use std::rc::{Rc, Weak};
 
 use gloo_timers::future::TimeoutFuture;
 use pos_protocol::backend::PaymentBody;
-use pos_protocol::reader::{Capabilities, PosMessage, ProcessMode, ReaderInfo, ReaderMessage};
+use pos_protocol::reader::{
+    Capabilities, ForwardResult, PosMessage, ProcessMode, ReaderInfo, ReaderMessage,
+};
 
 use crate::small_map::SmallMap;
 
@@ -17,12 +19,22 @@ use crate::payment::{new_payment_id, CardView};
 use crate::reader::connection::Connection;
 use crate::reader_fallback::ReaderAnswer;
 use crate::status::StatusReporter;
+use crate::store::Store;
 
 /// How long after connecting a reader that stores may stay silent about its store
 /// before the SDK asks (`store_status_request`).
 const STATUS_GRACE_MS: u32 = 500;
 /// Payments sent through the reader whose card summary is remembered for its reports.
 const MAX_KNOWN: usize = 256;
+
+/// A reader's `forwarded` report.
+struct Report {
+    payment_id: String,
+    amount: u64,
+    currency: String,
+    stored_at: u64,
+    result: ForwardResult,
+}
 
 struct Link {
     conn: Weak<Connection>,
@@ -34,6 +46,9 @@ struct Link {
 pub struct ReaderAgent {
     events: Rc<dyn Events>,
     status: Rc<StatusReporter>,
+    /// This terminal's own store: a report about a payment in it that this terminal never
+    /// sent to the reader is not the reader's to make.
+    store: Rc<Store>,
     link: RefCell<Option<Link>>,
     /// Bumped on every attach and detach: reports of an older connection are dropped.
     generation: Cell<u64>,
@@ -47,10 +62,11 @@ pub struct ReaderAgent {
 }
 
 impl ReaderAgent {
-    pub fn new(events: Rc<dyn Events>, status: Rc<StatusReporter>) -> Self {
+    pub fn new(events: Rc<dyn Events>, status: Rc<StatusReporter>, store: Rc<Store>) -> Self {
         Self {
             events,
             status,
+            store,
             link: RefCell::new(None),
             generation: Cell::new(0),
             countries: RefCell::new(SmallMap::new()),
@@ -117,7 +133,7 @@ impl ReaderAgent {
         }
     }
 
-    fn on_notice(&self, generation: u64, msg: ReaderMessage) {
+    fn on_notice(self: &Rc<Self>, generation: u64, msg: ReaderMessage) {
         if self.generation.get() != generation {
             return;
         }
@@ -154,32 +170,92 @@ impl ReaderAgent {
                 stored_at,
                 result,
             } => {
-                self.on_reader.borrow_mut().remove(&payment_id);
-                if self.reported.borrow_mut().first_time(&payment_id) {
-                    let known = self
-                        .known
-                        .borrow_mut()
-                        .remove(&payment_id)
-                        .unwrap_or_default();
-                    match forwarded_by_reader(
-                        &payment_id,
-                        amount,
-                        &currency,
-                        stored_at,
-                        &result,
-                        known,
-                    ) {
-                        ForwardedByReader::Forwarded(p) => self.events.payment_forwarded(&p),
-                        ForwardedByReader::Failure(f) => self.events.forwarding_failure(&f),
+                let report = Report {
+                    payment_id,
+                    amount,
+                    currency,
+                    stored_at,
+                    result,
+                };
+                if self.known.borrow().contains_key(&report.payment_id) {
+                    // Sent through this reader by this terminal: its report stands.
+                    self.report(report);
+                    return;
+                }
+                // Not sent by this terminal in this session: a payment the reader stored for
+                // an earlier session (nothing here to check it against), unless this
+                // terminal's own store holds it, which then reports its own outcome.
+                let agent = self.clone();
+                wasm_bindgen_futures::spawn_local(async move {
+                    match agent.store.contains(&report.payment_id).await {
+                        Ok(false) => agent.report(report),
+                        Ok(true) => {
+                            web_sys::console::warn_1(
+                                &format!(
+                                    "pos-terminal: the reader reported payment {}, which this \
+                                     terminal stores itself and did not send to it: ignored \
+                                     (the terminal forwards it and reports the backend's answer)",
+                                    report.payment_id
+                                )
+                                .into(),
+                            );
+                            agent.ack(report.payment_id);
+                        }
+                        // Not acknowledged: the reader repeats it, and it is looked at again.
+                        Err(e) => web_sys::console::warn_1(
+                            &format!(
+                                "pos-terminal: the reader's report of payment {} waits: {e}",
+                                report.payment_id
+                            )
+                            .into(),
+                        ),
                     }
-                }
-                // After the callback ran (or for a repeat): the reader may drop the report.
-                let conn = self.link.borrow().as_ref().and_then(|l| l.conn.upgrade());
-                if let Some(conn) = conn {
-                    let _ = conn.send(&PosMessage::ForwardedAck { payment_id });
-                }
+                });
             }
             _ => {}
+        }
+    }
+
+    /// Tells the page of a reader's `forwarded` report (once per payment), then acknowledges
+    /// it.
+    fn report(&self, r: Report) {
+        self.on_reader.borrow_mut().remove(&r.payment_id);
+        if self.reported.borrow_mut().first_time(&r.payment_id) {
+            let known = self
+                .known
+                .borrow_mut()
+                .remove(&r.payment_id)
+                .unwrap_or_default();
+            if known.differs(r.amount, &r.currency) {
+                web_sys::console::warn_1(
+                    &format!(
+                        "pos-terminal: the reader reported payment {} as {} {}, not as sent: \
+                         reported as sent",
+                        r.payment_id, r.amount, r.currency
+                    )
+                    .into(),
+                );
+            }
+            match forwarded_by_reader(
+                &r.payment_id,
+                r.amount,
+                &r.currency,
+                r.stored_at,
+                &r.result,
+                known,
+            ) {
+                ForwardedByReader::Forwarded(p) => self.events.payment_forwarded(&p),
+                ForwardedByReader::Failure(f) => self.events.forwarding_failure(&f),
+            }
+        }
+        // After the callback ran (or for a repeat): the reader may drop the report.
+        self.ack(r.payment_id);
+    }
+
+    fn ack(&self, payment_id: String) {
+        let conn = self.link.borrow().as_ref().and_then(|l| l.conn.upgrade());
+        if let Some(conn) = conn {
+            let _ = conn.send(&PosMessage::ForwardedAck { payment_id });
         }
     }
 
@@ -243,6 +319,7 @@ impl ReaderAgent {
                 Known {
                     card: Some(CardView::from(&payment.card)),
                     metadata: payment.metadata.clone(),
+                    sent: Some((payment.amount, payment.currency.clone())),
                 },
             );
         }
@@ -255,6 +332,12 @@ impl ReaderAgent {
             Ok(ReaderMessage::Processed {
                 payment_id, result, ..
             }) if payment_id == payment.id => ReaderAnswer::Processed(result),
+            Ok(ReaderMessage::Processed { payment_id, .. }) => {
+                ReaderAnswer::Failed(PosError::from(ReaderError::Protocol(format!(
+                    "the reader answered processed for payment {payment_id}, not {}",
+                    payment.id
+                ))))
+            }
             Ok(ReaderMessage::Error { code, message, .. }) => {
                 ReaderAnswer::Refused { code, message }
             }

@@ -42,12 +42,24 @@ pub enum ForwardedByReader {
     Failure(ForwardingFailure),
 }
 
-/// What is known of a payment the reader forwarded, besides its report: the card summary and
-/// metadata, when this terminal sent it to the reader.
+/// What is known of a payment the reader forwarded, besides its report: the card summary,
+/// metadata, amount and currency, when this terminal sent it to the reader (the events then
+/// carry what was sent, not what the reader says).
 #[derive(Debug, Clone, Default)]
 pub struct Known {
     pub card: Option<CardView>,
     pub metadata: SortedMap<String>,
+    /// The amount and currency this terminal sent in its `process`.
+    pub sent: Option<(u64, String)>,
+}
+
+impl Known {
+    /// True when the report's amount or currency is not what this terminal sent.
+    pub fn differs(&self, amount: u64, currency: &str) -> bool {
+        self.sent
+            .as_ref()
+            .is_some_and(|(a, c)| *a != amount || c != currency)
+    }
 }
 
 /// Turns a `forwarded` report into the payment (and failure) the events carry.
@@ -59,11 +71,12 @@ pub fn forwarded_by_reader(
     result: &ForwardResult,
     known: Known,
 ) -> ForwardedByReader {
+    let (amount, currency) = known.sent.unwrap_or_else(|| (amount, currency.to_string()));
     let mut payment = StoredPayment {
         id: payment_id.to_string(),
         state: StoredState::Forwarded,
         amount,
-        currency: currency.to_string(),
+        currency,
         stored_at: stored_at as f64,
         // The SDK made no attempt: the reader forwarded it.
         attempts: 0,
@@ -221,6 +234,7 @@ mod tests {
         let known = Known {
             card: Some(card.clone()),
             metadata: SortedMap::new(),
+            sent: None,
         };
         let ForwardedByReader::Failure(f) =
             forwarded_by_reader("pay_3", 500, "usd", 7, &rejected, known)
@@ -230,6 +244,31 @@ mod tests {
         assert_eq!(f.code, "card_payload_mismatch");
         assert_eq!(f.payment.state, StoredState::Failed);
         assert_eq!(f.payment.card, card, "the card this terminal sent");
+    }
+
+    #[test]
+    fn a_report_carries_what_this_terminal_sent_not_what_the_reader_says() {
+        let approved = ForwardResult::Approved {
+            payment_intent: "pi_9".into(),
+            status: PaymentStatus::Succeeded,
+        };
+        let known = Known {
+            sent: Some((777, "usd".into())),
+            ..Known::default()
+        };
+        assert!(known.differs(1, "jpy"));
+        assert!(known.differs(777, "jpy"));
+        assert!(!known.differs(777, "usd"));
+        assert!(
+            !Known::default().differs(1, "jpy"),
+            "nothing sent: nothing to compare"
+        );
+        let ForwardedByReader::Forwarded(p) =
+            forwarded_by_reader("pay_4", 1, "jpy", 7, &approved, known)
+        else {
+            panic!("approved is forwarded")
+        };
+        assert_eq!((p.amount, p.currency.as_str()), (777, "usd"));
     }
 
     #[test]
