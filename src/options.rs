@@ -15,8 +15,30 @@ pub const DEFAULT_REQUEST_TIMEOUT_MS: u32 = 8_000;
 /// Finished records are kept as history for 30 days by default.
 pub const DEFAULT_RETENTION_MS: u32 = 30 * 24 * 3_600 * 1_000;
 
-/// The data fields of `TerminalOptions` (unknown fields, such as the callbacks, are ignored
-/// here).
+/// Every key `Terminal.create` takes: the fields below and the callbacks (taken by the
+/// facade). The facade refuses any other key, so a typo (`requestTimeoutMS`) is an error, not
+/// a default silently kept. Keep in step with the struct.
+pub const OPTION_KEYS: &[&str] = &[
+    "backendUrl",
+    "databaseName",
+    "requestTimeoutMs",
+    "forwardIntervalMs",
+    "forwardConcurrency",
+    "offline",
+    "offlineStorage",
+    "fetchConnectionToken",
+    "onNetworkStatusChange",
+    "onOfflineStatusChange",
+    "onPaymentForwarded",
+    "onForwardingFailure",
+    "onUnexpectedReaderDisconnect",
+    "onConnectionStatusChange",
+    "onPaymentStatusChange",
+    "onDatabaseVersionChange",
+];
+
+/// The data fields of `TerminalOptions` (the callbacks are the facade's; the facade checks
+/// the keys against `OPTION_KEYS` first).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TerminalOptions {

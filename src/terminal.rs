@@ -150,7 +150,7 @@ impl Terminal {
         Ok(terminal)
     }
 
-    fn check_open(&self) -> Result<(), PosError> {
+    pub fn check_open(&self) -> Result<(), PosError> {
         if self.closed.get() {
             Err(PosError::TerminalClosed)
         } else {

@@ -19,7 +19,7 @@ use crate::backend::Backend;
 use crate::error::{BackendError, PosError};
 use crate::events::{Events, NoEvents};
 use crate::js;
-use crate::options::{self, Settings, TerminalOptions};
+use crate::options::{self, Settings, TerminalOptions, OPTION_KEYS};
 use crate::payment::{CollectedView, PaymentRequest};
 use crate::reader::{CartInput, ReaderView};
 use crate::scheduler;
@@ -112,6 +112,16 @@ impl JsTerminal {
                     "options must be an object".into(),
                 ));
             }
+            if let Some(key) = js_sys::Object::keys(options.unchecked_ref::<js_sys::Object>())
+                .iter()
+                .filter_map(|k| k.as_string())
+                .find(|k| !OPTION_KEYS.contains(&k.as_str()))
+            {
+                return Err(PosError::InvalidArgument(format!(
+                    "options: unknown option `{key}` (the options are {})",
+                    OPTION_KEYS.join(", ")
+                )));
+            }
             let settings =
                 Settings::from_options(from_js::<TerminalOptions>(options.clone(), "options")?)?;
             let tokens = token_source(JsEvents::token_callback(&options)?);
@@ -161,6 +171,7 @@ impl JsTerminal {
         #[wasm_bindgen(unchecked_param_type = "SimulatorConfiguration")] config: JsValue,
     ) -> Result<(), JsValue> {
         let apply = || -> Result<(), PosError> {
+            self.core.check_open()?;
             let input: SimulatorInput = from_js(config, "simulator configuration")?;
             let session = self.core.reader_session();
             let mut sim = session.simulator().borrow_mut();

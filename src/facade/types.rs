@@ -380,6 +380,19 @@ pub fn to_js<T: Serialize>(value: &T) -> Result<JsValue, PosError> {
     js_sys::JSON::parse(&text).map_err(|_| PosError::Internal("JSON.parse refused a value".into()))
 }
 
+thread_local! {
+    /// `JSON.stringify` writes NaN and ±Infinity as `null` and a Map or a Set as `{}`, which
+    /// would read as "not given" (an offline limit silently gone): they are written as text
+    /// instead, which no number or map field accepts (an amount reads NaN as NaN).
+    static REPLACER: js_sys::Function = js_sys::Function::new_with_args(
+        "key, value",
+        r#"if (typeof value === "number" && !Number.isFinite(value)) return String(value);
+           if (value instanceof Map || value instanceof Set)
+             return `a ${value.constructor.name} (a plain object is expected)`;
+           return value;"#,
+    );
+}
+
 /// JS value → Rust value, as an `invalid_argument` error naming `what`.
 pub fn from_js<T: serde::de::DeserializeOwned>(value: JsValue, what: &str) -> Result<T, PosError> {
     let invalid = |why: String| PosError::InvalidArgument(format!("{what}: {why}"));
@@ -387,8 +400,10 @@ pub fn from_js<T: serde::de::DeserializeOwned>(value: JsValue, what: &str) -> Re
     if js_sys::Array::is_array(&value) {
         return Err(invalid("expected an object, not an array".into()));
     }
-    // `undefined` (or a function) has no JSON text: it is as absent as `null`.
-    let text = match js_sys::JSON::stringify(&value) {
+    // `undefined` (or a function) has no JSON text: it is as absent as `null`. `REPLACER`
+    // keeps NaN, ±Infinity, a Map and a Set from turning silently into `null` or `{}`.
+    let replacer = REPLACER.with(Clone::clone);
+    let text = match js_sys::JSON::stringify_with_replacer(&value, &replacer) {
         Ok(t) => t.as_string().unwrap_or_else(|| "null".into()),
         Err(_) => {
             return Err(invalid(

@@ -121,7 +121,7 @@ describe("the API from plain JS", { timeout: 3 * 60_000 }, () => {
     });
   });
 
-  test("an array for a request, or a lone surrogate in a string: invalid_argument that says so", async () => {
+  test("an array for a request, a lone surrogate, a Map, NaN or a typo in the options: invalid_argument that says so", async () => {
     await withDiagnostics("shapes", { browser, sim }, async () => {
       const page = await sdkPage(browser.context, sim);
       const out = await page.evaluate(async () => {
@@ -132,17 +132,34 @@ describe("the API from plain JS", { timeout: 3 * 60_000 }, () => {
           t.collectPaymentMethod({ amount: 100, currency: "usd", metadata: { note: "\ud800" } }),
         );
         await t.close();
-        return { array, surrogate };
+        // Options that JSON would turn into "not given": refused, never an unlimited terminal.
+        const options = {};
+        for (const [name, extra] of [
+          ["map limit", { offline: { enabled: true, transactionLimit: new Map([["usd", 100]]) } }],
+          ["NaN count", { offline: { enabled: true, maxStoredPayments: NaN } }],
+          ["NaN timeout", { requestTimeoutMs: NaN }],
+          ["typo", { requestTimeoutMS: 100 }],
+        ]) {
+          options[name] = await outcome(() => create({ databaseName: "api-edges-shapes", ...extra }));
+          if (options[name].value) await options[name].value.close();
+        }
+        return { array, surrogate, options };
       });
       assert.equal(out.array.code, "invalid_argument", JSON.stringify(out.array));
       assert.match(out.array.message, /not an array/);
       assert.equal(out.surrogate.code, "invalid_argument", JSON.stringify(out.surrogate));
       assert.match(out.surrogate.message, /lone UTF-16 surrogate/);
+      for (const [name, r] of Object.entries(out.options)) {
+        assert.equal(r.code, "invalid_argument", `${name}: ${JSON.stringify(r)}`);
+      }
+      assert.match(out.options["map limit"].message, /a Map \(a plain object is expected\)/);
+      assert.match(out.options["NaN count"].message, /"NaN"/);
+      assert.match(out.options.typo.message, /unknown option `requestTimeoutMS`/);
       await page.close();
     });
   });
 
-  test("after close(), offlineStatus and listStoredPayments reject with terminal_closed", async () => {
+  test("after close(), offlineStatus, listStoredPayments and setSimulatorConfiguration give terminal_closed", async () => {
     await withDiagnostics("closed", { browser, sim }, async () => {
       const page = await sdkPage(browser.context, sim);
       const results = await page.evaluate(async () => {
@@ -152,6 +169,15 @@ describe("the API from plain JS", { timeout: 3 * 60_000 }, () => {
           status: await outcome(() => t.offlineStatus()),
           list: await outcome(() => t.listStoredPayments()),
           forward: await outcome(() => t.forwardStoredPayments()),
+          // Synchronous: it throws.
+          simulator: (() => {
+            try {
+              t.setSimulatorConfiguration({ tapDelayMs: 10 });
+              return { value: "set" };
+            } catch (e) {
+              return { code: e?.code, message: e?.message };
+            }
+          })(),
         };
       });
       for (const [name, r] of Object.entries(results)) {
