@@ -213,8 +213,18 @@ impl Scheduler {
         if work || self.connectivity.get() != NetworkStatus::Online {
             let _ = self.forward(false).await;
         } else {
-            // Another tab or a service worker may have forwarded (or stored) payments of
-            // this database: the status is read again, and emitted if it changed.
+            // Idle and online as last seen: `/v1/health` again, so that an outage shows in
+            // `onNetworkStatusChange` within a tick, not at the next payment. Another tab or
+            // a service worker may have forwarded (or stored) payments of this database: the
+            // status is read again, and emitted if it changed.
+            let reachable = self.backend.health().await.is_ok();
+            if !self.stopped.get() {
+                self.connectivity.set(if reachable {
+                    NetworkStatus::Online
+                } else {
+                    NetworkStatus::Offline
+                });
+            }
             self.status.publish().await;
         }
     }

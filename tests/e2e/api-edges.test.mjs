@@ -8,7 +8,7 @@
 
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startSim, launchBrowser, withDiagnostics, eventually } from "./helpers.mjs";
+import { startSim, launchBrowser, withDiagnostics, eventually, setPosLink } from "./helpers.mjs";
 
 /** A page of the pos-sim origin (not the demo) with the SDK loaded and a terminal factory. */
 async function sdkPage(context, sim) {
@@ -207,6 +207,32 @@ describe("the API from plain JS", { timeout: 3 * 60_000 }, () => {
       const ours = approved.filter((p) => p.amount === 4321);
       assert.equal(ours.length, 1, JSON.stringify(approved));
       assert.equal(ours[0].requests, 1, JSON.stringify(ours));
+      await page.close();
+    });
+  });
+
+  test("an idle terminal notices the backend going away and coming back, within a timer tick", async () => {
+    await withDiagnostics("idle network", { browser, sim }, async () => {
+      const page = await sdkPage(browser.context, sim);
+      await page.evaluate(async () => {
+        window.network = [];
+        window.t = await create({
+          databaseName: "api-edges-idle",
+          forwardIntervalMs: 500,
+          onNetworkStatusChange: (s) => window.network.push(s),
+        });
+      });
+      const last = () => page.evaluate(() => window.network.at(-1));
+      await eventually(async () => (await last()) === "online", "online at start", 10_000);
+      try {
+        await setPosLink(sim, true);
+        // No payment is tried: the timer's health check alone must see it.
+        await eventually(async () => (await last()) === "offline", "offline while idle", 10_000);
+      } finally {
+        await setPosLink(sim, false);
+      }
+      await eventually(async () => (await last()) === "online", "online again", 10_000);
+      await page.evaluate(() => t.close());
       await page.close();
     });
   });
