@@ -6,6 +6,7 @@
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 
+use futures_channel::oneshot;
 use gloo_timers::callback::Interval;
 use wasm_bindgen_futures::spawn_local;
 
@@ -56,6 +57,10 @@ pub struct Scheduler {
     pruning: Every,
     /// Set by `stop()`: a run still going meets a closing database, which is no news.
     stopped: Cell<bool>,
+    /// What every run of this terminal settled so far (`remaining` unused).
+    tally: Cell<ForwardReport>,
+    /// `forward_all` calls waiting for this terminal's runs to end.
+    idle_waiters: RefCell<Vec<oneshot::Sender<()>>>,
 }
 
 /// One forwarding run under the Web Lock, with one token refresh if the backend refused it.
@@ -147,6 +152,8 @@ impl Scheduler {
             listeners: RefCell::new(None),
             pruning: Every::new(PRUNE_EVERY_MS),
             stopped: Cell::new(false),
+            tally: Cell::new(ForwardReport::default()),
+            idle_waiters: RefCell::new(Vec::new()),
         }
     }
 
@@ -234,8 +241,41 @@ impl Scheduler {
     pub async fn forward(&self, force: bool) -> Result<ForwardReport, PosError> {
         self.status.set_forwarding(true).await;
         let result = self.forward_inner(force).await;
+        if let Ok(report) = &result {
+            let mut tally = self.tally.get();
+            tally.add(*report);
+            self.tally.set(tally);
+        }
         self.status.set_forwarding(false).await;
+        if !self.status.is_forwarding() {
+            for waiter in self.idle_waiters.borrow_mut().drain(..) {
+                let _ = waiter.send(());
+            }
+        }
         result
+    }
+
+    /// `forwardStoredPayments()`: a run now, reported with every payment the runs of this
+    /// terminal settled from the call until none is left running. A run already going when
+    /// it was called (the one at start-up, or the timer's) may have taken the payments this
+    /// run would have found: its outcomes are this call's too, so the report adds up.
+    pub async fn forward_all(&self) -> Result<ForwardReport, PosError> {
+        let before = self.tally.get();
+        let own = self.forward(true).await?;
+        let mut remaining = own.remaining;
+        if self.status.is_forwarding() {
+            let (tx, rx) = oneshot::channel();
+            self.idle_waiters.borrow_mut().push(tx);
+            let _ = rx.await;
+            remaining = self.status.outstanding().await?.count;
+        }
+        let after = self.tally.get();
+        Ok(ForwardReport {
+            forwarded: after.forwarded.saturating_sub(before.forwarded),
+            declined: after.declined.saturating_sub(before.declined),
+            failed: after.failed.saturating_sub(before.failed),
+            remaining,
+        })
     }
 
     async fn forward_inner(&self, force: bool) -> Result<ForwardReport, PosError> {

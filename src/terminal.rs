@@ -271,7 +271,7 @@ impl Terminal {
     /// Forwards every stored payment now, ignoring backoff.
     pub async fn forward_stored_payments(&self) -> Result<ForwardReport, PosError> {
         self.check_open()?;
-        self.scheduler.forward(true).await
+        self.scheduler.forward_all().await
     }
 
     /// Support's way out of `failed`: the payment goes back to `pending` under the same id

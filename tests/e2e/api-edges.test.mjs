@@ -211,6 +211,42 @@ describe("the API from plain JS", { timeout: 3 * 60_000 }, () => {
     });
   });
 
+  test("forwardStoredPayments while another run is going: each report counts every payment", async () => {
+    await withDiagnostics("forward report", { browser, sim }, async () => {
+      const page = await sdkPage(browser.context, sim);
+      await page.evaluate(async () => {
+        window.t = await create({ databaseName: "api-edges-report", forwardIntervalMs: 600_000 });
+        while ((await t.offlineStatus()).forwarding) await new Promise((r) => setTimeout(r, 50));
+        await connectSimulated(t);
+        t.setSimulatorConfiguration({ tapDelayMs: 10 });
+        for (const amount of [7000, 7005]) {
+          const status = await storeOffline(t, amount);
+          if (status !== "stored_offline") throw new Error(`stored: ${status}`);
+        }
+      });
+      // Each payment answer takes 300 ms. Two calls at once (a button pressed while the
+      // timer's run goes): one run sends both payments, the other finds nothing left, and
+      // both calls report what the runs settled, not only their own run's part.
+      await setPosLink(sim, false, 300);
+      try {
+        const out = await page.evaluate(async () => {
+          const reports = await Promise.all([t.forwardStoredPayments(), t.forwardStoredPayments()]);
+          const left = (await t.offlineStatus()).pendingCount;
+          await t.close();
+          return { reports, left };
+        });
+        // 7005 ends in 05: declined by pos-sim's test rules.
+        for (const report of out.reports) {
+          assert.deepEqual(report, { forwarded: 1, declined: 1, failed: 0, remaining: 0 }, JSON.stringify(out));
+        }
+        assert.equal(out.left, 0);
+      } finally {
+        await setPosLink(sim, false, 0);
+      }
+      await page.close();
+    });
+  });
+
   test("an idle terminal notices the backend going away and coming back, within a timer tick", async () => {
     await withDiagnostics("idle network", { browser, sim }, async () => {
       const page = await sdkPage(browser.context, sim);
