@@ -214,7 +214,12 @@ impl Terminal {
         let behavior = req.offline_behavior.unwrap_or_default();
         self.checkout.check_headroom(behavior).await?;
         let id = new_payment_id()?;
-        let read = self.reader.collect(&id, amount, &currency).await?;
+        let read = self.reader.collect(&id, amount, &currency).await;
+        // `close()` while the card was awaited disconnected the reader: that is the cause.
+        if self.closed.get() {
+            return Err(PosError::TerminalClosed);
+        }
+        let read = read?;
         let collected = Collected {
             id,
             amount,

@@ -159,13 +159,19 @@ describe("the API from plain JS", { timeout: 3 * 60_000 }, () => {
     });
   });
 
-  test("after close(), offlineStatus, listStoredPayments and setSimulatorConfiguration give terminal_closed", async () => {
+  test("after close(), offlineStatus, listStoredPayments, setSimulatorConfiguration and a pending collect give terminal_closed", async () => {
     await withDiagnostics("closed", { browser, sim }, async () => {
       const page = await sdkPage(browser.context, sim);
       const results = await page.evaluate(async () => {
         const t = await create({ databaseName: "api-edges-closed" });
+        // A collect waiting for the card when close() is called.
+        await connectSimulated(t);
+        t.setSimulatorConfiguration({ tapDelayMs: 5_000 });
+        const collecting = outcome(() => t.collectPaymentMethod({ amount: 100, currency: "usd" }));
+        await new Promise((r) => setTimeout(r, 200));
         await t.close();
         return {
+          collecting: await collecting,
           status: await outcome(() => t.offlineStatus()),
           list: await outcome(() => t.listStoredPayments()),
           forward: await outcome(() => t.forwardStoredPayments()),

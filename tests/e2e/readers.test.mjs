@@ -1,5 +1,5 @@
-// Readers in the demo page: a reader another tab holds is listed "in use" and refuses a
-// plain connect with reader_busy; the "simulate USB" switch gives a fake WebUSB reader
+// Readers in the demo page: a reader another tab holds is listed "in use", and the connect
+// button offers to take it over (the other tab is told); the "simulate USB" switch gives a fake WebUSB reader
 // (www/fake-usb.js, bridged to pos-sim) that the picker connects and pays with, and that
 // comes back by itself after its reader dies; the in-page
 // simulated reader takes a payment with no pos-sim reader.
@@ -33,23 +33,31 @@ describe("reader picker: in use, USB, simulated", { timeout: 3 * 60_000 }, () =>
     await sim?.stop();
   });
 
-  test("a second tab sees the reader in use and cannot connect without taking it over", async () => {
+  test("a second tab sees the reader in use, and takes it over only when asked", async () => {
     await withDiagnostics("reader in use", { browser, sim }, async () => {
       const option = second.locator(`#reader-select option[value="${READER}"]`);
       await option.waitFor({ state: "attached" });
       assert.match(await option.innerText(), /in use/);
       await second.selectOption("#reader-select", READER);
-      await second.click("#connect-btn");
-      await eventually(async () => /reader_busy/.test(await second.locator("#reader-detail").innerText()), "reader_busy shown");
+      // The button says what a click does; nothing is taken before it.
+      assert.equal((await second.locator("#connect-btn").innerText()).trim(), "Take over");
       assert.equal(await first.locator("#reader-status").getAttribute("data-status"), "connected");
+      await second.click("#connect-btn");
+      await second.locator('#reader-status[data-status="connected"]').waitFor();
+      await first.locator('#reader-status[data-status="not_connected"]').waitFor();
+      await eventually(
+        async () => /reader_taken_over|another POS/i.test(await first.locator("#reader-detail").innerText()),
+        "the first tab is told its reader was taken over",
+      );
     });
   });
 
   test("simulate USB: the fake USB reader is picked, connected and takes a payment", async () => {
     await withDiagnostics("usb reader", { browser, sim }, async () => {
-      // The fake USB reader is bridged to the same pos-sim reader: free it first.
-      await first.click("#connect-btn");
-      await first.locator('#reader-status[data-status="not_connected"]').waitFor();
+      // The fake USB reader is bridged to the same pos-sim reader: free it first (the second
+      // tab took it over).
+      await second.click("#connect-btn");
+      await second.locator('#reader-status[data-status="not_connected"]').waitFor();
       await eventually(async () => (await simGet(sim, `/_sim/readers/${READER}`)).connected === false, "reader released");
 
       await second.check("#simulate-usb");
