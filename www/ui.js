@@ -938,11 +938,14 @@ async function start() {
   updateControls();
 
   const simConfig = await loadSimConfig();
-  // With no network the page comes from the service worker's cache and pos-sim's config
-  // endpoint is unreachable: use the configuration of the last start.
-  const saved = simConfig || configFromUrl() ? null : savedConfig();
-  const config = simConfig ?? configFromUrl() ?? saved;
+  const urlConfig = configFromUrl();
+  // A plain load (the installed app opens the manifest's start_url "./", with no query) and a
+  // load with no network (pos-sim's config endpoint unreachable, the page from the service
+  // worker's cache): use the configuration of the last start, whichever way it came.
+  const saved = simConfig || urlConfig ? null : savedConfig();
+  const config = simConfig ?? urlConfig ?? saved;
   if (simConfig) localStorage.setItem(SAVED_CONFIG_KEY, JSON.stringify({ ...simConfig, simulator: true }));
+  else if (urlConfig) localStorage.setItem(SAVED_CONFIG_KEY, JSON.stringify(urlConfig));
   if (!config) {
     showConfigError(
       "<strong>No payment backend configured.</strong> Open this page from <code>pos-sim</code> " +
