@@ -268,6 +268,14 @@ export class Pos {
     return (await this.#require().discoverReaders(config)) || [];
   }
 
+  /**
+   * What the SDK's in-page simulated reader (`{ method: "simulated" }`) presents from now on:
+   * `{ testCardNumber, entryMode, … }` (SimulatorConfiguration). Simulator only.
+   */
+  setSimulatorConfiguration(config) {
+    this.#require().setSimulatorConfiguration(config);
+  }
+
   /** `options.takeOver`: take a reader another POS holds (`status: "in_use"`, `reader_busy`). */
   async connect(reader, options = {}) {
     const connected = await this.#require().connectReader(reader, options);

@@ -970,7 +970,12 @@ async function start() {
   logEvent("Terminal.create", { backendUrl: config.backendUrl, readers: config.readerUrls.length, simulator: !!simConfig, savedConfig: !!saved, offlineStorage: knobs.offlineStorage });
 
   if (simConfig) {
-    sim = mountSimPanel({ readerId: () => pos.reader?.id || el.readerSelect.value });
+    const picked = () => pos.reader || state.readers.get(el.readerSelect.value) || null;
+    sim = mountSimPanel({
+      readerId: () => picked()?.id || "",
+      inPageReader: () => picked()?.method === "simulated",
+      setInPageCard: (testCardNumber, entryMode) => pos.setSimulatorConfiguration({ testCardNumber, entryMode }),
+    });
     await sim.sync();
   }
 
