@@ -37,10 +37,10 @@ async function simRequest(method, path, body) {
  * Shows the panel and wires its buttons. `readerId()` names the reader a test card goes to;
  * `inPageReader()` is true when that reader is the SDK's in-page simulated reader, which is
  * not one of pos-sim's: its test card goes to `setInPageCard(number, entryMode)` (the SDK's
- * setSimulatorConfiguration).
+ * setSimulatorConfiguration). `offlineStorage()` is the page's offline storage switch.
  * Returns { sync() } to re-read the network switch (other tools may flip it too).
  */
-export function mountSimPanel({ readerId, inPageReader = () => false, setInPageCard }) {
+export function mountSimPanel({ readerId, inPageReader = () => false, setInPageCard, offlineStorage = () => "sdk" }) {
   const byId = (id) => document.getElementById(id);
   const el = {
     panel: byId("sim-panel"),
@@ -141,13 +141,20 @@ export function mountSimPanel({ readerId, inPageReader = () => false, setInPageC
       const now = await simRequest("POST", `/_sim/readers/${encodeURIComponent(id)}/network`, { down });
       readerLinkDown = now?.link ? now.link === "offline" : down;
       renderReaderLink();
-      message(down ? `${id}'s own link cut: it stores payments (offline storage "reader").` : `${id}'s own link restored: it forwards what it stored.`);
+      message(down ? readerLinkCutText(id) : `${id}'s own link restored: it forwards what it stored.`);
     } catch (err) {
       message(`Could not change the reader's link — ${err.message}`, "error");
     } finally {
       el.readerLinkToggle.disabled = false;
     }
   });
+
+  /** What a cut reader link means under the page's offline storage switch. */
+  function readerLinkCutText(id) {
+    return offlineStorage() === "reader"
+      ? `${id}'s own link cut: payments go through this device's link; with that cut too, the reader stores them (offline storage "Reader").`
+      : `${id}'s own link cut: payments go through this device's link; with that cut too, this device stores them (offline storage "SDK").`;
+  }
 
   el.reboot.addEventListener("click", async () => {
     const id = posSimReader();

@@ -975,6 +975,7 @@ async function start() {
       readerId: () => picked()?.id || "",
       inPageReader: () => picked()?.method === "simulated",
       setInPageCard: (testCardNumber, entryMode) => pos.setSimulatorConfiguration({ testCardNumber, entryMode }),
+      offlineStorage: () => el.offlineStorage.value,
     });
     await sim.sync();
   }
