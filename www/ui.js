@@ -367,6 +367,9 @@ function renderStored(list) {
     }),
   );
   el.storedEmpty.hidden = rows.length > 0;
+  // The payment in the result card, settled by someone else (the service worker, another tab).
+  const shown = rows.find((p) => p.id === el.lastResult.dataset.paymentId);
+  if (shown) settleResultCard(shown);
   const waiting = rows.filter((p) => p.state === "pending" || p.state === "forwarding").length;
   el.pendingCount.textContent = String(waiting);
   el.pendingCount.closest(".count-badge")?.classList.toggle("is-active", waiting > 0);
@@ -665,6 +668,7 @@ function showPaymentResult(r) {
   };
   el.lastResult.dataset.code = "";
   el.lastResult.dataset.paymentId = r.id;
+  delete el.lastResult.dataset.forwarded;
   showResult(r.status, [
     h("div", { class: "result-head" },
       h("span", { class: "result-icon", "aria-hidden": "true", text: r.status.startsWith("stored_") ? "⇣" : "✓" }),
@@ -680,6 +684,46 @@ function showPaymentResult(r) {
         ? [h("dt", { text: "Stored" }), h("dd", { text: formatTime(r.offlineDetails.storedAt) })]
         : null),
   ]);
+}
+
+/**
+ * The result card of a stored payment once it is settled: forwarded, declined or failed
+ * (onPaymentForwarded, onForwardingFailure, or the stored list when the service worker or
+ * another tab sent it). `payment` is a StoredPayment; `failure` the ForwardingFailure, if any.
+ * The card keeps its data-status and data-seq; data-forwarded says the outcome.
+ */
+function settleResultCard(payment, failure = null) {
+  const card = el.lastResult;
+  if (!payment?.id || card.dataset.paymentId !== payment.id) return;
+  if (card.dataset.status !== "stored_offline" && card.dataset.status !== "stored_on_reader") return;
+  let outcome;
+  let title;
+  let text;
+  if (payment.state === "forwarded") {
+    outcome = "forwarded";
+    title = "Forwarded ✓";
+    text = `Sent to the payment backend${payment.paymentIntentId ? ` (${payment.paymentIntentId})` : ""}: the payment is complete.`;
+  } else if (payment.state === "declined") {
+    const decline = failure?.declineCode || payment.declineCode;
+    outcome = "declined";
+    title = "Declined when forwarded";
+    text = `The backend declined the card${decline ? ` (${decline})` : ""}: this payment was not collected.`;
+  } else if (payment.state === "failed" || payment.state === "quarantined") {
+    const err = failure ?? payment.lastError;
+    outcome = "failed";
+    title = "Forwarding failed";
+    text = `Not sent${err?.code ? ` — ${err.code}${err.message ? `: ${err.message}` : ""}` : ""}. See Offline payments.`;
+  } else {
+    return; // still waiting: the card's "sent automatically" stands
+  }
+  if (card.dataset.forwarded === outcome) return;
+  card.dataset.forwarded = outcome;
+  const titleEl = card.querySelector(".result-title");
+  if (titleEl) titleEl.textContent = title;
+  const icon = card.querySelector(".result-icon");
+  if (icon) icon.textContent = outcome === "forwarded" ? "✓" : "!";
+  const sub = card.querySelector(".result-sub");
+  if (sub) sub.textContent = text;
 }
 
 const FRIENDLY_ERROR = {
@@ -701,6 +745,7 @@ function showError(err, context) {
   const e = errorInfo(err);
   el.lastResult.dataset.code = e.code;
   delete el.lastResult.dataset.paymentId;
+  delete el.lastResult.dataset.forwarded;
   showResult("error", [
     h("div", { class: "result-head" },
       h("span", { class: "result-icon", "aria-hidden": "true", text: "!" }),
@@ -887,10 +932,13 @@ const handlers = {
   },
   onPaymentForwarded(payment) {
     logEvent("onPaymentForwarded", payment);
+    settleResultCard(plain(payment));
     refreshStored();
   },
   onForwardingFailure(failure) {
     logEvent("onForwardingFailure", failure, "error");
+    const f = plain(failure);
+    settleResultCard(f?.payment, f);
     refreshStored();
   },
   onUnexpectedReaderDisconnect(error) {
