@@ -80,6 +80,7 @@ const state = {
   resultSeq: 0,
   lastStatus: null,
   heldCode: null, // the error code a payment is held for retry after
+  retryUseless: false, // the held payment would only be refused again (Force offline, over the per-payment limit)
   serviceWorker: { state: "checking", controlled: false, backgroundSync: false },
   workerForwarding: false, // the service worker is running a forwarding pass
   progressTotal: 0, // payments waiting when the current forwarding began (the N of "x of N")
@@ -502,7 +503,7 @@ function updateControls() {
 
   const held = pos?.held;
   el.retryBox.hidden = !held;
-  el.retryBtn.disabled = !held || !idle || !terminal;
+  el.retryBtn.disabled = !held || !idle || !terminal || state.retryUseless;
   el.discardBtn.disabled = !held || !idle;
 }
 
@@ -741,6 +742,24 @@ const FRIENDLY_ERROR = {
   storage_failed: "Could not store the payment on this device",
 };
 
+const OFFLINE_TRANSACTION_LIMIT = /^(\d+) ([a-z]{3}) exceeds the offline transaction limit of (\d+)$/;
+const OFFLINE_STORED_LIMIT = /^storing (\d+) ([a-z]{3}) would bring the offline total to (\d+) \(limit (\d+)\)$/;
+
+/**
+ * The SDK's offline_limit_exceeded message with its amounts (minor units) as money, or the
+ * message as is when it is not one of these two (the event log keeps the SDK's own text).
+ */
+function offlineLimitText(message) {
+  let m = OFFLINE_TRANSACTION_LIMIT.exec(message);
+  if (m) return `${formatMoney(m[1], m[2])} is above the offline limit per payment (${formatMoney(m[3], m[2])}).`;
+  m = OFFLINE_STORED_LIMIT.exec(message);
+  if (m) {
+    return `Storing ${formatMoney(m[1], m[2])} would bring the payments stored offline to ${formatMoney(m[3], m[2])}, ` +
+      `above the limit of ${formatMoney(m[4], m[2])}.`;
+  }
+  return message;
+}
+
 function showError(err, context) {
   const e = errorInfo(err);
   el.lastResult.dataset.code = e.code;
@@ -750,8 +769,9 @@ function showError(err, context) {
     h("div", { class: "result-head" },
       h("span", { class: "result-icon", "aria-hidden": "true", text: "!" }),
       h("strong", { class: "result-title", text: FRIENDLY_ERROR[e.code] || (context ? `${context} failed` : "Error") })),
-    h("p", { class: "result-error" },
-      h("code", { class: "result-code", text: errorLabel(err) }), ": ", e.message),
+    h("p", { class: "result-error", title: e.code === "offline_limit_exceeded" ? e.message : null },
+      h("code", { class: "result-code", text: errorLabel(err) }), ": ",
+      e.code === "offline_limit_exceeded" ? offlineLimitText(e.message) : e.message),
   ]);
 }
 
@@ -759,14 +779,26 @@ function showError(err, context) {
 function renderRetry(err) {
   const held = pos?.held;
   state.heldCode = held ? errorInfo(err).code : null;
+  state.retryUseless = false;
   if (held) {
     el.retryBox.dataset.paymentId = held.id;
     el.retryBox.dataset.code = state.heldCode;
+    // A retry keeps the payment's offline behaviour: "Force offline" stores again, so over an
+    // offline limit it is refused again (for good when the payment alone is over the limit).
+    const forcedOverLimit = state.heldCode === "offline_limit_exceeded" && held.offlineBehavior === "force_offline";
+    const overPerPayment = forcedOverLimit && OFFLINE_TRANSACTION_LIMIT.test(errorInfo(err).message);
+    state.retryUseless = overPerPayment;
     el.retryText.textContent = state.heldCode === "payment_outcome_unknown"
       ? `The backend may already have this payment. Retry sends the same payment (${held.id}) again; ` +
         "the backend recognises its id, so the card is charged at most once. Do not ask for another card: " +
         "Charge is locked until you retry or dismiss this payment."
-      : `Retry processes the same payment (${held.id}, ${cardText(held.card)}) again, without a new tap.`;
+      : overPerPayment
+        ? "Retry cannot help: this payment was taken with “Force offline” and is above the offline limit per payment, " +
+          "so it would be refused again. Dismiss it and charge again with “Prefer online” or “Require online”."
+        : forcedOverLimit
+          ? `Retry processes the same payment (${held.id}, ${cardText(held.card)}) again, still with “Force offline”: ` +
+            "it is refused again until the payments stored offline are forwarded (Forward now, with the backend reachable)."
+          : `Retry processes the same payment (${held.id}, ${cardText(held.card)}) again, without a new tap.`;
   } else {
     delete el.retryBox.dataset.paymentId;
     delete el.retryBox.dataset.code;
