@@ -239,7 +239,12 @@ export class Pos {
         h.onUnexpectedReaderDisconnect?.(e);
       }),
       onConnectionStatusChange: current((s) => {
-        if (s === "not_connected") this.#reader = null;
+        // "not_connected" comes before onUnexpectedReaderDisconnect: remember the reader here,
+        // so it is known again when the SDK reconnects by itself (disconnect() forgets it).
+        if (s === "not_connected") {
+          this.#lost = this.#reader ?? this.#lost;
+          this.#reader = null;
+        }
         if (s === "connected" && !this.#reader) this.#reader = this.#lost;
         h.onConnectionStatusChange?.(s);
       }),
@@ -268,8 +273,17 @@ export class Pos {
     return (await this.#require().discoverReaders(config)) || [];
   }
 
+  /**
+   * What the SDK's in-page simulated reader (`{ method: "simulated" }`) presents from now on:
+   * `{ testCardNumber, entryMode, … }` (SimulatorConfiguration). Simulator only.
+   */
+  setSimulatorConfiguration(config) {
+    this.#require().setSimulatorConfiguration(config);
+  }
+
   /** `options.takeOver`: take a reader another POS holds (`status: "in_use"`, `reader_busy`). */
   async connect(reader, options = {}) {
+    this.#lost = null; // a reader lost before is not the one being connected
     const connected = await this.#require().connectReader(reader, options);
     this.#reader = connected || reader;
     return this.#reader;

@@ -34,10 +34,13 @@ async function simRequest(method, path, body) {
 }
 
 /**
- * Shows the panel and wires its buttons. `readerId()` names the reader a test card goes to.
+ * Shows the panel and wires its buttons. `readerId()` names the reader a test card goes to;
+ * `inPageReader()` is true when that reader is the SDK's in-page simulated reader, which is
+ * not one of pos-sim's: its test card goes to `setInPageCard(number, entryMode)` (the SDK's
+ * setSimulatorConfiguration). `offlineStorage()` is the page's offline storage switch.
  * Returns { sync() } to re-read the network switch (other tools may flip it too).
  */
-export function mountSimPanel({ readerId }) {
+export function mountSimPanel({ readerId, inPageReader = () => false, setInPageCard, offlineStorage = () => "sdk" }) {
   const byId = (id) => document.getElementById(id);
   const el = {
     panel: byId("sim-panel"),
@@ -60,7 +63,9 @@ export function mountSimPanel({ readerId }) {
     el.readerLinkToggle.textContent = readerLinkDown ? "Restore reader link" : "Cut reader link";
     el.readerLinkLabel.textContent =
       readerLinkDown === null
-        ? "Reader's own link: pick a reader to see it"
+        ? inPageReader()
+          ? "Reader's own link: none (the in-page simulated reader)"
+          : "Reader's own link: pick a reader to see it"
         : readerLinkDown
           ? "Reader's own link: cut"
           : "Reader's own link: reachable";
@@ -88,6 +93,12 @@ export function mountSimPanel({ readerId }) {
     const label = el.card.selectedOptions[0]?.textContent || "";
     try {
       const entry = el.entry.value;
+      if (inPageReader()) {
+        // The SDK's own simulated reader keeps this card for every later tap.
+        setInPageCard(el.card.value, entry);
+        message(`The in-page simulated reader presents ${label.split(" — ")[0]} (${entry}) on every tap from now on.`);
+        return;
+      }
       await simRequest("POST", `/_sim/readers/${encodeURIComponent(id)}/card`, { number: el.card.value, entry });
       message(`${id} will present ${label.split(" — ")[0]} (${entry}) on the next tap.`);
     } catch (err) {
@@ -112,19 +123,25 @@ export function mountSimPanel({ readerId }) {
     }
   });
 
-  el.readerLinkToggle.addEventListener("click", async () => {
+  /** The link and reboot buttons drive pos-sim's readers only. */
+  function posSimReader() {
     const id = readerId();
-    if (!id) {
-      message("Pick a reader first.", "error");
-      return;
-    }
+    if (!id) message("Pick a reader first.", "error");
+    else if (inPageReader()) message("The in-page simulated reader has no link of its own and cannot be rebooted: pick one of pos-sim's readers.", "error");
+    else return id;
+    return null;
+  }
+
+  el.readerLinkToggle.addEventListener("click", async () => {
+    const id = posSimReader();
+    if (!id) return;
     el.readerLinkToggle.disabled = true;
     const down = !readerLinkDown;
     try {
       const now = await simRequest("POST", `/_sim/readers/${encodeURIComponent(id)}/network`, { down });
       readerLinkDown = now?.link ? now.link === "offline" : down;
       renderReaderLink();
-      message(down ? `${id}'s own link cut: it stores payments (offline storage "reader").` : `${id}'s own link restored: it forwards what it stored.`);
+      message(down ? readerLinkCutText(id) : `${id}'s own link restored: it forwards what it stored.`);
     } catch (err) {
       message(`Could not change the reader's link — ${err.message}`, "error");
     } finally {
@@ -132,12 +149,16 @@ export function mountSimPanel({ readerId }) {
     }
   });
 
+  /** What a cut reader link means under the page's offline storage switch. */
+  function readerLinkCutText(id) {
+    return offlineStorage() === "reader"
+      ? `${id}'s own link cut: payments go through this device's link; with that cut too, the reader stores them (offline storage "Reader").`
+      : `${id}'s own link cut: payments go through this device's link; with that cut too, this device stores them (offline storage "SDK").`;
+  }
+
   el.reboot.addEventListener("click", async () => {
-    const id = readerId();
-    if (!id) {
-      message("Pick a reader first.", "error");
-      return;
-    }
+    const id = posSimReader();
+    if (!id) return;
     el.reboot.disabled = true;
     try {
       await simRequest("POST", `/_sim/readers/${encodeURIComponent(id)}/reboot`);
@@ -151,7 +172,7 @@ export function mountSimPanel({ readerId }) {
 
   async function syncReader() {
     const id = readerId();
-    if (!id) {
+    if (!id || inPageReader()) {
       readerLinkDown = null;
       if (!el.readerLinkToggle.disabled) renderReaderLink();
       return;

@@ -80,6 +80,7 @@ const state = {
   resultSeq: 0,
   lastStatus: null,
   heldCode: null, // the error code a payment is held for retry after
+  retryUseless: false, // the held payment would only be refused again (Force offline, over the per-payment limit)
   serviceWorker: { state: "checking", controlled: false, backgroundSync: false },
   workerForwarding: false, // the service worker is running a forwarding pass
   progressTotal: 0, // payments waiting when the current forwarding began (the N of "x of N")
@@ -367,6 +368,9 @@ function renderStored(list) {
     }),
   );
   el.storedEmpty.hidden = rows.length > 0;
+  // The payment in the result card, settled by someone else (the service worker, another tab).
+  const shown = rows.find((p) => p.id === el.lastResult.dataset.paymentId);
+  if (shown) settleResultCard(shown);
   const waiting = rows.filter((p) => p.state === "pending" || p.state === "forwarding").length;
   el.pendingCount.textContent = String(waiting);
   el.pendingCount.closest(".count-badge")?.classList.toggle("is-active", waiting > 0);
@@ -499,7 +503,7 @@ function updateControls() {
 
   const held = pos?.held;
   el.retryBox.hidden = !held;
-  el.retryBtn.disabled = !held || !idle || !terminal;
+  el.retryBtn.disabled = !held || !idle || !terminal || state.retryUseless;
   el.discardBtn.disabled = !held || !idle;
 }
 
@@ -665,6 +669,7 @@ function showPaymentResult(r) {
   };
   el.lastResult.dataset.code = "";
   el.lastResult.dataset.paymentId = r.id;
+  delete el.lastResult.dataset.forwarded;
   showResult(r.status, [
     h("div", { class: "result-head" },
       h("span", { class: "result-icon", "aria-hidden": "true", text: r.status.startsWith("stored_") ? "⇣" : "✓" }),
@@ -682,6 +687,46 @@ function showPaymentResult(r) {
   ]);
 }
 
+/**
+ * The result card of a stored payment once it is settled: forwarded, declined or failed
+ * (onPaymentForwarded, onForwardingFailure, or the stored list when the service worker or
+ * another tab sent it). `payment` is a StoredPayment; `failure` the ForwardingFailure, if any.
+ * The card keeps its data-status and data-seq; data-forwarded says the outcome.
+ */
+function settleResultCard(payment, failure = null) {
+  const card = el.lastResult;
+  if (!payment?.id || card.dataset.paymentId !== payment.id) return;
+  if (card.dataset.status !== "stored_offline" && card.dataset.status !== "stored_on_reader") return;
+  let outcome;
+  let title;
+  let text;
+  if (payment.state === "forwarded") {
+    outcome = "forwarded";
+    title = "Forwarded ✓";
+    text = `Sent to the payment backend${payment.paymentIntentId ? ` (${payment.paymentIntentId})` : ""}: the payment is complete.`;
+  } else if (payment.state === "declined") {
+    const decline = failure?.declineCode || payment.declineCode;
+    outcome = "declined";
+    title = "Declined when forwarded";
+    text = `The backend declined the card${decline ? ` (${decline})` : ""}: this payment was not collected.`;
+  } else if (payment.state === "failed" || payment.state === "quarantined") {
+    const err = failure ?? payment.lastError;
+    outcome = "failed";
+    title = "Forwarding failed";
+    text = `Not sent${err?.code ? ` — ${err.code}${err.message ? `: ${err.message}` : ""}` : ""}. See Offline payments.`;
+  } else {
+    return; // still waiting: the card's "sent automatically" stands
+  }
+  if (card.dataset.forwarded === outcome) return;
+  card.dataset.forwarded = outcome;
+  const titleEl = card.querySelector(".result-title");
+  if (titleEl) titleEl.textContent = title;
+  const icon = card.querySelector(".result-icon");
+  if (icon) icon.textContent = outcome === "forwarded" ? "✓" : "!";
+  const sub = card.querySelector(".result-sub");
+  if (sub) sub.textContent = text;
+}
+
 const FRIENDLY_ERROR = {
   card_declined: "Card declined",
   collect_canceled: "Payment canceled",
@@ -697,16 +742,36 @@ const FRIENDLY_ERROR = {
   storage_failed: "Could not store the payment on this device",
 };
 
+const OFFLINE_TRANSACTION_LIMIT = /^(\d+) ([a-z]{3}) exceeds the offline transaction limit of (\d+)$/;
+const OFFLINE_STORED_LIMIT = /^storing (\d+) ([a-z]{3}) would bring the offline total to (\d+) \(limit (\d+)\)$/;
+
+/**
+ * The SDK's offline_limit_exceeded message with its amounts (minor units) as money, or the
+ * message as is when it is not one of these two (the event log keeps the SDK's own text).
+ */
+function offlineLimitText(message) {
+  let m = OFFLINE_TRANSACTION_LIMIT.exec(message);
+  if (m) return `${formatMoney(m[1], m[2])} is above the offline limit per payment (${formatMoney(m[3], m[2])}).`;
+  m = OFFLINE_STORED_LIMIT.exec(message);
+  if (m) {
+    return `Storing ${formatMoney(m[1], m[2])} would bring the payments stored offline to ${formatMoney(m[3], m[2])}, ` +
+      `above the limit of ${formatMoney(m[4], m[2])}.`;
+  }
+  return message;
+}
+
 function showError(err, context) {
   const e = errorInfo(err);
   el.lastResult.dataset.code = e.code;
   delete el.lastResult.dataset.paymentId;
+  delete el.lastResult.dataset.forwarded;
   showResult("error", [
     h("div", { class: "result-head" },
       h("span", { class: "result-icon", "aria-hidden": "true", text: "!" }),
       h("strong", { class: "result-title", text: FRIENDLY_ERROR[e.code] || (context ? `${context} failed` : "Error") })),
-    h("p", { class: "result-error" },
-      h("code", { class: "result-code", text: errorLabel(err) }), ": ", e.message),
+    h("p", { class: "result-error", title: e.code === "offline_limit_exceeded" ? e.message : null },
+      h("code", { class: "result-code", text: errorLabel(err) }), ": ",
+      e.code === "offline_limit_exceeded" ? offlineLimitText(e.message) : e.message),
   ]);
 }
 
@@ -714,14 +779,26 @@ function showError(err, context) {
 function renderRetry(err) {
   const held = pos?.held;
   state.heldCode = held ? errorInfo(err).code : null;
+  state.retryUseless = false;
   if (held) {
     el.retryBox.dataset.paymentId = held.id;
     el.retryBox.dataset.code = state.heldCode;
+    // A retry keeps the payment's offline behaviour: "Force offline" stores again, so over an
+    // offline limit it is refused again (for good when the payment alone is over the limit).
+    const forcedOverLimit = state.heldCode === "offline_limit_exceeded" && held.offlineBehavior === "force_offline";
+    const overPerPayment = forcedOverLimit && OFFLINE_TRANSACTION_LIMIT.test(errorInfo(err).message);
+    state.retryUseless = overPerPayment;
     el.retryText.textContent = state.heldCode === "payment_outcome_unknown"
       ? `The backend may already have this payment. Retry sends the same payment (${held.id}) again; ` +
         "the backend recognises its id, so the card is charged at most once. Do not ask for another card: " +
         "Charge is locked until you retry or dismiss this payment."
-      : `Retry processes the same payment (${held.id}, ${cardText(held.card)}) again, without a new tap.`;
+      : overPerPayment
+        ? "Retry cannot help: this payment was taken with “Force offline” and is above the offline limit per payment, " +
+          "so it would be refused again. Dismiss it and charge again with “Prefer online” or “Require online”."
+        : forcedOverLimit
+          ? `Retry processes the same payment (${held.id}, ${cardText(held.card)}) again, still with “Force offline”: ` +
+            "it is refused again until the payments stored offline are forwarded (Forward now, with the backend reachable)."
+          : `Retry processes the same payment (${held.id}, ${cardText(held.card)}) again, without a new tap.`;
   } else {
     delete el.retryBox.dataset.paymentId;
     delete el.retryBox.dataset.code;
@@ -887,10 +964,13 @@ const handlers = {
   },
   onPaymentForwarded(payment) {
     logEvent("onPaymentForwarded", payment);
+    settleResultCard(plain(payment));
     refreshStored();
   },
   onForwardingFailure(failure) {
     logEvent("onForwardingFailure", failure, "error");
+    const f = plain(failure);
+    settleResultCard(f?.payment, f);
     refreshStored();
   },
   onUnexpectedReaderDisconnect(error) {
@@ -938,11 +1018,14 @@ async function start() {
   updateControls();
 
   const simConfig = await loadSimConfig();
-  // With no network the page comes from the service worker's cache and pos-sim's config
-  // endpoint is unreachable: use the configuration of the last start.
-  const saved = simConfig || configFromUrl() ? null : savedConfig();
-  const config = simConfig ?? configFromUrl() ?? saved;
+  const urlConfig = configFromUrl();
+  // A plain load (the installed app opens the manifest's start_url "./", with no query) and a
+  // load with no network (pos-sim's config endpoint unreachable, the page from the service
+  // worker's cache): use the configuration of the last start, whichever way it came.
+  const saved = simConfig || urlConfig ? null : savedConfig();
+  const config = simConfig ?? urlConfig ?? saved;
   if (simConfig) localStorage.setItem(SAVED_CONFIG_KEY, JSON.stringify({ ...simConfig, simulator: true }));
+  else if (urlConfig) localStorage.setItem(SAVED_CONFIG_KEY, JSON.stringify(urlConfig));
   if (!config) {
     showConfigError(
       "<strong>No payment backend configured.</strong> Open this page from <code>pos-sim</code> " +
@@ -967,7 +1050,13 @@ async function start() {
   logEvent("Terminal.create", { backendUrl: config.backendUrl, readers: config.readerUrls.length, simulator: !!simConfig, savedConfig: !!saved, offlineStorage: knobs.offlineStorage });
 
   if (simConfig) {
-    sim = mountSimPanel({ readerId: () => pos.reader?.id || el.readerSelect.value });
+    const picked = () => pos.reader || state.readers.get(el.readerSelect.value) || null;
+    sim = mountSimPanel({
+      readerId: () => picked()?.id || "",
+      inPageReader: () => picked()?.method === "simulated",
+      setInPageCard: (testCardNumber, entryMode) => pos.setSimulatorConfiguration({ testCardNumber, entryMode }),
+      offlineStorage: () => el.offlineStorage.value,
+    });
     await sim.sync();
   }
 
