@@ -14,6 +14,8 @@ pub const QUICK_PROBE_MS: u32 = 1_500;
 
 pub struct Connectivity {
     status: Cell<NetworkStatus>,
+    /// Bumped at every `set`: a probe's answer counts only if nothing newer was seen.
+    seen: Cell<u64>,
     events: Rc<dyn Events>,
 }
 
@@ -21,6 +23,7 @@ impl Connectivity {
     pub fn new(events: Rc<dyn Events>) -> Self {
         Self {
             status: Cell::new(NetworkStatus::Unknown),
+            seen: Cell::new(0),
             events,
         }
     }
@@ -30,8 +33,22 @@ impl Connectivity {
     }
 
     pub fn set(&self, status: NetworkStatus) {
+        self.seen.set(self.seen.get().wrapping_add(1));
         if self.status.replace(status) != status {
             self.events.network_status(status);
+        }
+    }
+
+    /// What has been seen so far, for `set_unless_newer`.
+    pub fn seen(&self) -> u64 {
+        self.seen.get()
+    }
+
+    /// `set`, unless something was seen since `seen()` answered `since` (a probe started
+    /// before a newer request's outcome must not undo it).
+    pub fn set_unless_newer(&self, since: u64, status: NetworkStatus) {
+        if self.seen.get() == since {
+            self.set(status);
         }
     }
 

@@ -204,6 +204,58 @@ impl Settings {
 mod tests {
     use super::*;
 
+    /// The field names serde's derive gives `deserialize_struct` (a deserializer that only
+    /// records them).
+    fn struct_fields<T: serde::de::DeserializeOwned>() -> Vec<&'static str> {
+        struct Fields(std::cell::RefCell<Vec<&'static str>>);
+        impl<'de> serde::Deserializer<'de> for &Fields {
+            type Error = serde::de::value::Error;
+            fn deserialize_any<V: serde::de::Visitor<'de>>(
+                self,
+                _: V,
+            ) -> Result<V::Value, Self::Error> {
+                Err(serde::de::Error::custom("fields only"))
+            }
+            fn deserialize_struct<V: serde::de::Visitor<'de>>(
+                self,
+                _: &'static str,
+                fields: &'static [&'static str],
+                _: V,
+            ) -> Result<V::Value, Self::Error> {
+                self.0.borrow_mut().extend_from_slice(fields);
+                Err(serde::de::Error::custom("fields only"))
+            }
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 u8 u16 u32 u64 f32 f64 char str string bytes byte_buf
+                option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+                identifier ignored_any
+            }
+        }
+        let fields = Fields(std::cell::RefCell::new(Vec::new()));
+        let _ = T::deserialize(&fields);
+        fields.0.into_inner()
+    }
+
+    #[test]
+    fn the_option_keys_are_the_fields_and_the_callbacks() {
+        let fields = struct_fields::<TerminalOptions>();
+        assert!(!fields.is_empty());
+        let callbacks: Vec<&str> = OPTION_KEYS
+            .iter()
+            .copied()
+            .filter(|k| !fields.contains(k))
+            .collect();
+        for field in &fields {
+            assert!(OPTION_KEYS.contains(field), "{field} is not in OPTION_KEYS");
+        }
+        assert!(
+            callbacks
+                .iter()
+                .all(|k| *k == "fetchConnectionToken" || k.starts_with("on")),
+            "OPTION_KEYS names what is neither a field nor a callback: {callbacks:?}"
+        );
+    }
+
     fn parse(json: &str) -> Result<Settings, PosError> {
         let o: TerminalOptions =
             serde_json::from_str(json).map_err(|e| PosError::InvalidArgument(e.to_string()))?;

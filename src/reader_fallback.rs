@@ -5,6 +5,7 @@
 use pos_protocol::backend::{codes, PaymentOk};
 use pos_protocol::reader::{Capabilities, ProcessMode, ProcessResult, ReaderErrorCode};
 
+use crate::backend::approval_problem;
 use crate::error::{clip, BackendError, PosError};
 use crate::options::OfflineStorage;
 use crate::payment::OfflineBehavior;
@@ -76,7 +77,11 @@ fn rejected(code: &str, message: &str) -> PosError {
     BackendError::Status {
         status: 400,
         class: crate::error::HttpClass::Client,
-        message: format!("refused through the reader ({code}): {message}"),
+        message: format!(
+            "refused through the reader ({}): {}",
+            clip(code),
+            clip(message)
+        ),
         retry_after_ms: None,
     }
     .into()
@@ -88,10 +93,20 @@ pub fn after_reader(answer: ReaderAnswer) -> AfterReader {
             ProcessResult::Approved {
                 payment_intent,
                 status,
-            } => AfterReader::Approved(PaymentOk {
-                payment_intent,
-                status,
-            }),
+            } => {
+                let ok = PaymentOk {
+                    payment_intent,
+                    status,
+                };
+                match approval_problem(&ok) {
+                    None => AfterReader::Approved(ok),
+                    // The reader did send it: the backend may have it, under the same key.
+                    Some(why) => AfterReader::NotThrough {
+                        may_have_arrived: true,
+                        why: format!("the reader's approval makes no sense: {why}"),
+                    },
+                }
+            }
             ProcessResult::Declined { decline_code } => {
                 AfterReader::Final(PosError::CardDeclined { decline_code })
             }

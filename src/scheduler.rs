@@ -57,7 +57,9 @@ pub struct Scheduler {
     pruning: Every,
     /// Set by `stop()`: a run still going meets a closing database, which is no news.
     stopped: Cell<bool>,
-    /// What every run of this terminal settled so far (`remaining` unused).
+    /// An idle health probe is out.
+    probing: Cell<bool>,
+    /// What every run of this terminal settled so far (`remaining` unused; the counts wrap).
     tally: Cell<ForwardReport>,
     /// `forward_all` calls waiting for this terminal's runs to end.
     idle_waiters: RefCell<Vec<oneshot::Sender<()>>>,
@@ -152,6 +154,7 @@ impl Scheduler {
             listeners: RefCell::new(None),
             pruning: Every::new(PRUNE_EVERY_MS),
             stopped: Cell::new(false),
+            probing: Cell::new(false),
             tally: Cell::new(ForwardReport::default()),
             idle_waiters: RefCell::new(Vec::new()),
         }
@@ -224,13 +227,22 @@ impl Scheduler {
             // `onNetworkStatusChange` within a tick, not at the next payment. Another tab or
             // a service worker may have forwarded (or stored) payments of this database: the
             // status is read again, and emitted if it changed.
-            let reachable = self.backend.health().await.is_ok();
-            if !self.stopped.get() {
-                self.connectivity.set(if reachable {
-                    NetworkStatus::Online
-                } else {
-                    NetworkStatus::Offline
-                });
+            // One probe at a time (a probe may take longer than a tick); its answer counts
+            // unless a newer one was seen meanwhile.
+            if !self.probing.replace(true) {
+                let since = self.connectivity.seen();
+                let reachable = self.backend.health().await.is_ok();
+                self.probing.set(false);
+                if !self.stopped.get() {
+                    self.connectivity.set_unless_newer(
+                        since,
+                        if reachable {
+                            NetworkStatus::Online
+                        } else {
+                            NetworkStatus::Offline
+                        },
+                    );
+                }
             }
             self.status.publish().await;
         }
@@ -242,9 +254,13 @@ impl Scheduler {
         self.status.set_forwarding(true).await;
         let result = self.forward_inner(force).await;
         if let Ok(report) = &result {
-            let mut tally = self.tally.get();
-            tally.add(*report);
-            self.tally.set(tally);
+            let t = self.tally.get();
+            self.tally.set(ForwardReport {
+                forwarded: t.forwarded.wrapping_add(report.forwarded),
+                declined: t.declined.wrapping_add(report.declined),
+                failed: t.failed.wrapping_add(report.failed),
+                remaining: 0,
+            });
         }
         self.status.set_forwarding(false).await;
         if !self.status.is_forwarding() {
@@ -258,7 +274,8 @@ impl Scheduler {
     /// `forwardStoredPayments()`: a run now, reported with every payment the runs of this
     /// terminal settled from the call until none is left running. A run already going when
     /// it was called (the one at start-up, or the timer's) may have taken the payments this
-    /// run would have found: its outcomes are this call's too, so the report adds up.
+    /// run would have found: its outcomes are this call's too (the whole of that run's,
+    /// since a run's report comes at its end), so the report adds up.
     pub async fn forward_all(&self) -> Result<ForwardReport, PosError> {
         let before = self.tally.get();
         let own = self.forward(true).await?;
@@ -271,9 +288,9 @@ impl Scheduler {
         }
         let after = self.tally.get();
         Ok(ForwardReport {
-            forwarded: after.forwarded.saturating_sub(before.forwarded),
-            declined: after.declined.saturating_sub(before.declined),
-            failed: after.failed.saturating_sub(before.failed),
+            forwarded: after.forwarded.wrapping_sub(before.forwarded),
+            declined: after.declined.wrapping_sub(before.declined),
+            failed: after.failed.wrapping_sub(before.failed),
             remaining,
         })
     }

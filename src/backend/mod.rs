@@ -27,10 +27,8 @@ pub fn classify_payment_answer(status: u16, text: &str) -> Result<PaymentOutcome
     if (200..300).contains(&status) {
         let ok = payment_ok(status, text)?;
         // A payment just created is charged or authorised; `canceled` answers a cancel.
-        if ok.status == PaymentStatus::Canceled {
-            return Err(BackendError::InvalidResponse(format!(
-                "{status}: a new payment answered as canceled"
-            )));
+        if let Some(why) = approval_problem(&ok) {
+            return Err(BackendError::InvalidResponse(format!("{status}: {why}")));
         }
         return Ok(PaymentOutcome::Approved(ok));
     }
@@ -81,16 +79,34 @@ pub const MAX_ANSWER_CHARS: usize = 64 * 1024;
 /// Longest payment intent id this SDK takes from the backend (Stripe's are about 30).
 pub const MAX_PAYMENT_INTENT_CHARS: usize = 255;
 
-/// A 2xx answer's `PaymentOk`, its payment intent id checked: 1 to
-/// `MAX_PAYMENT_INTENT_CHARS` visible ASCII characters (it is shown, stored and sent back).
+/// True when a payment intent id is 1 to `MAX_PAYMENT_INTENT_CHARS` visible ASCII characters
+/// (it is shown, stored and sent back), whoever relays it: the backend or a reader.
+pub fn valid_payment_intent(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_PAYMENT_INTENT_CHARS
+        && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Why an approval of a payment just sent makes no sense, if it does not: a payment intent id
+/// `valid_payment_intent` refuses, or `canceled` (which answers a cancel, not a payment).
+pub fn approval_problem(ok: &PaymentOk) -> Option<String> {
+    if !valid_payment_intent(&ok.payment_intent) {
+        Some(format!(
+            "the payment intent id is empty, longer than {MAX_PAYMENT_INTENT_CHARS} characters \
+             or not visible ASCII"
+        ))
+    } else if ok.status == PaymentStatus::Canceled {
+        Some("a new payment answered as canceled".into())
+    } else {
+        None
+    }
+}
+
+/// A 2xx answer's `PaymentOk`, its payment intent id checked.
 fn payment_ok(status: u16, text: &str) -> Result<PaymentOk, BackendError> {
     let ok = serde_json::from_str::<PaymentOk>(text)
-        .map_err(|e| BackendError::InvalidResponse(format!("{status}: {e}")))?;
-    let pi = &ok.payment_intent;
-    if pi.is_empty()
-        || pi.len() > MAX_PAYMENT_INTENT_CHARS
-        || !pi.bytes().all(|b| b.is_ascii_graphic())
-    {
+        .map_err(|e| BackendError::InvalidResponse(clip(&format!("{status}: {e}")).into()))?;
+    if !valid_payment_intent(&ok.payment_intent) {
         return Err(BackendError::InvalidResponse(format!(
             "{status}: the payment intent id is empty, longer than \
              {MAX_PAYMENT_INTENT_CHARS} characters or not visible ASCII"
@@ -114,7 +130,7 @@ pub fn classify_pairing_answer(
         return Err(BackendError::status(status, describe(Some(&body), text)));
     }
     let pairing = serde_json::from_str::<ReaderPairing>(text)
-        .map_err(|e| BackendError::InvalidResponse(format!("{status}: {e}")))?;
+        .map_err(|e| BackendError::InvalidResponse(clip(&format!("{status}: {e}")).into()))?;
     let secret_ok = !pairing.secret.is_empty()
         && pairing.secret.len() <= MAX_PAIRING_SECRET_CHARS
         && pairing.secret.bytes().all(|b| b.is_ascii_graphic());

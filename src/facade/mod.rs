@@ -302,8 +302,8 @@ impl JsTerminal {
     }
 
     /// Forwards every stored payment now, ignoring backoff. The report counts every payment
-    /// this terminal's runs settled from the call until none is left running (a run already
-    /// going when it was called included); `remaining` is what is still outstanding.
+    /// this terminal's runs settled from the call until none is left running (the whole of a
+    /// run already going when it was called); `remaining` is what is still outstanding.
     #[wasm_bindgen(js_name = forwardStoredPayments, unchecked_return_type = "Promise<ForwardReport>")]
     pub fn forward_stored_payments(&self) -> Promise {
         let core = self.core.clone();

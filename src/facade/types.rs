@@ -380,17 +380,35 @@ pub fn to_js<T: Serialize>(value: &T) -> Result<JsValue, PosError> {
     js_sys::JSON::parse(&text).map_err(|_| PosError::Internal("JSON.parse refused a value".into()))
 }
 
+/// `JSON.stringify` writes NaN and ±Infinity as `null` and a Map or a Set as `{}`, which
+/// would read as "not given" (an offline limit silently gone) or, in a text field, as text:
+/// this replacer refuses them instead (an `amount` alone is written as `null`, which the
+/// payment request reads as NaN and refuses as `invalid_amount`). A Rust closure, not
+/// `new Function`: a page's Content Security Policy may forbid eval.
+type Replacer = Closure<dyn FnMut(JsValue, JsValue) -> Result<JsValue, JsValue>>;
+
 thread_local! {
-    /// `JSON.stringify` writes NaN and ±Infinity as `null` and a Map or a Set as `{}`, which
-    /// would read as "not given" (an offline limit silently gone): they are written as text
-    /// instead, which no number or map field accepts (an amount reads NaN as NaN).
-    static REPLACER: js_sys::Function = js_sys::Function::new_with_args(
-        "key, value",
-        r#"if (typeof value === "number" && !Number.isFinite(value)) return String(value);
-           if (value instanceof Map || value instanceof Set)
-             return `a ${value.constructor.name} (a plain object is expected)`;
-           return value;"#,
-    );
+    /// Why the replacer last refused a value, for `from_js` to say.
+    static REFUSED: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+    static REPLACER: Replacer = Closure::new(|key: JsValue, value: JsValue| {
+        let key = key.as_string().unwrap_or_default();
+        let refuse = |what: &str| {
+            let why = format!("`{key}` is {what}");
+            let error = js_sys::TypeError::new(&why);
+            REFUSED.with(|r| *r.borrow_mut() = Some(why));
+            Err(error.into())
+        };
+        match value.as_f64() {
+            Some(n) if !n.is_finite() && key == "amount" => Ok(JsValue::NULL),
+            Some(n) if !n.is_finite() => {
+                let js = if n.is_nan() { "NaN" } else if n > 0.0 { "Infinity" } else { "-Infinity" };
+                refuse(&format!("{js}, not a finite number"))
+            }
+            _ if value.is_instance_of::<js_sys::Map>() => refuse("a Map (a plain object is expected)"),
+            _ if value.is_instance_of::<js_sys::Set>() => refuse("a Set (an array is expected)"),
+            _ => Ok(value),
+        }
+    });
 }
 
 /// JS value → Rust value, as an `invalid_argument` error naming `what`.
@@ -402,13 +420,16 @@ pub fn from_js<T: serde::de::DeserializeOwned>(value: JsValue, what: &str) -> Re
     }
     // `undefined` (or a function) has no JSON text: it is as absent as `null`. `REPLACER`
     // keeps NaN, ±Infinity, a Map and a Set from turning silently into `null` or `{}`.
-    let replacer = REPLACER.with(Clone::clone);
-    let text = match js_sys::JSON::stringify_with_replacer(&value, &replacer) {
+    REFUSED.with(|r| r.borrow_mut().take());
+    let text = REPLACER
+        .with(|r| js_sys::JSON::stringify_with_replacer(&value, r.as_ref().unchecked_ref()));
+    let text = match text {
         Ok(t) => t.as_string().unwrap_or_else(|| "null".into()),
         Err(_) => {
-            return Err(invalid(
-                "not convertible to JSON (a cycle, a BigInt or a getter that throws)".into(),
-            ))
+            let why = REFUSED.with(|r| r.borrow_mut().take()).unwrap_or_else(|| {
+                "not convertible to JSON (a cycle, a BigInt or a getter that throws)".into()
+            });
+            return Err(invalid(why));
         }
     };
     serde_json::from_str(&text).map_err(|e| invalid(without_position(&e)))
@@ -417,8 +438,9 @@ pub fn from_js<T: serde::de::DeserializeOwned>(value: JsValue, what: &str) -> Re
 /// serde_json's message without its " at line 1 column N" (the caller passed no text).
 fn without_position(e: &serde_json::Error) -> String {
     let full = e.to_string();
-    // `JSON.stringify` escapes a lone UTF-16 surrogate, which no Rust string can hold.
-    if full.contains("surrogate") || full.contains("hex escape") {
+    // `JSON.stringify` writes valid JSON: the one syntax error its text can meet is the
+    // escape of a lone UTF-16 surrogate, which no Rust string can hold.
+    if e.classify() == serde_json::error::Category::Syntax {
         return "a string holds a lone UTF-16 surrogate (not valid Unicode text)".into();
     }
     match full.rfind(" at line ") {

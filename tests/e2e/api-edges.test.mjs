@@ -131,6 +131,8 @@ describe("the API from plain JS", { timeout: 3 * 60_000 }, () => {
         const surrogate = await outcome(() =>
           t.collectPaymentMethod({ amount: 100, currency: "usd", metadata: { note: "\ud800" } }),
         );
+        // Not the text "NaN": refused.
+        const nanNote = await outcome(() => t.collectPaymentMethod({ amount: 100, currency: "usd", metadata: { note: NaN } }));
         await t.close();
         // Options that JSON would turn into "not given": refused, never an unlimited terminal.
         const options = {};
@@ -143,7 +145,7 @@ describe("the API from plain JS", { timeout: 3 * 60_000 }, () => {
           options[name] = await outcome(() => create({ databaseName: "api-edges-shapes", ...extra }));
           if (options[name].value) await options[name].value.close();
         }
-        return { array, surrogate, options };
+        return { array, surrogate, nanNote, options };
       });
       assert.equal(out.array.code, "invalid_argument", JSON.stringify(out.array));
       assert.match(out.array.message, /not an array/);
@@ -153,7 +155,9 @@ describe("the API from plain JS", { timeout: 3 * 60_000 }, () => {
         assert.equal(r.code, "invalid_argument", `${name}: ${JSON.stringify(r)}`);
       }
       assert.match(out.options["map limit"].message, /a Map \(a plain object is expected\)/);
-      assert.match(out.options["NaN count"].message, /"NaN"/);
+      assert.match(out.options["NaN count"].message, /`maxStoredPayments` is NaN, not a finite number/);
+      assert.equal(out.nanNote.code, "invalid_argument", JSON.stringify(out.nanNote));
+      assert.match(out.nanNote.message, /`note` is NaN/);
       assert.match(out.options.typo.message, /unknown option `requestTimeoutMS`/);
       await page.close();
     });

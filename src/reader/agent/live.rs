@@ -27,6 +27,17 @@ const STATUS_GRACE_MS: u32 = 500;
 /// Payments sent through the reader whose card summary is remembered for its reports.
 const MAX_KNOWN: usize = 256;
 
+fn warn(message: &str) {
+    web_sys::console::warn_1(&format!("pos-terminal: {message}").into());
+}
+
+/// Tells the reader on `conn` that its report of `payment_id` was taken note of.
+fn ack(conn: &Weak<Connection>, payment_id: String) {
+    if let Some(conn) = conn.upgrade() {
+        let _ = conn.send(&PosMessage::ForwardedAck { payment_id });
+    }
+}
+
 /// A reader's `forwarded` report.
 struct Report {
     payment_id: String,
@@ -177,38 +188,59 @@ impl ReaderAgent {
                     stored_at,
                     result,
                 };
-                if self.known.borrow().contains_key(&report.payment_id) {
-                    // Sent through this reader by this terminal: its report stands.
-                    self.report(report);
+                let link = self
+                    .link
+                    .borrow()
+                    .as_ref()
+                    .map(|l| (l.conn.clone(), l.reader_id.clone()));
+                let Some((conn, reader_id)) = link else {
                     return;
+                };
+                let sent_to = self
+                    .known
+                    .borrow()
+                    .get(&report.payment_id)
+                    .map(|k| k.reader_id.clone());
+                match sent_to {
+                    // Sent through this reader by this terminal: its report stands.
+                    Some(Some(to)) if to == reader_id => return self.report(report, &conn),
+                    Some(to) => {
+                        warn(&format!(
+                            "the reader {reader_id} reported payment {}, which this terminal \
+                             sent to {}: ignored",
+                            report.payment_id,
+                            to.as_deref().unwrap_or("another reader")
+                        ));
+                        return ack(&conn, report.payment_id);
+                    }
+                    None => {}
                 }
                 // Not sent by this terminal in this session: a payment the reader stored for
                 // an earlier session (nothing here to check it against), unless this
                 // terminal's own store holds it, which then reports its own outcome.
                 let agent = self.clone();
                 wasm_bindgen_futures::spawn_local(async move {
-                    match agent.store.contains(&report.payment_id).await {
-                        Ok(false) => agent.report(report),
+                    let held = agent.store.contains(&report.payment_id).await;
+                    if agent.generation.get() != generation {
+                        // That connection is gone: the reader repeats it after its next hello.
+                        return;
+                    }
+                    match held {
+                        Ok(false) => agent.report(report, &conn),
                         Ok(true) => {
-                            web_sys::console::warn_1(
-                                &format!(
-                                    "pos-terminal: the reader reported payment {}, which this \
-                                     terminal stores itself and did not send to it: ignored \
-                                     (the terminal forwards it and reports the backend's answer)",
-                                    report.payment_id
-                                )
-                                .into(),
-                            );
-                            agent.ack(report.payment_id);
+                            warn(&format!(
+                                "the reader reported payment {}, which this terminal stores \
+                                 itself and did not send to it: ignored (the terminal forwards \
+                                 it and reports the backend's answer)",
+                                report.payment_id
+                            ));
+                            ack(&conn, report.payment_id);
                         }
                         // Not acknowledged: the reader repeats it, and it is looked at again.
-                        Err(e) => web_sys::console::warn_1(
-                            &format!(
-                                "pos-terminal: the reader's report of payment {} waits: {e}",
-                                report.payment_id
-                            )
-                            .into(),
-                        ),
+                        Err(e) => warn(&format!(
+                            "the reader's report of payment {} waits: {e}",
+                            report.payment_id
+                        )),
                     }
                 });
             }
@@ -217,8 +249,8 @@ impl ReaderAgent {
     }
 
     /// Tells the page of a reader's `forwarded` report (once per payment), then acknowledges
-    /// it.
-    fn report(&self, r: Report) {
+    /// it on `conn`, the connection it came on.
+    fn report(&self, r: Report, conn: &Weak<Connection>) {
         self.on_reader.borrow_mut().remove(&r.payment_id);
         if self.reported.borrow_mut().first_time(&r.payment_id) {
             let known = self
@@ -227,14 +259,10 @@ impl ReaderAgent {
                 .remove(&r.payment_id)
                 .unwrap_or_default();
             if known.differs(r.amount, &r.currency) {
-                web_sys::console::warn_1(
-                    &format!(
-                        "pos-terminal: the reader reported payment {} as {} {}, not as sent: \
-                         reported as sent",
-                        r.payment_id, r.amount, r.currency
-                    )
-                    .into(),
-                );
+                warn(&format!(
+                    "the reader reported payment {} as {} {}, not as sent: reported as sent",
+                    r.payment_id, r.amount, r.currency
+                ));
             }
             match forwarded_by_reader(
                 &r.payment_id,
@@ -249,14 +277,7 @@ impl ReaderAgent {
             }
         }
         // After the callback ran (or for a repeat): the reader may drop the report.
-        self.ack(r.payment_id);
-    }
-
-    fn ack(&self, payment_id: String) {
-        let conn = self.link.borrow().as_ref().and_then(|l| l.conn.upgrade());
-        if let Some(conn) = conn {
-            let _ = conn.send(&PosMessage::ForwardedAck { payment_id });
-        }
+        ack(conn, r.payment_id);
     }
 
     /// What the connected reader can do, if it is `reader_id`.
@@ -320,6 +341,7 @@ impl ReaderAgent {
                     card: Some(CardView::from(&payment.card)),
                     metadata: payment.metadata.clone(),
                     sent: Some((payment.amount, payment.currency.clone())),
+                    reader_id: self.link.borrow().as_ref().map(|l| l.reader_id.clone()),
                 },
             );
         }

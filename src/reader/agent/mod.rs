@@ -10,6 +10,8 @@
 use pos_protocol::reader::{ForwardResult, LinkStatus};
 use pos_protocol::SortedMap;
 
+use crate::backend::valid_payment_intent;
+use crate::error::clip;
 use crate::forward_policy::ForwardingFailure;
 use crate::payment::{Agent, CardView, ErrorInfo, StoredPayment, StoredState};
 use crate::status::{NetworkStatus, ReaderOfflineStatus};
@@ -51,6 +53,8 @@ pub struct Known {
     pub metadata: SortedMap<String>,
     /// The amount and currency this terminal sent in its `process`.
     pub sent: Option<(u64, String)>,
+    /// The reader it was sent to: another reader's report about it is not believed.
+    pub reader_id: Option<String>,
 }
 
 impl Known {
@@ -93,7 +97,9 @@ pub fn forwarded_by_reader(
             payment_intent,
             status,
         } => {
-            payment.payment_intent_id = Some(payment_intent.clone());
+            // An id that cannot be one is not passed on (it is shown, stored and sent back).
+            payment.payment_intent_id =
+                valid_payment_intent(payment_intent).then(|| payment_intent.clone());
             payment.payment_status = Some(*status);
             ForwardedByReader::Forwarded(payment)
         }
@@ -113,6 +119,7 @@ pub fn forwarded_by_reader(
             })
         }
         ForwardResult::Rejected { code, message } => {
+            let (code, message) = (clip(code).into_owned(), clip(message).into_owned());
             payment.state = StoredState::Failed;
             payment.last_error = Some(ErrorInfo {
                 code: code.clone(),
@@ -120,8 +127,8 @@ pub fn forwarded_by_reader(
             });
             ForwardedByReader::Failure(ForwardingFailure {
                 payment,
-                code: code.clone(),
-                message: message.clone(),
+                code,
+                message,
                 decline_code: None,
             })
         }
@@ -235,6 +242,7 @@ mod tests {
             card: Some(card.clone()),
             metadata: SortedMap::new(),
             sent: None,
+            reader_id: None,
         };
         let ForwardedByReader::Failure(f) =
             forwarded_by_reader("pay_3", 500, "usd", 7, &rejected, known)
