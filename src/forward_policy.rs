@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::backend::PaymentOutcome;
 use crate::backoff;
 use crate::error::{BackendError, PosError};
+use crate::events::Events;
 use crate::payment::{ErrorInfo, SealedBody, StoredPayment, StoredState};
 use pos_protocol::backend::PaymentStatus;
 
@@ -67,6 +68,62 @@ pub struct ForwardingFailure {
     pub code: String,
     pub message: String,
     pub decline_code: Option<String>,
+}
+
+/// A payment's final outcome as the page's events carry it.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Forwarded(StoredPayment),
+    Failure(ForwardingFailure),
+}
+
+impl Outcome {
+    /// The outcome a stored record in a finished state stands for (`None` while it is
+    /// outstanding): what the run that settled it reported, rebuilt from the record, for a
+    /// terminal that did not run it (another tab's run, a service worker's).
+    pub fn of_record(payment: StoredPayment, body: &SealedBody) -> Option<Outcome> {
+        let error = |code: &str, message: &str| {
+            body.last_error.clone().unwrap_or(ErrorInfo {
+                code: code.into(),
+                message: message.into(),
+            })
+        };
+        let failure = |e: ErrorInfo, decline_code: Option<String>| {
+            Some(Outcome::Failure(ForwardingFailure {
+                payment: payment.clone(),
+                code: e.code,
+                message: e.message,
+                decline_code,
+            }))
+        };
+        match payment.state {
+            StoredState::Forwarded => Some(Outcome::Forwarded(payment)),
+            StoredState::Declined => failure(
+                ErrorInfo {
+                    code: "card_declined".into(),
+                    ..error("card_declined", "the card was declined")
+                },
+                body.decline_code.clone(),
+            ),
+            StoredState::Failed => failure(error("internal_error", ""), None),
+            StoredState::Quarantined => failure(
+                ErrorInfo {
+                    code: "record_tampered".into(),
+                    message: "a stored record failed authentication and was quarantined".into(),
+                },
+                None,
+            ),
+            StoredState::Pending | StoredState::Forwarding | StoredState::Intent => None,
+        }
+    }
+
+    /// Tells `events` of it.
+    pub fn emit(&self, events: &dyn Events) {
+        match self {
+            Outcome::Forwarded(p) => events.payment_forwarded(p),
+            Outcome::Failure(f) => events.forwarding_failure(f),
+        }
+    }
 }
 
 /// Why a run stopped early.

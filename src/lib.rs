@@ -48,6 +48,8 @@ pub mod store;
 #[cfg(target_arch = "wasm32")]
 pub mod terminal;
 #[cfg(target_arch = "wasm32")]
+mod watched;
+#[cfg(target_arch = "wasm32")]
 pub mod weblock;
 
 pub use error::PosError;

@@ -21,6 +21,7 @@ use crate::forwarder::{Forwarder, RunOutcome};
 use crate::js;
 use crate::status::{NetworkStatus, StatusReporter};
 use crate::store::Store;
+use crate::watched::Watched;
 use crate::weblock;
 
 /// The Web Lock every forwarder (tabs, service worker) takes.
@@ -59,6 +60,8 @@ pub struct Scheduler {
     stopped: Cell<bool>,
     /// An idle health probe is out.
     probing: Cell<bool>,
+    /// The payments this terminal stored, for the outcomes other contexts settle.
+    pub watched: Watched,
     /// What every run of this terminal settled so far (`remaining` unused; the counts wrap).
     tally: Cell<ForwardReport>,
     /// `forward_all` calls waiting for this terminal's runs to end.
@@ -155,6 +158,7 @@ impl Scheduler {
             pruning: Every::new(PRUNE_EVERY_MS),
             stopped: Cell::new(false),
             probing: Cell::new(false),
+            watched: Watched::default(),
             tally: Cell::new(ForwardReport::default()),
             idle_waiters: RefCell::new(Vec::new()),
         }
@@ -245,6 +249,14 @@ impl Scheduler {
                 }
             }
             self.status.publish().await;
+        }
+        // Payments of this terminal another context settled: their outcomes, told here too.
+        if let Ok(outstanding) = self.status.outstanding().await {
+            if !self.stopped.get() {
+                self.watched
+                    .report_settled(outstanding.count, &self.store, self.events.as_ref())
+                    .await;
+            }
         }
     }
 

@@ -19,7 +19,7 @@ use crate::options::Settings;
 use crate::pairing::Pairings;
 use crate::payment::{
     capture_error, check_capturable, check_payment_id, new_payment_id, CaptureResult, Collected,
-    Entry, PaymentRequest, PaymentResult, StoredPayment, StoredState,
+    Entry, PaymentRequest, PaymentResult, ResultStatus, StoredPayment, StoredState,
 };
 use crate::reader::agent::ReaderAgent;
 use crate::reader::session::ReaderSession;
@@ -245,6 +245,11 @@ impl Terminal {
         self.events.payment_status(PaymentStatus::Processing);
         let result = self.checkout.process(id).await;
         self.events.payment_status(self.reader.idle_status());
+        if let Ok(r) = &result {
+            if r.status == ResultStatus::StoredOffline {
+                self.scheduler.watched.add(&r.id);
+            }
+        }
         result
     }
 

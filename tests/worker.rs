@@ -73,3 +73,37 @@ async fn the_worker_has_a_token_even_if_no_payment_went_online() {
     let mine = received(url, &result.id).await.expect("forwarded");
     assert_eq!(get(&mine, "requests").as_f64(), Some(1.0));
 }
+
+/// A page that never got a connection token (it started during an outage and closed before
+/// `fetchConnectionToken` succeeded): the worker's entry point says so with
+/// `connection_token_failed` (nothing was sent, so nothing was refused: not `unauthorized`),
+/// and sends nothing.
+#[wasm_bindgen_test]
+async fn without_a_saved_token_the_worker_sends_nothing_and_says_why() {
+    use pos_terminal::auth::{TokenFuture, TokenSource};
+    let (api, url) = sim_addrs();
+    let db = unique_db("worker-no-token");
+    let never: std::rc::Rc<dyn TokenSource> = std::rc::Rc::new(|| -> TokenFuture {
+        Box::pin(async { Err(pos_terminal::PosError::ConnectionToken("offline".into())) })
+    });
+    let terminal = terminal_with_tokens(
+        options(api, &db),
+        never,
+        std::rc::Rc::new(Recorder::default()),
+    )
+    .await;
+    connect_simulated(&terminal).await;
+    while terminal.offline_status().await.unwrap().forwarding {
+        gloo_timers::future::TimeoutFuture::new(20).await;
+    }
+    let result = pay(
+        &terminal,
+        request(3_500.0, Some(OfflineBehavior::ForceOffline)),
+    )
+    .await
+    .unwrap();
+    terminal.close();
+    let err = forward_saved(&db).await.unwrap_err();
+    assert_eq!(err.code(), "connection_token_failed", "{err}");
+    assert!(received(url, &result.id).await.is_none(), "nothing sent");
+}

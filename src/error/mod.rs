@@ -51,7 +51,7 @@ pub enum PosError {
     OfflineLimitExceeded(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
-    #[error("the stored data was written by a newer version (schema {0})")]
+    #[error("the stored data was written by a newer version of this SDK (format {0} or later): run that version again, or use another databaseName")]
     UnknownSchemaVersion(u32),
     #[error("a stored record failed authentication and was quarantined")]
     RecordTampered,

@@ -348,10 +348,13 @@ pub async fn forward_saved(
         })?;
         // Only the payments taken for the saved backend are sent to it.
         store.bind_backend(&config.backend_url);
+        // Nothing was sent, so nothing was refused: not `unauthorized`.
         let token = config.connection_token.ok_or_else(|| {
-            PosError::from(BackendError::Unauthorized(
-                "no connection token is stored yet".into(),
-            ))
+            PosError::ConnectionToken(
+                "no connection token is stored yet: a POS page saves one once its \
+                 fetchConnectionToken succeeds (Terminal.create asks at start-up)"
+                    .into(),
+            )
         })?;
         // No page, so no way to fetch a fresh token: a refused one ends the run.
         let no_refresh: Rc<dyn crate::auth::TokenSource> = Rc::new(|| -> TokenFuture {

@@ -25,11 +25,12 @@ export interface OfflineOptions {
   /** Largest total stored and not yet forwarded, per currency. */
   storedAmountLimit?: Record<string, number>;
   maxStoredPayments?: number;
-  /** Refuse storing while the oldest stored payment is older than this (ms, at least 60000). */
+  /** Refuse storing while the oldest stored payment is older than this (ms, 60000 to 4294967295). */
   maxStoredAgeMs?: number;
   /** Refuse storing offline unless the browser granted persistent storage. Default false. */
   requirePersistentStorage?: boolean;
-  /** How long forwarded and declined records are kept as history (ms). Default 30 days. */
+  /** How long forwarded and declined records are kept as history (ms, 60000 to 4294967295, about
+   * 49 days). Default 30 days. */
   retentionMs?: number;
 }
 
@@ -355,8 +356,10 @@ pub struct CollectedRef {
     pub id: String,
 }
 
-/// The optional filter of `listStoredPayments`.
+/// The optional filter of `listStoredPayments` (an unknown key, a typo such as `status`, is
+/// refused: it would have listed every record).
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ListFilter {
     pub state: Option<crate::payment::StoredState>,
 }

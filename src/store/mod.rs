@@ -370,6 +370,31 @@ impl Store {
         Ok(self.entry_of(&record))
     }
 
+    /// The records of `ids`, in one read: `None` for one that is gone, unreadable, or of
+    /// another backend.
+    pub async fn get_many(&self, ids: &[String]) -> Result<Vec<Option<Entry>>, PosError> {
+        let (_tx, store) = self.db.read(PAYMENTS_STORE)?;
+        let requests = ids
+            .iter()
+            .map(|id| {
+                store
+                    .get(&JsValue::from_str(id))
+                    .map_err(|e| storage_error(&e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let records = futures_util::future::try_join_all(requests.iter().map(idb::request)).await?;
+        Ok(records
+            .iter()
+            .map(|r| {
+                if r.is_undefined() {
+                    None
+                } else {
+                    self.entry_of(r)
+                }
+            })
+            .collect())
+    }
+
     /// True when a record of payment `id` exists, in any state, readable or not.
     pub async fn contains(&self, id: &str) -> Result<bool, PosError> {
         let (_tx, store) = self.db.read(PAYMENTS_STORE)?;

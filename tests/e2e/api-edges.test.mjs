@@ -18,12 +18,16 @@ async function sdkPage(context, sim) {
     const sdk = await import("/pkg/pos_terminal.js");
     await sdk.default();
     window.events = [];
+    window.outcomes = [];
     window.create = (options) =>
       sdk.Terminal.create({
         backendUrl: api,
         fetchConnectionToken: async () =>
           (await (await fetch(`${api}/v1/connection_tokens`, { method: "POST" })).json()).secret,
         onOfflineStatusChange: (s) => window.events.push(s.pendingCount),
+        onPaymentForwarded: (p) => window.outcomes.push({ amount: p.amount, kind: "forwarded", storedBy: p.storedBy }),
+        onForwardingFailure: (f) =>
+          window.outcomes.push({ amount: f.payment.amount, kind: "failure", code: f.code, declineCode: f.declineCode }),
         ...options,
       });
     /** How a call ended: its value, or the rejection's code and message; `threw` if it threw. */
@@ -131,6 +135,7 @@ describe("the API from plain JS", { timeout: 3 * 60_000 }, () => {
         const surrogate = await outcome(() =>
           t.collectPaymentMethod({ amount: 100, currency: "usd", metadata: { note: "\ud800" } }),
         );
+        const typoFilter = await outcome(() => t.listStoredPayments({ status: "pending" }));
         // Not the text "NaN": refused.
         const nanNote = await outcome(() => t.collectPaymentMethod({ amount: 100, currency: "usd", metadata: { note: NaN } }));
         await t.close();
@@ -145,7 +150,7 @@ describe("the API from plain JS", { timeout: 3 * 60_000 }, () => {
           options[name] = await outcome(() => create({ databaseName: "api-edges-shapes", ...extra }));
           if (options[name].value) await options[name].value.close();
         }
-        return { array, surrogate, nanNote, options };
+        return { array, surrogate, nanNote, typoFilter, options };
       });
       assert.equal(out.array.code, "invalid_argument", JSON.stringify(out.array));
       assert.match(out.array.message, /not an array/);
@@ -157,6 +162,8 @@ describe("the API from plain JS", { timeout: 3 * 60_000 }, () => {
       assert.match(out.options["map limit"].message, /a Map \(a plain object is expected\)/);
       assert.match(out.options["NaN count"].message, /`maxStoredPayments` is NaN, not a finite number/);
       assert.equal(out.nanNote.code, "invalid_argument", JSON.stringify(out.nanNote));
+      assert.equal(out.typoFilter.code, "invalid_argument", JSON.stringify(out.typoFilter));
+      assert.match(out.typoFilter.message, /unknown field `status`/);
       assert.match(out.nanNote.message, /`note` is NaN/);
       assert.match(out.options.typo.message, /unknown option `requestTimeoutMS`/);
       await page.close();
@@ -283,7 +290,7 @@ describe("the API from plain JS", { timeout: 3 * 60_000 }, () => {
     });
   });
 
-  test("a tab's pending count catches up when another tab forwards its payments", async () => {
+  test("a tab's pending count and its payments' outcomes catch up when another tab forwards them", async () => {
     await withDiagnostics("two tabs", { browser, sim }, async () => {
       const db = `api-edges-tabs-${Date.now()}`;
       const tabA = await sdkPage(browser.context, sim);
@@ -295,7 +302,8 @@ describe("the API from plain JS", { timeout: 3 * 60_000 }, () => {
         window.t = await create({ databaseName: db, forwardIntervalMs: 2000 });
         while ((await t.offlineStatus()).forwarding) await new Promise((r) => setTimeout(r, 20));
         await connectSimulated(t);
-        for (const amount of [1500, 2500]) {
+        // 2505 ends in 05: declined by pos-sim's test rules.
+        for (const amount of [1500, 2505]) {
           const status = await storeOffline(t, amount);
           if (status !== "stored_offline") throw new Error(`stored: ${status}`);
         }
@@ -307,7 +315,7 @@ describe("the API from plain JS", { timeout: 3 * 60_000 }, () => {
       }, db);
       assert.equal(left, 0, "tab B forwarded both");
       const approved = await (await fetch(`${sim.url}_sim/payments`)).json();
-      const ours = approved.filter((p) => p.amount === 1500 || p.amount === 2500);
+      const ours = approved.filter((p) => p.amount === 1500 || p.amount === 2505);
       assert.equal(ours.length, 2, JSON.stringify(approved));
       assert.ok(ours.every((p) => p.requests === 1 && p.offline), JSON.stringify(ours));
       // Tab A hears it from its own status events, within a few of its ticks.
@@ -315,6 +323,23 @@ describe("the API from plain JS", { timeout: 3 * 60_000 }, () => {
         async () => (await tabA.evaluate(() => window.events.at(-1))) === 0,
         "tab A's last onOfflineStatusChange should say 0 pending after tab B forwarded",
         15_000,
+      );
+      // And of each payment's outcome, as if it had forwarded them itself (a decline is
+      // what a cashier must not miss).
+      const outcomes = await eventually(
+        async () => {
+          const o = await tabA.evaluate(() => window.outcomes);
+          return o.length >= 2 && o;
+        },
+        "tab A hears both outcomes",
+        15_000,
+      );
+      assert.deepEqual(
+        outcomes.sort((a, b) => a.amount - b.amount),
+        [
+          { amount: 1500, kind: "forwarded", storedBy: "sdk" },
+          { amount: 2505, kind: "failure", code: "card_declined", declineCode: "generic_decline" },
+        ],
       );
       assert.equal(await tabA.evaluate(async () => (await t.offlineStatus()).pendingCount), 0);
       await tabA.evaluate(() => t.close());

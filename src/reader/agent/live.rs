@@ -12,7 +12,7 @@ use pos_protocol::reader::{
 
 use crate::small_map::SmallMap;
 
-use super::{forwarded_by_reader, reader_status, ForwardedByReader, Known, RecentIds};
+use super::{forwarded_by_reader, reader_status, Known, RecentIds};
 use crate::error::{PosError, ReaderError};
 use crate::events::Events;
 use crate::payment::{new_payment_id, CardView};
@@ -264,17 +264,15 @@ impl ReaderAgent {
                     r.payment_id, r.amount, r.currency
                 ));
             }
-            match forwarded_by_reader(
+            forwarded_by_reader(
                 &r.payment_id,
                 r.amount,
                 &r.currency,
                 r.stored_at,
                 &r.result,
                 known,
-            ) {
-                ForwardedByReader::Forwarded(p) => self.events.payment_forwarded(&p),
-                ForwardedByReader::Failure(f) => self.events.forwarding_failure(&f),
-            }
+            )
+            .emit(self.events.as_ref());
         }
         // After the callback ran (or for a repeat): the reader may drop the report.
         ack(conn, r.payment_id);

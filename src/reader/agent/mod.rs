@@ -38,11 +38,7 @@ pub fn reader_status(
 }
 
 /// A `forwarded` report of the reader as the page's events see it.
-#[derive(Debug, Clone)]
-pub enum ForwardedByReader {
-    Forwarded(StoredPayment),
-    Failure(ForwardingFailure),
-}
+pub use crate::forward_policy::Outcome as ForwardedByReader;
 
 /// What is known of a payment the reader forwarded, besides its report: the card summary,
 /// metadata, amount and currency, when this terminal sent it to the reader (the events then
