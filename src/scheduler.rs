@@ -14,12 +14,13 @@ use crate::auth::Auth;
 use crate::backend::Backend;
 use crate::connectivity::{Connectivity, OnlineListeners};
 use crate::error::{BackendError, PosError};
-use crate::events::Events;
+use crate::events::{ConnectionStatus, Events, PaymentStatus};
 use crate::every::Every;
-use crate::forward_policy::{ForwardReport, Stop, DEFAULT_CONCURRENCY};
+use crate::forward_policy::{ForwardReport, ForwardingFailure, Stop, DEFAULT_CONCURRENCY};
 use crate::forwarder::{Forwarder, RunOutcome};
 use crate::js;
-use crate::status::{NetworkStatus, StatusReporter};
+use crate::payment::StoredPayment;
+use crate::status::{NetworkStatus, OfflineStatus, StatusReporter};
 use crate::store::Store;
 use crate::watched::Watched;
 use crate::weblock;
@@ -66,6 +67,66 @@ pub struct Scheduler {
     tally: Cell<ForwardReport>,
     /// `forward_all` calls waiting for this terminal's runs to end.
     idle_waiters: RefCell<Vec<oneshot::Sender<()>>>,
+}
+
+/// How often, at most, a run publishes the offline status while it settles payments.
+const PROGRESS_EVERY_MS: f64 = 250.0;
+
+/// A run's events, passed on, with the offline status published (at most every
+/// `PROGRESS_EVERY_MS`) as payments settle: a drain of thousands takes a minute, and the
+/// page's pending count should move during it.
+struct WithProgress {
+    inner: Rc<dyn Events>,
+    status: Rc<StatusReporter>,
+    last: Cell<f64>,
+}
+
+impl WithProgress {
+    fn new(inner: Rc<dyn Events>, status: Rc<StatusReporter>) -> Self {
+        Self {
+            inner,
+            status,
+            last: Cell::new(js::now_ms()),
+        }
+    }
+
+    fn settled(&self) {
+        let now = js::now_ms();
+        if now - self.last.get() >= PROGRESS_EVERY_MS {
+            self.last.set(now);
+            let status = self.status.clone();
+            spawn_local(async move { status.publish().await });
+        }
+    }
+}
+
+impl Events for WithProgress {
+    fn network_status(&self, status: NetworkStatus) {
+        self.inner.network_status(status)
+    }
+    fn offline_status(&self, status: &OfflineStatus) {
+        self.inner.offline_status(status)
+    }
+    fn payment_forwarded(&self, payment: &StoredPayment) {
+        self.inner.payment_forwarded(payment);
+        self.settled();
+    }
+    fn forwarding_failure(&self, failure: &ForwardingFailure) {
+        self.inner.forwarding_failure(failure);
+        self.settled();
+    }
+    fn unexpected_reader_disconnect(&self, error: &PosError) {
+        self.inner.unexpected_reader_disconnect(error)
+    }
+    fn connection_status(&self, status: ConnectionStatus) {
+        self.inner.connection_status(status)
+    }
+    fn payment_status(&self, status: PaymentStatus) {
+        self.inner.payment_status(status)
+    }
+    fn database_closed_for_upgrade(&self) {
+        self.inner.database_closed_for_upgrade()
+    }
 }
 
 /// One forwarding run under the Web Lock, with one token refresh if the backend refused it.
@@ -349,11 +410,14 @@ impl Scheduler {
         if !self.store.needs_forwarding().await? {
             return Ok(ForwardReport::default());
         }
+        // The page's pending count follows a long drain, not only its end.
+        let events: Rc<dyn Events> =
+            Rc::new(WithProgress::new(self.events.clone(), self.status.clone()));
         let outcome = run_locked(
             &self.store,
             &self.backend,
             &self.auth,
-            &self.events,
+            &events,
             force,
             self.drain.concurrency,
         )

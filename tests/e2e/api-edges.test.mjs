@@ -264,6 +264,42 @@ describe("the API from plain JS", { timeout: 3 * 60_000 }, () => {
     });
   });
 
+  test("the pending count moves during a long drain, not only at its end", async () => {
+    await withDiagnostics("drain progress", { browser, sim }, async () => {
+      const page = await sdkPage(browser.context, sim);
+      await page.evaluate(async () => {
+        window.t = await create({ databaseName: "api-edges-progress", forwardIntervalMs: 600_000 });
+        while ((await t.offlineStatus()).forwarding) await new Promise((r) => setTimeout(r, 50));
+        await connectSimulated(t);
+        t.setSimulatorConfiguration({ tapDelayMs: 1 });
+        for (let i = 0; i < 40; i++) {
+          const status = await storeOffline(t, 8000 + i * 100);
+          if (status !== "stored_offline") throw new Error(`stored: ${status}`);
+        }
+      });
+      // 100 ms per answer, 3 at a time: about 1.4 s of drain.
+      await setPosLink(sim, false, 100);
+      try {
+        const seen = await page.evaluate(async () => {
+          const from = window.events.length;
+          const report = await t.forwardStoredPayments();
+          const during = window.events.slice(from);
+          await t.close();
+          return { report, during };
+        });
+        assert.equal(seen.report.forwarded, 40, JSON.stringify(seen.report));
+        assert.ok(
+          seen.during.some((n) => n > 0 && n < 40),
+          `onOfflineStatusChange during the drain: ${JSON.stringify(seen.during)}`,
+        );
+        assert.equal(seen.during.at(-1), 0);
+      } finally {
+        await setPosLink(sim, false, 0);
+      }
+      await page.close();
+    });
+  });
+
   test("an idle terminal notices the backend going away and coming back, within a timer tick", async () => {
     await withDiagnostics("idle network", { browser, sim }, async () => {
       const page = await sdkPage(browser.context, sim);
