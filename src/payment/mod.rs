@@ -62,9 +62,9 @@ pos_protocol::wire_names!(OfflineBehavior {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PaymentRequest {
-    /// NaN and ±Infinity (written as text by the facade, as `null` by plain
-    /// `JSON.stringify`) and `null` are read as NaN, so that `validate::amount` refuses them
-    /// with `invalid_amount` like any other bad amount.
+    /// NaN and ±Infinity (written as `null` by `JSON.stringify` and the facade's replacer)
+    /// and `null` are read as NaN, so that `validate::amount` refuses them with
+    /// `invalid_amount` like any other bad amount.
     #[serde(deserialize_with = "null_as_nan")]
     pub amount: f64,
     pub currency: String,
@@ -77,32 +77,7 @@ pub struct PaymentRequest {
 }
 
 fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-    struct Amount;
-    impl serde::de::Visitor<'_> for Amount {
-        type Value = f64;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("an amount in minor units")
-        }
-        fn visit_f64<E>(self, v: f64) -> Result<f64, E> {
-            Ok(v)
-        }
-        fn visit_u64<E>(self, v: u64) -> Result<f64, E> {
-            Ok(v as f64)
-        }
-        fn visit_i64<E>(self, v: i64) -> Result<f64, E> {
-            Ok(v as f64)
-        }
-        fn visit_unit<E>(self) -> Result<f64, E> {
-            Ok(f64::NAN)
-        }
-        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<f64, E> {
-            match v {
-                "NaN" | "Infinity" | "-Infinity" => Ok(f64::NAN),
-                _ => Err(E::invalid_type(serde::de::Unexpected::Str(v), &self)),
-            }
-        }
-    }
-    d.deserialize_any(Amount)
+    Option::<f64>::deserialize(d).map(|v| v.unwrap_or(f64::NAN))
 }
 
 /// A card read by the reader and not yet processed. The payload is ciphertext for the backend.
