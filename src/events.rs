@@ -56,31 +56,35 @@ pub struct NoEvents;
 
 impl Events for NoEvents {}
 
+/// Passes every event on, except the payment outcomes `pass` refuses: `pass` sees each
+/// outcome's payment first (and may act on it).
+pub struct OutcomeFilter {
+    inner: Rc<dyn Events>,
+    pass: Box<dyn Fn(&StoredPayment) -> bool>,
+}
+
+impl OutcomeFilter {
+    pub fn new(inner: Rc<dyn Events>, pass: impl Fn(&StoredPayment) -> bool + 'static) -> Self {
+        Self {
+            inner,
+            pass: Box::new(pass),
+        }
+    }
+}
+
 /// Passes every event on, except a second final outcome for the same payment. A payment can be
 /// held by both agents at once (the reader stored it and the SDK did too, after a reader lost
 /// mid-`process`): the backend charges it once (same key) and answers both, and the page
 /// hears of it once per terminal, from whichever agent reported first. Outcomes that are not
 /// final (a payment still pending, to be retried) always pass.
-pub struct OncePerPayment {
-    inner: Rc<dyn Events>,
-    reported: RefCell<RecentIds>,
+pub fn once_per_payment(inner: Rc<dyn Events>) -> OutcomeFilter {
+    let reported = RefCell::new(RecentIds::default());
+    OutcomeFilter::new(inner, move |payment| {
+        payment.state.is_outstanding() || reported.borrow_mut().first_time(&payment.id)
+    })
 }
 
-impl OncePerPayment {
-    pub fn new(inner: Rc<dyn Events>) -> Self {
-        Self {
-            inner,
-            reported: RefCell::new(RecentIds::default()),
-        }
-    }
-
-    /// True when `payment`'s outcome should reach the page.
-    fn first_outcome(&self, payment: &StoredPayment) -> bool {
-        payment.state.is_outstanding() || self.reported.borrow_mut().first_time(&payment.id)
-    }
-}
-
-impl Events for OncePerPayment {
+impl Events for OutcomeFilter {
     fn network_status(&self, status: NetworkStatus) {
         self.inner.network_status(status)
     }
@@ -88,12 +92,12 @@ impl Events for OncePerPayment {
         self.inner.offline_status(status)
     }
     fn payment_forwarded(&self, payment: &StoredPayment) {
-        if self.first_outcome(payment) {
+        if (self.pass)(payment) {
             self.inner.payment_forwarded(payment)
         }
     }
     fn forwarding_failure(&self, failure: &ForwardingFailure) {
-        if self.first_outcome(&failure.payment) {
+        if (self.pass)(&failure.payment) {
             self.inner.forwarding_failure(failure)
         }
     }
@@ -158,7 +162,7 @@ mod tests {
     #[test]
     fn a_payment_held_by_both_agents_is_reported_once() {
         let heard = Rc::new(Heard::default());
-        let events = OncePerPayment::new(heard.clone());
+        let events = once_per_payment(heard.clone());
         events.payment_forwarded(&payment("pay_1", StoredState::Forwarded, Agent::Reader));
         events.payment_forwarded(&payment("pay_1", StoredState::Forwarded, Agent::Sdk));
         events.payment_forwarded(&payment("pay_2", StoredState::Forwarded, Agent::Sdk));

@@ -14,13 +14,12 @@ use crate::auth::Auth;
 use crate::backend::Backend;
 use crate::connectivity::{Connectivity, OnlineListeners};
 use crate::error::{BackendError, PosError};
-use crate::events::{ConnectionStatus, Events, PaymentStatus};
+use crate::events::{Events, OutcomeFilter};
 use crate::every::Every;
-use crate::forward_policy::{ForwardReport, ForwardingFailure, Stop, DEFAULT_CONCURRENCY};
+use crate::forward_policy::{ForwardReport, Stop, DEFAULT_CONCURRENCY};
 use crate::forwarder::{Forwarder, RunOutcome};
 use crate::js;
-use crate::payment::StoredPayment;
-use crate::status::{NetworkStatus, OfflineStatus, StatusReporter};
+use crate::status::{NetworkStatus, StatusReporter};
 use crate::store::Store;
 use crate::watched::Watched;
 use crate::weblock;
@@ -75,58 +74,17 @@ const PROGRESS_EVERY_MS: f64 = 250.0;
 /// A run's events, passed on, with the offline status published (at most every
 /// `PROGRESS_EVERY_MS`) as payments settle: a drain of thousands takes a minute, and the
 /// page's pending count should move during it.
-struct WithProgress {
-    inner: Rc<dyn Events>,
-    status: Rc<StatusReporter>,
-    last: Cell<f64>,
-}
-
-impl WithProgress {
-    fn new(inner: Rc<dyn Events>, status: Rc<StatusReporter>) -> Self {
-        Self {
-            inner,
-            status,
-            last: Cell::new(js::now_ms()),
-        }
-    }
-
-    fn settled(&self) {
+fn with_progress(inner: Rc<dyn Events>, status: Rc<StatusReporter>) -> OutcomeFilter {
+    let last = Cell::new(js::now_ms());
+    OutcomeFilter::new(inner, move |_| {
         let now = js::now_ms();
-        if now - self.last.get() >= PROGRESS_EVERY_MS {
-            self.last.set(now);
-            let status = self.status.clone();
+        if now - last.get() >= PROGRESS_EVERY_MS {
+            last.set(now);
+            let status = status.clone();
             spawn_local(async move { status.publish().await });
         }
-    }
-}
-
-impl Events for WithProgress {
-    fn network_status(&self, status: NetworkStatus) {
-        self.inner.network_status(status)
-    }
-    fn offline_status(&self, status: &OfflineStatus) {
-        self.inner.offline_status(status)
-    }
-    fn payment_forwarded(&self, payment: &StoredPayment) {
-        self.inner.payment_forwarded(payment);
-        self.settled();
-    }
-    fn forwarding_failure(&self, failure: &ForwardingFailure) {
-        self.inner.forwarding_failure(failure);
-        self.settled();
-    }
-    fn unexpected_reader_disconnect(&self, error: &PosError) {
-        self.inner.unexpected_reader_disconnect(error)
-    }
-    fn connection_status(&self, status: ConnectionStatus) {
-        self.inner.connection_status(status)
-    }
-    fn payment_status(&self, status: PaymentStatus) {
-        self.inner.payment_status(status)
-    }
-    fn database_closed_for_upgrade(&self) {
-        self.inner.database_closed_for_upgrade()
-    }
+        true
+    })
 }
 
 /// One forwarding run under the Web Lock, with one token refresh if the backend refused it.
@@ -412,7 +370,7 @@ impl Scheduler {
         }
         // The page's pending count follows a long drain, not only its end.
         let events: Rc<dyn Events> =
-            Rc::new(WithProgress::new(self.events.clone(), self.status.clone()));
+            Rc::new(with_progress(self.events.clone(), self.status.clone()));
         let outcome = run_locked(
             &self.store,
             &self.backend,

@@ -12,7 +12,7 @@ use crate::backend::Backend;
 use crate::checkout::Checkout;
 use crate::connectivity::Connectivity;
 use crate::error::PosError;
-use crate::events::{Events, OncePerPayment, PaymentStatus};
+use crate::events::{once_per_payment, Events, PaymentStatus};
 use crate::forward_policy::ForwardReport;
 use crate::held::Held;
 use crate::options::Settings;
@@ -49,7 +49,7 @@ impl Terminal {
         events: Rc<dyn Events>,
     ) -> Result<Terminal, PosError> {
         // Both agents may hold the same payment: the page hears of its outcome once.
-        let events: Rc<dyn Events> = Rc::new(OncePerPayment::new(events));
+        let events: Rc<dyn Events> = Rc::new(once_per_payment(events));
         let closed_for_upgrade = events.clone();
         let store = Rc::new(
             Store::open_observed(&settings.db_name, move || {

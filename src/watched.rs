@@ -1,7 +1,7 @@
 //! The payments this terminal stored that were outstanding when it last looked: when another
 //! context (a service worker, another tab) settles one, the page hears of its outcome
 //! (`onPaymentForwarded` / `onForwardingFailure`) at this terminal's next timer tick, as if
-//! it had forwarded it itself (`OncePerPayment` keeps it to once). They are looked up only
+//! it had forwarded it itself (`events::once_per_payment` keeps it to once). They are looked up only
 //! when the store's outstanding count fell, or is below how many are watched.
 
 use std::cell::{Cell, RefCell};

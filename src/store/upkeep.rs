@@ -93,16 +93,11 @@ impl Store {
             if moved.is_empty() {
                 return Ok(None);
             }
-            // The ledger's reads (the rebuild skips records whose header does not open)
-            // come before the records' writes.
-            let applied = self
-                .apply_in(&tx, &stored, vec![Change::Recount], None, now)
+            // The rebuild skips records whose header does not open.
+            let last = self
+                .recount_then_put(&tx, &store, &stored, &puts, now)
                 .await?;
-            let puts = puts
-                .iter()
-                .map(|r| store.put(r).map_err(|e| storage_error(&e)))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok::<_, PosError>(Some((moved, Last::new(Some(applied), puts))))
+            Ok::<_, PosError>(Some((moved, last)))
         }
         .await;
         let Some((moved, summary)) = end_round(tx, work, &self.ledger_cache).await? else {
@@ -112,6 +107,27 @@ impl Store {
             *self.summary.borrow_mut() = summary;
         }
         Ok(moved)
+    }
+
+    /// Inside `tx`, with `stored` the answer to `ledger_request`: counts the ledger again from
+    /// the outstanding records that open, then puts `records` (the rebuild's reads come
+    /// before the records' writes). Left for `end_round` to commit.
+    async fn recount_then_put(
+        &self,
+        tx: &StrictTx,
+        store: &web_sys::IdbObjectStore,
+        stored: &JsValue,
+        records: &[JsValue],
+        now: f64,
+    ) -> Result<Last, PosError> {
+        let applied = self
+            .apply_in(tx, stored, vec![Change::Recount], None, now)
+            .await?;
+        let puts = records
+            .iter()
+            .map(|r| store.put(r).map_err(|e| storage_error(&e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Last::new(Some(applied), puts))
     }
 
     /// When the sealed ledger counts more outstanding payments than are listed
@@ -188,15 +204,10 @@ impl Store {
                 js::set(&record, "updatedAt", &now.into());
                 puts.push(record);
             }
-            // The ledger's reads (the rebuild) come before the records' writes.
-            let applied = self
-                .apply_in(&tx, &stored, vec![Change::Recount], None, now)
+            let last = self
+                .recount_then_put(&tx, &store, &stored, &puts, now)
                 .await?;
-            let puts = puts
-                .iter()
-                .map(|r| store.put(r).map_err(|e| storage_error(&e)))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok::<_, PosError>(Some((moved, Last::new(Some(applied), puts))))
+            Ok::<_, PosError>(Some((moved, last)))
         }
         .await;
         let Some((moved, summary)) = end_round(tx, work, &self.ledger_cache).await? else {
