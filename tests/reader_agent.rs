@@ -53,6 +53,16 @@ impl Events for Seen {
 }
 
 impl Seen {
+    /// Every `onPaymentForwarded` heard for payment `id`.
+    fn forwarded_of(&self, id: &str) -> Vec<StoredPayment> {
+        self.forwarded
+            .borrow()
+            .iter()
+            .filter(|p| p.id == id)
+            .cloned()
+            .collect()
+    }
+
     fn forwarded_by_reader(&self, id: &str) -> usize {
         self.forwarded
             .borrow()
@@ -286,13 +296,7 @@ async fn both_links_down_it_is_stored_on_the_reader_and_forwarded_once_after_a_r
         Some(1.0),
         "forwarded once"
     );
-    let by_reader: Vec<StoredPayment> = seen
-        .forwarded
-        .borrow()
-        .iter()
-        .filter(|p| p.id == stored.id)
-        .cloned()
-        .collect();
+    let by_reader = seen.forwarded_of(&stored.id);
     assert_eq!(by_reader.len(), 1, "reported once");
     assert_eq!(by_reader[0].amount, 2_100);
     assert!(by_reader[0].payment_intent_id.is_some());
@@ -330,13 +334,7 @@ async fn a_readers_report_about_a_payment_it_never_held_is_ignored() {
     assert!(seen.failures.borrow().is_empty(), "the lie is not reported");
     let report = terminal.forward_stored_payments().await.unwrap();
     assert_eq!(report.forwarded, 1, "{report:?}");
-    let heard: Vec<StoredPayment> = seen
-        .forwarded
-        .borrow()
-        .iter()
-        .filter(|p| p.id == stored.id)
-        .cloned()
-        .collect();
+    let heard = seen.forwarded_of(&stored.id);
     assert_eq!(heard.len(), 1, "the backend's answer reaches the page");
     assert_eq!(heard[0].stored_by, Agent::Sdk);
     assert_eq!(
