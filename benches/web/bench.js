@@ -146,8 +146,9 @@ async function boot() {
   return { initMs, memory: wasm.memory.buffer.byteLength };
 }
 
-function options(api, db) {
+function options(api, db, extra = {}) {
   return {
+    ...extra,
     backendUrl: api,
     fetchConnectionToken: async () => {
       const res = await fetch(`${api}/v1/connection_tokens`, { method: "POST" });
@@ -168,11 +169,12 @@ function options(api, db) {
  * which pos-sim accepts for a published test card under any payment id and does not check
  * for reuse: the pre-fill's copies and the baselines' requests are approved like the
  * original. (A pos-sim reader's payload is sealed for one payment id, amount, currency and
- * reader, and charged once: copies of it are refused 400/409.)
+ * reader, and charged once: copies of it are refused 400/409.) `extra`: more options
+ * (`forwardConcurrency` for the drain with latency).
  */
-async function openTerminal(api, db, reader) {
+async function openTerminal(api, db, reader, extra) {
   const t0 = performance.now();
-  const terminal = await Terminal.create(options(api, db));
+  const terminal = await Terminal.create(options(api, db, extra));
   const createMs = performance.now() - t0;
   if (reader) {
     if (reader !== "simulated") throw new Error(`openTerminal: unknown reader ${reader}`);
