@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use pos_protocol::backend::PaymentBody;
+use pos_protocol::backend::{PaymentBody, PaymentOk};
 
 use crate::auth::Auth;
 use crate::backend::{Backend, PaymentOutcome};
@@ -39,7 +39,8 @@ fn payment_body(p: &Collected) -> PaymentBody {
 
 /// The intent record of an online attempt.
 enum Intent {
-    Written(Header),
+    /// `earlier`: written by an earlier attempt of this payment (its outcome unknown).
+    Written { header: Header, earlier: bool },
     /// Not written (a full disk must not stop online payments) or not needed.
     Unwritten,
     /// A retry found the payment already stored offline (by an earlier unknown outcome).
@@ -68,15 +69,25 @@ impl Checkout {
     /// Processes the held payment `id`. A result that is not final puts it back, so the
     /// caller may retry with the same payment (same id: never charged twice).
     pub async fn process(&self, id: &str) -> Result<PaymentResult, PosError> {
-        let payment = self.held.borrow_mut().take(id)?;
-        let result = self.process_collected(&payment).await;
+        let (payment, earlier_unknown) = self.held.borrow_mut().take(id)?;
+        let mut result = self.process_collected(&payment, earlier_unknown).await;
+        if earlier_unknown {
+            result = result.map_err(fallback::after_earlier_unknown);
+        }
         let put_back = (!Held::is_final(&result))
             .then_some(matches!(result, Err(PosError::OutcomeUnknown(_))));
         self.held.borrow_mut().end(payment, put_back);
         result
     }
 
-    async fn process_collected(&self, p: &Collected) -> Result<PaymentResult, PosError> {
+    /// `earlier_unknown`: an earlier attempt of this payment may have reached the backend, so
+    /// no failure of this one means "not charged", and its intent is kept unless the backend
+    /// approves or declines.
+    async fn process_collected(
+        &self,
+        p: &Collected,
+        earlier_unknown: bool,
+    ) -> Result<PaymentResult, PosError> {
         let offline_allowed = fallback::offline_allowed(p.offline_behavior, self.offline_enabled);
         // The offline rules, whoever would store it: checked before anything is stored.
         let country = self.agent.country_of(&p.reader_id);
@@ -87,7 +98,7 @@ impl Checkout {
             Route::Offline => {
                 let why = BackendError::NotSent("offlineBehavior is force_offline".into());
                 return self
-                    .without_backend(p, &Intent::Unwritten, false, why.into(), rules)
+                    .without_backend(p, &Intent::Unwritten, earlier_unknown, why.into(), rules)
                     .await;
             }
             Route::ProbeFirst => {
@@ -110,7 +121,7 @@ impl Checkout {
                     "the health check failed, the payment was not sent: {e}"
                 ));
                 return self
-                    .without_backend(p, &Intent::Unwritten, false, why.into(), rules)
+                    .without_backend(p, &Intent::Unwritten, earlier_unknown, why.into(), rules)
                     .await;
             }
         }
@@ -118,6 +129,7 @@ impl Checkout {
         if let Intent::AlreadyStored(header) = &intent {
             return Ok(PaymentResult::stored(p, header));
         }
+        let earlier = earlier_unknown || matches!(intent, Intent::Written { earlier: true, .. });
         let online_error = match self.online(p).await {
             Err(e) => e,
             ok => {
@@ -129,17 +141,22 @@ impl Checkout {
             self.connectivity.set(NetworkStatus::Offline);
         }
         match fallback::classify(online_error) {
-            OnlineFailure::Final(e) => {
+            // A decline is the backend's verdict on the payment, whatever came before.
+            OnlineFailure::Final(e @ PosError::CardDeclined { .. }) => {
                 self.settle_intent(&intent).await;
                 Err(e)
             }
+            // This attempt was refused (a 401, a conflict): it charged nothing, but an
+            // earlier one may have, and its intent is then what forwards it.
+            OnlineFailure::Final(e) if earlier => Err(fallback::after_earlier_unknown(e)),
+            OnlineFailure::Final(e) => Err(self.fail_uncharged(&intent, e).await),
             // The reader next, then the SDK's store, all under the same id: if this attempt
             // did reach the backend, the others get its stored answer, not a second charge.
             OnlineFailure::NotReached {
                 may_have_arrived,
                 error,
             } => {
-                self.without_backend(p, &intent, may_have_arrived, error, rules)
+                self.without_backend(p, &intent, may_have_arrived || earlier, error, rules)
                     .await
             }
         }
@@ -183,13 +200,14 @@ impl Checkout {
                     self.settle_intent(intent).await;
                     return Ok(PaymentResult::stored_on_reader(p, stored_at));
                 }
+                // The backend's verdict on this id, relayed: a decline, or a refusal of the
+                // payment itself (an earlier attempt with the same body would have had it).
                 AfterReader::Final(e) => {
                     self.settle_intent(intent).await;
                     return Err(e);
                 }
                 AfterReader::Refused(e) if !may_have_arrived => {
-                    self.settle_intent(intent).await;
-                    return Err(e);
+                    return Err(self.fail_uncharged(intent, e).await);
                 }
                 // The SDK's attempt may have arrived: never "not charged".
                 AfterReader::Refused(e) => {
@@ -220,20 +238,25 @@ impl Checkout {
             rules,
             &why,
         ) {
-            AfterFailure::Fail(e) => {
-                // An unknown outcome keeps its intent: it is forwarded with the same key.
-                if e.code() != "payment_outcome_unknown" {
-                    self.settle_intent(intent).await;
-                }
-                Err(e)
-            }
+            // An unknown outcome keeps its intent: it is forwarded with the same key.
+            AfterFailure::Fail(e @ PosError::OutcomeUnknown(_)) => Err(e),
+            AfterFailure::Fail(e) => Err(self.fail_uncharged(intent, e).await),
             AfterFailure::StoreOffline { may_have_arrived } => {
                 let stored = match intent {
-                    Intent::Written(header) => self.intent_offline(p, header).await,
+                    Intent::Written { header, .. } => self.intent_offline(p, header).await,
                     Intent::Unwritten | Intent::AlreadyStored(_) => self.store_offline(p).await,
                 };
-                stored
-                    .map_err(|stored| fallback::after_store_failure(stored, &why, may_have_arrived))
+                match stored {
+                    Ok(stored) => Ok(stored),
+                    Err(refused) => {
+                        match fallback::after_store_failure(refused, &why, may_have_arrived) {
+                            e @ PosError::OutcomeUnknown(_) => Err(e),
+                            // "Nothing stored" must hold for the intent too: left behind, it
+                            // would be forwarded, and charged, later.
+                            e => Err(self.fail_uncharged(intent, e).await),
+                        }
+                    }
+                }
             }
         }
     }
@@ -250,7 +273,8 @@ impl Checkout {
     /// A retry after an unknown outcome finds its own; a payment already stored offline
     /// answers as such. A failed write does not stop an online payment.
     async fn intent_for(&self, p: &Collected) -> Intent {
-        let header = match self.store.add_intent(p, js::now_ms()).await {
+        let now = js::now_ms();
+        let header = match self.store.add_intent(p, now).await {
             Ok(h) => h,
             Err(e) => {
                 web_sys::console::warn_1(
@@ -260,7 +284,12 @@ impl Checkout {
             }
         };
         match header.state {
-            StoredState::Intent => Intent::Written(header),
+            // The store answers a duplicate with the record it found: an intent written at
+            // another time is an earlier attempt's.
+            StoredState::Intent => Intent::Written {
+                earlier: header.stored_at != now,
+                header,
+            },
             StoredState::Pending | StoredState::Forwarding => Intent::AlreadyStored(header),
             _ => Intent::Unwritten,
         }
@@ -269,12 +298,32 @@ impl Checkout {
     /// The backend answered the online attempt for good (or nothing left this browser): the
     /// intent has served its purpose.
     async fn settle_intent(&self, intent: &Intent) {
-        if let Intent::Written(header) = intent {
-            if let Err(e) = self.store.discard_intent(header).await {
-                // Left behind, it is forwarded later with the same key: the backend replays
-                // its answer, nothing is charged twice.
-                web_sys::console::warn_1(&format!("pos-terminal: intent kept: {e}").into());
-            }
+        if let Err(e) = self.discard_intent(intent).await {
+            // Left behind, it is forwarded later with the same key: the backend replays
+            // its answer, nothing is charged twice.
+            web_sys::console::warn_1(&format!("pos-terminal: intent kept: {e}").into());
+        }
+    }
+
+    async fn discard_intent(&self, intent: &Intent) -> Result<(), PosError> {
+        match intent {
+            Intent::Written { header, .. } => self.store.discard_intent(header).await,
+            Intent::Unwritten | Intent::AlreadyStored(_) => Ok(()),
+        }
+    }
+
+    /// Ends an attempt that charged nothing (`e` says why, and promises nothing is kept):
+    /// its intent goes. An intent that cannot be discarded would be forwarded later, so the
+    /// outcome is then reported unknown instead of `e`.
+    async fn fail_uncharged(&self, intent: &Intent, e: PosError) -> PosError {
+        match self.discard_intent(intent).await {
+            Ok(()) => e,
+            Err(kept) => PosError::OutcomeUnknown(format!(
+                "{}: {e}; but its intent record could not be discarded ({}) and will be \
+                 forwarded later with the same id",
+                e.code(),
+                kept.code()
+            )),
         }
     }
 
@@ -361,7 +410,54 @@ impl Checkout {
             .store
             .add_pending(p, js::now_ms(), &self.limits)
             .await?;
+        // The store answers a duplicate with the record it found, whatever its state.
+        match header.state {
+            StoredState::Pending | StoredState::Forwarding => {}
+            // An earlier attempt's intent: stored offline as this attempt's would be, within
+            // the limits.
+            StoredState::Intent => return self.intent_offline(p, &header).await,
+            _ => return self.settled_before(p).await,
+        }
         self.status.publish().await;
         Ok(PaymentResult::stored(p, &header))
+    }
+
+    /// A retry found its payment already settled by a forwarder (its earlier attempt's
+    /// intent, or its stored copy, was forwarded meanwhile): the answer is that outcome.
+    async fn settled_before(&self, p: &Collected) -> Result<PaymentResult, PosError> {
+        let entry = self.store.get(&p.id).await?;
+        let Some(entry) = entry else {
+            return Err(PosError::OutcomeUnknown(format!(
+                "the stored copy of {} went away meanwhile",
+                p.id
+            )));
+        };
+        let state = entry.header.state;
+        match (state, entry.body) {
+            (StoredState::Forwarded, Ok(body)) => {
+                if let (Some(payment_intent), Some(status)) =
+                    (body.payment_intent_id, body.payment_status)
+                {
+                    let ok = PaymentOk {
+                        payment_intent,
+                        status,
+                    };
+                    return Ok(PaymentResult::online(p, &ok));
+                }
+            }
+            (StoredState::Declined, Ok(body)) => {
+                return Err(PosError::CardDeclined {
+                    decline_code: body
+                        .decline_code
+                        .unwrap_or_else(|| "generic_decline".into()),
+                })
+            }
+            _ => {}
+        }
+        Err(PosError::OutcomeUnknown(format!(
+            "{} is stored here as {}: see listStoredPayments()",
+            p.id,
+            state.as_str()
+        )))
     }
 }

@@ -158,6 +158,20 @@ pub fn after_store_failure(
     }
 }
 
+/// The error of a retry whose earlier attempt may have reached the backend: only the
+/// backend's verdict on the payment (a decline) settles it; any other failure of the retry
+/// (nothing sent, a refused store, a refused token) leaves its outcome unknown.
+pub fn after_earlier_unknown(e: PosError) -> PosError {
+    match e {
+        PosError::CardDeclined { .. } | PosError::OutcomeUnknown(_) => e,
+        other => PosError::OutcomeUnknown(format!(
+            "{}: {other}; an earlier attempt of this payment may have reached the backend \
+             (retry with the same payment: it is never charged twice)",
+            other.code()
+        )),
+    }
+}
+
 /// The attempt got no answer at all: the backend looks down from here.
 pub fn means_offline(e: &PosError) -> bool {
     matches!(
@@ -387,5 +401,27 @@ mod tests {
             503,
             String::new()
         ))));
+    }
+
+    #[test]
+    fn after_an_earlier_unknown_only_a_decline_or_an_approval_is_known() {
+        let declined = PosError::CardDeclined {
+            decline_code: "insufficient_funds".into(),
+        };
+        assert_eq!(after_earlier_unknown(declined.clone()), declined);
+        for e in [
+            PosError::OfflineLimitExceeded("over the stored amount".into()),
+            PosError::OfflineDisabled,
+            PosError::ConnectionToken("rejected".into()),
+            PosError::from(BackendError::NotSent("offline".into())),
+            PosError::from(BackendError::Unauthorized("refused".into())),
+        ] {
+            let code = e.code();
+            let after = after_earlier_unknown(e);
+            assert_eq!(after.code(), "payment_outcome_unknown", "{code}");
+            assert!(after.to_string().contains(code), "{after}");
+        }
+        let unknown = PosError::OutcomeUnknown("timeout".into());
+        assert_eq!(after_earlier_unknown(unknown.clone()), unknown);
     }
 }

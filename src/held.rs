@@ -38,8 +38,9 @@ impl Held {
         self.payments.push(Slot { payment, unknown });
     }
 
-    /// Takes a payment out to process it; `end` must follow once it has an answer.
-    pub fn take(&mut self, id: &str) -> Result<Collected, PosError> {
+    /// Takes a payment out to process it, with whether an earlier attempt's outcome is
+    /// unknown (it may have reached the backend); `end` must follow once it has an answer.
+    pub fn take(&mut self, id: &str) -> Result<(Collected, bool), PosError> {
         if self.processing.iter().any(|p| p == id) {
             return Err(PosError::PaymentInProgress);
         }
@@ -49,7 +50,8 @@ impl Held {
             .position(|s| s.payment.id == id)
             .ok_or(PosError::PaymentNotCollected)?;
         self.processing.push(id.to_owned());
-        Ok(self.payments.remove(at).payment)
+        let slot = self.payments.remove(at);
+        Ok((slot.payment, slot.unknown))
     }
 
     /// Ends the processing of a taken payment. One whose answer was not final is put back
@@ -77,14 +79,14 @@ mod tests {
         let mut held = Held::default();
         let c = collected("pay_1");
         held.hold(c.clone());
-        assert_eq!(held.take("pay_1").unwrap(), c);
+        assert_eq!(held.take("pay_1").unwrap(), (c.clone(), false));
         assert_eq!(
             held.take("pay_1").unwrap_err(),
             PosError::PaymentInProgress,
             "a second call while the first has not answered"
         );
         held.end(c.clone(), Some(false));
-        assert_eq!(held.take("pay_1").unwrap().id, "pay_1");
+        assert_eq!(held.take("pay_1").unwrap().0.id, "pay_1");
         held.end(c, None);
         assert_eq!(
             held.take("pay_1").unwrap_err(),
@@ -129,12 +131,13 @@ mod unknown_tests {
         let mut held = Held::default();
         let c = collected("pay_unknown");
         held.hold(c);
-        let c = held.take("pay_unknown").unwrap();
+        let (c, _) = held.take("pay_unknown").unwrap();
         held.end(c, Some(true));
         for i in 0..3 * MAX_HELD {
             held.hold(collected(&format!("pay_{i}")));
         }
-        assert!(held.take("pay_unknown").is_ok(), "still retryable");
+        let (_, unknown) = held.take("pay_unknown").unwrap();
+        assert!(unknown, "still retryable, and known to be unknown");
         assert!(held.payments.len() < MAX_HELD);
     }
 }

@@ -61,9 +61,9 @@ async fn a_payment_stored_after_a_failed_online_attempt_stays_bound_to_its_backe
         .unwrap();
     // The terminal saw the backend online: the attempt is written as an intent (sealed for
     // backend A), sent, and failing, moved to pending with its body sealed again.
-    sim_network(url, true).await;
+    sim_network(true).await;
     let stored = terminal_a.process_payment(&collected.id).await;
-    sim_network(url, false).await;
+    sim_network(false).await;
     reader_link("rdr_sim_1", false).await;
     let stored = stored.unwrap();
     assert_eq!(stored.status, ResultStatus::StoredOffline);
@@ -87,12 +87,6 @@ async fn a_payment_stored_after_a_failed_online_attempt_stays_bound_to_its_backe
     terminal_a.close();
     let mine = received(url, &stored.id).await.expect("forwarded to A");
     assert_eq!(get(&mine, "requests").as_f64(), Some(1.0));
-}
-
-/// Cuts or restores the backend network at pos-sim.
-async fn sim_network(url: &str, down: bool) {
-    let body = format!(r#"{{"down":{down}}}"#);
-    fetch_json(&format!("{url}/_sim/network"), "POST", Some(&body)).await;
 }
 
 /// A terminal for `backend_b` on `db`, then the service worker's entry point (with the

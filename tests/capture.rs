@@ -32,10 +32,6 @@ fn manual(amount: f64, behavior: Option<OfflineBehavior>) -> PaymentRequest {
     }
 }
 
-async fn network(down: bool) {
-    sim_post("/_sim/network", &format!(r#"{{"down":{down}}}"#)).await;
-}
-
 #[wasm_bindgen_test]
 async fn an_online_manual_payment_is_captured_once_then_cancel_is_refused() {
     let (terminal, _) = simulated_terminal("capture-online").await;
@@ -137,9 +133,9 @@ async fn unknown_ids_bad_ids_and_a_silent_backend_have_their_own_codes() {
     }
 
     let paid = pay(&terminal, manual(1_400.0, None)).await.unwrap();
-    network(true).await;
+    sim_network(true).await;
     let while_down = terminal.capture_payment(&paid.id).await;
-    network(false).await;
+    sim_network(false).await;
     assert_eq!(while_down.unwrap_err().code(), "backend_unreachable");
     // Retrying is safe: capture is idempotent at the backend.
     let captured = terminal.capture_payment(&paid.id).await.unwrap();

@@ -317,6 +317,7 @@ async fn a_token_source_that_never_settles_times_out_and_nothing_is_lost() {
     let (api, url) = sim_addrs();
     let mut opts = options(api, &unique_db("token-hang"));
     opts.request_timeout_ms = Some(500.0);
+    opts.offline = offline_limits(r#"{"transactionLimit":{"usd":5000}}"#);
     let mode = Rc::new(Cell::new(TokenMode::Never));
     let asked = Rc::new(Cell::new(0u32));
     let source: Rc<dyn TokenSource> = {
@@ -355,6 +356,16 @@ async fn a_token_source_that_never_settles_times_out_and_nothing_is_lost() {
     assert!((450.0..5_000.0).contains(&took), "stored after {took} ms");
     assert_eq!(asked.get(), 2);
 
+    // prefer_online over the per-payment limit: nothing sent, nothing stored, and so its
+    // intent must not be left to forward either (checked below, once the promises settle).
+    let over = terminal
+        .collect_payment_method(request(6_000.0, Some(OfflineBehavior::PreferOnline)))
+        .await
+        .unwrap();
+    let refused = terminal.process_payment(&over.id).await.unwrap_err();
+    assert_eq!(refused.code(), "offline_limit_exceeded", "{refused}");
+    assert_eq!(asked.get(), 3);
+
     // require_online: the token's own error, asked again (a late answer this time).
     mode.set(TokenMode::Late);
     let refused = pay(
@@ -365,7 +376,7 @@ async fn a_token_source_that_never_settles_times_out_and_nothing_is_lost() {
     .unwrap_err();
     assert_eq!(refused.code(), "connection_token_failed", "{refused}");
     assert!(refused.to_string().contains("500 ms"), "{refused}");
-    assert_eq!(asked.get(), 3, "a timed-out wait is no cached failure");
+    assert_eq!(asked.get(), 4, "a timed-out wait is no cached failure");
 
     // A forwarding run ends with the token's error and frees `forwarding`; the payment stays.
     let run = terminal.forward_stored_payments();
@@ -385,10 +396,10 @@ async fn a_token_source_that_never_settles_times_out_and_nothing_is_lost() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), "connection_token_failed", "{err}");
-    assert_eq!(asked.get(), 5);
+    assert_eq!(asked.get(), 6);
 
     // The abandoned promises settle: nothing changes. The payment is pending, the refused
-    // one left nothing behind (not even its intent), and the backend has neither.
+    // ones left nothing behind (not even their intents), and the backend has none.
     sleep_ms(1_800).await;
     let pending = terminal
         .list_stored_payments(Some(StoredState::Pending))
@@ -403,6 +414,7 @@ async fn a_token_source_that_never_settles_times_out_and_nothing_is_lost() {
         .is_empty());
     assert_eq!(terminal.offline_status().await.unwrap().pending_count, 1);
     assert!(received(url, &stored.id).await.is_none());
+    assert!(received(url, &over.id).await.is_none());
 
     // The merchant's server answers again: the payment is forwarded, once.
     mode.set(TokenMode::Working);

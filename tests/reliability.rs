@@ -159,6 +159,38 @@ async fn a_reset_then_a_refused_store_is_unknown_not_a_limit_error() {
     faults(url, "[]").await;
     // `offline_limit_exceeded` here would invite a second card for a charged payment.
     assert_eq!(err.code(), "payment_outcome_unknown", "{err}");
+
+    // Retries that send nothing (the backend and the reader's link down) and find the store
+    // still refused: the first attempt's outcome is still unknown, and its intent stays.
+    sim_network(true).await;
+    reader_link("rdr_sim_1", true).await;
+    // The first goes online and fails; the second asks the health check first (the
+    // terminal now knows the backend is down) and would find the first attempt's intent
+    // in the store: neither "over the limit" nor "stored offline".
+    for retry in ["online", "health check first"] {
+        let err = terminal.process_payment(&collected.id).await.unwrap_err();
+        assert_eq!(err.code(), "payment_outcome_unknown", "{retry}: {err}");
+    }
+    sim_network(false).await;
+    reader_link("rdr_sim_1", false).await;
+    let intents = terminal
+        .list_stored_payments(Some(StoredState::Intent))
+        .await
+        .unwrap();
+    assert!(intents.iter().any(|p| p.id == collected.id), "intent kept");
+    assert_eq!(terminal.offline_status().await.unwrap().pending_count, 0);
+
+    // Back online, the same payment is the backend's first answer: charged once.
+    let before = requests(&received(url, &collected.id).await.expect("recorded"));
+    let result = terminal.process_payment(&collected.id).await.unwrap();
+    assert_eq!(result.status, ResultStatus::Succeeded);
+    let at_backend = received(url, &collected.id).await.expect("recorded");
+    assert_eq!(requests(&at_backend), before + 1.0, "a replay");
+    assert!(terminal
+        .list_stored_payments(Some(StoredState::Intent))
+        .await
+        .unwrap()
+        .is_empty());
     terminal.close();
 }
 

@@ -184,6 +184,13 @@ pub async fn reader_link(reader: &str, down: bool) {
     .await;
 }
 
+/// Cuts or restores pos-sim's backend network (its API refuses every request while down).
+pub async fn sim_network(down: bool) {
+    let (_, url) = sim_addrs();
+    let body = format!(r#"{{"down":{down}}}"#);
+    fetch_json(&format!("{url}/_sim/network"), "POST", Some(&body)).await;
+}
+
 /// Options for a terminal on pos-sim's backend, with a database of its own and no timer.
 pub fn options(api: &str, db: &str) -> TerminalOptions {
     TerminalOptions {
