@@ -145,12 +145,21 @@ mod browser {
             let deadline = TimeoutFuture::new(self.timeout_ms);
             let token = check_token(within_deadline(fetch, deadline, self.timeout_ms).await?)?;
             *self.cached.borrow_mut() = Some(token.clone());
-            self.store
+            // Saved for a service worker to forward with. A failed save (a full disk, a
+            // database closed for an upgrade) must not fail what the token was fetched for:
+            // an online payment needs no storage.
+            let saved = self
+                .store
                 .save_config(&PersistedConfig {
                     backend_url: self.backend_url.clone(),
                     connection_token: Some(token.clone()),
                 })
-                .await?;
+                .await;
+            if let Err(e) = saved {
+                web_sys::console::warn_1(
+                    &format!("pos-terminal: the connection token was not saved for a service worker: {e}").into(),
+                );
+            }
             Ok(token)
         }
 

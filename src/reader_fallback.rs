@@ -108,7 +108,9 @@ pub fn after_reader(answer: ReaderAnswer) -> AfterReader {
                 }
             }
             ProcessResult::Declined { decline_code } => {
-                AfterReader::Final(PosError::CardDeclined { decline_code })
+                AfterReader::Final(PosError::CardDeclined {
+                    decline_code: crate::backend::decline_code(Some(&decline_code)),
+                })
             }
             ProcessResult::Rejected { code, message } => {
                 AfterReader::Final(rejected(&code, &message))
@@ -229,6 +231,17 @@ mod tests {
         };
         assert_eq!(declined.code(), "card_declined");
         assert_eq!(declined.decline_code(), Some("insufficient_funds"));
+        // A reader's decline code is held to the backend's rule: no markup, no 16 KB.
+        for hostile in ["<img src=x onerror=alert(1)>".to_string(), "a".repeat(16_000)] {
+            let AfterReader::Final(declined) =
+                after_reader(ReaderAnswer::Processed(ProcessResult::Declined {
+                    decline_code: hostile,
+                }))
+            else {
+                panic!("a decline is final")
+            };
+            assert_eq!(declined.decline_code(), Some("generic_decline"));
+        }
         let AfterReader::Final(reused) =
             after_reader(ReaderAnswer::Processed(ProcessResult::Rejected {
                 code: "idempotency_key_reused".into(),

@@ -34,21 +34,22 @@ pub fn classify_payment_answer(status: u16, text: &str) -> Result<PaymentOutcome
     }
     let body = refusal(status, text)?;
     match status {
-        402 => {
-            let decline_code = body
-                .error
-                .decline_code
-                .filter(|c| {
-                    !c.is_empty()
-                        && c.len() <= 64
-                        && c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
-                })
-                .unwrap_or_else(|| "generic_decline".to_string());
-            Ok(PaymentOutcome::Declined { decline_code })
-        }
+        402 => Ok(PaymentOutcome::Declined {
+            decline_code: decline_code(body.error.decline_code.as_deref()),
+        }),
         409 => Err(BackendError::IdempotencyConflict),
         _ => Err(BackendError::status(status, describe(Some(&body), text))),
     }
+}
+
+/// A decline code as the page is given it, from the backend or relayed by a reader: a
+/// hostile one (long, or with markup) is not passed through; `generic_decline` stands in.
+pub fn decline_code(raw: Option<&str>) -> String {
+    raw.filter(|c| {
+        !c.is_empty() && c.len() <= 64 && c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+    })
+    .unwrap_or("generic_decline")
+    .to_string()
 }
 
 /// Classifies an answer to `POST /v1/payments/{id}/capture` or `/cancel`: the payment's

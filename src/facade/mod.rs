@@ -326,9 +326,11 @@ impl JsTerminal {
 #[wasm_bindgen(js_name = forwardStoredPayments, skip_typescript)]
 pub fn forward_stored_payments(options: Option<JsValue>) -> Promise {
     promise(async move {
+        // A string (`forwardStoredPayments("shop")`) or a misspelt key would otherwise
+        // forward the default database and report it, and the `sync` would not be retried.
         let options: WorkerOptions = match optional(options) {
-            Some(o) if o.is_object() => from_js(o, "options")?,
-            _ => WorkerOptions::default(),
+            None => WorkerOptions::default(),
+            Some(o) => from_js(o, "options")?,
         };
         let db_name = options::database_name(options.database_name)?;
         to_js(&forward_saved(&db_name).await?)

@@ -366,7 +366,7 @@ pub struct ListFilter {
 
 /// The optional options of the standalone `forwardStoredPayments`.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WorkerOptions {
     pub database_name: Option<String>,
 }

@@ -17,6 +17,7 @@ async function sdkPage(context, sim) {
   await page.evaluate(async (api) => {
     const sdk = await import("/pkg/pos_terminal.js");
     await sdk.default();
+    window.sdk = sdk;
     window.events = [];
     window.outcomes = [];
     window.create = (options) =>
@@ -125,7 +126,7 @@ describe("the API from plain JS", { timeout: 3 * 60_000 }, () => {
     });
   });
 
-  test("an array for a request, a lone surrogate, a Map, NaN or a typo in the options: invalid_argument that says so", async () => {
+  test("an array for a request, a lone surrogate, a Map, NaN or a typo in the options (the worker's too): invalid_argument that says so", async () => {
     await withDiagnostics("shapes", { browser, sim }, async () => {
       const page = await sdkPage(browser.context, sim);
       const out = await page.evaluate(async () => {
@@ -150,8 +151,17 @@ describe("the API from plain JS", { timeout: 3 * 60_000 }, () => {
           options[name] = await outcome(() => create({ databaseName: "api-edges-shapes", ...extra }));
           if (options[name].value) await options[name].value.close();
         }
-        return { array, surrogate, nanNote, typoFilter, options };
+        // The worker's entry point: a database name as a bare string, or a misspelt key,
+        // would forward the default database instead (and a sync would not be retried).
+        const worker = {
+          string: await outcome(() => sdk.forwardStoredPayments("api-edges-shapes")),
+          typo: await outcome(() => sdk.forwardStoredPayments({ databasename: "api-edges-shapes" })),
+        };
+        return { array, surrogate, nanNote, typoFilter, options, worker };
       });
+      assert.equal(out.worker.string.code, "invalid_argument", JSON.stringify(out.worker.string));
+      assert.equal(out.worker.typo.code, "invalid_argument", JSON.stringify(out.worker.typo));
+      assert.match(out.worker.typo.message, /unknown field `databasename`/);
       assert.equal(out.array.code, "invalid_argument", JSON.stringify(out.array));
       assert.match(out.array.message, /not an array/);
       assert.equal(out.surrogate.code, "invalid_argument", JSON.stringify(out.surrogate));

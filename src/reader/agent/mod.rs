@@ -100,6 +100,7 @@ pub fn forwarded_by_reader(
             ForwardedByReader::Forwarded(payment)
         }
         ForwardResult::Declined { decline_code } => {
+            let decline_code = &crate::backend::decline_code(Some(decline_code));
             payment.state = StoredState::Declined;
             payment.decline_code = Some(decline_code.clone());
             let message = format!("the card was declined ({decline_code})");
