@@ -232,7 +232,10 @@ mod tests {
         assert_eq!(declined.code(), "card_declined");
         assert_eq!(declined.decline_code(), Some("insufficient_funds"));
         // A reader's decline code is held to the backend's rule: no markup, no 16 KB.
-        for hostile in ["<img src=x onerror=alert(1)>".to_string(), "a".repeat(16_000)] {
+        for hostile in [
+            "<img src=x onerror=alert(1)>".to_string(),
+            "a".repeat(16_000),
+        ] {
             let AfterReader::Final(declined) =
                 after_reader(ReaderAnswer::Processed(ProcessResult::Declined {
                     decline_code: hostile,

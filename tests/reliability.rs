@@ -673,37 +673,48 @@ async fn patch_record(db: &str, id: &str, patch: &str) {
 }
 
 /// A payment this SDK stored, so counted by the sealed ledger, whose clear header then stops
-/// opening (`v` a string): the run that meets it quarantines and reports it, and the status
-/// and the limits stop counting it at once (an outside trial found it counted for good,
-/// blocking offline payments at the stored-amount limit).
+/// opening (`v` a string; or its `updatedAt`, which every change compares, gone: the record
+/// could then be neither claimed nor settled, pending for good): the run that meets it
+/// quarantines and reports it, and the status and the limits stop counting it at once (an
+/// outside trial found it counted for good, blocking offline payments at the stored-amount
+/// limit).
 async fn a_counted_record_whose_header_breaks_stops_counting() {
     let (api, url) = sim_addrs();
-    let db = unique_db("broken-counted");
-    let (terminal, events) = connected_terminal(options(api, &db), "rdr_sim_1").await;
-    let stored = pay(
-        &terminal,
-        request(4_701.0, Some(OfflineBehavior::ForceOffline)),
-    )
-    .await
-    .unwrap();
-    let status = || async { terminal.offline_status().await.unwrap() };
-    assert_eq!(status().await.pending_count, 1);
-    patch_record(&db, &stored.id, r#"{"v":"2"}"#).await;
-    let report = terminal.forward_stored_payments().await.unwrap();
-    assert_eq!(report.forwarded, 0, "{report:?}");
-    let now = status().await;
-    assert_eq!(now.pending_count, 0, "no longer counted: {now:?}");
-    assert!(now.pending_amounts.is_empty(), "{now:?}");
-    assert!(now.oldest_stored_at.is_none(), "{now:?}");
-    let reported = events
-        .failures
-        .borrow()
-        .iter()
-        .filter(|f| f.payment.id == stored.id && f.code == "record_tampered")
-        .count();
-    assert_eq!(reported, 1);
-    assert!(received(url, &stored.id).await.is_none(), "never sent");
-    terminal.close();
+    for (n, patch) in [
+        r#"{"v":"2"}"#,
+        r#"{"updatedAt":null}"#,
+        r#"{"storedAt":"x"}"#,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let db = unique_db(&format!("broken-counted-{n}"));
+        let (terminal, events) = connected_terminal(options(api, &db), "rdr_sim_1").await;
+        let stored = pay(
+            &terminal,
+            request(4_701.0, Some(OfflineBehavior::ForceOffline)),
+        )
+        .await
+        .unwrap();
+        let status = || async { terminal.offline_status().await.unwrap() };
+        assert_eq!(status().await.pending_count, 1);
+        patch_record(&db, &stored.id, patch).await;
+        let report = terminal.forward_stored_payments().await.unwrap();
+        assert_eq!(report.forwarded, 0, "{patch}: {report:?}");
+        let now = status().await;
+        assert_eq!(now.pending_count, 0, "{patch}: no longer counted: {now:?}");
+        assert!(now.pending_amounts.is_empty(), "{patch}: {now:?}");
+        assert!(now.oldest_stored_at.is_none(), "{patch}: {now:?}");
+        let reported = events
+            .failures
+            .borrow()
+            .iter()
+            .filter(|f| f.payment.id == stored.id && f.code == "record_tampered")
+            .count();
+        assert_eq!(reported, 1, "{patch}");
+        assert!(received(url, &stored.id).await.is_none(), "never sent");
+        terminal.close();
+    }
 }
 
 async fn a_clear_state_flipped_out_of_pending_is_quarantined_reported_and_never_sent() {

@@ -175,19 +175,25 @@ impl Store {
         Ok(obj.into())
     }
 
+    /// The clear header and the sealed bytes; `None` when any of it is missing or not of its
+    /// type. The times are not under the seal, but every change compares `updatedAt` and the
+    /// age index is keyed by `storedAt`: a record whose times are not finite numbers (changed
+    /// behind the SDK's back) could be neither claimed nor settled, so it is unreadable, and
+    /// goes to quarantine like any other (every version of this SDK wrote all three).
     fn header_of(record: &JsValue) -> Option<(Header, Vec<u8>)> {
         let id = js::get(record, "id").as_string()?;
         let version = js::get(record, "v").as_f64()? as u32;
         let state = StoredState::parse(&js::get(record, "state").as_string()?)?;
         let sealed: Uint8Array = js::get(record, "sealed").dyn_into().ok()?;
+        let time = |key| js::get(record, key).as_f64().filter(|t| t.is_finite());
         Some((
             Header {
                 id,
                 version,
                 state,
-                stored_at: js::get(record, "storedAt").as_f64().unwrap_or(0.0),
-                updated_at: js::get(record, "updatedAt").as_f64().unwrap_or(0.0),
-                next_attempt_at: js::get(record, "nextAttemptAt").as_f64().unwrap_or(0.0),
+                stored_at: time("storedAt")?,
+                updated_at: time("updatedAt")?,
+                next_attempt_at: time("nextAttemptAt")?,
             },
             sealed.to_vec(),
         ))
