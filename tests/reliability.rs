@@ -45,6 +45,7 @@ async fn against_pos_sim_one_scenario_at_a_time() {
     a_record_with_an_unreadable_header_is_moved_reported_and_not_pending().await;
     a_counted_record_whose_header_breaks_stops_counting().await;
     a_clear_state_flipped_out_of_pending_is_quarantined_reported_and_never_sent().await;
+    an_older_ledger_put_back_is_recounted_by_the_next_run().await;
     without_web_locks_a_forwarding_record_is_taken_over_only_after_its_lease().await;
     draining_keeps_a_few_requests_in_flight().await;
     reader_link("rdr_sim_1", false).await;
@@ -715,6 +716,71 @@ async fn a_counted_record_whose_header_breaks_stops_counting() {
         assert!(received(url, &stored.id).await.is_none(), "never sent");
         terminal.close();
     }
+}
+
+/// The sealed ledger as stored (`take`), or put back (`put`), with raw IndexedDB calls.
+async fn raw_ledger(db: &str, put: Option<&JsValue>) -> JsValue {
+    let f = Function::new_with_args(
+        "name, value",
+        r#"return new Promise((res, rej) => {
+            const r = indexedDB.open(name);
+            r.onsuccess = () => {
+              const db = r.result, tx = db.transaction('keys', 'readwrite');
+              const keys = tx.objectStore('keys');
+              let out;
+              if (value === undefined) { const g = keys.get('ledger'); g.onsuccess = () => { out = g.result; }; }
+              else keys.put(value, 'ledger');
+              tx.oncomplete = () => { db.close(); res(out); };
+              tx.onerror = () => rej(tx.error);
+            };
+            r.onerror = () => rej(r.error);
+          });"#,
+    );
+    call(&f, &[db.into(), put.cloned().unwrap_or(JsValue::UNDEFINED)]).await
+}
+
+/// An older sealed ledger put back from a copy (it opens: it is the SDK's own) counts fewer
+/// payments than are stored, so the stored-amount limit would let more through: the next
+/// forwarding run sees it count other than the outstanding records listed, and recounts it.
+async fn an_older_ledger_put_back_is_recounted_by_the_next_run() {
+    let (api, url) = sim_addrs();
+    let db = unique_db("ledger-rollback");
+    let mut opts = options(api, &db);
+    opts.offline = offline_limits(r#"{"storedAmountLimit":{"usd":10000}}"#);
+    let (terminal, _events) = connected_terminal(opts, "rdr_sim_1").await;
+    let store_one = || {
+        pay(
+            &terminal,
+            request(3_000.0, Some(OfflineBehavior::ForceOffline)),
+        )
+    };
+    for _ in 0..2 {
+        store_one().await.unwrap();
+    }
+    let older = raw_ledger(&db, None).await;
+    assert!(!older.is_undefined(), "a ledger is stored");
+    store_one().await.unwrap();
+    raw_ledger(&db, Some(&older)).await;
+    // The run sends nothing (every answer a 503): what it changes is the count alone.
+    faults(
+        url,
+        &format!(
+            "[{}]",
+            [r#"{"kind":"status","status":503,"retry_after":30}"#; 3].join(",")
+        ),
+    )
+    .await;
+    let report = terminal.forward_stored_payments().await;
+    faults(url, "[]").await;
+    let report = report.unwrap();
+    assert_eq!(report.forwarded, 0, "{report:?}");
+    let status = terminal.offline_status().await.unwrap();
+    assert_eq!(status.pending_count, 3, "recounted: {status:?}");
+    assert_eq!(status.pending_amounts.get("usd"), Some(&9_000));
+    // 9,000 stored: a fourth 3,000 is over the limit (the older ledger's 6,000 would not be).
+    let err = store_one().await.unwrap_err();
+    assert_eq!(err.code(), "offline_limit_exceeded", "{err}");
+    terminal.close();
 }
 
 async fn a_clear_state_flipped_out_of_pending_is_quarantined_reported_and_never_sent() {

@@ -112,7 +112,7 @@ impl Forwarder<'_> {
         // Before anything this run does could rebuild the ledger from the records (a
         // quarantine on a page does), which would forget the payments it counts and no
         // outstanding record shows.
-        if queue.ledger_ahead {
+        if queue.ledger_mismatch {
             self.quarantine_flipped(&mut out).await?;
         }
         let found = RefCell::new(RunOutcome::default());

@@ -25,12 +25,14 @@ pub struct ForwardQueue {
     /// not in this queue, and only a search of every record finds it. Looked for at most
     /// hourly per store (`UNLISTED_CHECK_EVERY_MS`); `false` in between.
     pub unlisted: bool,
-    /// The sealed ledger counts more outstanding payments than the `state` index lists as
-    /// `pending` and `forwarding`: some record's clear state was flipped out of them behind
-    /// this SDK's back (or a record deleted), which only a search of the finished records
-    /// tells apart (`Store::quarantine_flipped`). Compared at every run: one small read in
-    /// the queue's own transaction.
-    pub ledger_ahead: bool,
+    /// The sealed ledger counts other than the `state` index lists as `pending` and
+    /// `forwarding`, which only a change behind this SDK's back makes. More: some record's
+    /// clear state was flipped out of them (or a record deleted), which only a search of the
+    /// finished records tells apart (`Store::quarantine_flipped`). Fewer: an older sealed
+    /// ledger was put back (its totals would let the limits pass more), or a record was put
+    /// in; the same search recounts it. Compared at every run: one small read in the
+    /// queue's own transaction.
+    pub ledger_mismatch: bool,
 }
 
 impl ForwardQueue {
@@ -155,12 +157,12 @@ impl Store {
             .filter(|(_, state)| state.is_outstanding())
             .map(|(ids, _)| ids.length())
             .sum();
-        let ledger_ahead = self
+        let ledger_mismatch = self
             .open_ledger(&stored)
-            .is_some_and(|l| l.outstanding().count > listed_outstanding);
+            .is_some_and(|l| l.outstanding().count != listed_outstanding);
         Ok(ForwardQueue {
             unlisted,
-            ledger_ahead,
+            ledger_mismatch,
             ids,
             list: 0,
             next: 0,

@@ -130,8 +130,8 @@ impl Store {
         Ok(Last::new(Some(applied), puts))
     }
 
-    /// When the sealed ledger counts more outstanding payments than are listed
-    /// (`ForwardQueue::ledger_ahead`): moves every finished record (`forwarded`, `declined`,
+    /// When the sealed ledger counts other than the outstanding records listed
+    /// (`ForwardQueue::ledger_mismatch`): moves every finished record (`forwarded`, `declined`,
     /// `failed`) that fails authentication under its clear header to `quarantined` (its
     /// sealed bytes kept), and rebuilds the ledger from the outstanding records, in one
     /// strict transaction. Returns the quarantined records' headers (to report).
@@ -176,10 +176,10 @@ impl Store {
             .await?;
             // Looked at again under the write lock: another context may have set it right.
             let listed: f64 = listed.iter().map(|n| n.as_f64().unwrap_or(0.0)).sum();
-            let ahead = self
+            let differs = self
                 .open_ledger(&stored)
-                .is_some_and(|l| f64::from(l.outstanding().count) > listed);
-            if !ahead {
+                .is_some_and(|l| f64::from(l.outstanding().count) != listed);
+            if !differs {
                 return Ok(None);
             }
             let now = js::now_ms();
