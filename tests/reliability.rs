@@ -181,17 +181,38 @@ async fn a_reset_then_a_refused_store_is_unknown_not_a_limit_error() {
     assert!(intents.iter().any(|p| p.id == collected.id), "intent kept");
     assert_eq!(terminal.offline_status().await.unwrap().pending_count, 0);
 
-    // Back online, the same payment is the backend's first answer: charged once.
+    // The intent, abandoned (dated back past the grace), is forwarded by a run: the
+    // backend's first answer, replayed. Charged once.
     let before = requests(&received(url, &collected.id).await.expect("recorded"));
-    let result = terminal.process_payment(&collected.id).await.unwrap();
-    assert_eq!(result.status, ResultStatus::Succeeded);
+    let long_ago = js_sys::Date::now() - INTENT_GRACE_MS - 60_000.0;
+    patch_record(
+        &db,
+        &collected.id,
+        &format!(r#"{{"updatedAt":{long_ago}}}"#),
+    )
+    .await;
+    let report = terminal.forward_stored_payments().await.unwrap();
+    assert_eq!(report.forwarded, 1, "{report:?}");
     let at_backend = received(url, &collected.id).await.expect("recorded");
     assert_eq!(requests(&at_backend), before + 1.0, "a replay");
-    assert!(terminal
-        .list_stored_payments(Some(StoredState::Intent))
-        .await
-        .unwrap()
-        .is_empty());
+
+    // A retry that cannot reach the backend finds the payment settled in the store, and
+    // answers with that: approved (not "stored offline", not unknown).
+    sim_network(true).await;
+    reader_link("rdr_sim_1", true).await;
+    let result = terminal.process_payment(&collected.id).await;
+    sim_network(false).await;
+    reader_link("rdr_sim_1", false).await;
+    let result = result.unwrap();
+    assert_eq!(result.status, ResultStatus::Succeeded);
+    assert!(result.payment_intent_id.is_some(), "{result:?}");
+    assert_eq!(
+        requests(&received(url, &collected.id).await.expect("recorded")),
+        before + 1.0,
+        "nothing more sent"
+    );
+    let err = terminal.process_payment(&collected.id).await.unwrap_err();
+    assert_eq!(err.code(), "payment_not_collected", "final: {err}");
     terminal.close();
 }
 
