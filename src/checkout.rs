@@ -70,6 +70,9 @@ impl Checkout {
     /// caller may retry with the same payment (same id: never charged twice).
     pub async fn process(&self, id: &str) -> Result<PaymentResult, PosError> {
         let (payment, earlier_unknown) = self.held.borrow_mut().take(id)?;
+        // `close()` while this runs must not close the store under it: its intent would be
+        // left behind and forwarded (charged, or reported a second time) later.
+        let _open = self.store.keep_open();
         let mut result = self.process_collected(&payment, earlier_unknown).await;
         if earlier_unknown {
             result = result.map_err(fallback::after_earlier_unknown);

@@ -5,7 +5,8 @@
 //! payments (`limits::Ledger`) changes in the same transaction as the records it sums, so
 //! offline limits are checked and the write they allow happens in one transaction.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 
 use js_sys::{Array, Object, Uint8Array};
 use wasm_bindgen::prelude::*;
@@ -66,6 +67,24 @@ pub struct Store {
     ledger_cache: RefCell<Option<predict::LedgerCache>>,
     /// When `forward_queue` counts every record (`queue::UNLISTED_CHECK_EVERY_MS`).
     unlisted_check: crate::every::Every,
+    /// Work that must finish with the connection open (`keep_open`), and whether `close`
+    /// came meanwhile.
+    keepers: Cell<u32>,
+    close_asked: Cell<bool>,
+}
+
+/// Keeps a store's connection open while it lives (`Store::keep_open`); a `close` asked
+/// meanwhile happens when the last one goes.
+pub struct KeepOpen(Rc<Store>);
+
+impl Drop for KeepOpen {
+    fn drop(&mut self) {
+        let store = &self.0;
+        store.keepers.set(store.keepers.get().saturating_sub(1));
+        if store.keepers.get() == 0 && store.close_asked.get() {
+            store.db.close();
+        }
+    }
 }
 
 /// Creates what version 1 has; only adds, so a store added by a later version survives a
@@ -112,6 +131,8 @@ impl Store {
             summary: RefCell::new(None),
             ledger_cache: RefCell::new(None),
             unlisted_check: crate::every::Every::new(queue::UNLISTED_CHECK_EVERY_MS),
+            keepers: Cell::new(0),
+            close_asked: Cell::new(false),
         })
     }
 
@@ -149,9 +170,21 @@ impl Store {
         self.summary.borrow_mut().take()
     }
 
-    /// Closes the connection; later calls fail with a storage error.
+    /// Closes the connection, once no `keep_open` is held; later calls fail with a storage
+    /// error.
     pub fn close(&self) {
-        self.db.close();
+        self.close_asked.set(true);
+        if self.keepers.get() == 0 {
+            self.db.close();
+        }
+    }
+
+    /// Holds the connection open until the returned guard goes, whatever `close` asks
+    /// meanwhile: a payment being processed ends with its intent settled and its answer
+    /// stored, not cut off by the page's `close()`.
+    pub fn keep_open(self: &Rc<Self>) -> KeepOpen {
+        self.keepers.set(self.keepers.get().saturating_add(1));
+        KeepOpen(self.clone())
     }
 
     /// What a record's seal is bound to besides the database and schema: its id and its

@@ -310,6 +310,64 @@ describe("the API from plain JS", { timeout: 3 * 60_000 }, () => {
     });
   });
 
+  test("close() while processPayment waits for the backend: the payment ends with its own answer and leaves no intent", async () => {
+    await withDiagnostics("close mid-payment", { browser, sim }, async () => {
+      const db = `api-edges-close-mid-${Date.now()}`;
+      const page = await sdkPage(browser.context, sim);
+      await page.evaluate(async (db) => {
+        window.t = await create({ databaseName: db, requestTimeoutMs: 1000 });
+        await connectSimulated(t);
+        // The start-up run and token fetch over: what follows is the payments' own.
+        while ((await t.offlineStatus()).forwarding || (await t.offlineStatus()).networkStatus === "unknown") {
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }, db);
+      let out;
+      try {
+        // Answers 600 ms late: within the timeout (approved), then 1.5 s late: past it
+        // (an unknown outcome, stored offline under the same id). close() comes 200 ms in.
+        out = {};
+        for (const [name, latency] of [["answered", 600], ["timed out", 1500]]) {
+          await setPosLink(sim, false, latency);
+          out[name] = await page.evaluate(async ({ amount }) => {
+            const c = await t.collectPaymentMethod({ amount, currency: "usd" });
+            const paid = outcome(() => t.processPayment(c));
+            await new Promise((r) => setTimeout(r, 200));
+            await t.close();
+            return { id: c.id, paid: await paid };
+          }, { amount: latency === 600 ? 4610 : 4620 });
+          if (name === "answered") {
+            // A closed terminal takes no second payment: a new one on the same database.
+            await page.evaluate(async (db) => {
+              window.t = await create({ databaseName: db, requestTimeoutMs: 1000, forwardIntervalMs: 3_600_000 });
+              await connectSimulated(t);
+            }, db);
+          }
+        }
+      } finally {
+        await setPosLink(sim, false, 0);
+      }
+      assert.equal(out.answered.paid.value?.status, "succeeded", JSON.stringify(out.answered));
+      assert.equal(out["timed out"].paid.value?.status, "stored_offline", JSON.stringify(out["timed out"]));
+      // Neither payment's intent is left to be forwarded later: the approved one reported,
+      // and charged, once; the stored one is pending under its own id.
+      const left = await page.evaluate(async (db) => {
+        const again = await create({ databaseName: db, forwardIntervalMs: 3_600_000 });
+        const intents = (await again.listStoredPayments({ state: "intent" })).map((p) => p.id);
+        const pending = (await again.listStoredPayments({ state: "pending" })).map((p) => p.id);
+        await again.close();
+        return { intents, pending };
+      }, db);
+      assert.deepEqual(left.intents, [], JSON.stringify(left));
+      assert.deepEqual(left.pending, [out["timed out"].id], JSON.stringify(left));
+      const approved = await (await fetch(`${sim.url}_sim/payments`)).json();
+      const first = approved.filter((p) => p.key === out.answered.id);
+      assert.equal(first.length, 1, JSON.stringify(approved));
+      assert.equal(first[0].requests, 1, JSON.stringify(first));
+      await page.close();
+    });
+  });
+
   test("an idle terminal notices the backend going away and coming back, within a timer tick", async () => {
     await withDiagnostics("idle network", { browser, sim }, async () => {
       const page = await sdkPage(browser.context, sim);
