@@ -278,13 +278,13 @@ mod tests {
 
     #[test]
     fn offline_storage_names_an_agent() {
-        let s = parse(r#"{"backendUrl":"http://x","offlineStorage":"reader"}"#).unwrap();
+        let s = parse(r#"{"backendUrl":"https://x","offlineStorage":"reader"}"#).unwrap();
         assert_eq!(s.offline_storage, OfflineStorage::Reader);
-        let s = parse(r#"{"backendUrl":"http://x","offlineStorage":"sdk"}"#).unwrap();
+        let s = parse(r#"{"backendUrl":"https://x","offlineStorage":"sdk"}"#).unwrap();
         assert_eq!(s.offline_storage, OfflineStorage::Sdk);
         for bad in [
-            r#"{"backendUrl":"http://x","offlineStorage":"cloud"}"#,
-            r#"{"backendUrl":"http://x","offlineStorage":true}"#,
+            r#"{"backendUrl":"https://x","offlineStorage":"cloud"}"#,
+            r#"{"backendUrl":"https://x","offlineStorage":true}"#,
         ] {
             assert_eq!(parse(bad).unwrap_err().code(), "invalid_argument", "{bad}");
         }
@@ -301,18 +301,18 @@ mod tests {
         assert_eq!(s.limits.transaction_limit.get("jpy"), Some(&10_000));
         assert_eq!(s.limits.max_stored_payments, Some(3));
         let s = parse(
-            r#"{"backendUrl":"http://x","offline":{"maxStoredAgeMs":86400000,
+            r#"{"backendUrl":"https://x","offline":{"maxStoredAgeMs":86400000,
                 "requirePersistentStorage":true}}"#,
         )
         .unwrap();
         assert_eq!(s.limits.max_stored_age_ms, Some(86_400_000));
         assert!(s.require_persistent_storage);
-        assert!(parse(r#"{"backendUrl":"http://x","offline":{"maxStoredAgeMs":5}}"#).is_err());
+        assert!(parse(r#"{"backendUrl":"https://x","offline":{"maxStoredAgeMs":5}}"#).is_err());
         for bad in [
-            r#"{"backendUrl":"http://x","offline":{"transactionLimit":{"USD":1}}}"#,
-            r#"{"backendUrl":"http://x","offline":{"transactionLimit":{"usd":1.5}}}"#,
-            r#"{"backendUrl":"http://x","offline":{"maxStoredPayments":-1}}"#,
-            r#"{"backendUrl":"http://x","offline":{"unknownLimit":1}}"#,
+            r#"{"backendUrl":"https://x","offline":{"transactionLimit":{"USD":1}}}"#,
+            r#"{"backendUrl":"https://x","offline":{"transactionLimit":{"usd":1.5}}}"#,
+            r#"{"backendUrl":"https://x","offline":{"maxStoredPayments":-1}}"#,
+            r#"{"backendUrl":"https://x","offline":{"unknownLimit":1}}"#,
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
@@ -323,10 +323,10 @@ mod tests {
         for bad in [
             r#"{}"#,
             r#"{"backendUrl":"ftp://x"}"#,
-            r#"{"backendUrl":"http://x","requestTimeoutMs":5}"#,
-            r#"{"backendUrl":"http://x","forwardIntervalMs":1.5}"#,
-            r#"{"backendUrl":"http://x","databaseName":""}"#,
-            r#"{"backendUrl":"http://x","forwardConcurrency":0}"#,
+            r#"{"backendUrl":"https://x","requestTimeoutMs":5}"#,
+            r#"{"backendUrl":"https://x","forwardIntervalMs":1.5}"#,
+            r#"{"backendUrl":"https://x","databaseName":""}"#,
+            r#"{"backendUrl":"https://x","forwardConcurrency":0}"#,
         ] {
             assert_eq!(parse(bad).unwrap_err().code(), "invalid_argument", "{bad}");
         }

@@ -87,16 +87,34 @@ pub fn metadata(map: &SortedMap<String>) -> Result<(), PosError> {
 /// A backend base URL: http(s), no trailing slash.
 pub fn backend_url(url: &str) -> Result<String, PosError> {
     let trimmed = url.trim().trim_end_matches('/');
-    let rest = trimmed
-        .strip_prefix("https://")
-        .or_else(|| trimmed.strip_prefix("http://"));
-    match rest {
-        Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => {
-            Ok(trimmed.to_string())
-        }
-        _ => Err(PosError::InvalidArgument(format!(
-            "backendUrl must be an http(s) URL, got {url:?}"
-        ))),
+    let refuse = |why: String| Err(PosError::InvalidArgument(format!("backendUrl {why}")));
+    let shown = || format!("{:?}", trimmed.chars().take(200).collect::<String>());
+    let Some((scheme, rest)) = trimmed.split_once("://") else {
+        return refuse(format!("must be an https:// URL, got {}", shown()));
+    };
+    let authority = rest.split(['/', '?', '#', '\\']).next().unwrap_or("");
+    // Not echoed: it would put the password in the message.
+    if authority.contains('@') {
+        return refuse(
+            "must not carry a user name or password (the connection token is what \
+             authenticates this POS)"
+                .into(),
+        );
+    }
+    let host = crate::reader::url_host(rest);
+    if host.is_empty() || rest.contains(char::is_whitespace) {
+        return refuse(format!("has no host, or a space: {}", shown()));
+    }
+    match scheme {
+        "https" => Ok(trimmed.to_string()),
+        "http" if crate::reader::is_loopback_host(host) => Ok(trimmed.to_string()),
+        "http" => refuse(format!(
+            "{} uses http:// to another device: use https:// (the connection token and the \
+             card ciphertext would cross the network in the clear; http:// is allowed only \
+             on loopback: 127.0.0.0/8, [::1], localhost)",
+            shown()
+        )),
+        _ => refuse(format!("must be an https:// URL, got {}", shown())),
     }
 }
 
@@ -161,7 +179,37 @@ mod tests {
             backend_url("http://127.0.0.1:8788/").unwrap(),
             "http://127.0.0.1:8788"
         );
-        assert!(backend_url("ftp://x").is_err());
-        assert!(backend_url("https://").is_err());
+        assert_eq!(
+            backend_url("https://pos.example.com/").unwrap(),
+            "https://pos.example.com"
+        );
+        assert_eq!(
+            backend_url("http://localhost:8788").unwrap(),
+            "http://localhost:8788"
+        );
+        for bad in [
+            "ftp://x",
+            "https://",
+            "HTTPS://x",
+            "pos.example.com",
+            "http://pos.example.com",
+            "http://10.0.0.2:8788",
+            "https://pos example.com",
+        ] {
+            assert_eq!(
+                backend_url(bad).unwrap_err().code(),
+                "invalid_argument",
+                "{bad}"
+            );
+        }
+        // Credentials in the URL: refused, and never repeated in the message.
+        for with_password in [
+            "https://user:s3cret@pos.example.com",
+            "http://u:s3cret@127.0.0.1:1",
+        ] {
+            let e = backend_url(with_password).unwrap_err();
+            assert_eq!(e.code(), "invalid_argument");
+            assert!(!e.to_string().contains("s3cret"), "{e}");
+        }
     }
 }

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::PosError;
 
-pub use url::{check_reader_url, is_loopback_host};
+pub use url::{check_reader_url, is_loopback_host, url_host};
 
 /// How a reader is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -34,7 +34,7 @@ pub fn check_reader_url(url: &str) -> Result<(), PosError> {
 
 /// The host of the part of a URL after `scheme://`: without path, query, fragment, user
 /// info and port; an IPv6 literal keeps its brackets.
-fn url_host(rest: &str) -> &str {
+pub fn url_host(rest: &str) -> &str {
     let authority = rest.split(['/', '?', '#', '\\']).next().unwrap_or("");
     let host_port = authority.rsplit('@').next().unwrap_or("");
     if host_port.starts_with('[') {
