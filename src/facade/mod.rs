@@ -61,6 +61,43 @@ fn optional(value: Option<JsValue>) -> Option<JsValue> {
     value.filter(|v| !v.is_undefined() && !v.is_null())
 }
 
+/// A payment request that serde refused, told by its field where the field is the culprit:
+/// an `amount` that is not a number is `invalid_amount`, a metadata value that is not a
+/// string `invalid_metadata` (as their checks on the values themselves say), the rest as is.
+fn field_error(request: &JsValue, e: PosError) -> PosError {
+    if !request.is_object() || js_sys::Array::is_array(request) {
+        return e;
+    }
+    let amount = js::get(request, "amount");
+    if !amount.is_undefined() && amount.as_f64().is_none() {
+        return PosError::InvalidAmount(format!(
+            "amount must be a number of minor units, not {}",
+            js_type(&amount)
+        ));
+    }
+    let metadata = js::get(request, "metadata");
+    if metadata.is_object() && !js_sys::Array::is_array(&metadata) {
+        let values = js_sys::Object::values(metadata.unchecked_ref());
+        if values.iter().any(|v: JsValue| v.as_string().is_none()) {
+            return PosError::InvalidMetadata(format!(
+                "every metadata value must be a string: {e}"
+            ));
+        }
+    }
+    e
+}
+
+/// What kind of JS value `v` is, for a message.
+fn js_type(v: &JsValue) -> String {
+    if v.is_null() {
+        "null".into()
+    } else if js_sys::Array::is_array(v) {
+        "an array".into()
+    } else {
+        format!("a {}", v.js_typeof().as_string().unwrap_or_default())
+    }
+}
+
 /// A payment id argument. Taken as a `JsValue`, not a `String`: wasm-bindgen's glue for a
 /// `String` parameter throws synchronously (or traps) on a number, an object or `null`, so
 /// a caller without TypeScript got no rejected promise and no error code.
@@ -220,7 +257,8 @@ impl JsTerminal {
     ) -> Promise {
         let core = self.core.clone();
         promise(async move {
-            let request: PaymentRequest = from_js(request, "payment request")?;
+            let request: PaymentRequest = from_js(request.clone(), "payment request")
+                .map_err(|e| field_error(&request, e))?;
             to_js(&CollectedView::from(
                 &core.collect_payment_method(request).await?,
             ))

@@ -446,8 +446,37 @@ fn without_position(e: &serde_json::Error) -> String {
     if e.classify() == serde_json::error::Category::Syntax {
         return "a string holds a lone UTF-16 surrogate (not valid Unicode text)".into();
     }
-    match full.rfind(" at line ") {
-        Some(at) => full[..at].to_string(),
-        None => full,
+    let message = match full.rfind(" at line ") {
+        Some(at) => &full[..at],
+        None => &full,
+    };
+    in_js_terms(message)
+}
+
+/// serde's type words as a JS caller knows them ("expected f64" → "expected a number").
+fn in_js_terms(message: &str) -> String {
+    const WORDS: [(&str, &str); 10] = [
+        ("expected f64", "expected a number"),
+        ("expected u64", "expected a whole number from 0"),
+        ("expected u32", "expected a whole number from 0"),
+        ("expected u16", "expected a whole number from 0"),
+        ("expected u8", "expected a whole number from 0"),
+        ("invalid type: sequence", "invalid type: an array"),
+        ("invalid type: map", "invalid type: an object"),
+        (
+            "expected variant identifier",
+            "expected one of its documented names",
+        ),
+        ("invalid value: integer", "invalid value:"),
+        ("invalid type: floating point", "invalid type: number"),
+    ];
+    let mut out = WORDS
+        .iter()
+        .fold(message.to_string(), |m, (serde, js)| m.replace(serde, js));
+    // "expected struct PaymentRequest": the Rust name means nothing to the caller.
+    if let Some(at) = out.find("expected struct ") {
+        out.truncate(at);
+        out.push_str("expected an object");
     }
+    out
 }

@@ -137,6 +137,13 @@ describe("the API from plain JS", { timeout: 3 * 60_000 }, () => {
           t.collectPaymentMethod({ amount: 100, currency: "usd", metadata: { note: "\ud800" } }),
         );
         const typoFilter = await outcome(() => t.listStoredPayments({ status: "pending" }));
+        // Wrong types, in a JS caller's words (no "f64", no Rust type names), and by field.
+        const words = {
+          amountString: await outcome(() => t.collectPaymentMethod({ amount: "100", currency: "usd" })),
+          metadataNumber: await outcome(() => t.collectPaymentMethod({ amount: 100, currency: "usd", metadata: { note: 1 } })),
+          nullRequest: await outcome(() => t.collectPaymentMethod(null)),
+          timeoutString: await outcome(() => create({ databaseName: "api-edges-shapes", requestTimeoutMs: "8000" })),
+        };
         // Not the text "NaN": refused.
         const nanNote = await outcome(() => t.collectPaymentMethod({ amount: 100, currency: "usd", metadata: { note: NaN } }));
         await t.close();
@@ -157,8 +164,17 @@ describe("the API from plain JS", { timeout: 3 * 60_000 }, () => {
           string: await outcome(() => sdk.forwardStoredPayments("api-edges-shapes")),
           typo: await outcome(() => sdk.forwardStoredPayments({ databasename: "api-edges-shapes" })),
         };
-        return { array, surrogate, nanNote, typoFilter, options, worker };
+        return { array, surrogate, nanNote, typoFilter, options, worker, words };
       });
+      assert.equal(out.words.amountString.code, "invalid_amount", JSON.stringify(out.words.amountString));
+      assert.equal(out.words.metadataNumber.code, "invalid_metadata", JSON.stringify(out.words.metadataNumber));
+      assert.equal(out.words.nullRequest.code, "invalid_argument", JSON.stringify(out.words.nullRequest));
+      assert.match(out.words.nullRequest.message, /expected an object/);
+      assert.equal(out.words.timeoutString.code, "invalid_argument", JSON.stringify(out.words.timeoutString));
+      assert.match(out.words.timeoutString.message, /expected a number/);
+      for (const [name, r] of Object.entries(out.words)) {
+        assert.doesNotMatch(r.message, /\bf64\b|\bu64\b|\bu32\b|struct [A-Z]/, `${name}: ${r.message}`);
+      }
       assert.equal(out.worker.string.code, "invalid_argument", JSON.stringify(out.worker.string));
       assert.equal(out.worker.typo.code, "invalid_argument", JSON.stringify(out.worker.typo));
       assert.match(out.worker.typo.message, /unknown field `databasename`/);
@@ -171,7 +187,7 @@ describe("the API from plain JS", { timeout: 3 * 60_000 }, () => {
       }
       assert.match(out.options["map limit"].message, /a Map \(a plain object is expected\)/);
       assert.match(out.options["NaN count"].message, /`maxStoredPayments` is NaN, not a finite number/);
-      assert.equal(out.nanNote.code, "invalid_argument", JSON.stringify(out.nanNote));
+      assert.equal(out.nanNote.code, "invalid_metadata", JSON.stringify(out.nanNote));
       assert.equal(out.typoFilter.code, "invalid_argument", JSON.stringify(out.typoFilter));
       assert.match(out.typoFilter.message, /unknown field `status`/);
       assert.match(out.nanNote.message, /`note` is NaN/);
