@@ -130,6 +130,7 @@ export interface SimulatorConfiguration {
 export interface CartLineItem { description: string; amount: number; quantity: number; }
 export interface Cart { lineItems: CartLineItem[]; tax?: number; total: number; currency: string; }
 
+/** A payment whose card this terminal never saw (reported by a reader after a reload) has brand `"unknown"`, last4 `""` and expiry 0/0. */
 export interface CardSummary { brand: string; last4: string; expMonth: number; expYear: number; }
 
 export interface PaymentRequest {

@@ -29,12 +29,15 @@ impl From<&CardSummary> for CardView {
 }
 
 impl CardView {
+    /// A card this terminal never saw (a payment the reader reported after a reload): brand
+    /// `unknown`, no last 4 digits, expiry 0/0, nothing that could pass for a real card on
+    /// a receipt.
     pub fn unknown() -> Self {
         Self {
             brand: "unknown".into(),
-            last4: "0000".into(),
-            exp_month: 1,
-            exp_year: 2000,
+            last4: String::new(),
+            exp_month: 0,
+            exp_year: 0,
         }
     }
 }
