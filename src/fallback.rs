@@ -122,7 +122,7 @@ pub fn nobody_got_through(
     rules: Result<(), PosError>,
     why: &PosError,
 ) -> AfterFailure {
-    let unknown = || PosError::OutcomeUnknown(format!("{}: {why}", why.code()));
+    let unknown = || PosError::OutcomeUnknown(what_failed(why));
     if !offline_allowed(behavior, offline_enabled) {
         return AfterFailure::Fail(if may_have_arrived {
             unknown()
@@ -150,11 +150,22 @@ pub fn after_store_failure(
     if may_have_arrived {
         PosError::OutcomeUnknown(format!(
             "{}; storing it offline failed: {}",
-            online.code(),
+            what_failed(online),
             stored.code()
         ))
     } else {
         stored
+    }
+}
+
+/// What failed in an attempt that may have reached the backend, for the unknown outcome's
+/// message: a connection that failed mid-request is not "could not be reached".
+fn what_failed(why: &PosError) -> String {
+    match why {
+        PosError::Backend(BackendError::Unreachable(inner)) => {
+            format!("the connection failed before an answer came back: {inner}")
+        }
+        other => format!("{}: {other}", other.code()),
     }
 }
 
