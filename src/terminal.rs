@@ -321,6 +321,11 @@ impl Terminal {
             }
         };
         check_capturable(id, entry.as_ref().map(|e| e.header.state))?;
+        // An intent: its online attempt has not answered yet (or its outcome is unknown), so
+        // a backend that has no such payment has not seen it *yet*.
+        let attempt_open = entry
+            .as_ref()
+            .is_some_and(|e| e.header.state == StoredState::Intent);
         let backend = self.checkout.backend.clone();
         let ok = self
             .checkout
@@ -335,7 +340,10 @@ impl Terminal {
                 }
             })
             .await
-            .map_err(|e| capture_error(id, e, self.checkout.agent.held_by_reader(id)))?;
+            .map_err(|e| {
+                let not_sent_yet = attempt_open || self.checkout.agent.held_by_reader(id);
+                capture_error(id, e, not_sent_yet)
+            })?;
         if let Some(entry) = entry {
             self.note_payment_status(entry, ok.status).await;
         }

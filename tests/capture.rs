@@ -119,6 +119,34 @@ async fn a_manual_payment_stored_offline_is_captured_once_after_it_was_forwarded
     terminal.close();
 }
 
+/// A payment whose online attempt has not answered (its intent stored, as a tab that died
+/// mid-request leaves it) is unknown to the backend: "not forwarded yet", never "not found".
+#[wasm_bindgen_test]
+async fn a_payment_whose_online_attempt_has_not_answered_is_not_forwarded_not_unknown() {
+    let (api, _) = sim_addrs();
+    let db = unique_db("capture-intent");
+    let events = Rc::new(ReaderEvents::default());
+    let terminal = terminal_with(options(api, &db), events).await;
+    connect_simulated(&terminal).await;
+    let collected = terminal
+        .collect_payment_method(manual(1_400.0, None))
+        .await
+        .unwrap();
+    let store = pos_terminal::store::Store::open(&db).await.unwrap();
+    store
+        .add_intent(&collected, js_sys::Date::now())
+        .await
+        .unwrap();
+    store.close();
+    for err in [
+        terminal.capture_payment(&collected.id).await.unwrap_err(),
+        terminal.cancel_payment(&collected.id).await.unwrap_err(),
+    ] {
+        assert_eq!(err.code(), "payment_not_forwarded", "{err}");
+    }
+    terminal.close();
+}
+
 #[wasm_bindgen_test]
 async fn unknown_ids_bad_ids_and_a_silent_backend_have_their_own_codes() {
     let (terminal, _) = simulated_terminal("capture-errors").await;

@@ -268,13 +268,14 @@ pub fn check_capturable(id: &str, state: Option<StoredState>) -> Result<(), PosE
     }
 }
 
-/// The error of a capture or cancel the backend refused with `e`: a payment the connected
-/// reader stored (`held_by_reader`) and has not forwarded yet is unknown to the backend, which
-/// says `payment_not_found`; it is `payment_not_forwarded`, as for the SDK's own store (a
-/// cashier must never read "not found" as "not taken").
-pub fn capture_error(id: &str, e: PosError, held_by_reader: bool) -> PosError {
+/// The error of a capture or cancel the backend refused with `e`: a payment not sent yet
+/// (`not_sent_yet`: the connected reader stored it and has not forwarded it, or its online
+/// attempt has not answered) is unknown to the backend, which says `payment_not_found`; it
+/// is `payment_not_forwarded`, as for the SDK's own store (a cashier must never read "not
+/// found" as "not taken").
+pub fn capture_error(id: &str, e: PosError, not_sent_yet: bool) -> PosError {
     match e {
-        PosError::Backend(crate::error::BackendError::PaymentNotFound(_)) if held_by_reader => {
+        PosError::Backend(crate::error::BackendError::PaymentNotFound(_)) if not_sent_yet => {
             PosError::PaymentNotForwarded(id.to_string())
         }
         e => e,
