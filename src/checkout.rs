@@ -100,15 +100,17 @@ impl Checkout {
         match fallback::route(p.offline_behavior, self.offline_enabled, known_offline) {
             Route::Offline => {
                 let why = BackendError::NotSent("offlineBehavior is force_offline".into());
+                let earlier = self.earlier_intent(p, earlier_unknown).await;
                 return self
-                    .without_backend(p, &Intent::Unwritten, earlier_unknown, why.into(), rules)
+                    .without_backend(p, &earlier, earlier_unknown, why.into(), rules)
                     .await;
             }
             Route::ProbeFirst => {
                 if let Err(e) = self.backend.health_within(QUICK_PROBE_MS).await {
                     let why = BackendError::NotSent(format!("the health check failed: {e}"));
+                    let earlier = self.earlier_intent(p, earlier_unknown).await;
                     return self
-                        .without_backend(p, &Intent::Unwritten, false, why.into(), rules)
+                        .without_backend(p, &earlier, earlier_unknown, why.into(), rules)
                         .await;
                 }
                 self.connectivity.set(NetworkStatus::Online);
@@ -123,8 +125,9 @@ impl Checkout {
                 let why = BackendError::NotSent(format!(
                     "the health check failed, the payment was not sent: {e}"
                 ));
+                let earlier = self.earlier_intent(p, earlier_unknown).await;
                 return self
-                    .without_backend(p, &Intent::Unwritten, earlier_unknown, why.into(), rules)
+                    .without_backend(p, &earlier, earlier_unknown, why.into(), rules)
                     .await;
             }
         }
@@ -203,12 +206,17 @@ impl Checkout {
                     self.settle_intent(intent).await;
                     return Ok(PaymentResult::stored_on_reader(p, stored_at));
                 }
-                // The backend's verdict on this id, relayed: a decline, or a refusal of the
-                // payment itself (an earlier attempt with the same body would have had it).
-                AfterReader::Final(e) => {
+                // The backend's verdict on this id, relayed: a decline.
+                AfterReader::Final(e @ PosError::CardDeclined { .. }) => {
                     self.settle_intent(intent).await;
                     return Err(e);
                 }
+                // A refusal of the reader's request (a conflict, a 400 of its own link): it
+                // charged nothing, but the SDK's attempt may have; then its intent stays.
+                AfterReader::Final(e) if may_have_arrived => {
+                    return Err(PosError::OutcomeUnknown(format!("{}: {e}", e.code())));
+                }
+                AfterReader::Final(e) => return Err(self.fail_uncharged(intent, e).await),
                 AfterReader::Refused(e) if !may_have_arrived => {
                     return Err(self.fail_uncharged(intent, e).await);
                 }
@@ -251,6 +259,8 @@ impl Checkout {
                 };
                 match stored {
                     Ok(stored) => Ok(stored),
+                    // A retry that found its payment settled meanwhile: that is the answer.
+                    Err(e @ PosError::CardDeclined { .. }) => Err(e),
                     Err(refused) => {
                         match fallback::after_store_failure(refused, &why, may_have_arrived) {
                             e @ PosError::OutcomeUnknown(_) => Err(e),
@@ -298,6 +308,22 @@ impl Checkout {
         }
     }
 
+    /// A retry that sends nothing itself (`earlier_unknown`: an earlier attempt's outcome is
+    /// unknown) still settles that attempt's intent when the reader's answer does: found in
+    /// the store, if it is there.
+    async fn earlier_intent(&self, p: &Collected, earlier_unknown: bool) -> Intent {
+        if !earlier_unknown {
+            return Intent::Unwritten;
+        }
+        match self.store.get(&p.id).await {
+            Ok(Some(entry)) if entry.header.state == StoredState::Intent => Intent::Written {
+                header: entry.header,
+                earlier: true,
+            },
+            _ => Intent::Unwritten,
+        }
+    }
+
     /// The backend answered the online attempt for good (or nothing left this browser): the
     /// intent has served its purpose.
     async fn settle_intent(&self, intent: &Intent) {
@@ -308,24 +334,29 @@ impl Checkout {
         }
     }
 
+    /// Deletes the intent; an error when it stays (a forwarder claimed it meanwhile: it is
+    /// being sent, with the same key).
     async fn discard_intent(&self, intent: &Intent) -> Result<(), PosError> {
-        match intent {
-            Intent::Written { header, .. } => self.store.discard_intent(header).await,
-            Intent::Unwritten | Intent::AlreadyStored(_) => Ok(()),
+        let Intent::Written { header, .. } = intent else {
+            return Ok(());
+        };
+        match self.store.discard_intent(header).await? {
+            true => Ok(()),
+            false => Err(PosError::OutcomeUnknown(
+                "a forwarder took its intent record over and is sending it".into(),
+            )),
         }
     }
 
     /// Ends an attempt that charged nothing (`e` says why, and promises nothing is kept):
-    /// its intent goes. An intent that cannot be discarded would be forwarded later, so the
-    /// outcome is then reported unknown instead of `e`.
+    /// its intent goes. An intent that cannot be discarded would be forwarded later (or is
+    /// being sent), so the outcome is then reported unknown instead of `e`.
     async fn fail_uncharged(&self, intent: &Intent, e: PosError) -> PosError {
         match self.discard_intent(intent).await {
             Ok(()) => e,
             Err(kept) => PosError::OutcomeUnknown(format!(
-                "{}: {e}; but its intent record could not be discarded ({}) and will be \
-                 forwarded later with the same id",
+                "{}: {e}; but its intent record stays ({kept}) and is forwarded with the same id",
                 e.code(),
-                kept.code()
             )),
         }
     }

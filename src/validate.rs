@@ -88,7 +88,11 @@ pub fn metadata(map: &SortedMap<String>) -> Result<(), PosError> {
 pub fn backend_url(url: &str) -> Result<String, PosError> {
     let trimmed = url.trim().trim_end_matches('/');
     let refuse = |why: String| Err(PosError::InvalidArgument(format!("backendUrl {why}")));
-    let shown = || format!("{:?}", trimmed.chars().take(200).collect::<String>());
+    // Never echoed with an `@` in it: that may be a password.
+    let shown = || match trimmed.contains('@') {
+        true => "(not shown: it holds an @)".to_string(),
+        false => format!("{:?}", trimmed.chars().take(200).collect::<String>()),
+    };
     let Some((scheme, rest)) = trimmed.split_once("://") else {
         return refuse(format!("must be an https:// URL, got {}", shown()));
     };
@@ -206,6 +210,8 @@ mod tests {
         for with_password in [
             "https://user:s3cret@pos.example.com",
             "http://u:s3cret@127.0.0.1:1",
+            "user:s3cret@pos.example.com",
+            "https:/user:s3cret@pos.example.com",
         ] {
             let e = backend_url(with_password).unwrap_err();
             assert_eq!(e.code(), "invalid_argument");

@@ -13,9 +13,10 @@ use js_sys::Function;
 use pos_terminal::forward_policy::INTENT_GRACE_MS;
 use pos_terminal::limits::OfflineLimits;
 use pos_terminal::options::Settings;
-use pos_terminal::payment::{OfflineBehavior, ResultStatus, StoredState};
+use pos_terminal::payment::{OfflineBehavior, PaymentResult, ResultStatus, StoredState};
 use pos_terminal::store::Store;
 use pos_terminal::terminal::Terminal;
+use pos_terminal::PosError;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_test::*;
 
@@ -762,35 +763,45 @@ async fn raw_ledger(db: &str, put: Option<&JsValue>) -> JsValue {
 
 /// An older sealed ledger put back from a copy (it opens: it is the SDK's own) counts fewer
 /// payments than are stored, so the stored-amount limit would let more through: the next
-/// forwarding run sees it count other than the outstanding records listed, and recounts it.
+/// page's first forwarding run sees it count fewer than the outstanding records listed, and
+/// recounts it.
+async fn store_3000(terminal: &Terminal) -> Result<PaymentResult, PosError> {
+    pay(
+        terminal,
+        request(3_000.0, Some(OfflineBehavior::ForceOffline)),
+    )
+    .await
+}
+
 async fn an_older_ledger_put_back_is_recounted_by_the_next_run() {
     let (api, url) = sim_addrs();
     let db = unique_db("ledger-rollback");
-    let mut opts = options(api, &db);
-    opts.offline = offline_limits(r#"{"storedAmountLimit":{"usd":10000}}"#);
-    let (terminal, _events) = connected_terminal(opts, "rdr_sim_1").await;
-    let store_one = || {
-        pay(
-            &terminal,
-            request(3_000.0, Some(OfflineBehavior::ForceOffline)),
-        )
+    let opts = || {
+        let mut opts = options(api, &db);
+        opts.offline = offline_limits(r#"{"storedAmountLimit":{"usd":10000}}"#);
+        opts
     };
+    let (terminal, _events) = connected_terminal(opts(), "rdr_sim_1").await;
     for _ in 0..2 {
-        store_one().await.unwrap();
+        store_3000(&terminal).await.unwrap();
     }
     let older = raw_ledger(&db, None).await;
     assert!(!older.is_undefined(), "a ledger is stored");
-    store_one().await.unwrap();
+    store_3000(&terminal).await.unwrap();
+    terminal.close();
+    // Put back while no page is open (as a copy of the profile would be); the next page's
+    // first run compares the counts. Its runs send nothing (every answer a 503): what they
+    // change is the count alone.
     raw_ledger(&db, Some(&older)).await;
-    // The run sends nothing (every answer a 503): what it changes is the count alone.
     faults(
         url,
         &format!(
             "[{}]",
-            [r#"{"kind":"status","status":503,"retry_after":30}"#; 3].join(",")
+            [r#"{"kind":"status","status":503,"retry_after":30}"#; 6].join(",")
         ),
     )
     .await;
+    let (terminal, _events) = connected_terminal(opts(), "rdr_sim_1").await;
     let report = terminal.forward_stored_payments().await;
     faults(url, "[]").await;
     let report = report.unwrap();
@@ -799,7 +810,7 @@ async fn an_older_ledger_put_back_is_recounted_by_the_next_run() {
     assert_eq!(status.pending_count, 3, "recounted: {status:?}");
     assert_eq!(status.pending_amounts.get("usd"), Some(&9_000));
     // 9,000 stored: a fourth 3,000 is over the limit (the older ledger's 6,000 would not be).
-    let err = store_one().await.unwrap_err();
+    let err = store_3000(&terminal).await.unwrap_err();
     assert_eq!(err.code(), "offline_limit_exceeded", "{err}");
     terminal.close();
 }

@@ -28,10 +28,10 @@ pub struct ForwardQueue {
     /// The sealed ledger counts other than the `state` index lists as `pending` and
     /// `forwarding`, which only a change behind this SDK's back makes. More: some record's
     /// clear state was flipped out of them (or a record deleted), which only a search of the
-    /// finished records tells apart (`Store::quarantine_flipped`). Fewer: an older sealed
-    /// ledger was put back (its totals would let the limits pass more), or a record was put
-    /// in; the same search recounts it. Compared at every run: one small read in the
-    /// queue's own transaction.
+    /// finished records tells apart (`Store::quarantine_flipped`); compared at every run, one
+    /// small read in the queue's own transaction. Fewer: an older sealed ledger was put back
+    /// (its totals would let the limits pass more), or a record was put in; the same search
+    /// recounts it; compared with the hourly count (`unlisted`), so at a page's first run.
     pub ledger_mismatch: bool,
 }
 
@@ -157,9 +157,13 @@ impl Store {
             .filter(|(_, state)| state.is_outstanding())
             .map(|(ids, _)| ids.length())
             .sum();
-        let ledger_mismatch = self
-            .open_ledger(&stored)
-            .is_some_and(|l| l.outstanding().count != listed_outstanding);
+        // Behind only at the hourly count (and a store's first run): records listed but not
+        // counted can also be ones no rebuild counts (a newer schema's, after a rollback),
+        // and the search would then run at every run.
+        let ledger_mismatch = self.open_ledger(&stored).is_some_and(|l| {
+            let counted = l.outstanding().count;
+            counted > listed_outstanding || (count_all && counted < listed_outstanding)
+        });
         Ok(ForwardQueue {
             unlisted,
             ledger_mismatch,

@@ -319,8 +319,9 @@ impl Store {
     }
 
     /// Deletes an intent once the backend gave its final answer to the online attempt (or it
-    /// never left this browser), if it is still as `header` describes it.
-    pub async fn discard_intent(&self, header: &Header) -> Result<(), PosError> {
+    /// never left this browser), if it is still as `header` describes it. `false`: it is not
+    /// (a forwarder claimed it meanwhile, which sends it), so it was left as it is.
+    pub async fn discard_intent(&self, header: &Header) -> Result<bool, PosError> {
         if header.state != StoredState::Intent {
             return Err(PosError::Internal("only an intent may be discarded".into()));
         }
@@ -331,18 +332,22 @@ impl Store {
                 .get(&JsValue::from_str(&header.id))
                 .map_err(|e| storage_error(&e))?;
             let current = idb::request(&req).await?;
+            // Gone already: nothing is left to send.
+            if current.is_undefined() {
+                return Ok(None);
+            }
             if js::get(&current, "state").as_string().as_deref() != Some("intent")
                 || js::get(&current, "updatedAt").as_f64() != Some(header.updated_at)
             {
-                return Ok(None);
+                return Ok(Some(false));
             }
             let req = store
                 .delete(&JsValue::from_str(&header.id))
                 .map_err(|e| storage_error(&e))?;
             idb::request(&req).await?;
-            Ok::<_, PosError>(Some(()))
+            Ok::<_, PosError>(Some(true))
         }
         .await;
-        end_tx(tx, deleted).await.map(drop)
+        Ok(end_tx(tx, deleted).await?.unwrap_or(true))
     }
 }
