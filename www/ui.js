@@ -83,6 +83,7 @@ const state = {
   retryUseless: false, // the held payment would only be refused again (Force offline, over the per-payment limit)
   serviceWorker: { state: "checking", controlled: false, backgroundSync: false },
   workerForwarding: false, // the service worker is running a forwarding pass
+  forwardFailedWith: 0, // payments waiting when "Forward now" failed (its message is cleared once they are sent)
   progressTotal: 0, // payments waiting when the current forwarding began (the N of "x of N")
 };
 
@@ -151,10 +152,17 @@ const NETWORK_TEXT = {
 function setNetworkStatus(status) {
   const s = NETWORK_TEXT[status] ? status : "unknown";
   el.banner.dataset.status = s;
+  // Only this device's link is down: a connected reader with its own link online still
+  // takes payments online (README "Two storing agents"); nothing is stored then.
+  const readerLink = state.lastStatus?.reader?.networkStatus;
+  el.banner.dataset.readerLink = readerLink || "none";
   el.networkText.textContent =
-    s === "offline" && el.offlineStorage?.value === "reader"
-      ? "Offline — payments go through the reader's own link, or are stored on the reader (or this device) and sent when a connection returns"
-      : NETWORK_TEXT[s];
+    s === "offline" && readerLink === "online"
+      ? "Offline — payments go through the reader's own link"
+      : s === "offline" && el.offlineStorage?.value === "reader"
+        ? "Offline — payments are stored on the reader (or this device) and sent when a connection returns"
+        : NETWORK_TEXT[s];
+  renderProgress();
 }
 
 function renderOfflineStatus(status) {
@@ -172,6 +180,8 @@ function renderOfflineStatus(status) {
     text = "Sending stored payments…";
   }
   el.networkPending.textContent = text;
+  // A "Forwarding failed" from an earlier "Forward now" is stale once everything was sent.
+  if (n === 0 && !forwardingNow()) clearForwardError("All stored payments have been sent.");
   renderReaderStore(status.reader);
   el.banner.dataset.pending = String(n);
   el.banner.classList.toggle("has-pending", n > 0);
@@ -199,9 +209,20 @@ function forwardingNow() {
   return !!state.lastStatus?.forwarding || state.forwarding || state.workerForwarding;
 }
 
+/** Replaces a "Forwarding failed" report (a later run, or the timer, sent the payments). */
+function clearForwardError(text) {
+  if (el.forwardReport.dataset.status !== "error" || !state.forwardFailedWith) return;
+  state.forwardFailedWith = 0;
+  el.forwardReport.textContent = text;
+  el.forwardReport.dataset.status = "done";
+}
+
 function renderProgress() {
   const pending = Number(state.lastStatus?.pendingCount) || 0;
-  if (!forwardingNow() || (pending === 0 && state.progressTotal === 0)) {
+  // A run while this device is offline only checks the backend and sends nothing (the
+  // timer's run takes ~50 ms): show progress once the backend answered or a payment went.
+  const sending = el.banner.dataset.status === "online" || (state.progressTotal > 0 && pending < state.progressTotal);
+  if (!forwardingNow() || !sending || (pending === 0 && state.progressTotal === 0)) {
     state.progressTotal = 0;
     el.progress.hidden = true;
     el.progress.dataset.active = "false";
@@ -393,6 +414,7 @@ el.forwardBtn.addEventListener("click", async () => {
     const e = errorInfo(err);
     el.forwardReport.textContent = `Forwarding failed — ${e.code}: ${e.message}`;
     el.forwardReport.dataset.status = "error";
+    state.forwardFailedWith = Number(state.lastStatus?.pendingCount) || 0;
     logEvent("forwardStoredPayments failed", e, "error");
   } finally {
     state.forwarding = false;
