@@ -168,8 +168,10 @@ export class Pos {
    * Sync this does nothing: the page's Terminal keeps forwarding on its own.
    */
   async #requestBackgroundForward() {
-    const registration = this.#registration;
-    if (!registration || !("sync" in registration)) return false;
+    if (!this.#registration || !("sync" in this.#registration)) return false;
+    // sync.register needs an active worker: on a fresh profile the worker is still installing
+    // right after register(), so wait until it is active (it forwards at activation anyway).
+    const registration = await navigator.serviceWorker.ready;
     try {
       await registration.sync.register(forwardSyncTag(this.#settings.databaseName));
       return true;

@@ -274,7 +274,22 @@ function renderServiceWorker() {
 
 let workerPoll = null;
 
+/** The database this page uses (null: the default), as the worker's messages name it. */
+const pageDatabase = () => new URLSearchParams(location.search).get("db") || null;
+
 function onServiceWorkerMessage(msg) {
+  if ((msg.databaseName ?? null) !== pageDatabase()) {
+    // A run for a database this page does not use: at start-up the worker forwards the
+    // default one, which may have no backend configuration (invalid_argument). Not ours.
+    if (msg.type !== "forward-started") {
+      logEvent("service worker: run for another database", {
+        databaseName: msg.databaseName ?? "(default)",
+        reason: msg.reason,
+        ...(msg.type === "forward-finished" ? msg.report : { result: msg.error?.code }),
+      });
+    }
+    return;
+  }
   if (msg.type === "forward-started") {
     state.workerForwarding = true;
     logEvent("service worker: forwarding", { reason: msg.reason, version: msg.version });
@@ -724,7 +739,7 @@ function settleResultCard(payment, failure = null) {
   let text;
   if (payment.state === "forwarded") {
     outcome = "forwarded";
-    title = "Forwarded ✓";
+    title = "Forwarded"; // the card's icon is the check mark
     text = `Sent to the payment backend${payment.paymentIntentId ? ` (${payment.paymentIntentId})` : ""}: the payment is complete.`;
   } else if (payment.state === "declined") {
     const decline = failure?.declineCode || payment.declineCode;
@@ -1073,8 +1088,11 @@ async function start() {
 
   if (simConfig) {
     const picked = () => pos.reader || state.readers.get(el.readerSelect.value) || null;
+    // The fake USB reader ("simulate USB") is bridged to pos-sim's first reader: drive that one.
+    const simReaderId = (r) => (r?.method === "usb" && state.fakeUsb ? simConfig.simReaderIds[0] : r?.id) || "";
     sim = mountSimPanel({
-      readerId: () => picked()?.id || "",
+      simReaderIds: simConfig.simReaderIds,
+      readerId: () => simReaderId(picked()),
       inPageReader: () => picked()?.method === "simulated",
       setInPageCard: (testCardNumber, entryMode) => pos.setSimulatorConfiguration({ testCardNumber, entryMode }),
       offlineStorage: () => el.offlineStorage.value,
