@@ -47,7 +47,15 @@ const el = {
   retryBox: $("#retry-box"),
   retryText: $("#retry-text"),
   retryBtn: $("#retry-btn"),
+  retryActions: $("#retry-actions"),
   discardBtn: $("#discard-btn"),
+  setAsideBtn: $("#set-aside-btn"),
+  setAsideConfirm: $("#set-aside-confirm"),
+  setAsideConfirmText: $("#set-aside-confirm-text"),
+  setAsideConfirmBtn: $("#set-aside-confirm-btn"),
+  setAsideBackBtn: $("#set-aside-back-btn"),
+  setAside: $("#set-aside"),
+  setAsideList: $("#set-aside-list"),
   pendingCount: $("#pending-count"),
   offlineStorage: $("#offline-storage"),
   readerStore: $("#reader-store"),
@@ -80,6 +88,9 @@ const state = {
   resultSeq: 0,
   lastStatus: null,
   heldCode: null, // the error code a payment is held for retry after
+  confirmingSetAside: false, // the "Set aside" confirmation is open
+  setAside: [], // payments set aside after an unknown outcome: { id, amount, currency, card, at, outcome, detail }
+  processingId: null, // the payment this page is sending now (its intent record is not "unknown")
   retryUseless: false, // the held payment would only be refused again (Force offline, over the per-payment limit)
   serviceWorker: { state: "checking", controlled: false, backgroundSync: false },
   workerForwarding: false, // the service worker is running a forwarding pass
@@ -319,6 +330,7 @@ function onServiceWorkerMessage(msg) {
 // Stored payments table
 
 const STATE_LABEL = {
+  intent: "Outcome unknown",
   pending: "Pending",
   forwarding: "Sending",
   forwarded: "Forwarded",
@@ -360,7 +372,11 @@ async function refreshOnce() {
 }
 
 function renderStored(list) {
-  const rows = [...list].sort((a, b) => Number(b.storedAt) - Number(a.storedAt));
+  // An intent is an online attempt: the one this page is sending now is no news; any other
+  // has an unknown outcome and will be sent again under its id (the SDK does it).
+  const rows = list
+    .filter((p) => !(p.state === "intent" && p.id === state.processingId))
+    .sort((a, b) => Number(b.storedAt) - Number(a.storedAt));
   el.storedBody.replaceChildren(
     ...rows.map((p) => {
       const err = p.lastError;
@@ -395,10 +411,12 @@ function renderStored(list) {
                   text: waiting ? `Last try: ${errText}` : errText,
                   title: err?.message || null,
                 })
-              : h("div", {
-                  class: "muted",
-                  text: { quarantined: "unreadable record", forwarding: "sending now…" }[p.state] || "not sent yet",
-                }),
+              : p.state === "intent"
+                ? h("div", { class: "warn-text", text: "Outcome unknown — will be sent again under the same id" })
+                : h("div", {
+                    class: "muted",
+                    text: { quarantined: "unreadable record", forwarding: "sending now…" }[p.state] || "not sent yet",
+                  }),
           h("div", { class: "mono muted small", text: shortId(p.id), title: p.id })),
       );
     }),
@@ -407,6 +425,7 @@ function renderStored(list) {
   // The payment in the result card, settled by someone else (the service worker, another tab).
   const shown = rows.find((p) => p.id === el.lastResult.dataset.paymentId);
   if (shown) settleResultCard(shown);
+  for (const p of rows) settleSetAside(p);
   const waiting = rows.filter((p) => p.state === "pending" || p.state === "forwarding").length;
   el.pendingCount.textContent = String(waiting);
   el.pendingCount.closest(".count-badge")?.classList.toggle("is-active", waiting > 0);
@@ -436,6 +455,94 @@ el.forwardBtn.addEventListener("click", async () => {
     updateControls();
     refreshStored();
   }
+});
+
+// ---------------------------------------------------------------------------
+// Payments set aside after payment_outcome_unknown
+//
+// Setting a payment aside cancels nothing: the SDK keeps its intent record and sends it again
+// under the same id about 5 minutes after the attempt (the backend may already have charged
+// it). So it stays on screen with its status until the SDK reports its outcome
+// (onPaymentForwarded / onForwardingFailure, or the stored list when the service worker or
+// another tab sent it). Saved in localStorage, per database, so a reload does not hide it.
+
+const setAsideKey = () => `posDemo.setAside:${pageDatabase() ?? "default"}`;
+
+function loadSetAside() {
+  try {
+    const list = JSON.parse(localStorage.getItem(setAsideKey()) || "[]");
+    state.setAside = Array.isArray(list) ? list.filter((p) => p && p.id) : [];
+  } catch {
+    state.setAside = [];
+  }
+  renderSetAside();
+}
+
+function saveSetAside() {
+  localStorage.setItem(setAsideKey(), JSON.stringify(state.setAside));
+  renderSetAside();
+}
+
+function addSetAside(collected) {
+  if (state.setAside.some((p) => p.id === collected.id)) return;
+  const { id, amount, currency, card } = plain(collected);
+  state.setAside.unshift({ id, amount, currency, card, at: Date.now(), outcome: null, detail: "" });
+  saveSetAside();
+}
+
+/** Records a set-aside payment's outcome: `payment` is a StoredPayment, `failure` a ForwardingFailure. */
+function settleSetAside(payment, failure = null) {
+  const entry = state.setAside.find((p) => p.id === payment?.id);
+  if (!entry || entry.outcome) return;
+  if (payment.state === "forwarded") {
+    entry.outcome = "forwarded";
+    entry.detail = payment.paymentIntentId || "";
+  } else if (payment.state === "declined") {
+    entry.outcome = "declined";
+    entry.detail = failure?.declineCode || payment.declineCode || "";
+  } else if (payment.state === "failed" || payment.state === "quarantined") {
+    const err = failure ?? payment.lastError;
+    entry.outcome = "failed";
+    entry.detail = err?.code ? `${err.code}${err.message ? `: ${err.message}` : ""}` : "";
+  } else {
+    return; // still an intent (or being sent): its outcome is still unknown
+  }
+  logEvent("set-aside payment settled", { id: entry.id, outcome: entry.outcome, detail: entry.detail });
+  saveSetAside();
+}
+
+function setAsideStatus(p) {
+  if (p.outcome === "forwarded") {
+    return `Charged — the backend approved it${p.detail ? ` (${p.detail})` : ""}. This sale is paid.`;
+  }
+  if (p.outcome === "declined") return `Declined${p.detail ? ` (${p.detail})` : ""} — not charged. This sale is not paid.`;
+  if (p.outcome === "failed") return `Not sent${p.detail ? ` — ${p.detail}` : ""}. Not charged by this device; see Offline payments.`;
+  const due = formatTime(Number(p.at) + 5 * 60_000, { seconds: false });
+  return `Outcome unknown — it may already be charged. It will be sent again under the same id (from about ${due}); ` +
+    "its outcome will show here. Do not charge this sale again.";
+}
+
+function renderSetAside() {
+  el.setAside.hidden = state.setAside.length === 0;
+  el.setAsideList.replaceChildren(
+    ...state.setAside.map((p) =>
+      h("li", { class: "set-aside-item", "data-id": p.id, "data-outcome": p.outcome || "unknown" },
+        h("div", { class: "set-aside-head" },
+          h("strong", { text: formatMoney(p.amount, p.currency) }),
+          h("span", { class: "muted small", text: cardText(p.card) }),
+          h("span", { class: "mono", text: p.id })),
+        h("p", { class: "set-aside-status", text: setAsideStatus(p) }),
+        // Removed by the cashier once the outcome is known, never before.
+        p.outcome ? h("button", { class: "btn btn-secondary", type: "button", "data-remove": p.id, text: "OK, remove" }) : null),
+    ),
+  );
+}
+
+el.setAsideList.addEventListener("click", (e) => {
+  const id = e.target.closest("button[data-remove]")?.dataset.remove;
+  if (!id) return;
+  state.setAside = state.setAside.filter((p) => p.id !== id || !p.outcome);
+  saveSetAside();
 });
 
 // ---------------------------------------------------------------------------
@@ -541,7 +648,15 @@ function updateControls() {
   const held = pos?.held;
   el.retryBox.hidden = !held;
   el.retryBtn.disabled = !held || !idle || !terminal || state.retryUseless;
+  // An unknown outcome is never simply dismissed: "Set aside…" asks first, and the payment
+  // stays on screen until the SDK reports it (it sends it again under the same id).
+  el.discardBtn.hidden = unknownHeld;
   el.discardBtn.disabled = !held || !idle;
+  el.setAsideBtn.hidden = !unknownHeld;
+  el.setAsideBtn.disabled = !unknownHeld || !idle;
+  const confirming = unknownHeld && idle && state.confirmingSetAside;
+  el.setAsideConfirm.hidden = !confirming;
+  el.retryActions.hidden = confirming;
 }
 
 // ---------------------------------------------------------------------------
@@ -826,9 +941,10 @@ function renderRetry(err) {
     const overPerPayment = forcedOverLimit && OFFLINE_TRANSACTION_LIMIT.test(errorInfo(err).message);
     state.retryUseless = overPerPayment;
     el.retryText.textContent = state.heldCode === "payment_outcome_unknown"
-      ? `The backend may already have this payment. Retry sends the same payment (${held.id}) again; ` +
-        "the backend recognises its id, so the card is charged at most once. Do not ask for another card: " +
-        "Charge is locked until you retry or dismiss this payment."
+      ? `The backend may already have this payment (${formatMoney(held.amount, held.currency)}, ${held.id}). ` +
+        "Retry sends the same payment again: the backend recognises its id, so the card is charged at most once. " +
+        "Do not ask for another card. Charge stays locked until you retry. If the backend stays out of reach, " +
+        "“Set aside” keeps this payment on screen while the SDK sends it again under the same id."
       : overPerPayment
         ? "Retry cannot help: this payment was taken with “Force offline” and is above the offline limit per payment, " +
           "so it would be refused again. Dismiss it and charge again with “Prefer online” or “Require online”."
@@ -840,7 +956,10 @@ function renderRetry(err) {
     delete el.retryBox.dataset.paymentId;
     delete el.retryBox.dataset.code;
   }
+  state.confirmingSetAside = false;
   updateControls();
+  // At 1280x800 the box lands below the fold: bring it into view when it appears.
+  if (held && !el.retryBox.hidden) el.retryBox.scrollIntoView({ block: "nearest", behavior: "smooth" });
 }
 
 function nextOrderNumber() {
@@ -862,6 +981,7 @@ async function runPayment(call) {
     logEvent("payment failed", errorInfo(err), "error");
     showError(err, "Payment");
   } finally {
+    state.processingId = null;
     setPhase("idle");
     renderRetry(error);
     refreshStored();
@@ -883,6 +1003,7 @@ async function pay() {
     if (step === "collect") {
       setPhase("collecting", `Tap or insert card — ${formatMoney(amount, currency)}`);
     } else {
+      state.processingId = collected.id;
       logEvent("collectPaymentMethod", collected);
       setPhase("processing", "Processing…");
     }
@@ -893,6 +1014,7 @@ async function pay() {
 async function retry() {
   if (!hasTerminal() || state.phase !== "idle" || !pos.held) return;
   logEvent("retry processPayment", { id: pos.held.id });
+  state.processingId = pos.held.id;
   setPhase("processing", "Processing again…");
   await runPayment(() => pos.retry());
 }
@@ -913,8 +1035,34 @@ el.payBtn.addEventListener("click", () => pay());
 el.cancelBtn.addEventListener("click", () => cancelCollect());
 el.retryBtn.addEventListener("click", () => retry());
 el.discardBtn.addEventListener("click", () => {
+  // Only offered when nothing reached the backend (not after payment_outcome_unknown).
   pos?.discardHeld();
   renderRetry(null);
+});
+el.setAsideBtn.addEventListener("click", () => {
+  const held = pos?.held;
+  if (!held) return;
+  el.setAsideConfirmText.textContent =
+    `Set aside ${formatMoney(held.amount, held.currency)} (${held.id})? This payment may still go through: ` +
+    "the backend may already have charged it, and the SDK sends it again under the same id in about 5 minutes. " +
+    "Its outcome will be reported on this page, under “Set aside”. Do not charge this sale again.";
+  state.confirmingSetAside = true;
+  updateControls();
+  el.setAsideBackBtn.focus();
+});
+el.setAsideBackBtn.addEventListener("click", () => {
+  state.confirmingSetAside = false;
+  updateControls();
+  el.retryBtn.focus();
+});
+el.setAsideConfirmBtn.addEventListener("click", () => {
+  if (!pos?.held || state.heldCode !== "payment_outcome_unknown") return;
+  const held = pos.discardHeld();
+  logEvent("payment set aside", { id: held.id, amount: held.amount, currency: held.currency });
+  addSetAside(held);
+  setDigits(""); // the sale's amount is not left on the keypad, ready to be charged again
+  renderRetry(null);
+  el.setAside.scrollIntoView({ block: "nearest", behavior: "smooth" });
 });
 
 // ---------------------------------------------------------------------------
@@ -1101,6 +1249,7 @@ async function start() {
   }
 
   updateControls();
+  loadSetAside();
   await Promise.all([refreshStored(), discover()]);
 }
 
