@@ -431,6 +431,17 @@ function renderStored(list) {
   el.pendingCount.closest(".count-badge")?.classList.toggle("is-active", waiting > 0);
 }
 
+/** A payment the reader stored and forwarded itself (this page lists only its own store). */
+function showReaderForwarded(p, failure = null) {
+  if (p.id === el.lastResult.dataset.paymentId) return; // its result card says it
+  const outcome = failure
+    ? `${failure.declineCode ? `declined (${failure.declineCode})` : `not charged (${failure.code})`}`
+    : "approved";
+  el.forwardReport.textContent =
+    `The reader sent ${formatMoney(p.amount, p.currency)} · ${cardText(p.card)} · ${outcome} (${shortId(p.id)})`;
+  el.forwardReport.dataset.status = "reader";
+}
+
 el.forwardBtn.addEventListener("click", async () => {
   if (!hasTerminal() || state.forwarding) return;
   state.forwarding = true;
@@ -1149,13 +1160,19 @@ const handlers = {
   },
   onPaymentForwarded(payment) {
     logEvent("onPaymentForwarded", payment);
-    settleResultCard(plain(payment));
+    const p = plain(payment);
+    settleResultCard(p);
+    settleSetAside(p);
+    if (p.storedBy === "reader") showReaderForwarded(p);
+    else clearForwardError("Forwarding works again: stored payments are being sent.");
     refreshStored();
   },
   onForwardingFailure(failure) {
     logEvent("onForwardingFailure", failure, "error");
     const f = plain(failure);
     settleResultCard(f?.payment, f);
+    settleSetAside(f?.payment, f);
+    if (f?.payment?.storedBy === "reader") showReaderForwarded(f.payment, f);
     refreshStored();
   },
   onUnexpectedReaderDisconnect(error) {
