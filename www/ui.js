@@ -179,6 +179,7 @@ function setNetworkStatus(status) {
 function renderOfflineStatus(status) {
   if (!status) return;
   status = plain(status);
+  const backOnline = status.networkStatus === "online" && state.lastStatus?.networkStatus !== "online";
   state.lastStatus = status;
   if (status.networkStatus) setNetworkStatus(status.networkStatus);
   const n = Number(status.pendingCount) || 0;
@@ -191,8 +192,12 @@ function renderOfflineStatus(status) {
     text = "Sending stored payments…";
   }
   el.networkPending.textContent = text;
-  // A "Forwarding failed" from an earlier "Forward now" is stale once everything was sent.
-  if (n === 0 && !forwardingNow()) clearForwardError("All stored payments have been sent.");
+  // A "Forwarding failed" from an earlier "Forward now" is stale once everything was sent
+  // (or, when nothing was waiting, once the backend is reachable again).
+  if (n === 0 && !forwardingNow()) {
+    if (state.forwardFailedWith > 0) clearForwardError("All stored payments have been sent.");
+    else if (backOnline) clearForwardError("The backend is reachable again; nothing is waiting to be sent.");
+  }
   renderReaderStore(status.reader);
   el.banner.dataset.pending = String(n);
   el.banner.classList.toggle("has-pending", n > 0);
@@ -222,7 +227,7 @@ function forwardingNow() {
 
 /** Replaces a "Forwarding failed" report (a later run, or the timer, sent the payments). */
 function clearForwardError(text) {
-  if (el.forwardReport.dataset.status !== "error" || !state.forwardFailedWith) return;
+  if (el.forwardReport.dataset.status !== "error") return;
   state.forwardFailedWith = 0;
   el.forwardReport.textContent = text;
   el.forwardReport.dataset.status = "done";
