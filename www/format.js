@@ -61,10 +61,15 @@ export function formatFullTime(ms) {
   return Number.isNaN(d.getTime()) ? null : d.toLocaleString(LOCALE, { dateStyle: "medium", timeStyle: "medium" });
 }
 
+/**
+ * "Visa ••••4242". A card the SDK does not know (a payment the reader reported after a
+ * reload: brand "unknown", last4 "", expiry 0/0) is "card unknown": no empty digits, no 0/0.
+ */
 export function cardText(card) {
   if (!card) return "—";
-  const brand = card.brand ? titleCase(card.brand) : "Card";
-  return card.last4 ? `${brand} ••••${card.last4}` : brand;
+  const brand = card.brand && card.brand !== "unknown" ? titleCase(card.brand) : "";
+  if (!brand && !card.last4) return "card unknown";
+  return card.last4 ? `${brand || "Card"} ••••${card.last4}` : brand;
 }
 
 function titleCase(s) {

@@ -168,8 +168,10 @@ export class Pos {
    * Sync this does nothing: the page's Terminal keeps forwarding on its own.
    */
   async #requestBackgroundForward() {
-    const registration = this.#registration;
-    if (!registration || !("sync" in registration)) return false;
+    if (!this.#registration || !("sync" in this.#registration)) return false;
+    // sync.register needs an active worker: on a fresh profile the worker is still installing
+    // right after register(), so wait until it is active (it forwards at activation anyway).
+    const registration = await navigator.serviceWorker.ready;
     try {
       await registration.sync.register(forwardSyncTag(this.#settings.databaseName));
       return true;
@@ -336,9 +338,19 @@ export class Pos {
     return this.#process(this.#require(), collected, () => {});
   }
 
-  /** Forgets the held payment (the cashier chose not to retry it). */
+  /**
+   * Forgets the held payment (the cashier chose not to retry it) and returns it.
+   *
+   * This does NOT cancel it, and the SDK has no call that does. After
+   * `payment_outcome_unknown` the backend may already have charged it, and the SDK keeps
+   * its intent record: it sends it again under the same id about 5 minutes later and reports
+   * the outcome through onPaymentForwarded / onForwardingFailure. So never charge that sale
+   * again with another payment: keep showing the payment until its outcome arrives.
+   */
   discardHeld() {
+    const held = this.#held;
     this.#held = null;
+    return held;
   }
 
   async #process(terminal, collected, onStep) {
@@ -382,11 +394,19 @@ export class Pos {
     return this.#require().forwardStoredPayments();
   }
 
-  /** The stored payments and the offline status, read together. */
+  /**
+   * The stored payments and the offline status, read together. The list includes `intent`
+   * records (online attempts in flight, or whose outcome is unknown: sent again under the
+   * same id once 5 minutes old), which listStoredPayments() leaves out unless asked for.
+   */
   async stored() {
     const terminal = this.#require();
-    const [list, status] = await Promise.all([terminal.listStoredPayments(), terminal.offlineStatus()]);
-    return { list: list || [], status };
+    const [list, intents, status] = await Promise.all([
+      terminal.listStoredPayments(),
+      terminal.listStoredPayments({ state: "intent" }),
+      terminal.offlineStatus(),
+    ]);
+    return { list: [...(list || []), ...(intents || [])], status };
   }
 
   // -------------------------------------------------------------------------

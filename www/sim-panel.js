@@ -12,6 +12,8 @@ export async function loadSimConfig() {
     return {
       backendUrl: String(j.backend_url).replace(/\/+$/, ""),
       readerUrls: (j.readers || []).map((r) => r.url).filter(Boolean),
+      // pos-sim's own readers: the only ids its /_sim/readers/{id} endpoints know.
+      simReaderIds: (j.readers || []).map((r) => r.id).filter(Boolean),
     };
   } catch {
     return null; // not running under pos-sim
@@ -38,9 +40,10 @@ async function simRequest(method, path, body) {
  * `inPageReader()` is true when that reader is the SDK's in-page simulated reader, which is
  * not one of pos-sim's: its test card goes to `setInPageCard(number, entryMode)` (the SDK's
  * setSimulatorConfiguration). `offlineStorage()` is the page's offline storage switch.
+ * `simReaderIds` are pos-sim's readers: another id (a USB reader) is never asked about.
  * Returns { sync() } to re-read the network switch (other tools may flip it too).
  */
-export function mountSimPanel({ readerId, inPageReader = () => false, setInPageCard, offlineStorage = () => "sdk" }) {
+export function mountSimPanel({ readerId, inPageReader = () => false, setInPageCard, offlineStorage = () => "sdk", simReaderIds = [] }) {
   const byId = (id) => document.getElementById(id);
   const el = {
     panel: byId("sim-panel"),
@@ -57,6 +60,7 @@ export function mountSimPanel({ readerId, inPageReader = () => false, setInPageC
   let networkDown = false;
   // null until pos-sim said, for the reader picked (none picked: unknown, not "reachable").
   let readerLinkDown = null;
+  const isSimReader = (id) => simReaderIds.includes(id);
 
   function renderReaderLink() {
     el.readerLinkToggle.dataset.down = readerLinkDown === null ? "unknown" : String(readerLinkDown);
@@ -65,7 +69,9 @@ export function mountSimPanel({ readerId, inPageReader = () => false, setInPageC
       readerLinkDown === null
         ? inPageReader()
           ? "Reader's own link: none (the in-page simulated reader)"
-          : "Reader's own link: pick a reader to see it"
+          : readerId() && !isSimReader(readerId())
+            ? "Reader's own link: not one of pos-sim's readers"
+            : "Reader's own link: pick a reader to see it"
         : readerLinkDown
           ? "Reader's own link: cut"
           : "Reader's own link: reachable";
@@ -128,6 +134,7 @@ export function mountSimPanel({ readerId, inPageReader = () => false, setInPageC
     const id = readerId();
     if (!id) message("Pick a reader first.", "error");
     else if (inPageReader()) message("The in-page simulated reader has no link of its own and cannot be rebooted: pick one of pos-sim's readers.", "error");
+    else if (!isSimReader(id)) message(`${id} is not one of pos-sim's readers: pick one of them.`, "error");
     else return id;
     return null;
   }
@@ -172,7 +179,8 @@ export function mountSimPanel({ readerId, inPageReader = () => false, setInPageC
 
   async function syncReader() {
     const id = readerId();
-    if (!id || inPageReader()) {
+    // Only pos-sim's readers are polled (a USB reader's id would answer 404 every time).
+    if (!id || inPageReader() || !isSimReader(id)) {
       readerLinkDown = null;
       if (!el.readerLinkToggle.disabled) renderReaderLink();
       return;

@@ -47,7 +47,15 @@ const el = {
   retryBox: $("#retry-box"),
   retryText: $("#retry-text"),
   retryBtn: $("#retry-btn"),
+  retryActions: $("#retry-actions"),
   discardBtn: $("#discard-btn"),
+  setAsideBtn: $("#set-aside-btn"),
+  setAsideConfirm: $("#set-aside-confirm"),
+  setAsideConfirmText: $("#set-aside-confirm-text"),
+  setAsideConfirmBtn: $("#set-aside-confirm-btn"),
+  setAsideBackBtn: $("#set-aside-back-btn"),
+  setAside: $("#set-aside"),
+  setAsideList: $("#set-aside-list"),
   pendingCount: $("#pending-count"),
   offlineStorage: $("#offline-storage"),
   readerStore: $("#reader-store"),
@@ -80,9 +88,13 @@ const state = {
   resultSeq: 0,
   lastStatus: null,
   heldCode: null, // the error code a payment is held for retry after
+  confirmingSetAside: false, // the "Set aside" confirmation is open
+  setAside: [], // payments set aside after an unknown outcome: { id, amount, currency, card, at, outcome, detail }
+  processingId: null, // the payment this page is sending now (its intent record is not "unknown")
   retryUseless: false, // the held payment would only be refused again (Force offline, over the per-payment limit)
   serviceWorker: { state: "checking", controlled: false, backgroundSync: false },
   workerForwarding: false, // the service worker is running a forwarding pass
+  forwardFailedWith: 0, // payments waiting when "Forward now" failed (its message is cleared once they are sent)
   progressTotal: 0, // payments waiting when the current forwarding began (the N of "x of N")
 };
 
@@ -151,15 +163,23 @@ const NETWORK_TEXT = {
 function setNetworkStatus(status) {
   const s = NETWORK_TEXT[status] ? status : "unknown";
   el.banner.dataset.status = s;
+  // Only this device's link is down: a connected reader with its own link online still
+  // takes payments online (README "Two storing agents"); nothing is stored then.
+  const readerLink = state.lastStatus?.reader?.networkStatus;
+  el.banner.dataset.readerLink = readerLink || "none";
   el.networkText.textContent =
-    s === "offline" && el.offlineStorage?.value === "reader"
-      ? "Offline — payments go through the reader's own link, or are stored on the reader (or this device) and sent when a connection returns"
-      : NETWORK_TEXT[s];
+    s === "offline" && readerLink === "online"
+      ? "Offline — payments go through the reader's own link"
+      : s === "offline" && el.offlineStorage?.value === "reader"
+        ? "Offline — payments are stored on the reader (or this device) and sent when a connection returns"
+        : NETWORK_TEXT[s];
+  renderProgress();
 }
 
 function renderOfflineStatus(status) {
   if (!status) return;
   status = plain(status);
+  const backOnline = status.networkStatus === "online" && state.lastStatus?.networkStatus !== "online";
   state.lastStatus = status;
   if (status.networkStatus) setNetworkStatus(status.networkStatus);
   const n = Number(status.pendingCount) || 0;
@@ -172,6 +192,12 @@ function renderOfflineStatus(status) {
     text = "Sending stored payments…";
   }
   el.networkPending.textContent = text;
+  // A "Forwarding failed" from an earlier "Forward now" is stale once everything was sent
+  // (or, when nothing was waiting, once the backend is reachable again).
+  if (n === 0 && !forwardingNow()) {
+    if (state.forwardFailedWith > 0) clearForwardError("All stored payments have been sent.");
+    else if (backOnline) clearForwardError("The backend is reachable again; nothing is waiting to be sent.");
+  }
   renderReaderStore(status.reader);
   el.banner.dataset.pending = String(n);
   el.banner.classList.toggle("has-pending", n > 0);
@@ -199,9 +225,20 @@ function forwardingNow() {
   return !!state.lastStatus?.forwarding || state.forwarding || state.workerForwarding;
 }
 
+/** Replaces a "Forwarding failed" report (a later run, or the timer, sent the payments). */
+function clearForwardError(text) {
+  if (el.forwardReport.dataset.status !== "error") return;
+  state.forwardFailedWith = 0;
+  el.forwardReport.textContent = text;
+  el.forwardReport.dataset.status = "done";
+}
+
 function renderProgress() {
   const pending = Number(state.lastStatus?.pendingCount) || 0;
-  if (!forwardingNow() || (pending === 0 && state.progressTotal === 0)) {
+  // A run while this device is offline only checks the backend and sends nothing (the
+  // timer's run takes ~50 ms): show progress once the backend answered or a payment went.
+  const sending = el.banner.dataset.status === "online" || (state.progressTotal > 0 && pending < state.progressTotal);
+  if (!forwardingNow() || !sending || (pending === 0 && state.progressTotal === 0)) {
     state.progressTotal = 0;
     el.progress.hidden = true;
     el.progress.dataset.active = "false";
@@ -253,7 +290,22 @@ function renderServiceWorker() {
 
 let workerPoll = null;
 
+/** The database this page uses (null: the default), as the worker's messages name it. */
+const pageDatabase = () => new URLSearchParams(location.search).get("db") || null;
+
 function onServiceWorkerMessage(msg) {
+  if ((msg.databaseName ?? null) !== pageDatabase()) {
+    // A run for a database this page does not use: at start-up the worker forwards the
+    // default one, which may have no backend configuration (invalid_argument). Not ours.
+    if (msg.type !== "forward-started") {
+      logEvent("service worker: run for another database", {
+        databaseName: msg.databaseName ?? "(default)",
+        reason: msg.reason,
+        ...(msg.type === "forward-finished" ? msg.report : { result: msg.error?.code }),
+      });
+    }
+    return;
+  }
   if (msg.type === "forward-started") {
     state.workerForwarding = true;
     logEvent("service worker: forwarding", { reason: msg.reason, version: msg.version });
@@ -283,6 +335,7 @@ function onServiceWorkerMessage(msg) {
 // Stored payments table
 
 const STATE_LABEL = {
+  intent: "Outcome unknown",
   pending: "Pending",
   forwarding: "Sending",
   forwarded: "Forwarded",
@@ -324,7 +377,11 @@ async function refreshOnce() {
 }
 
 function renderStored(list) {
-  const rows = [...list].sort((a, b) => Number(b.storedAt) - Number(a.storedAt));
+  // An intent is an online attempt: the one this page is sending now is no news; any other
+  // has an unknown outcome and will be sent again under its id (the SDK does it).
+  const rows = list
+    .filter((p) => !(p.state === "intent" && p.id === state.processingId))
+    .sort((a, b) => Number(b.storedAt) - Number(a.storedAt));
   el.storedBody.replaceChildren(
     ...rows.map((p) => {
       const err = p.lastError;
@@ -359,10 +416,12 @@ function renderStored(list) {
                   text: waiting ? `Last try: ${errText}` : errText,
                   title: err?.message || null,
                 })
-              : h("div", {
-                  class: "muted",
-                  text: { quarantined: "unreadable record", forwarding: "sending now…" }[p.state] || "not sent yet",
-                }),
+              : p.state === "intent"
+                ? h("div", { class: "warn-text", text: "Outcome unknown — will be sent again under the same id" })
+                : h("div", {
+                    class: "muted",
+                    text: { quarantined: "unreadable record", forwarding: "sending now…" }[p.state] || "not sent yet",
+                  }),
           h("div", { class: "mono muted small", text: shortId(p.id), title: p.id })),
       );
     }),
@@ -371,9 +430,21 @@ function renderStored(list) {
   // The payment in the result card, settled by someone else (the service worker, another tab).
   const shown = rows.find((p) => p.id === el.lastResult.dataset.paymentId);
   if (shown) settleResultCard(shown);
+  for (const p of rows) settleSetAside(p);
   const waiting = rows.filter((p) => p.state === "pending" || p.state === "forwarding").length;
   el.pendingCount.textContent = String(waiting);
   el.pendingCount.closest(".count-badge")?.classList.toggle("is-active", waiting > 0);
+}
+
+/** A payment the reader stored and forwarded itself (this page lists only its own store). */
+function showReaderForwarded(p, failure = null) {
+  if (p.id === el.lastResult.dataset.paymentId) return; // its result card says it
+  const outcome = failure
+    ? `${failure.declineCode ? `declined (${failure.declineCode})` : `not charged (${failure.code})`}`
+    : "approved";
+  el.forwardReport.textContent =
+    `The reader sent ${formatMoney(p.amount, p.currency)} · ${cardText(p.card)} · ${outcome} (${shortId(p.id)})`;
+  el.forwardReport.dataset.status = "reader";
 }
 
 el.forwardBtn.addEventListener("click", async () => {
@@ -393,12 +464,101 @@ el.forwardBtn.addEventListener("click", async () => {
     const e = errorInfo(err);
     el.forwardReport.textContent = `Forwarding failed — ${e.code}: ${e.message}`;
     el.forwardReport.dataset.status = "error";
+    state.forwardFailedWith = Number(state.lastStatus?.pendingCount) || 0;
     logEvent("forwardStoredPayments failed", e, "error");
   } finally {
     state.forwarding = false;
     updateControls();
     refreshStored();
   }
+});
+
+// ---------------------------------------------------------------------------
+// Payments set aside after payment_outcome_unknown
+//
+// Setting a payment aside cancels nothing: the SDK keeps its intent record and sends it again
+// under the same id about 5 minutes after the attempt (the backend may already have charged
+// it). So it stays on screen with its status until the SDK reports its outcome
+// (onPaymentForwarded / onForwardingFailure, or the stored list when the service worker or
+// another tab sent it). Saved in localStorage, per database, so a reload does not hide it.
+
+const setAsideKey = () => `posDemo.setAside:${pageDatabase() ?? "default"}`;
+
+function loadSetAside() {
+  try {
+    const list = JSON.parse(localStorage.getItem(setAsideKey()) || "[]");
+    state.setAside = Array.isArray(list) ? list.filter((p) => p && p.id) : [];
+  } catch {
+    state.setAside = [];
+  }
+  renderSetAside();
+}
+
+function saveSetAside() {
+  localStorage.setItem(setAsideKey(), JSON.stringify(state.setAside));
+  renderSetAside();
+}
+
+function addSetAside(collected) {
+  if (state.setAside.some((p) => p.id === collected.id)) return;
+  const { id, amount, currency, card } = plain(collected);
+  state.setAside.unshift({ id, amount, currency, card, at: Date.now(), outcome: null, detail: "" });
+  saveSetAside();
+}
+
+/** Records a set-aside payment's outcome: `payment` is a StoredPayment, `failure` a ForwardingFailure. */
+function settleSetAside(payment, failure = null) {
+  const entry = state.setAside.find((p) => p.id === payment?.id);
+  if (!entry || entry.outcome) return;
+  if (payment.state === "forwarded") {
+    entry.outcome = "forwarded";
+    entry.detail = payment.paymentIntentId || "";
+  } else if (payment.state === "declined") {
+    entry.outcome = "declined";
+    entry.detail = failure?.declineCode || payment.declineCode || "";
+  } else if (payment.state === "failed" || payment.state === "quarantined") {
+    const err = failure ?? payment.lastError;
+    entry.outcome = "failed";
+    entry.detail = err?.code ? `${err.code}${err.message ? `: ${err.message}` : ""}` : "";
+  } else {
+    return; // still an intent (or being sent): its outcome is still unknown
+  }
+  logEvent("set-aside payment settled", { id: entry.id, outcome: entry.outcome, detail: entry.detail });
+  saveSetAside();
+}
+
+function setAsideStatus(p) {
+  if (p.outcome === "forwarded") {
+    return `Charged — the backend approved it${p.detail ? ` (${p.detail})` : ""}. This sale is paid.`;
+  }
+  if (p.outcome === "declined") return `Declined${p.detail ? ` (${p.detail})` : ""} — not charged. This sale is not paid.`;
+  if (p.outcome === "failed") return `Not sent${p.detail ? ` — ${p.detail}` : ""}. Not charged by this device; see Offline payments.`;
+  const due = formatTime(Number(p.at) + 5 * 60_000, { seconds: false });
+  return `Outcome unknown — it may already be charged. It will be sent again under the same id (from about ${due}); ` +
+    "its outcome will show here. Do not charge this sale again.";
+}
+
+function renderSetAside() {
+  el.setAside.hidden = state.setAside.length === 0;
+  el.setAsideList.replaceChildren(
+    ...state.setAside.map((p) =>
+      h("li", { class: "set-aside-item", "data-id": p.id, "data-outcome": p.outcome || "unknown" },
+        h("div", { class: "set-aside-head" },
+          h("strong", { text: formatMoney(p.amount, p.currency) }),
+          h("span", { class: "muted small", text: cardText(p.card) }),
+          h("span", { class: "mono", text: p.id })),
+        h("p", { class: "set-aside-status", text: setAsideStatus(p) }),
+        // Removed by the cashier once the outcome is known, never before.
+        p.outcome ? h("button", { class: "btn btn-secondary", type: "button", "data-remove": p.id, text: "OK, remove" }) : null),
+    ),
+  );
+}
+
+el.setAsideList.addEventListener("click", (e) => {
+  const id = e.target.closest("button[data-remove]")?.dataset.remove;
+  if (!id) return;
+  state.setAside = state.setAside.filter((p) => p.id !== id || !p.outcome);
+  saveSetAside();
 });
 
 // ---------------------------------------------------------------------------
@@ -504,7 +664,15 @@ function updateControls() {
   const held = pos?.held;
   el.retryBox.hidden = !held;
   el.retryBtn.disabled = !held || !idle || !terminal || state.retryUseless;
+  // An unknown outcome is never simply dismissed: "Set aside…" asks first, and the payment
+  // stays on screen until the SDK reports it (it sends it again under the same id).
+  el.discardBtn.hidden = unknownHeld;
   el.discardBtn.disabled = !held || !idle;
+  el.setAsideBtn.hidden = !unknownHeld;
+  el.setAsideBtn.disabled = !unknownHeld || !idle;
+  const confirming = unknownHeld && idle && state.confirmingSetAside;
+  el.setAsideConfirm.hidden = !confirming;
+  el.retryActions.hidden = confirming;
 }
 
 // ---------------------------------------------------------------------------
@@ -702,7 +870,7 @@ function settleResultCard(payment, failure = null) {
   let text;
   if (payment.state === "forwarded") {
     outcome = "forwarded";
-    title = "Forwarded ✓";
+    title = "Forwarded"; // the card's icon is the check mark
     text = `Sent to the payment backend${payment.paymentIntentId ? ` (${payment.paymentIntentId})` : ""}: the payment is complete.`;
   } else if (payment.state === "declined") {
     const decline = failure?.declineCode || payment.declineCode;
@@ -789,9 +957,10 @@ function renderRetry(err) {
     const overPerPayment = forcedOverLimit && OFFLINE_TRANSACTION_LIMIT.test(errorInfo(err).message);
     state.retryUseless = overPerPayment;
     el.retryText.textContent = state.heldCode === "payment_outcome_unknown"
-      ? `The backend may already have this payment. Retry sends the same payment (${held.id}) again; ` +
-        "the backend recognises its id, so the card is charged at most once. Do not ask for another card: " +
-        "Charge is locked until you retry or dismiss this payment."
+      ? `The backend may already have this payment (${formatMoney(held.amount, held.currency)}, ${held.id}). ` +
+        "Retry sends the same payment again: the backend recognises its id, so the card is charged at most once. " +
+        "Do not ask for another card. Charge stays locked until you retry. If the backend stays out of reach, " +
+        "“Set aside” keeps this payment on screen while the SDK sends it again under the same id."
       : overPerPayment
         ? "Retry cannot help: this payment was taken with “Force offline” and is above the offline limit per payment, " +
           "so it would be refused again. Dismiss it and charge again with “Prefer online” or “Require online”."
@@ -803,7 +972,10 @@ function renderRetry(err) {
     delete el.retryBox.dataset.paymentId;
     delete el.retryBox.dataset.code;
   }
+  state.confirmingSetAside = false;
   updateControls();
+  // At 1280x800 the box lands below the fold: bring it into view when it appears.
+  if (held && !el.retryBox.hidden) el.retryBox.scrollIntoView({ block: "nearest", behavior: "smooth" });
 }
 
 function nextOrderNumber() {
@@ -825,6 +997,7 @@ async function runPayment(call) {
     logEvent("payment failed", errorInfo(err), "error");
     showError(err, "Payment");
   } finally {
+    state.processingId = null;
     setPhase("idle");
     renderRetry(error);
     refreshStored();
@@ -846,6 +1019,7 @@ async function pay() {
     if (step === "collect") {
       setPhase("collecting", `Tap or insert card — ${formatMoney(amount, currency)}`);
     } else {
+      state.processingId = collected.id;
       logEvent("collectPaymentMethod", collected);
       setPhase("processing", "Processing…");
     }
@@ -856,6 +1030,7 @@ async function pay() {
 async function retry() {
   if (!hasTerminal() || state.phase !== "idle" || !pos.held) return;
   logEvent("retry processPayment", { id: pos.held.id });
+  state.processingId = pos.held.id;
   setPhase("processing", "Processing again…");
   await runPayment(() => pos.retry());
 }
@@ -876,8 +1051,34 @@ el.payBtn.addEventListener("click", () => pay());
 el.cancelBtn.addEventListener("click", () => cancelCollect());
 el.retryBtn.addEventListener("click", () => retry());
 el.discardBtn.addEventListener("click", () => {
+  // Only offered when nothing reached the backend (not after payment_outcome_unknown).
   pos?.discardHeld();
   renderRetry(null);
+});
+el.setAsideBtn.addEventListener("click", () => {
+  const held = pos?.held;
+  if (!held) return;
+  el.setAsideConfirmText.textContent =
+    `Set aside ${formatMoney(held.amount, held.currency)} (${held.id})? This payment may still go through: ` +
+    "the backend may already have charged it, and the SDK sends it again under the same id in about 5 minutes. " +
+    "Its outcome will be reported on this page, under “Set aside”. Do not charge this sale again.";
+  state.confirmingSetAside = true;
+  updateControls();
+  el.setAsideBackBtn.focus();
+});
+el.setAsideBackBtn.addEventListener("click", () => {
+  state.confirmingSetAside = false;
+  updateControls();
+  el.retryBtn.focus();
+});
+el.setAsideConfirmBtn.addEventListener("click", () => {
+  if (!pos?.held || state.heldCode !== "payment_outcome_unknown") return;
+  const held = pos.discardHeld();
+  logEvent("payment set aside", { id: held.id, amount: held.amount, currency: held.currency });
+  addSetAside(held);
+  setDigits(""); // the sale's amount is not left on the keypad, ready to be charged again
+  renderRetry(null);
+  el.setAside.scrollIntoView({ block: "nearest", behavior: "smooth" });
 });
 
 // ---------------------------------------------------------------------------
@@ -964,13 +1165,19 @@ const handlers = {
   },
   onPaymentForwarded(payment) {
     logEvent("onPaymentForwarded", payment);
-    settleResultCard(plain(payment));
+    const p = plain(payment);
+    settleResultCard(p);
+    settleSetAside(p);
+    if (p.storedBy === "reader") showReaderForwarded(p);
+    else clearForwardError("Forwarding works again: stored payments are being sent.");
     refreshStored();
   },
   onForwardingFailure(failure) {
     logEvent("onForwardingFailure", failure, "error");
     const f = plain(failure);
     settleResultCard(f?.payment, f);
+    settleSetAside(f?.payment, f);
+    if (f?.payment?.storedBy === "reader") showReaderForwarded(f.payment, f);
     refreshStored();
   },
   onUnexpectedReaderDisconnect(error) {
@@ -1051,8 +1258,11 @@ async function start() {
 
   if (simConfig) {
     const picked = () => pos.reader || state.readers.get(el.readerSelect.value) || null;
+    // The fake USB reader ("simulate USB") is bridged to pos-sim's first reader: drive that one.
+    const simReaderId = (r) => (r?.method === "usb" && state.fakeUsb ? simConfig.simReaderIds[0] : r?.id) || "";
     sim = mountSimPanel({
-      readerId: () => picked()?.id || "",
+      simReaderIds: simConfig.simReaderIds,
+      readerId: () => simReaderId(picked()),
       inPageReader: () => picked()?.method === "simulated",
       setInPageCard: (testCardNumber, entryMode) => pos.setSimulatorConfiguration({ testCardNumber, entryMode }),
       offlineStorage: () => el.offlineStorage.value,
@@ -1061,6 +1271,7 @@ async function start() {
   }
 
   updateControls();
+  loadSetAside();
   await Promise.all([refreshStored(), discover()]);
 }
 

@@ -2,7 +2,9 @@
 // next plain load; the page fits a phone; the result card follows a stored payment once it is
 // forwarded; offline_limit_exceeded shows money and says when a retry cannot help; the reader
 // detail comes back after the SDK reconnects by itself; the simulator panel's test card reaches
-// the SDK's in-page simulated reader.
+// the SDK's in-page simulated reader; the banner is true when only the POS's link is down and
+// the reader's own link is up; a "Forwarding failed" does not outlive the payments it left;
+// an unknown card reads "card unknown".
 //
 // Run: node --test --test-concurrency=1 tests/e2e/
 
@@ -17,6 +19,7 @@ import {
   pay,
   eventually,
   setNetwork,
+  setPosLink,
   simPost,
   dependentSteps,
 } from "./helpers.mjs";
@@ -78,7 +81,54 @@ describe("demo polish", { timeout: 5 * 60_000 }, () => {
       "the card shows the payment forwarded",
     );
     assert.equal(await page.locator("#last-result").getAttribute("data-status"), "stored_offline");
-    assert.match(await page.locator("#last-result").innerText(), /Forwarded ✓/);
+    const card = await page.locator("#last-result").innerText();
+    assert.match(card, /✓\s*Forwarded/);
+    assert.equal(card.split("✓").length - 1, 1, `one check mark: ${card}`);
+  });
+
+  run("with only the POS's link down, the banner says payments go through the reader's link", async () => {
+    try {
+      await setPosLink(sim, true);
+      const r = await pay(page, "2700");
+      assert.equal(r.status, "succeeded", r.text);
+      assert.match(r.text, /reader's own link/);
+      await eventually(
+        async () => /^Offline — payments go through the reader's own link$/.test((await page.locator("#network-text").innerText()).trim()),
+        "the banner names the reader's link",
+      );
+    } finally {
+      await setPosLink(sim, false);
+    }
+  });
+
+  run("a \"Forwarding failed\" is replaced once the payments it left are sent", async () => {
+    try {
+      await setNetwork(sim, true);
+      const r = await pay(page, "2800", { offlineBehavior: "force_offline" });
+      assert.equal(r.status, "stored_offline", r.text);
+      await page.click("#forward-btn:not([disabled])");
+      await eventually(async () => (await page.locator("#forward-report").getAttribute("data-status")) === "error", "Forward now fails offline");
+    } finally {
+      await setNetwork(sim, false);
+    }
+    // The SDK's timer sends it (no click).
+    await eventually(
+      async () => !/Forwarding failed/.test(await page.locator("#forward-report").innerText()),
+      "the failure is no longer shown",
+      45_000,
+    );
+    assert.equal(await page.locator("#forward-report").getAttribute("data-status"), "done");
+  });
+
+  run("a card the SDK does not know reads \"card unknown\"", async () => {
+    const texts = await page.evaluate(async () => {
+      const { cardText } = await import("./format.js");
+      return [
+        cardText({ brand: "unknown", last4: "", expMonth: 0, expYear: 0 }),
+        cardText({ brand: "visa", last4: "4242", expMonth: 12, expYear: 2031 }),
+      ];
+    });
+    assert.deepEqual(texts, ["card unknown", "Visa ••••4242"]);
   });
 
   run("the page fits a 390 px phone with a stored payment listed", async () => {
@@ -93,6 +143,11 @@ describe("demo polish", { timeout: 5 * 60_000 }, () => {
       }));
       assert.ok(widths.page <= 390, `page is ${widths.page} px wide`);
       assert.ok(widths.forward <= 390, `Forward now ends at ${widths.forward} px`);
+      const pending = await page.evaluate(() => {
+        const el = document.querySelector("#network-pending");
+        return { text: el.textContent, before: getComputedStyle(el, "::before").content };
+      });
+      assert.ok(!pending.text.startsWith("·") && ["none", "normal"].includes(pending.before), JSON.stringify(pending));
     } finally {
       await setNetwork(sim, false);
       await page.setViewportSize({ width: 1280, height: 900 });
