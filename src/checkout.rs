@@ -327,38 +327,40 @@ impl Checkout {
     /// The backend answered the online attempt for good (or nothing left this browser): the
     /// intent has served its purpose.
     async fn settle_intent(&self, intent: &Intent) {
-        if let Err(e) = self.discard_intent(intent).await {
+        match self.discard_intent(intent).await {
+            // Taken over by a forwarder: it sends it with the same key, and the backend
+            // replays its answer.
+            Ok(_) => {}
             // Left behind, it is forwarded later with the same key: the backend replays
             // its answer, nothing is charged twice.
-            web_sys::console::warn_1(&format!("pos-terminal: intent kept: {e}").into());
+            Err(e) => {
+                web_sys::console::warn_1(&format!("pos-terminal: intent kept: {e}").into());
+            }
         }
     }
 
-    /// Deletes the intent; an error when it stays (a forwarder claimed it meanwhile: it is
-    /// being sent, with the same key).
-    async fn discard_intent(&self, intent: &Intent) -> Result<(), PosError> {
-        let Intent::Written { header, .. } = intent else {
-            return Ok(());
-        };
-        match self.store.discard_intent(header).await? {
-            true => Ok(()),
-            false => Err(PosError::OutcomeUnknown(
-                "a forwarder took its intent record over and is sending it".into(),
-            )),
+    /// Deletes the intent: `false` when a forwarder claimed it meanwhile (it is being sent,
+    /// with the same key), so it stays.
+    async fn discard_intent(&self, intent: &Intent) -> Result<bool, PosError> {
+        match intent {
+            Intent::Written { header, .. } => self.store.discard_intent(header).await,
+            Intent::Unwritten | Intent::AlreadyStored(_) => Ok(true),
         }
     }
 
     /// Ends an attempt that charged nothing (`e` says why, and promises nothing is kept):
-    /// its intent goes. An intent that cannot be discarded would be forwarded later (or is
-    /// being sent), so the outcome is then reported unknown instead of `e`.
+    /// its intent goes. An intent that stays would be forwarded (or is being sent), so the
+    /// outcome is then reported unknown instead of `e`.
     async fn fail_uncharged(&self, intent: &Intent, e: PosError) -> PosError {
-        match self.discard_intent(intent).await {
-            Ok(()) => e,
-            Err(kept) => PosError::OutcomeUnknown(format!(
-                "{}: {e}; but its intent record stays ({kept}) and is forwarded with the same id",
-                e.code(),
-            )),
-        }
+        let stays = match self.discard_intent(intent).await {
+            Ok(true) => return e,
+            Ok(false) => "a forwarder took its intent record over and is sending it".to_string(),
+            Err(kept) => format!(
+                "its intent record could not be discarded ({}) and is forwarded later",
+                kept.code()
+            ),
+        };
+        PosError::OutcomeUnknown(format!("{}: {e}; but {stays}, with the same id", e.code()))
     }
 
     /// Stores the payment offline by moving its intent to `pending`, limits checked in the
