@@ -155,7 +155,8 @@ mod browser {
                     connection_token: Some(token.clone()),
                 })
                 .await;
-            if let Err(e) = saved {
+            // After `close()` (a start-up fetch that answered late) there is nothing to say.
+            if let (Err(e), false) = (saved, self.store.is_closed()) {
                 web_sys::console::warn_1(
                     &format!("pos-terminal: the connection token was not saved for a service worker: {e}").into(),
                 );

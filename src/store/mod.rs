@@ -179,6 +179,11 @@ impl Store {
         }
     }
 
+    /// Whether `close` was asked (the connection may still be open for a payment finishing).
+    pub fn is_closed(&self) -> bool {
+        self.close_asked.get()
+    }
+
     /// Holds the connection open until the returned guard goes, whatever `close` asks
     /// meanwhile: a payment being processed ends with its intent settled and its answer
     /// stored, not cut off by the page's `close()`.
