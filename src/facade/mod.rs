@@ -71,7 +71,7 @@ fn field_error(request: &JsValue, e: PosError) -> PosError {
     let amount = js::get(request, "amount");
     if !amount.is_undefined() && amount.as_f64().is_none() {
         return PosError::InvalidAmount(format!(
-            "amount must be a number of minor units, not {}",
+            "amount must be a number of minor units, got {}",
             js_type(&amount)
         ));
     }
@@ -87,14 +87,14 @@ fn field_error(request: &JsValue, e: PosError) -> PosError {
     e
 }
 
-/// What kind of JS value `v` is, for a message.
+/// What kind of JS value `v` is, for a message: its `typeof`, or "null" or "array".
 fn js_type(v: &JsValue) -> String {
     if v.is_null() {
         "null".into()
     } else if js_sys::Array::is_array(v) {
-        "an array".into()
+        "array".into()
     } else {
-        format!("a {}", v.js_typeof().as_string().unwrap_or_default())
+        v.js_typeof().as_string().unwrap_or_default()
     }
 }
 
@@ -103,11 +103,10 @@ fn js_type(v: &JsValue) -> String {
 /// a caller without TypeScript got no rejected promise and no error code.
 fn payment_id(id: JsValue) -> Result<String, PosError> {
     id.as_string().ok_or_else(|| {
-        let kind = match id.is_null() {
-            true => "null".to_string(),
-            false => id.js_typeof().as_string().unwrap_or_default(),
-        };
-        PosError::InvalidArgument(format!("a payment id must be a string, got {kind}"))
+        PosError::InvalidArgument(format!(
+            "a payment id must be a string, got {}",
+            js_type(&id)
+        ))
     })
 }
 
