@@ -264,18 +264,22 @@ impl Terminal {
         state: Option<StoredState>,
     ) -> Result<Vec<StoredPayment>, PosError> {
         self.check_open()?;
-        Ok(self
-            .store
-            .all()
-            .await?
-            .iter()
+        let entries = match state {
+            // One state: only its records are read and opened (the `state` index).
+            // (A record whose header does not open is listed by the state it opens as.)
+            Some(s) => {
+                let mut listed = self.store.in_state(s).await?;
+                listed.retain(|e| e.header.state == s);
+                listed
+            }
             // An intent is an online attempt, not a stored payment: listed only when asked for.
-            .filter(|e| match state {
-                Some(s) => e.header.state == s,
-                None => e.header.state != StoredState::Intent,
-            })
-            .map(StoredPayment::from)
-            .collect())
+            None => {
+                let mut all = self.store.all().await?;
+                all.retain(|e| e.header.state != StoredState::Intent);
+                all
+            }
+        };
+        Ok(entries.iter().map(StoredPayment::from).collect())
     }
 
     /// Forwards every stored payment now, ignoring backoff.

@@ -394,6 +394,13 @@ impl Store {
         Ok(self.entries_of(records.iter()))
     }
 
+    /// The records in `state`, oldest first, read through the `state` index.
+    pub async fn in_state(&self, state: StoredState) -> Result<Vec<Entry>, PosError> {
+        let (_tx, store) = self.db.read(PAYMENTS_STORE)?;
+        let records = records_in(&store, &[state]).await?;
+        Ok(self.entries_of(records.into_iter()))
+    }
+
     /// The payments the backend has not answered yet (`pending`, `forwarding`), oldest first,
     /// read through the `state` index so the cost does not grow with the history.
     pub async fn outstanding(&self) -> Result<Vec<Entry>, PosError> {
@@ -717,9 +724,17 @@ impl Store {
 
 /// The raw records in `pending` and `forwarding`, through the `state` index of `payments`.
 async fn outstanding_records(payments: &IdbObjectStore) -> Result<Vec<JsValue>, PosError> {
+    records_in(payments, &[StoredState::Pending, StoredState::Forwarding]).await
+}
+
+/// The records in `states`, through the `state` index (the rest stays on disk).
+async fn records_in(
+    payments: &IdbObjectStore,
+    states: &[StoredState],
+) -> Result<Vec<JsValue>, PosError> {
     let index = payments.index(STATE_INDEX).map_err(|e| storage_error(&e))?;
     let mut all = Vec::new();
-    for state in [StoredState::Pending, StoredState::Forwarding] {
+    for state in states {
         let range = IdbKeyRange::only(&state.as_str().into()).map_err(|e| storage_error(&e))?;
         let req = index
             .get_all_with_key(&range)
