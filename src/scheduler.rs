@@ -56,8 +56,9 @@ pub struct Scheduler {
     listeners: RefCell<Option<OnlineListeners>>,
     /// When this terminal looks for finished records to prune.
     pruning: Every,
-    /// Set by `stop()`: a run still going meets a closing database, which is no news.
-    stopped: Cell<bool>,
+    /// Set by `stop()`: a run still going sends nothing more and ends with the database
+    /// still open (`Forwarder::closing`); what it meets after is no news.
+    stopped: Rc<Cell<bool>>,
     /// An idle health probe is out.
     probing: Cell<bool>,
     /// The payments this terminal stored, for the outcomes other contexts settle.
@@ -95,22 +96,32 @@ async fn run_locked(
     events: &Rc<dyn Events>,
     force: bool,
     concurrency: usize,
+    closing: &Rc<Cell<bool>>,
 ) -> Result<RunOutcome, PosError> {
     let total = Rc::new(RefCell::new(ForwardReport::default()));
     let round = |token: String| {
-        let (store, backend, events, total) = (
+        let (store, backend, events, total, closing) = (
             store.clone(),
             backend.clone(),
             events.clone(),
             total.clone(),
+            closing.clone(),
         );
         async move {
             let outcome = weblock::with_lock(LOCK_NAME, move || async move {
+                // Closed while waiting for the lock: the database may be closed already.
+                if closing.get() {
+                    return Err(PosError::TerminalClosed);
+                }
+                // A `close()` meanwhile waits for the run's end: its claims are settled or
+                // released, not left leased.
+                let _open = store.keep_open();
                 Forwarder {
                     store: &store,
                     backend: &backend,
                     events: events.as_ref(),
                     concurrency,
+                    closing: &closing,
                 }
                 .run(&token, force)
                 .await
@@ -147,7 +158,17 @@ pub async fn forward_once(
     auth: &Auth,
     events: &Rc<dyn Events>,
 ) -> Result<ForwardReport, PosError> {
-    let outcome = run_locked(store, backend, auth, events, true, DEFAULT_CONCURRENCY).await?;
+    let never = Rc::new(Cell::new(false));
+    let outcome = run_locked(
+        store,
+        backend,
+        auth,
+        events,
+        true,
+        DEFAULT_CONCURRENCY,
+        &never,
+    )
+    .await?;
     if let Some(Stop::NetworkDown(why)) = outcome.stop {
         return Err(BackendError::Unreachable(why).into());
     }
@@ -175,7 +196,7 @@ impl Scheduler {
             timer: RefCell::new(None),
             listeners: RefCell::new(None),
             pruning: Every::new(PRUNE_EVERY_MS),
-            stopped: Cell::new(false),
+            stopped: Rc::new(Cell::new(false)),
             probing: Cell::new(false),
             watched: Watched::default(),
             tally: Cell::new(ForwardReport::default()),
@@ -365,6 +386,10 @@ impl Scheduler {
             });
         }
         self.connectivity.set(NetworkStatus::Online);
+        // Closed during the health check: the database is closed, and nothing starts.
+        if self.stopped.get() {
+            return Err(PosError::TerminalClosed);
+        }
         if !self.store.needs_forwarding().await? {
             return Ok(ForwardReport::default());
         }
@@ -378,6 +403,7 @@ impl Scheduler {
             &events,
             force,
             self.drain.concurrency,
+            &self.stopped,
         )
         .await?;
         if let Some(Stop::NetworkDown(_)) = outcome.stop {

@@ -54,6 +54,9 @@ pub struct Forwarder<'a> {
     pub events: &'a dyn Events,
     /// Requests in flight at once while draining.
     pub concurrency: usize,
+    /// Set by the terminal's `close()`: no further record is sent; the requests in flight
+    /// end and are settled, and the records claimed and not sent go back to `pending`.
+    pub closing: &'a Cell<bool>,
 }
 
 fn body_for(header: &Header, body: &SealedBody) -> Option<PaymentBody> {
@@ -203,12 +206,18 @@ impl Forwarder<'_> {
         token: &str,
     ) -> Result<RunOutcome, PosError> {
         let in_flight = Cell::new(0usize);
-        let answers = stream::poll_fn(|_| source.borrow_mut().next())
-            .map(|claimed| {
-                in_flight.set(in_flight.get() + 1);
-                async move { Box::new(self.send(claimed, token).await) }
-            })
-            .buffer_unordered(self.concurrency.max(1));
+        let answers = stream::poll_fn(|_| {
+            let mut source = source.borrow_mut();
+            if self.closing.get() {
+                source.halt();
+            }
+            source.next()
+        })
+        .map(|claimed| {
+            in_flight.set(in_flight.get() + 1);
+            async move { Box::new(self.send(claimed, token).await) }
+        })
+        .buffer_unordered(self.concurrency.max(1));
         let mut answers = std::pin::pin!(answers);
         let mut out = RunOutcome::default();
         let mut ready: Vec<Answered> = Vec::new();

@@ -384,6 +384,68 @@ describe("the API from plain JS", { timeout: 3 * 60_000 }, () => {
     });
   });
 
+  test("close() during a forwarding run: nothing more is sent, and no payment is left claimed", async () => {
+    await withDiagnostics("close mid-drain", { browser, sim }, async () => {
+      const db = `api-edges-close-drain-${Date.now()}`;
+      const page = await sdkPage(browser.context, sim);
+      const N = 12;
+      const ids = await page.evaluate(async ({ db, N }) => {
+        window.t = await create({ databaseName: db, forwardIntervalMs: 3_600_000 });
+        await connectSimulated(t);
+        while ((await t.offlineStatus()).forwarding) await new Promise((r) => setTimeout(r, 50));
+        const ids = [];
+        for (let i = 0; i < N; i++) {
+          const c = await t.collectPaymentMethod({ amount: 4700 + 100 * i, currency: "usd", offlineBehavior: "force_offline" });
+          ids.push((await t.processPayment(c)).id);
+        }
+        return ids;
+      }, { db, N });
+      let run;
+      try {
+        // Each answer 400 ms late: at 3 in flight, 12 payments take 1.6 s; close() comes
+        // once the first answers are in.
+        await setPosLink(sim, false, 400);
+        run = await page.evaluate(async () => {
+          const forwarding = outcome(() => t.forwardStoredPayments());
+          await new Promise((r) => setTimeout(r, 700));
+          await t.close();
+          return forwarding;
+        });
+      } finally {
+        await setPosLink(sim, false, 0);
+      }
+      // The run ends with its report (what it sent, what it left), not a storage error.
+      assert.ok(run.value, JSON.stringify(run));
+      assert.ok(run.value.forwarded >= 1 && run.value.forwarded < N, JSON.stringify(run));
+      assert.equal(run.value.forwarded + run.value.remaining, N, JSON.stringify(run));
+      const sent = async () =>
+        (await (await fetch(`${sim.url}_sim/payments`)).json()).filter((p) => ids.includes(p.key));
+      // Nothing more goes out after the run's end.
+      const atEnd = (await sent()).length;
+      await new Promise((r) => setTimeout(r, 1000));
+      assert.equal((await sent()).length, atEnd);
+      // No payment is left leased in `forwarding`: the answered ones are settled, the others
+      // pending; a new terminal forwards the rest, each charged once.
+      const after = await page.evaluate(async (db) => {
+        const again = await create({ databaseName: db, forwardIntervalMs: 3_600_000 });
+        const states = (await again.listStoredPayments()).map((p) => p.state);
+        const report = await again.forwardStoredPayments();
+        await again.close();
+        return { states, report };
+      }, db);
+      assert.ok(!after.states.includes("forwarding"), JSON.stringify(after));
+      assert.equal(after.states.filter((s) => s === "forwarded").length, run.value.forwarded, JSON.stringify(after));
+      assert.equal(after.report.forwarded, N - run.value.forwarded, JSON.stringify(after));
+      const charged = await sent();
+      assert.equal(charged.length, N, JSON.stringify(charged));
+      for (const p of charged) {
+        assert.equal(p.outcome, "succeeded", JSON.stringify(p));
+        assert.equal(p.requests, 1, JSON.stringify(p));
+      }
+      await page.close();
+    });
+  });
+
   test("an idle terminal notices the backend going away and coming back, within a timer tick", async () => {
     await withDiagnostics("idle network", { browser, sim }, async () => {
       const page = await sdkPage(browser.context, sim);
