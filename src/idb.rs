@@ -3,7 +3,7 @@
 //! with `durability: "strict"` (a write is reported only once it is on disk), requests whose
 //! failures keep the DOMException's name, and handlers owned here and unregistered when done.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use futures_channel::oneshot;
@@ -67,16 +67,47 @@ impl Database {
         upgrade: fn(&IdbDatabase, &IdbTransaction) -> Result<(), JsValue>,
         on_closed: Box<dyn Fn()>,
     ) -> Result<Database, StorageError> {
+        Self::open_with(name, version, upgrade, on_closed, true)
+            .await?
+            .ok_or_else(|| StorageError::Inconsistent(format!("{name} was not created")))
+    }
+
+    /// As `open`, but `None` (and nothing created) when no database `name` exists yet.
+    pub async fn open_if_exists(
+        name: &str,
+        version: u32,
+        upgrade: fn(&IdbDatabase, &IdbTransaction) -> Result<(), JsValue>,
+        on_closed: Box<dyn Fn()>,
+    ) -> Result<Option<Database>, StorageError> {
+        Self::open_with(name, version, upgrade, on_closed, false).await
+    }
+
+    async fn open_with(
+        name: &str,
+        version: u32,
+        upgrade: fn(&IdbDatabase, &IdbTransaction) -> Result<(), JsValue>,
+        on_closed: Box<dyn Fn()>,
+        create: bool,
+    ) -> Result<Option<Database>, StorageError> {
         let req: IdbOpenDbRequest = factory()?
             .open_with_u32(name, version)
             .map_err(|e| storage_error(&e))?;
         let upgrade_error: Rc<RefCell<Option<JsValue>>> = Rc::new(RefCell::new(None));
         let failed = upgrade_error.clone();
+        // A database that did not exist has no object store in its first upgrade; aborting
+        // that upgrade leaves no database behind.
+        let absent = Rc::new(Cell::new(false));
+        let found_absent = absent.clone();
         let open_req = req.clone();
         let on_upgrade = Closure::<dyn FnMut(Event)>::new(move |_e: Event| {
             let db: Result<IdbDatabase, _> = open_req.result().map(JsCast::unchecked_into);
             let tx = open_req.transaction();
             let outcome = match (db, tx) {
+                (Ok(db), Some(tx)) if !create && db.object_store_names().length() == 0 => {
+                    found_absent.set(true);
+                    let _ = tx.abort();
+                    Ok(())
+                }
                 (Ok(db), Some(tx)) => upgrade(&db, &tx).map_err(|e| (e, Some(tx))),
                 (Err(e), tx) => Err((e, tx)),
                 (Ok(_), None) => Err((JsValue::from_str("no upgrade transaction"), None)),
@@ -131,6 +162,9 @@ impl Database {
                 "an IndexedDB open ended without a result",
             )),
         };
+        if absent.get() {
+            return Ok(None);
+        }
         if let Some(e) = upgrade_error.borrow_mut().take() {
             return Err(storage_error(&e));
         }
@@ -141,10 +175,10 @@ impl Database {
             on_closed();
         });
         db.set_onversionchange(Some(on_version_change.as_ref().unchecked_ref()));
-        Ok(Database {
+        Ok(Some(Database {
             db,
             _on_version_change: on_version_change,
-        })
+        }))
     }
 
     pub fn raw(&self) -> &IdbDatabase {

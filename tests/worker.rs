@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use pos_terminal::facade::forward_saved;
 use pos_terminal::payment::OfflineBehavior;
+use wasm_bindgen::JsCast;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -31,9 +32,31 @@ async fn the_worker_entry_point_forwards_with_the_saved_configuration() {
     let mine = received(url, &result.id).await.expect("forwarded");
     assert_eq!(get(&mine, "requests").as_f64(), Some(1.0));
 
-    // Without a saved configuration it refuses clearly.
-    let err = forward_saved(&unique_db("none")).await.unwrap_err();
+    // Without a saved configuration it refuses clearly, and leaves no database behind for a
+    // name no page used (a misspelt `databaseName` in the worker).
+    let never = unique_db("none");
+    let err = forward_saved(&never).await.unwrap_err();
     assert_eq!(err.code(), "invalid_argument");
+    let names = database_names().await;
+    assert!(names.contains(&db), "{names:?}");
+    assert!(!names.contains(&never), "{names:?}");
+}
+
+/// The names of this origin's databases (`indexedDB.databases()`).
+async fn database_names() -> Vec<String> {
+    let factory = web_sys::window().unwrap().indexed_db().unwrap().unwrap();
+    let list = js_sys::Reflect::get(&factory, &"databases".into()).unwrap();
+    let list = list
+        .unchecked_ref::<js_sys::Function>()
+        .call0(&factory)
+        .unwrap();
+    let list = wasm_bindgen_futures::JsFuture::from(js_sys::Promise::from(list))
+        .await
+        .unwrap();
+    js_sys::Array::from(&list)
+        .iter()
+        .filter_map(|d| js_sys::Reflect::get(&d, &"name".into()).ok()?.as_string())
+        .collect()
 }
 
 /// A page that never went online with a payment, nor paired a reader through the backend

@@ -378,13 +378,14 @@ pub fn forward_stored_payments(options: Option<JsValue>) -> Promise {
 pub async fn forward_saved(
     db_name: &str,
 ) -> Result<crate::forward_policy::ForwardReport, PosError> {
-    let store = Rc::new(Store::open(db_name).await?);
+    let no_config = || {
+        PosError::InvalidArgument(
+            "no backend configuration is stored; create a Terminal in a page first".into(),
+        )
+    };
+    let store = Rc::new(Store::open_existing(db_name).await?.ok_or_else(no_config)?);
     let result = async {
-        let config = store.load_config().await?.ok_or_else(|| {
-            PosError::InvalidArgument(
-                "no backend configuration is stored; create a Terminal in a page first".into(),
-            )
-        })?;
+        let config = store.load_config().await?.ok_or_else(no_config)?;
         // Only the payments taken for the saved backend are sent to it.
         store.bind_backend(&config.backend_url);
         // Nothing was sent, so nothing was refused: not `unauthorized`.

@@ -15,7 +15,7 @@ use web_sys::{
     IdbDatabase, IdbIndexParameters, IdbKeyRange, IdbObjectStore, IdbRequest, IdbTransaction,
 };
 
-use crate::error::{DomErrorName, PosError};
+use crate::error::{DomErrorName, PosError, StorageError};
 use crate::idb::{self, Database, StrictTx};
 use crate::js::{self, storage_error};
 use crate::keystore::{self, KEYS_STORE};
@@ -110,6 +110,14 @@ fn upgrade(db: &IdbDatabase, tx: &IdbTransaction) -> Result<(), JsValue> {
     Ok(())
 }
 
+/// A database at a later version than `version` was written by a newer SDK.
+fn open_error(e: StorageError, version: u32) -> PosError {
+    match e.name() {
+        Some(DomErrorName::Version) => PosError::UnknownSchemaVersion(version + 1),
+        _ => e.into(),
+    }
+}
+
 impl Store {
     pub async fn open(name: &str) -> Result<Store, PosError> {
         Self::open_observed(name, || {}).await
@@ -122,6 +130,22 @@ impl Store {
         on_closed_for_upgrade: impl Fn() + 'static,
     ) -> Result<Store, PosError> {
         let db = Self::open_database(name, DB_VERSION, Box::new(on_closed_for_upgrade)).await?;
+        Self::with_database(db, name).await
+    }
+
+    /// Opens the store only if a page created it: `None`, and nothing created, for a name
+    /// no terminal used (a service worker's run for a database that does not exist).
+    pub async fn open_existing(name: &str) -> Result<Option<Store>, PosError> {
+        let db = Database::open_if_exists(name, DB_VERSION, upgrade, Box::new(|| {}))
+            .await
+            .map_err(|e| open_error(e, DB_VERSION))?;
+        match db {
+            Some(db) => Self::with_database(db, name).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn with_database(db: Database, name: &str) -> Result<Store, PosError> {
         let mut key = keystore::load_or_create(&db).await?;
         let vault = Vault::from_key(&mut key, name);
         Ok(Store {
@@ -143,10 +167,7 @@ impl Store {
     ) -> Result<Database, PosError> {
         Database::open(name, version, upgrade, on_closed)
             .await
-            .map_err(|e| match e.name() {
-                Some(DomErrorName::Version) => PosError::UnknownSchemaVersion(version + 1),
-                _ => e.into(),
-            })
+            .map_err(|e| open_error(e, version))
     }
 
     /// Opens (and closes) the database as a later SDK at `version` would, to test how an
