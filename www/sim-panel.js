@@ -3,9 +3,13 @@
 // readers and to cut the backend's network. A production page has none of this.
 
 /** The backend and reader URLs pos-sim serves the page with, or null when not under pos-sim. */
-export async function loadSimConfig() {
+/**
+ * pos-sim's configuration, or null. Bounded by `timeoutMs`: a server (or an uplink) that
+ * accepts and never answers must not keep the POS from opening with its saved configuration.
+ */
+export async function loadSimConfig(timeoutMs = 5000) {
   try {
-    const res = await fetch("/_sim/config", { cache: "no-store" });
+    const res = await fetch("/_sim/config", { cache: "no-store", signal: AbortSignal.timeout(timeoutMs) });
     if (!res.ok) return null;
     const j = await res.json();
     if (!j?.backend_url) return null;

@@ -8,7 +8,8 @@
 //    send the same payment at once.
 // 2. Serves the POS with no network: the page, its modules, the package (JS + wasm), styles,
 //    manifest and icons are precached at install under a versioned cache. Online, the network
-//    answers (so a deploy shows at once); offline or after NETWORK_TIMEOUT_MS, the cache does.
+//    answers (so a deploy shows at once); offline or after NETWORK_TIMEOUT_MS, the cache does
+//    (and, after such a timeout, at once for a while: see `hungUntil`).
 //
 // Rules a service worker imposes: the package is imported statically (import() is refused
 // here) and listeners are registered synchronously at top level. The wasm is initialised
@@ -21,7 +22,7 @@ import init, { forwardStoredPayments } from "./pkg/pos_terminal.js";
  * Bump whenever a shell file changes, the package included (a new package's JS must find its
  * own wasm in its own cache); a new version re-precaches and drops the old.
  */
-const VERSION = "2026-11-27.9";
+const VERSION = "2026-11-27.10";
 const CACHE_PREFIX = "pos-shell-";
 const CACHE = `${CACHE_PREFIX}${VERSION}`;
 
@@ -177,7 +178,7 @@ self.addEventListener("activate", (event) => {
 
 function withTimeout(promise, ms) {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms);
+    const timer = setTimeout(() => reject(Object.assign(new Error(`no answer in ${ms} ms`), { timedOut: true })), ms);
     promise.then(
       (v) => {
         clearTimeout(timer);
@@ -191,13 +192,32 @@ function withTimeout(promise, ms) {
   });
 }
 
+/**
+ * Until when the network is taken as hung: a request that got no answer within
+ * NETWORK_TIMEOUT_MS (a server or an uplink that accepts and never answers, unlike one that
+ * refuses at once) makes the next shell requests go to the cache at once, or a page load
+ * would wait that long for each layer of its module graph. A network answer clears it.
+ */
+let hungUntil = 0;
+const HUNG_FOR_MS = 30_000;
+
 async function networkFirst(request, key) {
+  if (Date.now() < hungUntil) {
+    const cached = await caches.match(key, { cacheName: CACHE });
+    if (cached) {
+      // Still asked, so that the first answer ends the cache-first spell.
+      fetch(request).then(() => (hungUntil = 0), () => {});
+      return cached;
+    }
+  }
   try {
     const response = await withTimeout(fetch(request), NETWORK_TIMEOUT_MS);
+    hungUntil = 0;
     if (response.ok) return response;
     const cached = await caches.match(key, { cacheName: CACHE });
     return cached ?? response;
   } catch (err) {
+    if (err?.timedOut) hungUntil = Date.now() + HUNG_FOR_MS;
     const cached = await caches.match(key, { cacheName: CACHE });
     if (cached) return cached;
     throw err;

@@ -1224,7 +1224,8 @@ async function start() {
   renderServiceWorker();
   updateControls();
 
-  const simConfig = await loadSimConfig();
+  // With a configuration saved by an earlier start, the POS does not wait long for pos-sim's.
+  const simConfig = await loadSimConfig(savedConfig() ? 1500 : 5000);
   const urlConfig = configFromUrl();
   // A plain load (the installed app opens the manifest's start_url "./", with no query) and a
   // load with no network (pos-sim's config endpoint unreachable, the page from the service

@@ -96,9 +96,19 @@ export async function startFront(targetUrl) {
   const sockets = new Set();
   let server = null;
   let port = 0;
+  // Hanging: connections are accepted and held, never answered (a frozen server, a
+  // black-holed uplink), unlike `down`, which refuses them.
+  let hanging = false;
+  const held = new Set();
   const listen = () =>
     new Promise((resolve, reject) => {
       server = net.createServer((client) => {
+        if (hanging) {
+          held.add(client);
+          client.on("error", () => {});
+          client.on("close", () => held.delete(client));
+          return;
+        }
         const upstream = net.connect(Number(target.port), target.hostname);
         for (const s of [client, upstream]) {
           sockets.add(s);
@@ -129,7 +139,18 @@ export async function startFront(targetUrl) {
       });
     },
     up: listen,
+    /** Holds every new connection unanswered; the open ones are cut. */
+    hang() {
+      hanging = true;
+      for (const s of sockets) s.destroy();
+    },
+    /** Answers again; the held connections are cut, as a frozen server that comes back. */
+    unhang() {
+      hanging = false;
+      for (const s of held) s.destroy();
+    },
     async close() {
+      this.unhang();
       if (server.listening) await this.down();
     },
   };

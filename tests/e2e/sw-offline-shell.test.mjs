@@ -72,4 +72,30 @@ describe("offline app shell", { timeout: 4 * 60_000 }, () => {
       await page.locator(`#stored-payments tr[data-id="${r.paymentId}"][data-state="forwarded"]`).waitFor({ timeout: WAIT_MS });
     });
   });
+
+  test("with the origin hanging (accepting, never answering), / still opens from cache and lists the stored payment", async () => {
+    await withDiagnostics("hanging origin", { browser, sim }, async () => {
+      const { page } = browser;
+      await page.goto(front.url, { waitUntil: "load" });
+      await waitReady(page);
+      await waitControlled(page);
+      await connectReader(page, "rdr_sim_1");
+      await setNetwork(sim, true);
+      const r = await pay(page, "2600");
+      assert.equal(r.status, "stored_offline", r.text);
+
+      // A frozen server: the page's config request and each module would wait for ever.
+      front.hang();
+      try {
+        await page.reload({ waitUntil: "load", timeout: WAIT_MS });
+        await waitReady(page);
+        await page.locator(`#stored-payments tr[data-id="${r.paymentId}"][data-state="pending"]`).waitFor({ timeout: WAIT_MS });
+        await eventually(async () => (await bannerStatus(page)) === "offline", "the banner says offline");
+      } finally {
+        front.unhang();
+      }
+      await setNetwork(sim, false);
+      await assertEachOnce(sim, [r.paymentId], "back online");
+    });
+  });
 });
