@@ -27,6 +27,26 @@ pub fn factory() -> Result<IdbFactory, StorageError> {
     Ok(f.unchecked_into())
 }
 
+/// Whether a database `name` exists, by `indexedDB.databases()`; `None` where the engine has
+/// no such call or it failed.
+async fn listed(name: &str) -> Option<bool> {
+    let factory = factory().ok()?;
+    let databases = js::get(&factory, "databases")
+        .dyn_into::<js_sys::Function>()
+        .ok()?;
+    let promise = databases
+        .call0(&factory)
+        .ok()?
+        .dyn_into::<js_sys::Promise>()
+        .ok()?;
+    let list = wasm_bindgen_futures::JsFuture::from(promise).await.ok()?;
+    let list = list.dyn_into::<js_sys::Array>().ok()?;
+    Some(
+        list.iter()
+            .any(|d| js::get(&d, "name").as_string().as_deref() == Some(name)),
+    )
+}
+
 type Settle = Rc<RefCell<Option<oneshot::Sender<Result<JsValue, JsValue>>>>>;
 
 fn settle(slot: &Settle, value: Result<JsValue, JsValue>) {
@@ -72,13 +92,19 @@ impl Database {
             .ok_or_else(|| StorageError::Inconsistent(format!("{name} was not created")))
     }
 
-    /// As `open`, but `None` (and nothing created) when no database `name` exists yet.
+    /// As `open`, but `None` (and nothing created) when no database `name` exists yet:
+    /// `indexedDB.databases()` first where there is one (WebKit lists a database whose
+    /// first upgrade was aborted), then an open whose first upgrade is aborted (which leaves
+    /// no database in Chromium and Firefox).
     pub async fn open_if_exists(
         name: &str,
         version: u32,
         upgrade: fn(&IdbDatabase, &IdbTransaction) -> Result<(), JsValue>,
         on_closed: Box<dyn Fn()>,
     ) -> Result<Option<Database>, StorageError> {
+        if listed(name).await == Some(false) {
+            return Ok(None);
+        }
         Self::open_with(name, version, upgrade, on_closed, false).await
     }
 

@@ -1,6 +1,9 @@
 //! The data key: 32 random bytes, never stored raw. It is stored wrapped (AES-GCM encrypted)
-//! by a non-extractable WebCrypto key that lives in IndexedDB as a CryptoKey object, so
-//! script can use it but no one can read it out.
+//! by a non-extractable WebCrypto key that lives in IndexedDB as a CryptoKey object: the
+//! wrapping key cannot be exported, and a dump of the stores holds no usable key. Script in
+//! the origin can still decrypt the data key with it, as this module does (README, "Threat
+//! model": the vault seals synchronously, inside IndexedDB transactions, so it needs the
+//! raw key).
 
 use js_sys::{Array, Object, Uint8Array};
 use wasm_bindgen::prelude::*;
