@@ -8,6 +8,7 @@ use std::rc::{Rc, Weak};
 
 use futures_channel::oneshot;
 use gloo_timers::callback::Interval;
+use gloo_timers::future::TimeoutFuture;
 use wasm_bindgen_futures::spawn_local;
 
 use crate::auth::Auth;
@@ -88,6 +89,19 @@ fn with_progress(inner: Rc<dyn Events>, status: Rc<StatusReporter>) -> OutcomeFi
     })
 }
 
+/// What a run and its caller tell each other.
+#[derive(Default)]
+struct RunSignals {
+    /// Set by the terminal's `close()` (`Forwarder::closing`).
+    closing: Rc<Cell<bool>>,
+    /// Set once the run holds the Web Lock: until then another context's run has it.
+    locked: Rc<Cell<bool>>,
+}
+
+/// While a run waits for the Web Lock, another context (the service worker, another tab) is
+/// forwarding: the status is read again this often, so the page's count follows that run.
+const LOCK_WAIT_POLL_MS: u32 = 500;
+
 /// One forwarding run under the Web Lock, with one token refresh if the backend refused it.
 async fn run_locked(
     store: &Rc<Store>,
@@ -96,19 +110,21 @@ async fn run_locked(
     events: &Rc<dyn Events>,
     force: bool,
     concurrency: usize,
-    closing: &Rc<Cell<bool>>,
+    signals: &RunSignals,
 ) -> Result<RunOutcome, PosError> {
     let total = Rc::new(RefCell::new(ForwardReport::default()));
     let round = |token: String| {
-        let (store, backend, events, total, closing) = (
+        let (store, backend, events, total, closing, locked) = (
             store.clone(),
             backend.clone(),
             events.clone(),
             total.clone(),
-            closing.clone(),
+            signals.closing.clone(),
+            signals.locked.clone(),
         );
         async move {
             let outcome = weblock::with_lock(LOCK_NAME, move || async move {
+                locked.set(true);
                 // Closed while waiting for the lock: the database may be closed already.
                 if closing.get() {
                     return Err(PosError::TerminalClosed);
@@ -158,7 +174,6 @@ pub async fn forward_once(
     auth: &Auth,
     events: &Rc<dyn Events>,
 ) -> Result<ForwardReport, PosError> {
-    let never = Rc::new(Cell::new(false));
     let outcome = run_locked(
         store,
         backend,
@@ -166,7 +181,7 @@ pub async fn forward_once(
         events,
         true,
         DEFAULT_CONCURRENCY,
-        &never,
+        &RunSignals::default(),
     )
     .await?;
     if let Some(Stop::NetworkDown(why)) = outcome.stop {
@@ -290,7 +305,11 @@ impl Scheduler {
             }
             self.status.publish().await;
         }
-        // Payments of this terminal another context settled: their outcomes, told here too.
+        self.report_others().await;
+    }
+
+    /// Payments of this terminal another context settled: their outcomes, told here too.
+    async fn report_others(&self) {
         if let Ok(outstanding) = self.status.outstanding().await {
             if !self.stopped.get() {
                 self.watched
@@ -298,6 +317,19 @@ impl Scheduler {
                     .await;
             }
         }
+    }
+
+    /// Until `locked` is set: the status read and published again, and the outcomes other
+    /// contexts settled reported, every `LOCK_WAIT_POLL_MS`. Never ends.
+    async fn follow_others(&self, locked: &Cell<bool>) -> std::convert::Infallible {
+        while !locked.get() {
+            TimeoutFuture::new(LOCK_WAIT_POLL_MS).await;
+            if !locked.get() && !self.stopped.get() {
+                self.status.publish().await;
+                self.report_others().await;
+            }
+        }
+        futures_util::future::pending().await
     }
 
     /// Confirms connectivity with `/v1/health`, then forwards under the Web Lock. `force`
@@ -396,16 +428,26 @@ impl Scheduler {
         // The page's pending count follows a long drain, not only its end.
         let events: Rc<dyn Events> =
             Rc::new(with_progress(self.events.clone(), self.status.clone()));
-        let outcome = run_locked(
+        let signals = RunSignals {
+            closing: self.stopped.clone(),
+            locked: Rc::new(Cell::new(false)),
+        };
+        let run = std::pin::pin!(run_locked(
             &self.store,
             &self.backend,
             &self.auth,
             &events,
             force,
             self.drain.concurrency,
-            &self.stopped,
-        )
-        .await?;
+            &signals,
+        ));
+        let follow = std::pin::pin!(self.follow_others(&signals.locked));
+        let outcome = match futures_util::future::select(run, follow).await {
+            futures_util::future::Either::Left((outcome, _)) => outcome?,
+            futures_util::future::Either::Right((never, _)) => match never {},
+        };
+        // What another context settled while this run waited for the lock, to the last one.
+        self.report_others().await;
         if let Some(Stop::NetworkDown(_)) = outcome.stop {
             self.connectivity.set(NetworkStatus::Offline);
         }

@@ -530,4 +530,53 @@ describe("the API from plain JS", { timeout: 3 * 60_000 }, () => {
       await tabB.close();
     });
   });
+
+  test("forwardStoredPayments() waiting for another context's run: the count follows that run, and the call ends knowing every outcome", async () => {
+    await withDiagnostics("lock wait", { browser, sim }, async () => {
+      const db = `api-edges-lock-wait-${Date.now()}`;
+      const N = 12;
+      const tab = await sdkPage(browser.context, sim);
+      const other = await sdkPage(browser.context, sim);
+      await tab.evaluate(async ({ db, N }) => {
+        window.t = await create({ databaseName: db, forwardIntervalMs: 3_600_000 });
+        while ((await t.offlineStatus()).forwarding) await new Promise((r) => setTimeout(r, 20));
+        await connectSimulated(t);
+        for (let i = 0; i < N; i++) {
+          const status = await storeOffline(t, 3000 + 100 * i);
+          if (status !== "stored_offline") throw new Error(`stored: ${status}`);
+        }
+        window.events.length = 0;
+      }, { db, N });
+      let seen;
+      try {
+        // Each answer 400 ms late: the other context's run (the worker entry point, as a
+        // service worker's, which takes the lock at once) sends 3 at a time for ~1.6 s; this
+        // tab's call waits for the lock behind it.
+        await setPosLink(sim, false, 400);
+        seen = await tab.evaluate(async (db) => {
+          const elsewhere = sdk.forwardStoredPayments({ databaseName: db });
+          await new Promise((r) => setTimeout(r, 100));
+          const report = await t.forwardStoredPayments();
+          return {
+            report,
+            counts: [...window.events],
+            outcomes: window.outcomes.length,
+            elsewhere: await elsewhere,
+          };
+        }, db);
+      } finally {
+        await setPosLink(sim, false, 0);
+      }
+      assert.equal(seen.elsewhere.forwarded, N, JSON.stringify(seen));
+      assert.equal(seen.report.remaining, 0, JSON.stringify(seen));
+      // The count fell in steps while the call waited, not from N to 0 at its end.
+      assert.ok(seen.counts.some((c) => c > 0 && c < N), JSON.stringify(seen));
+      assert.equal(seen.counts.at(-1), 0, JSON.stringify(seen));
+      // Each payment's outcome was told before the call resolved.
+      assert.equal(seen.outcomes, N, JSON.stringify(seen));
+      await tab.evaluate(() => t.close());
+      await tab.close();
+      await other.close();
+    });
+  });
 });
