@@ -22,7 +22,7 @@ import init, { forwardStoredPayments } from "./pkg/pos_terminal.js";
  * Bump whenever a shell file changes, the package included (a new package's JS must find its
  * own wasm in its own cache); a new version re-precaches and drops the old.
  */
-const VERSION = "2026-11-27.11";
+const VERSION = "2026-11-27.12";
 const CACHE_PREFIX = "pos-shell-";
 const CACHE = `${CACHE_PREFIX}${VERSION}`;
 

@@ -1297,7 +1297,8 @@ async function start() {
 
   updateControls();
   loadSetAside();
-  await Promise.all([refreshStored(), discover()]);
+  // The first render now, not after a refresh the start-up's own status events asked for.
+  await Promise.all([refreshOnce(), discover()]);
 }
 
 start().then(
