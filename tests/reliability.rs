@@ -46,6 +46,7 @@ async fn against_pos_sim_one_scenario_at_a_time() {
     a_record_with_an_unreadable_header_is_moved_reported_and_not_pending().await;
     a_counted_record_whose_header_breaks_stops_counting().await;
     a_clear_state_flipped_out_of_pending_is_quarantined_reported_and_never_sent().await;
+    a_flip_with_the_ledger_taken_away_is_found_by_the_next_run().await;
     an_older_ledger_put_back_is_recounted_by_the_next_run().await;
     without_web_locks_a_forwarding_record_is_taken_over_only_after_its_lease().await;
     draining_keeps_a_few_requests_in_flight().await;
@@ -890,6 +891,74 @@ async fn a_clear_state_flipped_out_of_pending_is_quarantined_reported_and_never_
     assert_eq!((again.forwarded, again.failed), (0, 0), "{again:?}");
     assert_eq!(events.failures.borrow().len(), 2, "reported once");
     assert_eq!(pending().await, 0);
+    terminal.close();
+}
+
+/// The same flip, with the sealed ledger deleted too (so no count is left to compare): the
+/// next run checks every finished record's seal, quarantines and reports the flipped ones
+/// (never sent), forwards the rest, and writes the ledger again.
+async fn a_flip_with_the_ledger_taken_away_is_found_by_the_next_run() {
+    let (api, url) = sim_addrs();
+    let db = unique_db("flipped-no-ledger");
+    let (terminal, events) = connected_terminal(options(api, &db), "rdr_sim_1").await;
+    let mut ids = Vec::new();
+    for amount in [4_701.0, 4_702.0, 4_703.0] {
+        let stored = pay(
+            &terminal,
+            request(amount, Some(OfflineBehavior::ForceOffline)),
+        )
+        .await
+        .unwrap();
+        ids.push(stored.id);
+    }
+    terminal.close();
+    flip_state(&db, &ids[0], "forwarded").await;
+    flip_state(&db, &ids[1], "declined").await;
+    let delete = Function::new_with_args(
+        "name",
+        r#"return new Promise((res, rej) => {
+            const r = indexedDB.open(name);
+            r.onsuccess = () => {
+              const db = r.result, tx = db.transaction('keys', 'readwrite');
+              tx.objectStore('keys').delete('ledger');
+              tx.oncomplete = () => { db.close(); res(true); };
+              tx.onerror = () => rej(tx.error);
+            };
+            r.onerror = () => rej(r.error);
+          });"#,
+    );
+    call(&delete, &[db.as_str().into()]).await;
+    assert!(raw_ledger(&db, None).await.is_undefined(), "ledger gone");
+
+    let (terminal, events) = connected_terminal(options(api, &db), "rdr_sim_1").await;
+    // The run at create, or this one: the events tell, whichever found them.
+    terminal.forward_stored_payments().await.unwrap();
+    let reported = |id: &str| {
+        events
+            .failures
+            .borrow()
+            .iter()
+            .filter(|f| f.payment.id == id && f.code == "record_tampered")
+            .count()
+    };
+    let quarantined = terminal
+        .list_stored_payments(Some(StoredState::Quarantined))
+        .await
+        .unwrap();
+    for id in &ids[..2] {
+        assert_eq!(reported(id), 1, "{id} reported once");
+        assert!(quarantined.iter().any(|p| p.id == *id), "{id} quarantined");
+        assert!(received(url, id).await.is_none(), "{id} never sent");
+    }
+    assert_eq!(
+        requests(&received(url, &ids[2]).await.expect("forwarded")),
+        1.0
+    );
+    assert_eq!(terminal.offline_status().await.unwrap().pending_count, 0);
+    assert!(
+        !raw_ledger(&db, None).await.is_undefined(),
+        "ledger written again"
+    );
     terminal.close();
 }
 

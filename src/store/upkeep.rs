@@ -176,9 +176,11 @@ impl Store {
             .await?;
             // Looked at again under the write lock: another context may have set it right.
             let listed: f64 = listed.iter().map(|n| n.as_f64().unwrap_or(0.0)).sum();
+            // No ledger (or one that does not open) says nothing: every finished record's
+            // seal is checked then, and the ledger rebuilt.
             let differs = self
                 .open_ledger(&stored)
-                .is_some_and(|l| f64::from(l.outstanding().count) != listed);
+                .is_none_or(|l| f64::from(l.outstanding().count) != listed);
             if !differs {
                 return Ok(None);
             }
