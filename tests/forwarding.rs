@@ -155,6 +155,33 @@ async fn a_backlog_of_several_pages_is_forwarded_whole_and_the_status_follows() 
     terminal.close();
 }
 
+/// A 200 whose body has no length and never ends in a small object (64 MiB, chunked): the
+/// answer is not read past the limit (the rest is cancelled, not buffered in the page), the
+/// payment stays pending, and is forwarded once when the backend answers properly.
+#[wasm_bindgen_test]
+async fn an_endless_answer_is_not_read_whole_and_nothing_is_lost() {
+    let (api, url) = sim_addrs();
+    let db = unique_db("huge");
+    let (terminal, _events) = connected_terminal(options(api, &db), "rdr_sim_2").await;
+    let ids = store_offline(&terminal, 1).await;
+    faults(url, r#"[{"kind":"huge","mb":64}]"#).await;
+    let report = terminal.forward_stored_payments().await;
+    let sent = fetch_json(&format!("{url}/_sim/faults"), "GET", None).await;
+    faults(url, "[]").await;
+    let sent = get(&sent, "huge_bytes_sent").as_f64().unwrap_or(f64::MAX);
+    assert!(sent > 0.0, "the huge answer was served");
+    // The page read at most 256 KiB; the rest is what loopback's socket buffers held.
+    assert!(sent < 24.0 * 1024.0 * 1024.0, "{sent} bytes taken");
+    let report = report.unwrap();
+    assert_eq!((report.forwarded, report.remaining), (0, 1), "{report:?}");
+    assert!(received(url, &ids[0]).await.is_none(), "nothing recorded");
+    let report = terminal.forward_stored_payments().await.unwrap();
+    assert_eq!(report.forwarded, 1, "{report:?}");
+    let mine = received(url, &ids[0]).await.expect("forwarded");
+    assert_eq!(get(&mine, "requests").as_f64(), Some(1.0));
+    terminal.close();
+}
+
 /// `POST /_sim/faults`: the next `POST /v1/payments` requests follow `script`, one fault each.
 async fn faults(url: &str, script: &str) {
     let body = format!(r#"{{"faults":{script}}}"#);

@@ -295,6 +295,8 @@ struct FaultsRequest {
 #[derive(Serialize)]
 struct FaultsView {
     faults: Vec<Fault>,
+    /// Bytes of the last `huge` answer the client took (with what the socket buffers held).
+    huge_bytes_sent: u64,
 }
 
 async fn get_faults(State(state): State<AdminState>) -> Response {
@@ -302,6 +304,7 @@ async fn get_faults(State(state): State<AdminState>) -> Response {
         StatusCode::OK,
         &FaultsView {
             faults: state.network.faults(),
+            huge_bytes_sent: state.network.huge_bytes_sent(),
         },
     )
 }

@@ -12,6 +12,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -58,6 +59,10 @@ pub enum Fault {
     Html200,
     /// A proxy's `404 text/plain`; nothing is recorded.
     NotJson404,
+    /// `200 application/json` with `mb` MiB of whitespace and no `Content-Length` (chunked):
+    /// an answer a client must stop reading; nothing is recorded. How much of it the client
+    /// took is `GET /_sim/faults`' `huge_bytes_sent`.
+    Huge { mb: u64 },
 }
 
 /// The shared fault switch and fault script. Cloning shares them.
@@ -65,6 +70,9 @@ pub enum Fault {
 pub struct Network {
     tx: Arc<watch::Sender<NetworkState>>,
     script: Arc<Mutex<VecDeque<Fault>>>,
+    /// Bytes of the last `Huge` answer handed to the connection (what the client took, plus
+    /// what the socket buffers hold).
+    huge_sent: Arc<AtomicU64>,
 }
 
 impl Default for Network {
@@ -79,7 +87,13 @@ impl Network {
         Self {
             tx: Arc::new(tx),
             script: Arc::default(),
+            huge_sent: Arc::default(),
         }
+    }
+
+    /// Bytes of the last `Huge` answer handed to the connection.
+    pub fn huge_bytes_sent(&self) -> u64 {
+        self.huge_sent.load(Ordering::Relaxed)
     }
 
     /// Replaces the fault script.
@@ -131,7 +145,7 @@ pub async fn latency(State(network): State<Network>, request: Request, next: Nex
     let response = match scripted.then(|| network.next_fault()).flatten() {
         Some(fault) => {
             eprintln!("[pos-sim] api: scripted fault {fault:?}");
-            apply(fault, request, next).await
+            apply(fault, request, next, &network).await
         }
         None => next.run(request).await,
     };
@@ -175,7 +189,7 @@ fn readable(status: StatusCode, content_type: &'static str, body: &'static str) 
     response
 }
 
-async fn apply(fault: Fault, request: Request, next: Next) -> Response {
+async fn apply(fault: Fault, request: Request, next: Next, network: &Network) -> Response {
     match fault {
         Fault::Status {
             status,
@@ -208,7 +222,25 @@ async fn apply(fault: Fault, request: Request, next: Next) -> Response {
             "<!doctype html><title>Wi-Fi login</title><p>Sign in to continue</p>",
         ),
         Fault::NotJson404 => readable(StatusCode::NOT_FOUND, "text/plain", "Not Found"),
+        Fault::Huge { mb } => huge(mb, network.huge_sent.clone()),
     }
+}
+
+/// `mb` MiB of JSON whitespace in 64 KiB chunks, with no length: hyper sends it chunked and
+/// polls the next chunk only once the socket took the last, so `sent` counts what the client
+/// read (and the socket buffers hold).
+fn huge(mb: u64, sent: Arc<AtomicU64>) -> Response {
+    const CHUNK: usize = 64 * 1024;
+    sent.store(0, Ordering::Relaxed);
+    let chunks = mb.saturating_mul(1024 * 1024) / CHUNK as u64;
+    let body = futures_util::stream::iter(0..chunks).map(move |_| {
+        sent.fetch_add(CHUNK as u64, Ordering::Relaxed);
+        Ok::<_, std::io::Error>(Bytes::from(vec![b' '; CHUNK]))
+    });
+    let mut response = readable(StatusCode::OK, "application/json", "");
+    *response.body_mut() = Body::from_stream(body);
+    response.headers_mut().remove(header::CONTENT_LENGTH);
+    response
 }
 
 /// Serves `router` on `listener` forever, one task per connection, obeying `network`.

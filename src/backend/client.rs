@@ -188,28 +188,83 @@ impl Backend {
                 "{status}: an answer longer than {MAX_ANSWER_CHARS} characters is not read"
             ))
         };
-        // Every answer of the backend API is a small JSON object: a larger one is not read
-        // (when it says its length) or not kept (when it does not).
-        let declared = response.headers().get("content-length").ok().flatten();
-        if declared
-            .and_then(|n| n.trim().parse::<u64>().ok())
-            .is_some_and(|n| n > MAX_ANSWER_CHARS as u64 * 4)
-        {
+        // Every answer of the backend API is a small JSON object: a larger one is not read.
+        // One that says its length is read whole (or not at all); one that does not (a
+        // chunked answer) is read until it passes the limit, then cancelled.
+        let cap = MAX_ANSWER_CHARS * 4;
+        let declared = response
+            .headers()
+            .get("content-length")
+            .ok()
+            .flatten()
+            .and_then(|n| n.trim().parse::<u64>().ok());
+        let text = match declared {
+            Some(n) if n > cap as u64 => None,
+            Some(_) => {
+                let text_promise = response.text().map_err(map_err)?;
+                let text: js_sys::JsString = JsFuture::from(text_promise)
+                    .await
+                    .map_err(map_err)?
+                    .unchecked_into();
+                text.as_string()
+            }
+            None => read_capped(&response, cap)
+                .await
+                .map_err(map_err)?
+                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
+        };
+        let Some(text) = text.filter(|t| t.chars().count() <= MAX_ANSWER_CHARS) else {
             controller.abort();
             return Err(too_long());
-        }
-        let text_promise = response.text().map_err(map_err)?;
-        let text: js_sys::JsString = JsFuture::from(text_promise)
-            .await
-            .map_err(map_err)?
-            .unchecked_into();
-        if text.length() as usize > MAX_ANSWER_CHARS {
-            return Err(too_long());
-        }
+        };
         Ok(Answer {
             status,
-            text: text.as_string().unwrap_or_default(),
+            text,
             retry_after_ms: retry_after_ms(retry_after.as_deref()),
         })
+    }
+}
+
+/// The body of `response`, read chunk by chunk until it ends (`Some`) or passes `cap` bytes
+/// (`None`; the rest is cancelled, never buffered).
+async fn read_capped(
+    response: &Response,
+    cap: usize,
+) -> Result<Option<Vec<u8>>, wasm_bindgen::JsValue> {
+    let body = js::get(response, "body");
+    if body.is_null() || body.is_undefined() {
+        return Ok(Some(Vec::new()));
+    }
+    let not_a_stream = |_| wasm_bindgen::JsValue::from_str("the answer's body is not a stream");
+    let reader = js::get(&body, "getReader")
+        .dyn_into::<js_sys::Function>()
+        .map_err(not_a_stream)?
+        .call0(&body)?;
+    let read = js::get(&reader, "read")
+        .dyn_into::<js_sys::Function>()
+        .map_err(not_a_stream)?;
+    let mut out = Vec::new();
+    loop {
+        let next = read
+            .call0(&reader)?
+            .dyn_into::<js_sys::Promise>()
+            .map_err(not_a_stream)?;
+        let chunk = JsFuture::from(next).await?;
+        if js::get(&chunk, "done").as_bool() == Some(true) {
+            return Ok(Some(out));
+        }
+        let value = js::get(&chunk, "value")
+            .dyn_into::<js_sys::Uint8Array>()
+            .map_err(not_a_stream)?;
+        let start = out.len();
+        let len = value.length() as usize;
+        if start + len > cap {
+            if let Ok(cancel) = js::get(&reader, "cancel").dyn_into::<js_sys::Function>() {
+                let _ = cancel.call0(&reader);
+            }
+            return Ok(None);
+        }
+        out.resize(start + len, 0);
+        value.copy_to(&mut out[start..]);
     }
 }
