@@ -900,7 +900,7 @@ async fn a_clear_state_flipped_out_of_pending_is_quarantined_reported_and_never_
 async fn a_flip_with_the_ledger_taken_away_is_found_by_the_next_run() {
     let (api, url) = sim_addrs();
     let db = unique_db("flipped-no-ledger");
-    let (terminal, events) = connected_terminal(options(api, &db), "rdr_sim_1").await;
+    let (terminal, _events) = connected_terminal(options(api, &db), "rdr_sim_1").await;
     let mut ids = Vec::new();
     for amount in [4_701.0, 4_702.0, 4_703.0] {
         let stored = pay(
