@@ -226,16 +226,21 @@ async fn apply(fault: Fault, request: Request, next: Next, network: &Network) ->
     }
 }
 
-/// `mb` MiB of JSON whitespace in 64 KiB chunks, with no length: hyper sends it chunked and
-/// polls the next chunk only once the socket took the last, so `sent` counts what the client
-/// read (and the socket buffers hold).
+/// `mb` MiB of JSON whitespace in 64 KiB chunks, one a millisecond, with no length: hyper
+/// sends it chunked and polls the next chunk only once the socket took the last, so `sent`
+/// counts what the client took (and the socket buffers hold). The pace leaves a client that
+/// stops reading time to say so (WebKit's network process reads ahead of the page).
 fn huge(mb: u64, sent: Arc<AtomicU64>) -> Response {
     const CHUNK: usize = 64 * 1024;
     sent.store(0, Ordering::Relaxed);
     let chunks = mb.saturating_mul(1024 * 1024) / CHUNK as u64;
-    let body = futures_util::stream::iter(0..chunks).map(move |_| {
-        sent.fetch_add(CHUNK as u64, Ordering::Relaxed);
-        Ok::<_, std::io::Error>(Bytes::from(vec![b' '; CHUNK]))
+    let body = futures_util::stream::iter(0..chunks).then(move |_| {
+        let sent = sent.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            sent.fetch_add(CHUNK as u64, Ordering::Relaxed);
+            Ok::<_, std::io::Error>(Bytes::from(vec![b' '; CHUNK]))
+        }
     });
     let mut response = readable(StatusCode::OK, "application/json", "");
     *response.body_mut() = Body::from_stream(body);
