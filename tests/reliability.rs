@@ -641,14 +641,7 @@ async fn a_record_with_an_unreadable_header_is_moved_reported_and_not_pending() 
             0,
             "no longer pending"
         );
-        let reported = |id: &str| {
-            events
-                .failures
-                .borrow()
-                .iter()
-                .filter(|f| f.payment.id == id && f.code == "record_tampered")
-                .count()
-        };
+        let reported = |id: &str| tampered_reports(&events, id);
         for (_, id) in records {
             assert_eq!(reported(id), 1, "{id} reported once: {report:?}");
         }
@@ -668,6 +661,16 @@ async fn a_record_with_an_unreadable_header_is_moved_reported_and_not_pending() 
 /// Sets a stored record's clear `state` with a raw IndexedDB write, below the SDK, and dates
 /// its last change far back (as if finished long ago): its sealed body (whose associated data
 /// binds the state) is left as it was.
+/// How many times payment `id` was reported through `onForwardingFailure` as `record_tampered`.
+fn tampered_reports(events: &Recorder, id: &str) -> usize {
+    events
+        .failures
+        .borrow()
+        .iter()
+        .filter(|f| f.payment.id == id && f.code == "record_tampered")
+        .count()
+}
+
 async fn flip_state(db: &str, id: &str, state: &str) {
     patch_record(db, id, &format!(r#"{{"state":"{state}","updatedAt":1}}"#)).await;
 }
@@ -860,14 +863,7 @@ async fn a_clear_state_flipped_out_of_pending_is_quarantined_reported_and_never_
     let report = terminal.forward_stored_payments().await.unwrap();
     assert_eq!((report.forwarded, report.failed), (2, 2), "{report:?}");
     assert_eq!(pending().await, 0, "found, they stop counting");
-    let reported = |id: &str| {
-        events
-            .failures
-            .borrow()
-            .iter()
-            .filter(|f| f.payment.id == id && f.code == "record_tampered")
-            .count()
-    };
+    let reported = |id: &str| tampered_reports(&events, id);
     let quarantined = terminal
         .list_stored_payments(Some(StoredState::Quarantined))
         .await
@@ -933,14 +929,7 @@ async fn a_flip_with_the_ledger_taken_away_is_found_by_the_next_run() {
     let (terminal, events) = connected_terminal(options(api, &db), "rdr_sim_1").await;
     // The run at create, or this one: the events tell, whichever found them.
     terminal.forward_stored_payments().await.unwrap();
-    let reported = |id: &str| {
-        events
-            .failures
-            .borrow()
-            .iter()
-            .filter(|f| f.payment.id == id && f.code == "record_tampered")
-            .count()
-    };
+    let reported = |id: &str| tampered_reports(&events, id);
     let quarantined = terminal
         .list_stored_payments(Some(StoredState::Quarantined))
         .await
